@@ -1,0 +1,542 @@
+//! The seed tutorials' demos, as producers of events.
+//!
+//! Per-client demos are [`Script`]s run by the client's own stream thread:
+//! the clock, the `/event_stream` example, the training task and the JSON
+//! lines. Demos whose data is the same for everyone have one producer thread
+//! each, publishing to a [`Topic`]: the system sampler (one sampling serves a
+//! thousand viewers) and the stock market (every viewer sees the same
+//! prices). A producer idles while its topic has no subscribers.
+//!
+//! Demos only produce events; they know nothing of HTTP.
+
+use crate::hub::{Topic, Waker};
+use crate::pyjson::{dumps, round};
+use crate::sse::Event;
+use crate::stream::Script;
+use serde_json::json;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// A producer with no viewers checks back this often even if never rung;
+/// ringing (a first subscriber, shutdown) wakes it at once.
+const IDLE_RECHECK: Duration = Duration::from_secs(3600);
+
+/// The seed's start prices.
+const STOCKS: [(&str, f64); 3] = [("AAPL", 150.00), ("GOOGL", 2800.00), ("MSFT", 300.00)];
+
+/// `data: The time is HH:MM:SS` (UTC) every `interval`, from connect on.
+pub struct Clock {
+    interval: Duration,
+    started: bool,
+}
+
+impl Clock {
+    pub fn new(interval: Duration) -> Self {
+        Clock {
+            interval,
+            started: false,
+        }
+    }
+}
+
+impl Script for Clock {
+    fn pause(&self) -> Option<Duration> {
+        Some(if self.started {
+            self.interval
+        } else {
+            Duration::ZERO
+        })
+    }
+
+    fn fire(&mut self, out: &mut Vec<Arc<Event>>) {
+        self.started = true;
+        let t = Utc::now();
+        let text = format!("The time is {:02}:{:02}:{:02}", t.hour, t.minute, t.second);
+        out.push(Arc::new(Event::message(text)));
+    }
+}
+
+/// The Flask example (seed 004): `Server time: ... (message i)` every
+/// `interval`, and after every third message a `custom_event`.
+pub struct Ticker {
+    interval: Duration,
+    i: u64,
+}
+
+impl Ticker {
+    pub fn new(interval: Duration) -> Self {
+        Ticker { interval, i: 0 }
+    }
+}
+
+impl Script for Ticker {
+    fn pause(&self) -> Option<Duration> {
+        Some(if self.i == 0 {
+            Duration::ZERO
+        } else {
+            self.interval
+        })
+    }
+
+    fn fire(&mut self, out: &mut Vec<Arc<Event>>) {
+        let i = self.i;
+        let text = format!("Server time: {} (message {i})", Utc::now().ctime());
+        out.push(Arc::new(Event::message(text)));
+        if i.is_multiple_of(3) && i > 0 {
+            // The Python original prints `i/3`, a float ("1.0"); the count of
+            // custom events is a whole number.
+            let text = format!("This is a custom event {}", i / 3);
+            out.push(Arc::new(Event::named("custom_event", text)));
+        }
+        self.i += 1;
+    }
+}
+
+/// The training task (seed 000, example 3): for each epoch a pause, then
+/// `steps` progress events `step` apart, then `complete`.
+pub struct Training {
+    epochs: u32,
+    steps: u32,
+    step: Duration,
+    /// The seed pauses 0.5 s per epoch and 0.02 s per step: 25 steps.
+    epoch_pause: Duration,
+    /// Next (epoch, step) to send, both from 1; `epoch > epochs` means the
+    /// `complete` event is next; `None` means it was sent.
+    next: Option<(u32, u32)>,
+}
+
+impl Training {
+    pub const EPOCH_PAUSE_STEPS: u32 = 25;
+
+    pub fn new(epochs: u32, steps: u32, step: Duration) -> Self {
+        Training {
+            epochs,
+            steps,
+            step,
+            epoch_pause: step * Self::EPOCH_PAUSE_STEPS,
+            next: Some((1, 1)),
+        }
+    }
+}
+
+impl Script for Training {
+    fn pause(&self) -> Option<Duration> {
+        let (epoch, step) = self.next?;
+        Some(match (epoch > self.epochs, step) {
+            (true, _) => Duration::ZERO,
+            (false, 1) => self.epoch_pause + self.step,
+            (false, _) => self.step,
+        })
+    }
+
+    fn fire(&mut self, out: &mut Vec<Arc<Event>>) {
+        let Some((epoch, step)) = self.next else {
+            return;
+        };
+        if epoch > self.epochs {
+            out.push(Arc::new(Event::named("complete", "Training complete!")));
+            self.next = None;
+            return;
+        }
+        let fraction = f64::from(step) / f64::from(self.steps);
+        let data = json!({
+            "epoch": epoch,
+            "total_epochs": self.epochs,
+            "progress_percent": round(fraction * 100.0, 2),
+            "loss": round((1.0 / f64::from(epoch)) * (1.0 - fraction) + 0.1, 4),
+        });
+        out.push(Arc::new(Event::named("progress", dumps(&data))));
+        self.next = Some(if step == self.steps {
+            (epoch + 1, 1)
+        } else {
+            (epoch, step + 1)
+        });
+    }
+}
+
+/// The JSON streaming example (seed 002): `count` objects `interval` apart,
+/// `{"event_id": i, "data": "some data", "is_last_event": ...}`.
+pub struct JsonLines {
+    count: u32,
+    interval: Duration,
+    i: u32,
+}
+
+impl JsonLines {
+    pub fn new(count: u32, interval: Duration) -> Self {
+        JsonLines {
+            count,
+            interval,
+            i: 0,
+        }
+    }
+}
+
+impl Script for JsonLines {
+    fn pause(&self) -> Option<Duration> {
+        match self.i {
+            0 if self.count > 0 => Some(Duration::ZERO),
+            i if i < self.count => Some(self.interval),
+            _ => None,
+        }
+    }
+
+    fn fire(&mut self, out: &mut Vec<Arc<Event>>) {
+        let i = self.i;
+        let data =
+            json!({"event_id": i, "data": "some data", "is_last_event": i + 1 == self.count});
+        out.push(Arc::new(Event::message(dumps(&data))));
+        self.i += 1;
+    }
+}
+
+/// How fast the shared demos go.
+#[derive(Clone, Debug)]
+pub struct Pace {
+    /// Between two system samples.
+    pub stats: Duration,
+    /// Mean pause between two stock ticks; each pause is drawn from 0.5x to
+    /// 1.5x of it, the seed's 0.5 s to 1.5 s for the default of 1 s.
+    pub stocks: Duration,
+}
+
+impl Default for Pace {
+    fn default() -> Self {
+        Pace {
+            stats: Duration::from_secs(1),
+            stocks: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The shared demos' topics and the threads that feed them.
+pub struct Demos {
+    pub stats: Arc<Topic>,
+    pub stocks: Arc<Topic>,
+    stop: Arc<AtomicBool>,
+    wakers: Vec<Arc<Waker>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// Retained events per shared demo topic: enough for a viewer delayed by a
+/// slow write to catch up, small enough not to matter.
+const DEMO_RING: usize = 16;
+
+impl Demos {
+    pub fn start(pace: &Pace) -> std::io::Result<Demos> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats_waker = Arc::new(Waker::default());
+        let stocks_waker = Arc::new(Waker::default());
+        let mut demos = Demos {
+            stats: Topic::with_producer(DEMO_RING, Arc::clone(&stats_waker)),
+            stocks: Topic::with_producer(DEMO_RING, Arc::clone(&stocks_waker)),
+            stop: Arc::clone(&stop),
+            wakers: vec![Arc::clone(&stats_waker), Arc::clone(&stocks_waker)],
+            threads: Vec::new(),
+        };
+        let producer = Producer {
+            topic: Arc::clone(&demos.stats),
+            waker: stats_waker,
+            stop: Arc::clone(&stop),
+        };
+        let every = pace.stats;
+        demos.threads.push(
+            thread::Builder::new()
+                .name("ssed-stats".into())
+                .spawn(move || sample_system(producer, every))?,
+        );
+        let producer = Producer {
+            topic: Arc::clone(&demos.stocks),
+            waker: stocks_waker,
+            stop,
+        };
+        let mean = pace.stocks;
+        demos.threads.push(
+            thread::Builder::new()
+                .name("ssed-stocks".into())
+                .spawn(move || run_market(producer, mean))?,
+        );
+        Ok(demos)
+    }
+
+    /// Stops the producers and waits for them.
+    pub fn stop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        for waker in &self.wakers {
+            waker.wake();
+        }
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Demos {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+struct Producer {
+    topic: Arc<Topic>,
+    waker: Arc<Waker>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Producer {
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
+    /// Waits until someone subscribes; false if told to stop instead.
+    fn await_viewers(&self) -> bool {
+        while self.topic.subscribers() == 0 {
+            if self.stopping() {
+                return false;
+            }
+            self.waker.wait(IDLE_RECHECK);
+        }
+        !self.stopping()
+    }
+
+    /// Sleeps `pause` unless told to stop; false if told to stop.
+    fn rest(&self, pause: Duration) -> bool {
+        let until = Instant::now() + pause;
+        loop {
+            if self.stopping() {
+                return false;
+            }
+            let now = Instant::now();
+            if now >= until {
+                return true;
+            }
+            self.waker.wait(until - now);
+        }
+    }
+}
+
+fn sample_system(p: Producer, every: Duration) {
+    use sysinfo::System;
+    let mut sys = match System::new() {
+        Ok(sys) => sys,
+        Err(e) => {
+            eprintln!("ssed: /system-stats is unavailable: {e}");
+            return;
+        }
+    };
+    while p.await_viewers() {
+        // CPU usage is the change between two readings at least
+        // MINIMUM_CPU_UPDATE_INTERVAL apart: take the first one now.
+        sys.refresh_cpu_usage();
+        if !p.rest(sysinfo::MINIMUM_CPU_UPDATE_INTERVAL) {
+            return;
+        }
+        while p.topic.subscribers() > 0 {
+            sys.refresh_cpu_usage();
+            sys.refresh_memory();
+            let total = sys.total_memory() as f64;
+            let used = sys.used_memory() as f64;
+            const MB: f64 = 1024.0 * 1024.0;
+            let stats = json!({
+                "cpu_percent": round(f64::from(sys.global_cpu_usage()), 1),
+                "memory_percent": round(if total > 0.0 { used / total * 100.0 } else { 0.0 }, 1),
+                "memory_used_mb": round(used / MB, 2),
+                "memory_total_mb": round(total / MB, 2),
+            });
+            p.topic.publish(Event::message(dumps(&stats)));
+            if !p.rest(every.max(sysinfo::MINIMUM_CPU_UPDATE_INTERVAL)) {
+                return;
+            }
+        }
+        // Nobody left: the last sample would be stale for the next viewer.
+        p.topic.clear();
+    }
+}
+
+fn run_market(p: Producer, mean: Duration) {
+    let mut prices = STOCKS;
+    while p.await_viewers() {
+        let (symbol, price) = &mut prices[fastrand::usize(..STOCKS.len())];
+        let change = fastrand::f64() - 0.5;
+        *price = (*price + change).max(0.0);
+        let update = json!({
+            "symbol": symbol,
+            "price": round(*price, 2),
+            "change": round(change, 2),
+        });
+        p.topic.publish(Event::named(symbol, dumps(&update)));
+        if !p.rest(mean.mul_f64(0.5 + fastrand::f64())) {
+            return;
+        }
+    }
+}
+
+/// A UTC calendar time, enough to print clocks without a date crate.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Utc {
+    pub year: i64,
+    pub month: u32,
+    pub day: u32,
+    pub hour: u32,
+    pub minute: u32,
+    pub second: u32,
+    /// 0 is Sunday.
+    pub weekday: u32,
+}
+
+impl Utc {
+    pub fn now() -> Utc {
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Utc::from_unix(secs)
+    }
+
+    pub fn from_unix(secs: u64) -> Utc {
+        let days = (secs / 86_400) as i64;
+        let rem = secs % 86_400;
+        // Howard Hinnant's civil_from_days.
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        Utc {
+            year,
+            month,
+            day,
+            hour: (rem / 3600) as u32,
+            minute: (rem / 60 % 60) as u32,
+            second: (rem % 60) as u32,
+            weekday: ((days + 4).rem_euclid(7)) as u32,
+        }
+    }
+
+    /// C's `ctime` without the newline, as Python's `time.ctime()`:
+    /// `Sat Nov 21 07:37:52 2026`.
+    pub fn ctime(&self) -> String {
+        const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+        const MONTHS: [&str; 12] = [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+        ];
+        format!(
+            "{} {} {:2} {:02}:{:02}:{:02} {}",
+            DAYS[self.weekday as usize],
+            MONTHS[(self.month - 1) as usize],
+            self.day,
+            self.hour,
+            self.minute,
+            self.second,
+            self.year
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(script: &mut dyn Script) -> Vec<(Duration, Event)> {
+        let mut all = Vec::new();
+        while let Some(pause) = script.pause() {
+            let mut out = Vec::new();
+            script.fire(&mut out);
+            for ev in out {
+                all.push((pause, (*ev).clone()));
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn the_clock_ticks_at_once_then_every_interval() {
+        let mut clock = Clock::new(Duration::from_secs(1));
+        assert_eq!(clock.pause(), Some(Duration::ZERO));
+        let mut out = Vec::new();
+        clock.fire(&mut out);
+        assert_eq!(clock.pause(), Some(Duration::from_secs(1)));
+        assert!(out[0].data.starts_with("The time is "));
+    }
+
+    #[test]
+    fn calendar() {
+        assert_eq!(Utc::from_unix(0).ctime(), "Thu Jan  1 00:00:00 1970");
+        assert_eq!(
+            Utc::from_unix(1_795_246_672).ctime(),
+            "Sat Nov 21 07:37:52 2026"
+        );
+        assert_eq!(
+            Utc::from_unix(951_782_400).ctime(),
+            "Tue Feb 29 00:00:00 2000"
+        );
+    }
+
+    #[test]
+    fn training_follows_the_seed() {
+        let ms = Duration::from_millis;
+        let events = run(&mut Training::new(2, 4, ms(10)));
+        assert_eq!(events.len(), 9);
+        assert_eq!(events[0].0, ms(260));
+        assert_eq!(events[1].0, ms(10));
+        assert_eq!(
+            events[0].1,
+            Event::named(
+                "progress",
+                r#"{"epoch": 1, "total_epochs": 2, "progress_percent": 25.0, "loss": 0.85}"#
+            )
+        );
+        assert_eq!(
+            events[5].1.data,
+            r#"{"epoch": 2, "total_epochs": 2, "progress_percent": 50.0, "loss": 0.35}"#
+        );
+        assert_eq!(events[4].0, ms(260));
+        assert_eq!(
+            events[8],
+            (
+                Duration::ZERO,
+                Event::named("complete", "Training complete!")
+            )
+        );
+    }
+
+    #[test]
+    fn ticker_adds_a_custom_event_every_third() {
+        let mut t = Ticker::new(Duration::from_secs(2));
+        let mut out = Vec::new();
+        for _ in 0..7 {
+            t.fire(&mut out);
+        }
+        let custom: Vec<_> = out
+            .iter()
+            .filter(|e| e.kind() == "custom_event")
+            .map(|e| e.data.as_str())
+            .collect();
+        assert_eq!(
+            custom,
+            ["This is a custom event 1", "This is a custom event 2"]
+        );
+        assert_eq!(out.len(), 9);
+        assert!(out[3].data.starts_with("Server time: "));
+        assert!(out[3].data.ends_with(" (message 3)"));
+    }
+
+    #[test]
+    fn json_lines_mark_the_last() {
+        let events = run(&mut JsonLines::new(2, Duration::from_millis(5)));
+        let data: Vec<_> = events.iter().map(|(_, e)| e.data.as_str()).collect();
+        assert_eq!(
+            data,
+            [
+                r#"{"event_id": 0, "data": "some data", "is_last_event": false}"#,
+                r#"{"event_id": 1, "data": "some data", "is_last_event": true}"#
+            ]
+        );
+        assert!(run(&mut JsonLines::new(0, Duration::ZERO)).is_empty());
+    }
+}

@@ -1,0 +1,579 @@
+//! The HTTP server: the only module that touches tiny_http.
+//!
+//! One dispatcher thread takes requests from tiny_http and answers short ones
+//! itself (pages, health, publishes whose body tiny_http already read). A
+//! stream gets a thread of its own from [`Streams`]: the dispatcher writes
+//! nothing to it. A publish with a body too large for tiny_http to have read
+//! ahead is read on a short-lived thread, so that a slow sender cannot stall
+//! the dispatcher.
+//!
+//! Streams are written through `Request::into_writer()`: ssed writes the
+//! status line, headers and chunk framing itself and flushes every event, and
+//! learns from a failed write that the client left (see
+//! `shared/notes/tiny_http.md` for why `respond()` cannot do this).
+
+use crate::config::Config;
+use crate::demos::{Clock, Demos, JsonLines, Ticker, Training};
+use crate::hub::{lock, Topic, Waker};
+use crate::pyjson;
+use crate::routes::{self, Feed, Post, Route};
+use crate::sse::Event;
+use crate::stream::{pump, Format, Refused, Scripted, Sink, Source, Stream, Streams, TopicSource};
+use crate::sys;
+use crate::www::Pages;
+use serde_json::{json, Value};
+use std::io::{self, Read};
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+use tiny_http::{HTTPVersion, Header, Request, Response};
+
+/// Largest body accepted by `/messages` and `/send_rest`.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// tiny_http reads bodies up to this size before handing over the request;
+/// larger ones are read from the socket by whoever reads the body.
+const EAGER_BODY: usize = 1024;
+
+/// Publishes with a large body being read at once; more get 503. Each holds
+/// a thread for as long as its sender takes.
+const MAX_BODY_READERS: usize = 64;
+
+/// Pending connections the kernel queues for us. A burst of connects larger
+/// than the backlog loses SYNs, and those clients retry only after 1 to 31 s.
+const BACKLOG: i32 = 4096;
+
+/// Events the `/sse` topic keeps for subscribers that fall behind.
+const MESSAGES_RING: usize = 1000;
+
+/// Pause before listening again after tiny_http's accept loop gave up (it
+/// does on any accept error, such as running out of file descriptors).
+const RELISTEN_PAUSE: Duration = Duration::from_millis(100);
+
+/// What clients are told to wait before retrying a refused stream.
+const RETRY_AFTER_SECS: u32 = 5;
+
+/// A running server. Dropping it shuts it down.
+pub struct Server {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    demos: Demos,
+    dispatcher: Option<JoinHandle<()>>,
+}
+
+struct Shared {
+    config: Config,
+    pages: Pages,
+    streams: Arc<Streams>,
+    body_readers: Arc<Streams>,
+    stats: Arc<Topic>,
+    stocks: Arc<Topic>,
+    messages: Arc<Topic>,
+    /// The bound socket, kept to start tiny_http again on it.
+    listener: TcpListener,
+    http: Mutex<Arc<tiny_http::Server>>,
+    stopping: AtomicBool,
+    /// Rung at shutdown, to cut short the pause before listening again.
+    wake: Waker,
+}
+
+impl Server {
+    /// Binds `config.addr` and starts serving. Errors name the address or
+    /// the directory they are about.
+    pub fn start(config: Config) -> io::Result<Server> {
+        let pages = match &config.www {
+            Some(dir) => Pages::dir(dir)?,
+            None => Pages::Embedded,
+        };
+        let listener = listen(&config)?;
+        let addr = listener.local_addr()?;
+        let http = tiny_http_on(&listener)?;
+        let max_streams = match config.max_streams {
+            Some(n) => n,
+            None => sys::default_max_streams(sys::raise_open_files_limit().unwrap_or(1024)),
+        };
+        let demos = Demos::start(&config.pace)?;
+        let shared = Arc::new(Shared {
+            pages,
+            streams: Streams::new(max_streams),
+            body_readers: Streams::new(MAX_BODY_READERS),
+            stats: Arc::clone(&demos.stats),
+            stocks: Arc::clone(&demos.stocks),
+            messages: Topic::new(MESSAGES_RING),
+            listener,
+            http: Mutex::new(Arc::new(http)),
+            stopping: AtomicBool::new(false),
+            wake: Waker::default(),
+            config,
+        });
+        let dispatcher = {
+            let shared = Arc::clone(&shared);
+            thread::Builder::new()
+                .name("ssed-dispatch".into())
+                .spawn(move || dispatch(&shared))?
+        };
+        Ok(Server {
+            addr,
+            shared,
+            demos,
+            dispatcher: Some(dispatcher),
+        })
+    }
+
+    /// The address actually bound (port 0 resolved).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Streams open now.
+    pub fn open_streams(&self) -> usize {
+        self.shared.streams.open()
+    }
+
+    pub fn max_streams(&self) -> usize {
+        self.shared.streams.max()
+    }
+
+    /// Blocks until the server stops (it stops only when shut down).
+    pub fn wait(mut self) {
+        if let Some(d) = self.dispatcher.take() {
+            let _ = d.join();
+        }
+    }
+
+    /// Stops accepting, ends every stream (with its last chunk) and joins
+    /// every thread ssed started.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.shared.stopping.store(true, Ordering::Release);
+        self.shared.wake.wake();
+        lock(&self.shared.http).unblock();
+        if let Some(d) = self.dispatcher.take() {
+            let _ = d.join();
+        }
+        self.shared.streams.stop();
+        self.shared.body_readers.stop();
+        self.demos.stop();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn listen(config: &Config) -> io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let addr = config
+        .addr
+        .to_socket_addrs()
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot resolve {}: {e}", config.addr)))?
+        .next()
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{} resolves to no address", config.addr),
+            )
+        })?;
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    // Accepted sockets inherit these on Linux: a write to a client that
+    // stopped reading fails after the timeout instead of blocking forever,
+    // events go out without Nagle's delay, and dead peers are found.
+    socket.set_write_timeout(Some(config.write_timeout))?;
+    socket.set_tcp_nodelay(true)?;
+    socket.set_keepalive(true)?;
+    socket.bind(&addr.into()).map_err(|e| match e.kind() {
+        io::ErrorKind::AddrInUse => {
+            io::Error::new(e.kind(), format!("address {addr} is already in use"))
+        }
+        _ => io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")),
+    })?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
+}
+
+fn tiny_http_on(listener: &TcpListener) -> io::Result<tiny_http::Server> {
+    tiny_http::Server::from_listener(listener.try_clone()?, None)
+        .map_err(|e| io::Error::other(e.to_string()))
+}
+
+fn dispatch(shared: &Arc<Shared>) {
+    loop {
+        let http = Arc::clone(&lock(&shared.http));
+        match http.recv() {
+            Ok(rq) => handle(shared, rq),
+            Err(_) if shared.stopping.load(Ordering::Acquire) => return,
+            Err(e) => {
+                // tiny_http's accept thread has ended; start another on the
+                // same socket after a pause (the error may be a full fd table).
+                eprintln!("ssed: accepting connections failed ({e}); listening again");
+                shared.wake.wait(RELISTEN_PAUSE);
+                if shared.stopping.load(Ordering::Acquire) {
+                    return;
+                }
+                match tiny_http_on(&shared.listener) {
+                    Ok(server) => *lock(&shared.http) = Arc::new(server),
+                    Err(e) => eprintln!("ssed: cannot listen again: {e}"),
+                }
+            }
+        }
+    }
+}
+
+/// The request's `name` header, if present.
+fn header<'r>(rq: &'r Request, name: &'static str) -> Option<&'r str> {
+    rq.headers()
+        .iter()
+        .find(|h| h.field.equiv(name))
+        .map(|h| h.value.as_str())
+}
+
+fn handle(shared: &Arc<Shared>, rq: Request) {
+    let url = rq.url().to_string();
+    let (path, query) = routes::split_target(&url);
+    let method = rq.method().as_str().to_string();
+    let cors = Cors::of(&shared.config, header(&rq, "Origin"));
+    match routes::route(&method, path) {
+        Route::Stream(feed) => open_stream(shared, rq, feed, query, cors),
+        Route::Publish(post) => {
+            if rq.body_length().is_some_and(|n| n <= EAGER_BODY) {
+                publish(shared, rq, post, &cors);
+                return;
+            }
+            // The body is still on the socket: read it off the dispatcher.
+            match shared.body_readers.reserve() {
+                Ok(reader) => {
+                    let shared2 = Arc::clone(shared);
+                    // If no thread can be had, the request is dropped with
+                    // it, and tiny_http answers 500.
+                    let _ = reader.run(move |_| publish(&shared2, rq, post, &cors));
+                }
+                Err(_) => reply_error(rq, 503, "too many uploads at once; try again", &cors),
+            }
+        }
+        Route::Health => reply(rq, 200, "text/plain; charset=utf-8", b"ok".to_vec(), &cors),
+        Route::Preflight => preflight(rq, &cors),
+        Route::NotAllowed(allow) => {
+            let mut res = error_response(
+                405,
+                &format!("{method} is not allowed on {path}; use {allow}"),
+                &cors,
+            );
+            res.add_header(hdr("Allow", allow));
+            let _ = rq.respond(res);
+        }
+        Route::File { path, allowed } => match shared.pages.get(path) {
+            Some(_) if !allowed => {
+                let mut res = error_response(
+                    405,
+                    &format!("{method} is not allowed on a page; use GET"),
+                    &cors,
+                );
+                res.add_header(hdr("Allow", "GET, HEAD, OPTIONS"));
+                let _ = rq.respond(res);
+            }
+            Some(page) => reply(rq, 200, page.content_type, page.body.into_owned(), &cors),
+            None => reply_error(rq, 404, &format!("no such page or route: {path:?}"), &cors),
+        },
+    }
+}
+
+/// The CORS answer for one request: the `Access-Control-Allow-Origin` value,
+/// if the request's Origin is allowed by `--cors-origin`.
+struct Cors {
+    allow_origin: Option<String>,
+    /// The request named an origin that is not allowed.
+    refused: Option<String>,
+}
+
+impl Cors {
+    fn of(config: &Config, origin: Option<&str>) -> Cors {
+        let Some(origin) = origin else {
+            return Cors {
+                allow_origin: None,
+                refused: None,
+            };
+        };
+        let allowed = config
+            .cors_origins
+            .iter()
+            .find(|o| *o == "*" || *o == origin);
+        Cors {
+            allow_origin: allowed.cloned(),
+            refused: if allowed.is_none() {
+                Some(origin.to_string())
+            } else {
+                None
+            },
+        }
+    }
+
+    fn headers(&self) -> Vec<(&'static str, String)> {
+        match &self.allow_origin {
+            Some(o) if o == "*" => vec![("Access-Control-Allow-Origin", o.clone())],
+            Some(o) => vec![
+                ("Access-Control-Allow-Origin", o.clone()),
+                ("Vary", "Origin".into()),
+            ],
+            None => Vec::new(),
+        }
+    }
+}
+
+fn hdr(name: &str, value: &str) -> Header {
+    // Names are ours and values are ours or checked ASCII; from_bytes fails
+    // only on non-ASCII, which header values read from requests cannot be.
+    Header::from_bytes(name.as_bytes(), value.as_bytes())
+        .unwrap_or_else(|()| Header::from_bytes(name.as_bytes(), &b"?"[..]).expect("ASCII header"))
+}
+
+fn response(
+    status: u16,
+    content_type: &str,
+    body: Vec<u8>,
+    cors: &Cors,
+) -> Response<io::Cursor<Vec<u8>>> {
+    let mut res = Response::from_data(body)
+        .with_status_code(status)
+        .with_header(hdr("Content-Type", content_type));
+    for (name, value) in cors.headers() {
+        res.add_header(hdr(name, &value));
+    }
+    res
+}
+
+fn error_response(status: u16, message: &str, cors: &Cors) -> Response<io::Cursor<Vec<u8>>> {
+    let body = json!({ "error": message }).to_string().into_bytes();
+    response(status, "application/json", body, cors)
+}
+
+fn reply(rq: Request, status: u16, content_type: &str, body: Vec<u8>, cors: &Cors) {
+    // A client that left before its answer is no concern of ours.
+    let _ = rq.respond(response(status, content_type, body, cors));
+}
+
+fn reply_error(rq: Request, status: u16, message: &str, cors: &Cors) {
+    let _ = rq.respond(error_response(status, message, cors));
+}
+
+fn preflight(rq: Request, cors: &Cors) {
+    if let Some(origin) = &cors.refused {
+        let why = format!("origin {origin} is not allowed; see --cors-origin");
+        return reply_error(rq, 403, &why, cors);
+    }
+    let mut res = Response::empty(204).with_header(hdr("Allow", "GET, HEAD, POST, OPTIONS"));
+    if cors.allow_origin.is_some() {
+        let asked =
+            header(&rq, "Access-Control-Request-Headers").unwrap_or("Content-Type, Last-Event-ID");
+        for (name, value) in cors.headers() {
+            res.add_header(hdr(name, &value));
+        }
+        res.add_header(hdr("Access-Control-Allow-Methods", "GET, POST, OPTIONS"));
+        res.add_header(hdr("Access-Control-Allow-Headers", asked));
+        res.add_header(hdr("Access-Control-Max-Age", "600"));
+    }
+    let _ = rq.respond(res);
+}
+
+/// What a stream will run, decided (and validated) before it has a thread.
+enum Plan {
+    Script(Box<dyn FnOnce() -> Box<dyn Source> + Send>),
+    Topic { topic: Arc<Topic>, latest: usize },
+}
+
+fn plan(shared: &Shared, feed: Feed, params: &[(String, String)]) -> Result<Plan, String> {
+    let ms = Duration::from_millis;
+    let interval = |default: u64, min: u64| -> Result<Duration, String> {
+        Ok(ms(
+            routes::number(params, "interval_ms", min, 60_000)?.unwrap_or(default)
+        ))
+    };
+    let script = |make: Box<dyn FnOnce() -> Box<dyn Source> + Send>| Ok(Plan::Script(make));
+    match feed {
+        Feed::Time => {
+            let every = interval(1000, 10)?;
+            script(Box::new(move || Box::new(Scripted::new(Clock::new(every)))))
+        }
+        Feed::EventStream => {
+            let every = interval(2000, 10)?;
+            script(Box::new(move || {
+                Box::new(Scripted::new(Ticker::new(every)))
+            }))
+        }
+        Feed::Json => {
+            let count = routes::number(params, "count", 1, 10_000)?.unwrap_or(10) as u32;
+            let every = interval(1000, 0)?;
+            script(Box::new(move || {
+                Box::new(Scripted::new(JsonLines::new(count, every)))
+            }))
+        }
+        Feed::Training => {
+            let epochs = routes::number(params, "epochs", 1, 1000)?.unwrap_or(10) as u32;
+            let steps = routes::number(params, "steps", 1, 10_000)?.unwrap_or(100) as u32;
+            let step = ms(routes::number(params, "step_ms", 0, 10_000)?.unwrap_or(20));
+            script(Box::new(move || {
+                Box::new(Scripted::new(Training::new(epochs, steps, step)))
+            }))
+        }
+        Feed::SystemStats => Ok(Plan::Topic {
+            topic: Arc::clone(&shared.stats),
+            latest: 1,
+        }),
+        Feed::Stocks => Ok(Plan::Topic {
+            topic: Arc::clone(&shared.stocks),
+            latest: 0,
+        }),
+        Feed::Messages => Ok(Plan::Topic {
+            topic: Arc::clone(&shared.messages),
+            latest: 0,
+        }),
+    }
+}
+
+/// The format a client asked for: `?format=` wins over `Accept`.
+fn format_for(
+    feed: Feed,
+    params: &[(String, String)],
+    accept: Option<&str>,
+) -> Result<Format, String> {
+    let accept = accept.unwrap_or("");
+    let wanted = match routes::param(params, "format") {
+        Some("sse") => Format::Sse,
+        Some("ndjson") => Format::Ndjson,
+        Some(other) => return Err(format!("format must be sse or ndjson, not {other:?}")),
+        None if accept.contains("application/x-ndjson") => Format::Ndjson,
+        None if feed == Feed::Json && !accept.contains("text/event-stream") => Format::Ndjson,
+        None => Format::Sse,
+    };
+    // /stream-json's events are JSON objects already: its NDJSON is them.
+    Ok(match (feed, wanted) {
+        (Feed::Json, Format::Ndjson) => Format::Lines,
+        (_, f) => f,
+    })
+}
+
+fn open_stream(shared: &Arc<Shared>, rq: Request, feed: Feed, query: &str, cors: Cors) {
+    let prepared = routes::parse_query(query).and_then(|params| {
+        let format = format_for(feed, &params, header(&rq, "Accept"))?;
+        Ok((plan(shared, feed, &params)?, format))
+    });
+    let (plan, format) = match prepared {
+        Ok(p) => p,
+        Err(why) => return reply_error(rq, 400, &why, &cors),
+    };
+    let stream = match shared.streams.reserve() {
+        Ok(stream) => stream,
+        Err(refused) => {
+            let why = match refused {
+                Refused::Full => format!(
+                    "all {} streams are in use; try again later",
+                    shared.streams.max()
+                ),
+                Refused::Stopping => "the server is shutting down".to_string(),
+            };
+            let mut res = error_response(503, &why, &cors);
+            res.add_header(hdr("Retry-After", &RETRY_AFTER_SECS.to_string()));
+            let _ = rq.respond(res);
+            return;
+        }
+    };
+    let keepalive = shared.config.keepalive;
+    let http10 = *rq.http_version() == HTTPVersion(1, 0);
+    let head = stream_head(format, http10, &cors);
+    // If no thread can be had, the closure and its request are dropped and
+    // tiny_http answers 500; the slot is freed with them.
+    let _ = stream.run(move |stream: &Stream| {
+        let mut source: Box<dyn Source> = match plan {
+            Plan::Script(make) => make(),
+            Plan::Topic { topic, latest } => Box::new(TopicSource(
+                topic.subscribe(Arc::clone(&stream.waker), latest),
+            )),
+        };
+        let mut sink = Sink::new(rq.into_writer(), !http10, format);
+        // Either error means the client is gone; there is no one to tell.
+        let _ = sink
+            .start(&head)
+            .and_then(|()| pump(&mut sink, source.as_mut(), stream, keepalive));
+    });
+}
+
+fn stream_head(format: Format, http10: bool, cors: &Cors) -> Vec<u8> {
+    let mut head = String::with_capacity(256);
+    head.push_str(if http10 {
+        "HTTP/1.0 200 OK\r\n"
+    } else {
+        "HTTP/1.1 200 OK\r\n"
+    });
+    head.push_str(&format!("Content-Type: {}\r\n", format.content_type()));
+    head.push_str("Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n");
+    head.push_str(if http10 {
+        "Connection: close\r\n"
+    } else {
+        "Transfer-Encoding: chunked\r\n"
+    });
+    for (name, value) in cors.headers() {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    head.into_bytes()
+}
+
+/// Reads at most [`MAX_BODY`] bytes of the body; `Err` is the reply to send.
+fn read_body(rq: &mut Request) -> Result<Vec<u8>, (u16, String)> {
+    let too_large = || (413, format!("body is larger than {MAX_BODY} bytes"));
+    if rq.body_length().is_some_and(|n| n > MAX_BODY) {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    rq.as_reader()
+        .take(MAX_BODY as u64 + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| (400, format!("cannot read the body: {e}")))?;
+    if body.len() > MAX_BODY {
+        return Err(too_large());
+    }
+    Ok(body)
+}
+
+/// `POST /messages` and `POST /send_rest`: answer at once, then broadcast
+/// the same JSON to every `/sse` client.
+fn publish(shared: &Shared, mut rq: Request, post: Post, cors: &Cors) {
+    let body = match read_body(&mut rq) {
+        Ok(body) => body,
+        Err((status, why)) => return reply_error(rq, status, &why, cors),
+    };
+    let value: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return reply_error(rq, 400, &format!("body is not valid JSON: {e}"), cors),
+    };
+    let Value::Object(fields) = value else {
+        let why = r#"body must be a JSON object, such as {"message": "hello"}"#;
+        return reply_error(rq, 400, why, cors);
+    };
+    let (status, missing) = match post {
+        Post::Messages => ("Received", "No message provided"),
+        Post::Rest => ("Received via REST", "No REST message provided"),
+    };
+    let message = fields
+        .get("message")
+        .cloned()
+        .unwrap_or_else(|| missing.into());
+    let answer = json!({ "status": status, "message": message });
+    shared
+        .messages
+        .publish(Event::message(pyjson::dumps(&answer)));
+    reply(
+        rq,
+        200,
+        "application/json",
+        answer.to_string().into_bytes(),
+        cors,
+    );
+}

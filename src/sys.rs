@@ -1,0 +1,50 @@
+//! Process limits: the open-files limit and how many streams it allows.
+//!
+//! The only `unsafe` code of ssed: two libc calls on plain structs.
+
+use std::io;
+
+/// File descriptors kept for everything that is not a stream: the listener,
+/// keep-alive page requests, files read for `--www`, the sampler's /proc reads.
+const RESERVED_FDS: u64 = 256;
+
+/// Threads left to the rest of the system when sizing the stream cap.
+const RESERVED_THREADS: u64 = 512;
+
+/// Raises the soft open-files limit to the hard limit (as Go programs do at
+/// start) and returns the soft limit now in force. A default soft limit of
+/// 1024 would cap a device at a few hundred viewers.
+#[allow(unsafe_code)]
+pub fn raise_open_files_limit() -> io::Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass and reads nothing else.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: setrlimit only reads the struct we pass.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            lim = raised;
+        }
+    }
+    #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 on every target
+    Ok(lim.rlim_cur as u64)
+}
+
+/// The default `--max-streams`: each stream holds two descriptors (tiny_http
+/// clones the socket) and two threads (tiny_http's reader and ours).
+pub fn default_max_streams(open_files: u64) -> usize {
+    let by_files = open_files.saturating_sub(RESERVED_FDS) / 2;
+    let by_threads = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .map_or(u64::MAX, |pids| pids.saturating_sub(RESERVED_THREADS) / 2);
+    by_files.min(by_threads).max(1) as usize
+}

@@ -1,0 +1,146 @@
+//! The `ssed` binary: start-up line, help, and errors with exit codes.
+
+mod common;
+
+use common::fetch;
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, Command, Stdio};
+
+fn ssed() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ssed"));
+    // The tests choose every setting; none may come from the caller's shell.
+    for (name, _) in std::env::vars() {
+        if name.starts_with("SSED_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
+}
+
+/// Kills the server when the test ends, even on failure.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `ssed serve` with `args` and reads the address it prints.
+fn serve(args: &[&str]) -> (Running, SocketAddr) {
+    let mut child = ssed()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ssed");
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let addr = line
+        .strip_prefix("ssed listening on http://")
+        .and_then(|rest| rest.trim_end().strip_suffix('/'))
+        .unwrap_or_else(|| panic!("unexpected start-up line {line:?}"));
+    (Running(child), addr.parse().unwrap())
+}
+
+#[test]
+fn prints_the_bound_address_and_serves() {
+    let (_server, addr) = serve(&["--addr", "127.0.0.1:0"]);
+    assert_ne!(addr.port(), 0);
+    let (head, body) = fetch(addr, "GET", "/healthz", &[], b"");
+    assert_eq!((head.status, body.as_str()), (200, "ok"));
+}
+
+#[test]
+fn reads_settings_from_the_environment() {
+    let mut cmd = ssed();
+    cmd.env("SSED_ADDR", "127.0.0.1:0")
+        .env("SSED_MAX_STREAMS", "1");
+    let mut child = cmd.arg("serve").stdout(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _guard = Running(child);
+    let addr: SocketAddr = line
+        .trim_end()
+        .trim_start_matches("ssed listening on http://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+    let _one = common::Conn::open_stream(addr, "/sse");
+    assert_eq!(fetch(addr, "GET", "/sse", &[], b"").0.status, 503);
+}
+
+#[test]
+fn help_and_version() {
+    let out = ssed().arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for flag in [
+        "--addr",
+        "--www",
+        "--cors-origin",
+        "--keepalive",
+        "--max-streams",
+        "--write-timeout",
+    ] {
+        assert!(help.contains(flag), "help does not mention {flag}");
+    }
+    let out = ssed().arg("--version").output().unwrap();
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!("ssed {}\n", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn bad_arguments_exit_2_naming_them() {
+    let cases: [(&[&str], &str); 4] = [
+        (&["--keepalive", "soon"], "ssed: invalid value \"soon\" for --keepalive: expected seconds from 0.01 to 3600\n"),
+        (&["--bogus"], "ssed: unknown option \"--bogus\"\n"),
+        (&["--addr", "nowhere"], "ssed: invalid value \"nowhere\" for --addr: expected HOST:PORT, such as 127.0.0.1:8000 or [::1]:0\n"),
+        (&["--max-streams"], "ssed: --max-streams needs a value\n"),
+    ];
+    for (args, first_line) in cases {
+        let out = ssed().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(
+            err,
+            format!("{first_line}Try 'ssed --help' for more information.\n"),
+            "{args:?}"
+        );
+    }
+    let out = ssed().env("SSED_KEEPALIVE", "0").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8(out.stderr)
+        .unwrap()
+        .starts_with("ssed: invalid value \"0\" for SSED_KEEPALIVE"));
+}
+
+#[test]
+fn an_address_in_use_exits_1() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = ssed().args(["--addr", &addr]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        format!("ssed: address {addr} is already in use\n")
+    );
+}
+
+#[test]
+fn a_missing_www_dir_exits_1_naming_it() {
+    let out = ssed()
+        .args(["--addr", "127.0.0.1:0", "--www", "/no/such/dir"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.starts_with("ssed: /no/such/dir: "), "{err}");
+}

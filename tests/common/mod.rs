@@ -1,0 +1,248 @@
+//! Helpers for tests that speak HTTP to a real server on 127.0.0.1:0.
+#![allow(dead_code)]
+
+use ssed::sse::{Decoder, Item, Message};
+use ssed::{Config, Server};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+/// How long any single read may block before the test fails.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Starts a server on a free port with fast demo intervals, after `tweak`.
+pub fn start(tweak: impl FnOnce(&mut Config)) -> Server {
+    let mut config = Config {
+        addr: "127.0.0.1:0".into(),
+        ..Config::default()
+    };
+    config.pace.stats = Duration::from_millis(200);
+    config.pace.stocks = Duration::from_millis(5);
+    config.max_streams = Some(200);
+    tweak(&mut config);
+    Server::start(config).expect("server starts")
+}
+
+/// Polls `cond` until it holds; fails the test after `within`.
+pub fn wait_until(within: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The status and headers of a response.
+#[derive(Debug)]
+pub struct Head {
+    pub status: u16,
+    pub version: String,
+    pub headers: Vec<(String, String)>,
+    pub raw: String,
+}
+
+impl Head {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One client connection, reading with a timeout.
+pub struct Conn {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+    decoder: Decoder,
+    items: Vec<Item>,
+}
+
+impl Conn {
+    /// Connects and sends `raw` as it is.
+    pub fn raw(addr: SocketAddr, raw: &[u8]) -> Conn {
+        let mut stream = TcpStream::connect(addr).expect("connect");
+        stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+        stream.write_all(raw).unwrap();
+        Conn {
+            stream,
+            buf: Vec::new(),
+            decoder: Decoder::new(),
+            items: Vec::new(),
+        }
+    }
+
+    /// Sends a request with the given method, target, extra headers and body.
+    pub fn send(
+        addr: SocketAddr,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Conn {
+        let mut req = format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\n");
+        for (n, v) in headers {
+            req.push_str(&format!("{n}: {v}\r\n"));
+        }
+        if !body.is_empty() || method == "POST" {
+            req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        req.push_str("\r\n");
+        let mut bytes = req.into_bytes();
+        bytes.extend_from_slice(body);
+        Conn::raw(addr, &bytes)
+    }
+
+    pub fn get(addr: SocketAddr, target: &str) -> Conn {
+        Conn::send(addr, "GET", target, &[], b"")
+    }
+
+    fn fill(&mut self) -> usize {
+        let mut tmp = [0u8; 8192];
+        let n = self.stream.read(&mut tmp).expect("read (timed out?)");
+        self.buf.extend_from_slice(&tmp[..n]);
+        n
+    }
+
+    fn take_until(&mut self, delim: &[u8]) -> Vec<u8> {
+        loop {
+            if let Some(i) = self.buf.windows(delim.len()).position(|w| w == delim) {
+                let rest = self.buf.split_off(i + delim.len());
+                return std::mem::replace(&mut self.buf, rest);
+            }
+            assert!(
+                self.fill() > 0,
+                "connection closed while waiting for {delim:?}"
+            );
+        }
+    }
+
+    fn take_exact(&mut self, n: usize) -> Vec<u8> {
+        while self.buf.len() < n {
+            assert!(self.fill() > 0, "connection closed before {n} bytes");
+        }
+        let rest = self.buf.split_off(n);
+        std::mem::replace(&mut self.buf, rest)
+    }
+
+    pub fn head(&mut self) -> Head {
+        let raw = String::from_utf8(self.take_until(b"\r\n\r\n")).unwrap();
+        let mut lines = raw.trim_end().split("\r\n");
+        let status_line = lines.next().unwrap();
+        let mut parts = status_line.splitn(3, ' ');
+        let version = parts.next().unwrap().to_string();
+        let status = parts.next().unwrap().parse().unwrap();
+        let headers = lines
+            .map(|l| {
+                let (n, v) = l.split_once(':').unwrap();
+                (n.trim().to_string(), v.trim().to_string())
+            })
+            .collect();
+        Head {
+            status,
+            version,
+            headers,
+            raw,
+        }
+    }
+
+    /// One chunk of a chunked body; `None` for the last (empty) chunk.
+    pub fn chunk(&mut self) -> Option<Vec<u8>> {
+        let size_line = self.take_until(b"\r\n");
+        let size = std::str::from_utf8(&size_line[..size_line.len() - 2]).unwrap();
+        let size = usize::from_str_radix(size, 16).expect("chunk size");
+        let data = self.take_exact(size);
+        assert_eq!(self.take_exact(2), b"\r\n", "chunk not followed by CRLF");
+        (size > 0).then_some(data)
+    }
+
+    pub fn chunk_str(&mut self) -> Option<String> {
+        self.chunk().map(|c| String::from_utf8(c).unwrap())
+    }
+
+    /// A whole response: head and body (de-chunked, or by Content-Length).
+    pub fn response(&mut self) -> (Head, String) {
+        let head = self.head();
+        let body = if head.header("Transfer-Encoding") == Some("chunked") {
+            let mut body = Vec::new();
+            while let Some(c) = self.chunk() {
+                body.extend(c);
+            }
+            body
+        } else {
+            let len = head
+                .header("Content-Length")
+                .map_or(0, |l| l.parse().unwrap());
+            self.take_exact(len)
+        };
+        (head, String::from_utf8(body).unwrap())
+    }
+
+    /// Reads chunks until the decoder has produced `n` more items of any kind.
+    pub fn items(&mut self, n: usize) -> Vec<Item> {
+        while self.items.len() < n {
+            let chunk = self.chunk().expect("stream ended early");
+            self.decoder.feed(&chunk, &mut self.items);
+        }
+        self.items.drain(..n).collect()
+    }
+
+    /// The next `n` events, skipping comments.
+    pub fn events(&mut self, n: usize) -> Vec<Message> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            if let Item::Event(m) = self.items(1).remove(0) {
+                out.push(m);
+            }
+        }
+        out
+    }
+
+    /// Every remaining event until the last chunk.
+    pub fn events_to_end(&mut self) -> Vec<Message> {
+        while let Some(chunk) = self.chunk() {
+            self.decoder.feed(&chunk, &mut self.items);
+        }
+        self.items
+            .drain(..)
+            .filter_map(|i| match i {
+                Item::Event(m) => Some(m),
+                Item::Comment(_) => None,
+            })
+            .collect()
+    }
+
+    /// Reads until the server closes the connection.
+    pub fn read_to_end(&mut self) -> Vec<u8> {
+        let mut rest = std::mem::take(&mut self.buf);
+        self.stream.read_to_end(&mut rest).expect("read to end");
+        rest
+    }
+
+    /// Reads a stream's head and first chunk, which ssed writes once the
+    /// stream is subscribed: after this, a publish reaches this client.
+    pub fn open_stream(addr: SocketAddr, target: &str) -> Conn {
+        let mut conn = Conn::get(addr, target);
+        let head = conn.head();
+        assert_eq!(head.status, 200, "{}", head.raw);
+        assert_eq!(conn.chunk_str().as_deref(), Some("retry: 2000\n\n"));
+        conn
+    }
+}
+
+/// A one-shot request with `Connection: close`: the response's head and body.
+pub fn fetch(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (Head, String) {
+    let mut all = vec![("Connection", "close")];
+    all.extend_from_slice(headers);
+    Conn::send(addr, method, target, &all, body).response()
+}
+
+pub fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}

@@ -1,0 +1,687 @@
+//! The server over real sockets: every route's wire format, limits and the
+//! release of streams.
+
+mod common;
+
+use common::{fetch, json, start, wait_until, Conn};
+use ssed::sse::Item;
+use std::collections::HashSet;
+use std::time::Duration;
+
+const SOON: Duration = Duration::from_secs(10);
+
+fn is_clock(data: &str) -> bool {
+    let Some(t) = data.strip_prefix("The time is ") else {
+        return false;
+    };
+    let b = t.as_bytes();
+    b.len() == 8
+        && b[2] == b':'
+        && b[5] == b':'
+        && t.split(':')
+            .all(|p| p.len() == 2 && p.parse::<u8>().is_ok())
+}
+
+#[test]
+fn stream_time_wire_format() {
+    let server = start(|_| {});
+    let mut c = Conn::get(server.addr(), "/stream-time?interval_ms=20");
+    let head = c.head();
+    assert_eq!(
+        head.raw,
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n\
+         X-Accel-Buffering: no\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
+    // The first bytes come at once, then one event per chunk.
+    assert_eq!(c.chunk_str().unwrap(), "retry: 2000\n\n");
+    let first = c.chunk_str().unwrap();
+    assert!(
+        first.starts_with("data: The time is ") && first.ends_with("\n\n") && first.len() == 28,
+        "{first:?}"
+    );
+    for ev in c.events(3) {
+        assert_eq!(ev.event, "message");
+        assert!(is_clock(&ev.data), "{:?}", ev.data);
+    }
+}
+
+#[test]
+fn bad_parameters_are_refused_with_a_reason() {
+    let server = start(|_| {});
+    let cases = [
+        (
+            "/stream-time?interval_ms=abc",
+            "interval_ms must be a whole number from 10 to 60000, not \"abc\"",
+        ),
+        (
+            "/stream-time?interval_ms=1",
+            "interval_ms must be a whole number from 10 to 60000, not \"1\"",
+        ),
+        (
+            "/stream-training?epochs=0",
+            "epochs must be a whole number from 1 to 1000, not \"0\"",
+        ),
+        (
+            "/stream-training?step_ms=99999",
+            "step_ms must be a whole number from 0 to 10000, not \"99999\"",
+        ),
+        (
+            "/stream-json?count=-1",
+            "count must be a whole number from 1 to 10000, not \"-1\"",
+        ),
+        (
+            "/stream-time?format=xml",
+            "format must be sse or ndjson, not \"xml\"",
+        ),
+        (
+            "/stream-time?x=%ff",
+            "query parameter \"x=%ff\" is not valid percent-encoded UTF-8",
+        ),
+    ];
+    for (target, why) in cases {
+        let (head, body) = fetch(server.addr(), "GET", target, &[], b"");
+        assert_eq!(head.status, 400, "{target}");
+        assert_eq!(head.header("Content-Type"), Some("application/json"));
+        assert_eq!(json(&body)["error"], why, "{target}");
+    }
+}
+
+#[test]
+fn system_stats_are_json_like_the_seed() {
+    let server = start(|_| {});
+    let mut c = Conn::open_stream(server.addr(), "/system-stats");
+    for ev in c.events(2) {
+        assert_eq!(ev.event, "message");
+        // json.dumps spacing, keys in the seed's order.
+        assert!(ev.data.starts_with("{\"cpu_percent\": "), "{}", ev.data);
+        let v = json(&ev.data);
+        let keys: Vec<_> = v.as_object().unwrap().keys().cloned().collect();
+        assert_eq!(
+            keys,
+            [
+                "cpu_percent",
+                "memory_percent",
+                "memory_used_mb",
+                "memory_total_mb"
+            ]
+        );
+        let total = v["memory_total_mb"].as_f64().unwrap();
+        assert!(total > 0.0);
+        assert!((0.0..=total).contains(&v["memory_used_mb"].as_f64().unwrap()));
+        assert!((0.0..=100.0).contains(&v["memory_percent"].as_f64().unwrap()));
+        assert!((0.0..=100.0).contains(&v["cpu_percent"].as_f64().unwrap()));
+    }
+}
+
+#[test]
+fn many_stats_viewers_share_one_sampler() {
+    let server = start(|c| c.pace.stats = Duration::from_millis(300));
+    let mut viewers: Vec<_> = (0..5)
+        .map(|_| Conn::open_stream(server.addr(), "/system-stats"))
+        .collect();
+    // One sampling, published once: the last viewer's samples are the very
+    // events the first viewer receives.
+    let latest: Vec<_> = viewers[4].events(2).into_iter().map(|e| e.data).collect();
+    let mut first_saw = Vec::new();
+    while !latest.iter().all(|d| first_saw.contains(d)) {
+        assert!(
+            first_saw.len() < 20,
+            "viewer 0 never saw {latest:?}: {first_saw:?}"
+        );
+        first_saw.push(viewers[0].events(1).remove(0).data);
+    }
+}
+
+#[test]
+fn training_runs_to_completion_exactly() {
+    let server = start(|_| {});
+    let mut c = Conn::get(server.addr(), "/stream-training?epochs=2&steps=3&step_ms=0");
+    assert_eq!(c.head().status, 200);
+    let events = c.events_to_end();
+    let got: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| (e.event.as_str(), e.data.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "progress",
+                r#"{"epoch": 1, "total_epochs": 2, "progress_percent": 33.33, "loss": 0.7667}"#
+            ),
+            (
+                "progress",
+                r#"{"epoch": 1, "total_epochs": 2, "progress_percent": 66.67, "loss": 0.4333}"#
+            ),
+            (
+                "progress",
+                r#"{"epoch": 1, "total_epochs": 2, "progress_percent": 100.0, "loss": 0.1}"#
+            ),
+            (
+                "progress",
+                r#"{"epoch": 2, "total_epochs": 2, "progress_percent": 33.33, "loss": 0.4333}"#
+            ),
+            (
+                "progress",
+                r#"{"epoch": 2, "total_epochs": 2, "progress_percent": 66.67, "loss": 0.2667}"#
+            ),
+            (
+                "progress",
+                r#"{"epoch": 2, "total_epochs": 2, "progress_percent": 100.0, "loss": 0.1}"#
+            ),
+            ("complete", "Training complete!"),
+        ]
+    );
+    // The stream ended properly, so the connection serves the next request.
+    wait_until(SOON, "the training stream to close", || {
+        server.open_streams() == 0
+    });
+}
+
+#[test]
+fn training_stops_when_the_client_leaves() {
+    let server = start(|c| c.keepalive = Duration::from_millis(20));
+    let mut c = Conn::get(server.addr(), "/stream-training?step_ms=10");
+    assert_eq!(c.head().status, 200);
+    c.events(2);
+    assert_eq!(server.open_streams(), 1);
+    drop(c);
+    wait_until(SOON, "the training task to stop", || {
+        server.open_streams() == 0
+    });
+}
+
+#[test]
+fn stocks_are_named_events_from_one_market() {
+    let server = start(|_| {});
+    let mut a = Conn::open_stream(server.addr(), "/stream-stocks");
+    let first = a.events(5);
+    let mut b = Conn::open_stream(server.addr(), "/stream-stocks");
+    let a_later: Vec<_> = a
+        .events(40)
+        .into_iter()
+        .map(|e| (e.event, e.data))
+        .collect();
+    let b_seen: Vec<_> = b
+        .events(10)
+        .into_iter()
+        .map(|e| (e.event, e.data))
+        .collect();
+    // b's ticks are a run of a's: the same market, the same prices.
+    assert!(
+        a_later
+            .windows(b_seen.len())
+            .any(|w| w == b_seen.as_slice()),
+        "a: {a_later:?}\nb: {b_seen:?}"
+    );
+    let symbols: HashSet<_> = ["AAPL", "GOOGL", "MSFT"].into();
+    for ev in first
+        .iter()
+        .map(|e| (&e.event, &e.data))
+        .chain(a_later.iter().map(|(e, d)| (e, d)))
+    {
+        assert!(symbols.contains(ev.0.as_str()), "{ev:?}");
+        assert!(
+            ev.1.starts_with(&format!("{{\"symbol\": \"{}\", \"price\": ", ev.0)),
+            "{ev:?}"
+        );
+        let v = json(ev.1);
+        assert!(v["price"].as_f64().unwrap() >= 0.0);
+        assert!(v["change"].as_f64().unwrap().abs() <= 0.5);
+    }
+}
+
+#[test]
+fn event_stream_sends_custom_events() {
+    let server = start(|_| {});
+    let mut c = Conn::open_stream(server.addr(), "/event_stream?interval_ms=10");
+    let events = c.events(9);
+    let kinds: Vec<_> = events.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "message",
+            "message",
+            "message",
+            "message",
+            "custom_event",
+            "message",
+            "message",
+            "message",
+            "custom_event"
+        ]
+    );
+    assert_eq!(events[4].data, "This is a custom event 1");
+    assert_eq!(events[8].data, "This is a custom event 2");
+    for (i, ev) in events.iter().filter(|e| e.event == "message").enumerate() {
+        assert!(ev.data.starts_with("Server time: "), "{}", ev.data);
+        assert!(ev.data.ends_with(&format!(" (message {i})")), "{}", ev.data);
+    }
+}
+
+#[test]
+fn stream_json_is_ndjson() {
+    let server = start(|_| {});
+    let (head, body) = fetch(
+        server.addr(),
+        "GET",
+        "/stream-json?count=3&interval_ms=0",
+        &[],
+        b"",
+    );
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("Content-Type"), Some("application/x-ndjson"));
+    assert_eq!(
+        body,
+        "{\"event_id\": 0, \"data\": \"some data\", \"is_last_event\": false}\n\
+         {\"event_id\": 1, \"data\": \"some data\", \"is_last_event\": false}\n\
+         {\"event_id\": 2, \"data\": \"some data\", \"is_last_event\": true}\n"
+    );
+    // An EventSource gets the same objects as SSE events.
+    let mut c = Conn::send(
+        server.addr(),
+        "GET",
+        "/stream-json?count=2&interval_ms=0",
+        &[("Accept", "text/event-stream")],
+        b"",
+    );
+    assert_eq!(c.head().header("Content-Type"), Some("text/event-stream"));
+    let data: Vec<_> = c.events_to_end().into_iter().map(|e| e.data).collect();
+    assert_eq!(data.len(), 2);
+    assert_eq!(json(&data[1])["is_last_event"], true);
+}
+
+#[test]
+fn any_stream_as_ndjson() {
+    let server = start(|_| {});
+    for (target, accept) in [
+        (
+            "/stream-training?epochs=1&steps=2&step_ms=0&format=ndjson",
+            "*/*",
+        ),
+        (
+            "/stream-training?epochs=1&steps=2&step_ms=0",
+            "application/x-ndjson",
+        ),
+    ] {
+        let (head, body) = fetch(server.addr(), "GET", target, &[("Accept", accept)], b"");
+        assert_eq!(
+            head.header("Content-Type"),
+            Some("application/x-ndjson"),
+            "{target}"
+        );
+        let lines: Vec<_> = body.lines().map(json).collect();
+        assert_eq!(lines.len(), 3, "{body}");
+        assert_eq!(lines[0]["event"], "progress");
+        assert_eq!(lines[0]["id"], serde_json::Value::Null);
+        assert_eq!(
+            json(lines[1]["data"].as_str().unwrap())["progress_percent"],
+            100.0
+        );
+        assert_eq!(
+            lines[2],
+            serde_json::json!({"id": null, "event": "complete", "data": "Training complete!"})
+        );
+    }
+}
+
+#[test]
+fn a_post_reaches_every_sse_client() {
+    let server = start(|_| {});
+    let mut clients: Vec<_> = (0..3)
+        .map(|_| Conn::open_stream(server.addr(), "/sse"))
+        .collect();
+    let (head, body) = fetch(
+        server.addr(),
+        "POST",
+        "/messages",
+        &[("Content-Type", "application/json")],
+        br#"{"message": "Hello Server"}"#,
+    );
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("Content-Type"), Some("application/json"));
+    assert_eq!(body, r#"{"status":"Received","message":"Hello Server"}"#);
+    let (_, body) = fetch(
+        server.addr(),
+        "POST",
+        "/send_rest",
+        &[],
+        "{\"message\": \"caf\u{e9}\", \"x\": 1}".as_bytes(),
+    );
+    assert_eq!(
+        body,
+        "{\"status\":\"Received via REST\",\"message\":\"caf\u{e9}\"}"
+    );
+    let (_, body) = fetch(server.addr(), "POST", "/messages", &[], b"{}");
+    assert_eq!(
+        body,
+        r#"{"status":"Received","message":"No message provided"}"#
+    );
+    for c in &mut clients {
+        let data: Vec<_> = c.events(3).into_iter().map(|e| e.data).collect();
+        assert_eq!(
+            data,
+            [
+                r#"{"status": "Received", "message": "Hello Server"}"#,
+                r#"{"status": "Received via REST", "message": "caf\u00e9"}"#,
+                r#"{"status": "Received", "message": "No message provided"}"#,
+            ]
+        );
+    }
+}
+
+#[test]
+fn bad_publish_bodies() {
+    let server = start(|_| {});
+    let addr = server.addr();
+    let cases: [(&[u8], u16, &str); 4] = [
+        (
+            b"not json",
+            400,
+            "body is not valid JSON: expected ident at line 1 column 2",
+        ),
+        (
+            b"[1, 2]",
+            400,
+            r#"body must be a JSON object, such as {"message": "hello"}"#,
+        ),
+        (
+            b"\"text\"",
+            400,
+            r#"body must be a JSON object, such as {"message": "hello"}"#,
+        ),
+        (
+            b"",
+            400,
+            "body is not valid JSON: EOF while parsing a value at line 1 column 0",
+        ),
+    ];
+    for (body, status, why) in cases {
+        let (head, reply) = fetch(addr, "POST", "/messages", &[], body);
+        assert_eq!(head.status, status, "{body:?}");
+        assert_eq!(json(&reply)["error"], why);
+    }
+    // Over 64 KiB: refused by its Content-Length, before reading it...
+    let big = format!("{{\"message\": \"{}\"}}", "x".repeat(70_000));
+    let (head, reply) = fetch(addr, "POST", "/messages", &[], big.as_bytes());
+    assert_eq!(head.status, 413);
+    assert_eq!(json(&reply)["error"], "body is larger than 65536 bytes");
+    // ...and when the length is not announced, by reading no further.
+    let mut raw = b"POST /send_rest HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..20 {
+        raw.extend_from_slice(format!("1000\r\n{}\r\n", "y".repeat(4096)).as_bytes());
+    }
+    raw.extend_from_slice(b"0\r\n\r\n");
+    let (head, _) = Conn::raw(addr, &raw).response();
+    assert_eq!(head.status, 413);
+    // A large but acceptable body is read off the dispatcher and published.
+    let ok = format!("{{\"message\": \"{}\"}}", "z".repeat(5000));
+    let (head, reply) = fetch(addr, "POST", "/messages", &[], ok.as_bytes());
+    assert_eq!(head.status, 200);
+    assert_eq!(json(&reply)["message"].as_str().unwrap().len(), 5000);
+}
+
+#[test]
+fn keepalive_comments_on_idle_streams() {
+    let server = start(|c| c.keepalive = Duration::from_millis(30));
+    let mut c = Conn::open_stream(server.addr(), "/sse");
+    assert_eq!(c.chunk_str().as_deref(), Some(": keep-alive\n\n"));
+    assert_eq!(c.items(1), [Item::Comment("keep-alive".into())]);
+}
+
+#[test]
+fn streams_are_released_when_clients_vanish() {
+    let server = start(|c| c.keepalive = Duration::from_millis(20));
+    let clients: Vec<_> = [
+        "/sse",
+        "/stream-stocks",
+        "/system-stats",
+        "/stream-time",
+        "/event_stream",
+        "/sse",
+    ]
+    .iter()
+    .map(|t| Conn::open_stream(server.addr(), t))
+    .collect();
+    assert_eq!(server.open_streams(), 6);
+    drop(clients);
+    wait_until(SOON, "every stream thread to end", || {
+        server.open_streams() == 0
+    });
+    // And the server still serves.
+    Conn::open_stream(server.addr(), "/sse");
+}
+
+#[test]
+fn the_stream_cap_answers_503() {
+    let server = start(|c| c.max_streams = Some(2));
+    let _a = Conn::open_stream(server.addr(), "/sse");
+    let _b = Conn::open_stream(server.addr(), "/stream-time");
+    let (head, body) = fetch(server.addr(), "GET", "/sse", &[], b"");
+    assert_eq!(head.status, 503);
+    assert_eq!(head.header("Retry-After"), Some("5"));
+    assert_eq!(
+        json(&body)["error"],
+        "all 2 streams are in use; try again later"
+    );
+    // Pages are not streams.
+    assert_eq!(fetch(server.addr(), "GET", "/", &[], b"").0.status, 200);
+}
+
+#[test]
+fn http10_clients_get_an_unchunked_stream() {
+    let server = start(|_| {});
+    let mut c = Conn::raw(
+        server.addr(),
+        b"GET /stream-training?epochs=1&steps=1&step_ms=0 HTTP/1.0\r\n\r\n",
+    );
+    let head = c.head();
+    assert_eq!(head.version, "HTTP/1.0");
+    assert_eq!(head.header("Connection"), Some("close"));
+    assert_eq!(head.header("Transfer-Encoding"), None);
+    let body = String::from_utf8(c.read_to_end()).unwrap();
+    assert_eq!(
+        body,
+        "retry: 2000\n\nevent: progress\ndata: {\"epoch\": 1, \"total_epochs\": 1, \"progress_percent\": 100.0, \"loss\": 0.1}\n\n\
+         event: complete\ndata: Training complete!\n\n"
+    );
+}
+
+#[test]
+fn pages_and_traversal() {
+    let server = start(|_| {});
+    let addr = server.addr();
+    let (head, index) = fetch(addr, "GET", "/", &[], b"");
+    assert_eq!(head.status, 200);
+    assert_eq!(
+        head.header("Content-Type"),
+        Some("text/html; charset=utf-8")
+    );
+    for page in [
+        "clock.html",
+        "monitor.html",
+        "training.html",
+        "ticker.html",
+        "messages.html",
+        "events.html",
+    ] {
+        assert!(
+            index.contains(&format!("href=\"{page}\"")),
+            "index does not link {page}"
+        );
+        let (head, body) = fetch(addr, "GET", &format!("/{page}"), &[], b"");
+        assert_eq!(head.status, 200, "{page}");
+        assert!(
+            body.contains("<script src=\"ssed.js\">"),
+            "{page} does not load ssed.js"
+        );
+    }
+    assert_eq!(
+        fetch(addr, "GET", "/style.css", &[], b"")
+            .0
+            .header("Content-Type"),
+        Some("text/css; charset=utf-8")
+    );
+    for target in [
+        "/../Cargo.toml",
+        "/%2e%2e/Cargo.toml",
+        "/%2E%2E%2FCargo.toml",
+        "//etc/passwd",
+        "/..%2f..%2fetc/passwd",
+        "/nope",
+    ] {
+        assert_eq!(
+            fetch(addr, "GET", target, &[], b"").0.status,
+            404,
+            "{target}"
+        );
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn www_dir_does_not_follow_links_out() {
+    let dir = std::env::temp_dir().join(format!("ssed-www-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    std::fs::write(dir.join("index.html"), "<p>mine</p>").unwrap();
+    std::fs::write(dir.join("sub/a.js"), "x").unwrap();
+    let _ = std::os::unix::fs::symlink("/etc/passwd", dir.join("passwd"));
+    let server = start(|c| c.www = Some(dir.clone()));
+    let addr = server.addr();
+    assert_eq!(fetch(addr, "GET", "/", &[], b"").1, "<p>mine</p>");
+    let (head, body) = fetch(addr, "GET", "/sub/a.js", &[], b"");
+    assert_eq!(
+        (head.header("Content-Type"), body.as_str()),
+        (Some("text/javascript; charset=utf-8"), "x")
+    );
+    for target in [
+        "/passwd",
+        "/sub/../../etc/passwd",
+        "/sub/%2e%2e/index.html",
+        "/sub",
+    ] {
+        assert_eq!(
+            fetch(addr, "GET", target, &[], b"").0.status,
+            404,
+            "{target}"
+        );
+    }
+    drop(server);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn unknown_routes_and_wrong_methods() {
+    let server = start(|_| {});
+    let addr = server.addr();
+    let cases = [
+        ("GET", "/nowhere", 404, None),
+        ("POST", "/sse", 405, Some("GET, OPTIONS")),
+        ("GET", "/messages", 405, Some("POST, OPTIONS")),
+        ("DELETE", "/send_rest", 405, Some("POST, OPTIONS")),
+        ("PUT", "/index.html", 405, Some("GET, HEAD, OPTIONS")),
+        ("POST", "/nowhere", 404, None),
+    ];
+    for (method, target, status, allow) in cases {
+        let (head, body) = fetch(addr, method, target, &[], b"");
+        assert_eq!(head.status, status, "{method} {target}");
+        assert_eq!(head.header("Allow"), allow, "{method} {target}");
+        assert!(json(&body)["error"].is_string());
+    }
+    let (head, body) = fetch(addr, "GET", "/healthz", &[], b"");
+    assert_eq!((head.status, body.as_str()), (200, "ok"));
+}
+
+#[test]
+fn cors_for_allowed_origins_only() {
+    let server = start(|c| c.cors_origins = vec!["http://localhost:8080".into()]);
+    let addr = server.addr();
+    let mut c = Conn::send(
+        addr,
+        "GET",
+        "/stream-time",
+        &[("Origin", "http://localhost:8080")],
+        b"",
+    );
+    let head = c.head();
+    assert_eq!(
+        head.header("Access-Control-Allow-Origin"),
+        Some("http://localhost:8080")
+    );
+    assert_eq!(head.header("Vary"), Some("Origin"));
+    let mut c = Conn::send(
+        addr,
+        "GET",
+        "/stream-time",
+        &[("Origin", "http://evil.example")],
+        b"",
+    );
+    assert_eq!(c.head().header("Access-Control-Allow-Origin"), None);
+    let (head, _) = fetch(
+        addr,
+        "POST",
+        "/messages",
+        &[("Origin", "http://localhost:8080")],
+        b"{}",
+    );
+    assert_eq!(
+        head.header("Access-Control-Allow-Origin"),
+        Some("http://localhost:8080")
+    );
+    let (head, _) = fetch(
+        addr,
+        "OPTIONS",
+        "/messages",
+        &[
+            ("Origin", "http://localhost:8080"),
+            ("Access-Control-Request-Method", "POST"),
+            ("Access-Control-Request-Headers", "content-type"),
+        ],
+        b"",
+    );
+    assert_eq!(head.status, 204);
+    assert_eq!(
+        head.header("Access-Control-Allow-Origin"),
+        Some("http://localhost:8080")
+    );
+    assert_eq!(
+        head.header("Access-Control-Allow-Methods"),
+        Some("GET, POST, OPTIONS")
+    );
+    assert_eq!(
+        head.header("Access-Control-Allow-Headers"),
+        Some("content-type")
+    );
+    let (head, body) = fetch(
+        addr,
+        "OPTIONS",
+        "/messages",
+        &[("Origin", "http://evil.example")],
+        b"",
+    );
+    assert_eq!(head.status, 403);
+    assert_eq!(
+        json(&body)["error"],
+        "origin http://evil.example is not allowed; see --cors-origin"
+    );
+
+    let any = start(|c| c.cors_origins = vec!["*".into()]);
+    let mut c = Conn::send(
+        any.addr(),
+        "GET",
+        "/sse",
+        &[("Origin", "http://anything:1")],
+        b"",
+    );
+    assert_eq!(c.head().header("Access-Control-Allow-Origin"), Some("*"));
+}
+
+#[test]
+fn shutdown_ends_streams_with_the_last_chunk() {
+    let server = start(|_| {});
+    let mut c = Conn::open_stream(server.addr(), "/sse");
+    let mut t = Conn::open_stream(server.addr(), "/stream-time?interval_ms=10");
+    server.shutdown();
+    assert_eq!(c.chunk(), None);
+    while t.chunk().is_some() {}
+}
