@@ -685,3 +685,28 @@ fn shutdown_ends_streams_with_the_last_chunk() {
     assert_eq!(c.chunk(), None);
     while t.chunk().is_some() {}
 }
+
+#[test]
+fn a_client_that_stops_reading_is_dropped_while_others_go_on() {
+    let server = start(|c| {
+        c.write_timeout = Duration::from_millis(300);
+        c.keepalive = Duration::from_secs(60);
+    });
+    let addr = server.addr();
+    let stuck = Conn::open_stream(addr, "/sse");
+    let mut fast = Conn::open_stream(addr, "/sse");
+    // Each message is about 60 KiB: a few fill the stuck client's socket
+    // buffers, after which its writes block, then time out.
+    let body = format!("{{\"message\": \"{}\"}}", "m".repeat(60_000));
+    let mut sent = 0;
+    while server.open_streams() == 2 {
+        assert!(sent < 2000, "the stuck client was never dropped");
+        let (head, _) = fetch(addr, "POST", "/messages", &[], body.as_bytes());
+        assert_eq!(head.status, 200);
+        sent += 1;
+        // The fast client keeps up with every message.
+        assert_eq!(fast.events(1)[0].data.len(), body.len() + 22);
+    }
+    assert_eq!(server.open_streams(), 1);
+    drop(stuck);
+}
