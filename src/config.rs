@@ -10,9 +10,11 @@ use std::time::Duration;
 pub const USAGE: &str = "\
 ssed: a Server-Sent Events daemon
 
-Usage: ssed [serve] [OPTIONS]
+Usage: ssed [serve] [OPTIONS]     run the server
+       ssed listen URL [OPTIONS]  print the events of a stream (see ssed listen --help)
+       ssed publish URL [DATA]    publish an event to a topic (see ssed publish --help)
 
-Options (each also read from the environment variable shown):
+Options of serve (each also read from the environment variable shown):
   --addr HOST:PORT         address to listen on; port 0 picks a free one
                            [SSED_ADDR, default 127.0.0.1:8000]
   --www DIR                serve the pages from DIR instead of the built-in ones

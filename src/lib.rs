@@ -22,10 +22,13 @@
 //! - [`demos`]: the producers of the demo events.
 //! - [`routes`]: (method, path) to what to do; query parsing.
 //! - [`server`]: the only module that touches tiny_http.
+//! - [`http`] and [`client`]: `ssed listen` and `ssed publish`.
 #![deny(unsafe_code)]
 
+pub mod client;
 pub mod config;
 pub mod demos;
+pub mod http;
 pub mod hub;
 pub mod pyjson;
 pub mod routes;

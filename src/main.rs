@@ -1,22 +1,64 @@
 //! The `ssed` command: parses the command line and runs the server.
 
-use ssed::config::{self, Command};
+use ssed::client::{self, Outcome};
+use ssed::config::{self, Command, UsageError};
 use std::io::Write;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let args = std::env::args().skip(1);
-    let command = match config::parse(args, |name| std::env::var(name).ok()) {
-        Ok(command) => command,
-        Err(config::UsageError(why)) => {
-            eprintln!("ssed: {why}\nTry 'ssed --help' for more information.");
-            return ExitCode::from(2);
+    let mut args = std::env::args().skip(1).peekable();
+    let env = |name: &str| std::env::var(name).ok();
+    match args.peek().map(String::as_str) {
+        Some("listen") => {
+            args.next();
+            return match client::parse_listen(args, &mut std::io::stdin()) {
+                Ok(Ok(listen)) => finish(client::listen(
+                    &listen,
+                    &mut std::io::stdout(),
+                    &mut std::io::stderr(),
+                )),
+                Ok(Err(help)) => print(help),
+                Err(e) => usage_error(e, "listen"),
+            };
         }
+        Some("publish") => {
+            args.next();
+            return match client::parse_publish(args, env, &mut std::io::stdin()) {
+                Ok(Ok(publish)) => finish(client::publish(&publish, &mut std::io::stdout())),
+                Ok(Err(help)) => print(help),
+                Err(e) => usage_error(e, "publish"),
+            };
+        }
+        _ => {}
+    }
+    let command = match config::parse(args, env) {
+        Ok(command) => command,
+        Err(e) => return usage_error(e, ""),
     };
     match command {
         Command::Help => print(config::USAGE),
         Command::Version => print(&format!("ssed {}\n", env!("CARGO_PKG_VERSION"))),
         Command::Serve(config) => serve(config),
+    }
+}
+
+fn usage_error(UsageError(why): UsageError, command: &str) -> ExitCode {
+    let help = if command.is_empty() {
+        "ssed --help".to_string()
+    } else {
+        format!("ssed {command} --help")
+    };
+    eprintln!("ssed: {why}\nTry '{help}' for more information.");
+    ExitCode::from(2)
+}
+
+fn finish(outcome: Outcome) -> ExitCode {
+    match outcome {
+        Outcome::Done => ExitCode::SUCCESS,
+        Outcome::Failed(why) => {
+            eprintln!("ssed: {why}");
+            ExitCode::from(1)
+        }
     }
 }
 

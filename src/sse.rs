@@ -161,9 +161,15 @@ pub struct Decoder {
     after_cr: bool,
     data: String,
     event_type: String,
-    /// "the last event ID buffer"
+    /// "the last event ID buffer": set by `id:` lines as they are read.
+    id_buffer: String,
+    /// "the last event ID string" of the event source: the buffer as it was
+    /// at the last dispatch. This is what a reconnection sends.
     last_event_id: String,
+    /// A `retry:` seen since the last dispatch.
     retry: Option<u64>,
+    /// The stream's reconnection time: the last valid `retry:` seen.
+    reconnection_time: Option<u64>,
 }
 
 impl Decoder {
@@ -174,6 +180,18 @@ impl Decoder {
     /// The last event ID, as a reconnecting client sends it in `Last-Event-ID`.
     pub fn last_event_id(&self) -> &str {
         &self.last_event_id
+    }
+
+    /// Starts from a known last event ID (a client's `--last-event-id`).
+    pub fn set_last_event_id(&mut self, id: &str) {
+        self.last_event_id = id.to_string();
+        self.id_buffer = id.to_string();
+    }
+
+    /// The reconnection time the stream asked for, if any: it takes effect
+    /// as soon as the `retry:` line is read, event or not.
+    pub fn reconnection_time(&self) -> Option<u64> {
+        self.reconnection_time
     }
 
     /// Parses `bytes`, appending what they complete to `out`.
@@ -214,8 +232,11 @@ impl Decoder {
     }
 
     /// The stream ended. "If the file ends in the middle of an event, before
-    /// the final empty line, the incomplete event is not dispatched."
+    /// the final empty line, the incomplete event is not dispatched." The next
+    /// stream starts with the last event ID string, as browsers do, so an
+    /// `id:` of the lost half event counts for nothing.
     pub fn finish(&mut self) {
+        self.id_buffer = self.last_event_id.clone();
         self.line.clear();
         self.data.clear();
         self.event_type.clear();
@@ -245,16 +266,18 @@ impl Decoder {
                 self.data.push_str(value);
                 self.data.push('\n');
             }
-            "id" if !value.contains('\0') => self.last_event_id = value.to_string(),
+            "id" if !value.contains('\0') => self.id_buffer = value.to_string(),
             "retry" if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
                 // Digits too many for u64 are still digits; saturate.
                 self.retry = Some(value.parse().unwrap_or(u64::MAX));
+                self.reconnection_time = self.retry;
             }
             _ => {}
         }
     }
 
     fn dispatch(&mut self, out: &mut Vec<Item>) {
+        self.last_event_id.clone_from(&self.id_buffer);
         let retry = self.retry.take();
         if self.data.is_empty() {
             self.event_type.clear();
@@ -483,6 +506,19 @@ mod tests {
         for (input, expected) in cases {
             check_decode(input, &expected);
         }
+    }
+
+    #[test]
+    fn an_id_in_an_unfinished_event_is_not_the_last_event_id() {
+        let mut d = Decoder::new();
+        let mut out = Vec::new();
+        d.feed(b"id: 1\ndata: a\n\nid: 2\ndata: half", &mut out);
+        assert_eq!(d.last_event_id(), "1");
+        d.finish();
+        d.feed(b"data: b\n\nid: 3\n\n", &mut out);
+        assert_eq!(out, [ev("message", "a", "1"), ev("message", "b", "1")]);
+        // An id with no data still becomes the last event ID.
+        assert_eq!(d.last_event_id(), "3");
     }
 
     #[test]
