@@ -26,6 +26,16 @@ Options of serve (each also read from the environment variable shown):
                            [SSED_MAX_STREAMS, default: what the open-files limit allows]
   --write-timeout SECS     drop a client whose socket accepts nothing for this long
                            [SSED_WRITE_TIMEOUT, 30]
+  --history N              events each topic keeps for clients that reconnect;
+                           0 keeps none [SSED_HISTORY, 1000]
+  --history-bytes SIZE     bytes of event data each topic keeps, at most (K and M
+                           suffixes) [SSED_HISTORY_BYTES, 1M]
+  --max-topics N           topics at once; more are refused with 429 [SSED_MAX_TOPICS, 1000]
+  --max-event-bytes SIZE   largest publish body; larger get 413 [SSED_MAX_EVENT_BYTES, 64K]
+  --publish-token TOKEN    require Authorization: Bearer TOKEN to publish
+                           [SSED_PUBLISH_TOKEN; the variable keeps it out of ps]
+  --subscribe-token TOKEN  require TOKEN to subscribe: as a Bearer header, ?token=
+                           or the cookie ssed_token [SSED_SUBSCRIBE_TOKEN]
   --stats-interval-ms MS   period of /system-stats samples [SSED_STATS_INTERVAL_MS, 1000]
   --stocks-interval-ms MS  mean pause between /stream-stocks ticks (each is 0.5x to 1.5x)
                            [SSED_STOCKS_INTERVAL_MS, 1000]
@@ -48,6 +58,13 @@ pub struct Config {
     pub max_streams: Option<usize>,
     pub write_timeout: Duration,
     pub pace: Pace,
+    /// Events each hub topic keeps for replay.
+    pub history: usize,
+    pub history_bytes: usize,
+    pub max_topics: usize,
+    pub max_event_bytes: usize,
+    pub publish_token: Option<String>,
+    pub subscribe_token: Option<String>,
 }
 
 impl Default for Config {
@@ -60,6 +77,12 @@ impl Default for Config {
             max_streams: None,
             write_timeout: Duration::from_secs(30),
             pace: Pace::default(),
+            history: 1000,
+            history_bytes: 1024 * 1024,
+            max_topics: 1000,
+            max_event_bytes: 64 * 1024,
+            publish_token: None,
+            subscribe_token: None,
         }
     }
 }
@@ -67,7 +90,7 @@ impl Default for Config {
 /// What the command line asks for.
 #[derive(Debug)]
 pub enum Command {
-    Serve(Config),
+    Serve(Box<Config>),
     Help,
     Version,
 }
@@ -138,10 +161,10 @@ pub fn parse(
     for origin in &config.cors_origins {
         check_origin(origin).map_err(|why| invalid("SSED_CORS_ORIGIN", origin, &why))?;
     }
-    Ok(Command::Serve(config))
+    Ok(Command::Serve(Box::new(config)))
 }
 
-const FLAGS_WITH_VARS: [(&str, &str); 8] = [
+const FLAGS_WITH_VARS: [(&str, &str); 14] = [
     ("SSED_ADDR", "--addr"),
     ("SSED_WWW", "--www"),
     ("SSED_CORS_ORIGIN", "--cors-origin"),
@@ -150,9 +173,19 @@ const FLAGS_WITH_VARS: [(&str, &str); 8] = [
     ("SSED_WRITE_TIMEOUT", "--write-timeout"),
     ("SSED_STATS_INTERVAL_MS", "--stats-interval-ms"),
     ("SSED_STOCKS_INTERVAL_MS", "--stocks-interval-ms"),
+    ("SSED_HISTORY", "--history"),
+    ("SSED_HISTORY_BYTES", "--history-bytes"),
+    ("SSED_MAX_TOPICS", "--max-topics"),
+    ("SSED_MAX_EVENT_BYTES", "--max-event-bytes"),
+    ("SSED_PUBLISH_TOKEN", "--publish-token"),
+    ("SSED_SUBSCRIBE_TOKEN", "--subscribe-token"),
 ];
 
 fn invalid(name: &str, value: &str, why: &str) -> UsageError {
+    // A secret is not echoed to a terminal or a log.
+    if name.contains("TOKEN") || name.contains("-token") {
+        return UsageError(format!("invalid value for {name}: {why}"));
+    }
     UsageError(format!("invalid value {value:?} for {name}: {why}"))
 }
 
@@ -181,9 +214,54 @@ fn set(config: &mut Config, flag: &str, value: &str) -> Result<(), String> {
         }
         "--stats-interval-ms" => config.pace.stats = millis(value, 200, 3_600_000)?,
         "--stocks-interval-ms" => config.pace.stocks = millis(value, 1, 3_600_000)?,
+        "--history" => config.history = whole(value, 0, 1_000_000)?,
+        "--history-bytes" => config.history_bytes = size(value, 1024, 1 << 34)?,
+        "--max-topics" => config.max_topics = whole(value, 1, 1_000_000)?,
+        "--max-event-bytes" => config.max_event_bytes = size(value, 16, 64 << 20)?,
+        "--publish-token" => config.publish_token = Some(token(value)?),
+        "--subscribe-token" => config.subscribe_token = Some(token(value)?),
         _ => unreachable!("flag {flag} is listed in FLAGS_WITH_VARS"),
     }
     Ok(())
+}
+
+fn whole(value: &str, min: usize, max: usize) -> Result<usize, String> {
+    value
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .ok_or_else(|| format!("expected a whole number from {min} to {max}"))
+}
+
+/// Bytes, with an optional K or M suffix (1024 and 1024²).
+fn size(value: &str, min: usize, max: usize) -> Result<usize, String> {
+    let (digits, unit) = match value.strip_suffix(['K', 'k']) {
+        Some(d) => (d, 1024),
+        None => match value.strip_suffix(['M', 'm']) {
+            Some(d) => (d, 1024 * 1024),
+            None => (value, 1),
+        },
+    };
+    digits
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .filter(|n| (min..=max).contains(n))
+        .ok_or_else(|| format!("expected bytes from {min} to {max}, such as 65536, 64K or 1M"))
+}
+
+/// Tokens go into HTTP headers and cookies: printable ASCII, no spaces or
+/// separators that would end a cookie.
+fn token(value: &str) -> Result<String, String> {
+    let ok = !value.is_empty()
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !b";,\"\\".contains(&b));
+    if ok {
+        Ok(value.to_string())
+    } else {
+        Err("expected printable ASCII without spaces, quotes, commas or semicolons".into())
+    }
 }
 
 fn check_addr(value: &str) -> Result<(), String> {
@@ -231,7 +309,7 @@ mod tests {
             .collect();
         let lookup = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
         match parse(args.iter().map(|s| s.to_string()), lookup) {
-            Ok(Command::Serve(c)) => Ok(c),
+            Ok(Command::Serve(c)) => Ok(*c),
             Ok(other) => Err(format!("{other:?}")),
             Err(UsageError(e)) => Err(e),
         }
@@ -284,6 +362,30 @@ mod tests {
         for (args, env, expected) in cases {
             assert_eq!(parse_with(args, env).unwrap_err(), expected, "{args:?}");
         }
+    }
+
+    #[test]
+    fn hub_settings() {
+        let c = parse_with(
+            &[
+                "--history",
+                "0",
+                "--history-bytes",
+                "2M",
+                "--max-event-bytes=1k",
+                "--max-topics",
+                "5",
+            ],
+            &[("SSED_PUBLISH_TOKEN", "p")],
+        )
+        .unwrap();
+        assert_eq!(
+            (c.history, c.history_bytes, c.max_event_bytes, c.max_topics),
+            (0, 2 << 20, 1024, 5)
+        );
+        assert_eq!(c.publish_token.as_deref(), Some("p"));
+        assert_eq!(parse_with(&["--max-event-bytes", "lots"], &[]).unwrap_err(), "invalid value \"lots\" for --max-event-bytes: expected bytes from 16 to 67108864, such as 65536, 64K or 1M");
+        assert_eq!(parse_with(&["--subscribe-token", "a b"], &[]).unwrap_err(), "invalid value for --subscribe-token: expected printable ASCII without spaces, quotes, commas or semicolons");
     }
 
     #[test]

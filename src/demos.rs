@@ -230,8 +230,8 @@ impl Demos {
         let stats_waker = Arc::new(Waker::default());
         let stocks_waker = Arc::new(Waker::default());
         let mut demos = Demos {
-            stats: Topic::with_producer(DEMO_RING, Arc::clone(&stats_waker)),
-            stocks: Topic::with_producer(DEMO_RING, Arc::clone(&stocks_waker)),
+            stats: Topic::standalone("system-stats", DEMO_RING, Some(Arc::clone(&stats_waker))),
+            stocks: Topic::standalone("stream-stocks", DEMO_RING, Some(Arc::clone(&stocks_waker))),
             stop: Arc::clone(&stop),
             wakers: vec![Arc::clone(&stats_waker), Arc::clone(&stocks_waker)],
             threads: Vec::new(),
@@ -240,6 +240,7 @@ impl Demos {
             topic: Arc::clone(&demos.stats),
             waker: stats_waker,
             stop: Arc::clone(&stop),
+            seq: 0,
         };
         let every = pace.stats;
         demos.threads.push(
@@ -251,6 +252,7 @@ impl Demos {
             topic: Arc::clone(&demos.stocks),
             waker: stocks_waker,
             stop,
+            seq: 0,
         };
         let mean = pace.stocks;
         demos.threads.push(
@@ -283,9 +285,16 @@ struct Producer {
     topic: Arc<Topic>,
     waker: Arc<Waker>,
     stop: Arc<AtomicBool>,
+    /// Numbers the events of this topic, for its subscribers' cursors.
+    seq: u64,
 }
 
 impl Producer {
+    fn publish(&mut self, event: Event) {
+        self.seq += 1;
+        self.topic.publish(self.seq, event);
+    }
+
     fn stopping(&self) -> bool {
         self.stop.load(Ordering::Acquire)
     }
@@ -317,7 +326,7 @@ impl Producer {
     }
 }
 
-fn sample_system(p: Producer, every: Duration) {
+fn sample_system(mut p: Producer, every: Duration) {
     use sysinfo::System;
     let mut sys = match System::new() {
         Ok(sys) => sys,
@@ -345,7 +354,7 @@ fn sample_system(p: Producer, every: Duration) {
                 "memory_used_mb": round(used / MB, 2),
                 "memory_total_mb": round(total / MB, 2),
             });
-            p.topic.publish(Event::message(dumps(&stats)));
+            p.publish(Event::message(dumps(&stats)));
             if !p.rest(every.max(sysinfo::MINIMUM_CPU_UPDATE_INTERVAL)) {
                 return;
             }
@@ -355,7 +364,7 @@ fn sample_system(p: Producer, every: Duration) {
     }
 }
 
-fn run_market(p: Producer, mean: Duration) {
+fn run_market(mut p: Producer, mean: Duration) {
     let mut prices = STOCKS;
     while p.await_viewers() {
         let (symbol, price) = &mut prices[fastrand::usize(..STOCKS.len())];
@@ -366,7 +375,7 @@ fn run_market(p: Producer, mean: Duration) {
             "price": round(*price, 2),
             "change": round(change, 2),
         });
-        p.topic.publish(Event::named(symbol, dumps(&update)));
+        p.publish(Event::named(symbol, dumps(&update)));
         if !p.rest(mean.mul_f64(0.5 + fastrand::f64())) {
             return;
         }

@@ -1,16 +1,30 @@
-//! Topics: broadcast of events to any number of subscribers.
+//! Topics and the hub: broadcast of events to any number of subscribers,
+//! with ids that let a client resume exactly where it stopped.
 //!
 //! A [`Topic`] keeps its recent events in a ring and the [`Waker`]s of its
 //! subscribers. Publishing appends to the ring and wakes each subscriber; it
 //! never writes to a socket and never waits for a reader, so its cost does not
 //! depend on how slow the readers are. Each [`Subscription`] reads the ring at
 //! its own cursor; one that falls further behind than the ring holds is told
-//! how many events it missed.
+//! what it missed ([`Gap`]).
+//!
+//! The [`Hub`] names topics and numbers their events. Every event published
+//! through it gets the next number of one hub-wide sequence, and the id
+//! `RUN-SEQ`, where RUN is drawn at random when the hub starts. One id is then
+//! enough to resume any set of topics: replay what each holds after SEQ. An
+//! id of another run, or one that is not ours at all, cannot be placed, so it
+//! is reported as a gap rather than guessed at.
+//!
+//! Invariant: events are inserted in sequence order, and the hub's
+//! [`Hub::watermark`] moves past a sequence number only once that event is in
+//! its topic. A reader that takes only events at or below the watermark it
+//! read beforehand therefore sees every topic's events in one global order.
 //!
 //! The hub knows nothing of HTTP.
 
 use crate::sse::Event;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -45,67 +59,137 @@ impl Waker {
     }
 }
 
-/// A named stream of events with a bounded memory of the latest ones.
+/// How much a topic remembers.
+#[derive(Clone, Copy, Debug)]
+pub struct Retention {
+    /// Events kept for replay to reconnecting clients (0: none).
+    pub history: usize,
+    /// Bytes of event data kept, at most; the oldest go first.
+    pub bytes: usize,
+}
+
+/// Events a topic keeps for its live subscribers even when `history` is
+/// smaller: room for a burst, so a subscriber a few events behind is not told
+/// of a gap.
+const LIVE_RING: usize = 64;
+
+/// A stream of events with a bounded memory of the latest ones.
 pub struct Topic {
+    name: String,
     ring: Mutex<Ring>,
     /// Rung when the topic gains a first subscriber, so a producer that idles
     /// while nobody watches can start again.
     on_first_subscriber: Option<Arc<Waker>>,
+    published: AtomicU64,
+}
+
+/// One retained event and its sequence number.
+#[derive(Clone)]
+pub struct Entry {
+    pub seq: u64,
+    pub event: Arc<Event>,
 }
 
 struct Ring {
-    events: VecDeque<Arc<Event>>,
-    /// Sequence number of `events[0]`; sequence numbers count every event
-    /// ever published to this topic.
+    entries: VecDeque<Entry>,
+    /// Position of `entries[0]` among all events ever published here:
+    /// subscription cursors count in positions.
     first: u64,
     capacity: usize,
+    /// How many of the newest entries may be replayed.
+    history: usize,
+    max_bytes: usize,
+    bytes: usize,
+    /// Sequence number of the newest event dropped from the ring.
+    evicted_through: Option<u64>,
     subscribers: Vec<Arc<Waker>>,
 }
 
 impl Ring {
     fn next(&self) -> u64 {
-        self.first + self.events.len() as u64
+        self.first + self.entries.len() as u64
+    }
+
+    fn evict_oldest(&mut self) {
+        if let Some(old) = self.entries.pop_front() {
+            self.first += 1;
+            self.bytes -= old.event.data.len();
+            self.evicted_through = Some(old.seq);
+        }
     }
 }
 
-/// What a subscriber missed because the ring had moved past its cursor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Missed(pub u64);
+/// Events a subscriber was owed but cannot get: they left the ring before
+/// it read them, or belong to another run of the server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Gap {
+    pub topic: String,
+    /// How many, when known.
+    pub missed: Option<u64>,
+    /// The newest lost event's sequence number, when known.
+    pub through: Option<u64>,
+}
 
 impl Topic {
-    /// A topic that remembers up to `capacity` events (at least one, so that
-    /// a subscriber woken by a publish always finds the event there).
-    pub fn new(capacity: usize) -> Arc<Topic> {
-        Self::build(capacity, None)
+    /// A topic outside any hub (the demos' shared streams), keeping `capacity`
+    /// events and ringing `producer` when it gains a first subscriber.
+    pub fn standalone(name: &str, capacity: usize, producer: Option<Arc<Waker>>) -> Arc<Topic> {
+        let keep = Retention {
+            history: capacity,
+            bytes: usize::MAX,
+        };
+        Self::build(name, keep, producer)
     }
 
-    /// Like [`Topic::new`], ringing `waker` whenever the topic goes from no
-    /// subscribers to one.
-    pub fn with_producer(capacity: usize, waker: Arc<Waker>) -> Arc<Topic> {
-        Self::build(capacity, Some(waker))
-    }
-
-    fn build(capacity: usize, on_first_subscriber: Option<Arc<Waker>>) -> Arc<Topic> {
-        let capacity = capacity.max(1);
+    fn build(name: &str, keep: Retention, on_first_subscriber: Option<Arc<Waker>>) -> Arc<Topic> {
+        let capacity = keep.history.max(LIVE_RING);
         Arc::new(Topic {
+            name: name.to_string(),
             ring: Mutex::new(Ring {
-                events: VecDeque::with_capacity(capacity.min(64)),
+                entries: VecDeque::new(),
                 first: 0,
                 capacity,
+                history: keep.history,
+                max_bytes: keep.bytes,
+                bytes: 0,
+                evicted_through: None,
                 subscribers: Vec::new(),
             }),
             on_first_subscriber,
+            published: AtomicU64::new(0),
         })
     }
 
-    /// Appends `event` and wakes every subscriber. Returns how many there were.
-    pub fn publish(&self, event: Event) -> usize {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Appends `event` as number `seq` (which must exceed every earlier one)
+    /// and wakes every subscriber. Returns how many there were.
+    pub fn publish(&self, seq: u64, event: Event) -> usize {
+        self.insert(seq, event);
+        self.wake_all()
+    }
+
+    /// Appends without waking anyone (see [`Hub::publish`] for why).
+    fn insert(&self, seq: u64, event: Event) {
         let mut ring = lock(&self.ring);
-        if ring.events.len() == ring.capacity {
-            ring.events.pop_front();
-            ring.first += 1;
+        let size = event.data.len();
+        while !ring.entries.is_empty()
+            && (ring.entries.len() >= ring.capacity || ring.bytes + size > ring.max_bytes)
+        {
+            ring.evict_oldest();
         }
-        ring.events.push_back(Arc::new(event));
+        ring.bytes += size;
+        ring.entries.push_back(Entry {
+            seq,
+            event: Arc::new(event),
+        });
+        self.published.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn wake_all(&self) -> usize {
+        let ring = lock(&self.ring);
         for waker in &ring.subscribers {
             waker.wake();
         }
@@ -115,14 +199,58 @@ impl Topic {
     /// Subscribes from the next event on, plus up to `latest` of those already
     /// in the ring (for a late viewer of a slow-changing value).
     pub fn subscribe(self: &Arc<Self>, waker: Arc<Waker>, latest: usize) -> Subscription {
+        let ring = self.register(&waker);
+        let cursor = ring.next() - latest.min(ring.entries.len()) as u64;
+        drop(ring);
+        self.subscription(waker, cursor)
+    }
+
+    /// Subscribes to every event numbered after `after`: those still held
+    /// for replay first, then live ones, each exactly once. Also returns the
+    /// gap, if events after `after` can no longer be replayed, and how many
+    /// will be replayed.
+    pub fn subscribe_after(
+        self: &Arc<Self>,
+        waker: Arc<Waker>,
+        after: u64,
+    ) -> (Subscription, Option<Gap>, usize) {
+        let ring = self.register(&waker);
+        let replayable = ring.entries.len().min(ring.history);
+        let window_start = ring.entries.len() - replayable;
+        // Entries are in sequence order: find the first one after `after`.
+        let first_after = ring.entries.partition_point(|e| e.seq <= after);
+        let start = first_after.max(window_start);
+        // Owed but not replayable: evicted ones after `after`, and retained
+        // ones older than the replay window.
+        let hidden = window_start.saturating_sub(first_after);
+        let through = if hidden > 0 {
+            Some(ring.entries[window_start - 1].seq)
+        } else {
+            ring.evicted_through.filter(|&t| t > after)
+        };
+        let gap = through.map(|through| Gap {
+            topic: self.name.clone(),
+            missed: None,
+            through: Some(through),
+        });
+        let cursor = ring.first + start as u64;
+        let replayed = ring.entries.len() - start;
+        drop(ring);
+        (self.subscription(waker, cursor), gap, replayed)
+    }
+
+    fn register(&self, waker: &Arc<Waker>) -> MutexGuard<'_, Ring> {
         let mut ring = lock(&self.ring);
-        ring.subscribers.push(Arc::clone(&waker));
+        ring.subscribers.push(Arc::clone(waker));
         if ring.subscribers.len() == 1 {
             if let Some(producer) = &self.on_first_subscriber {
                 producer.wake();
             }
         }
-        let cursor = ring.next() - latest.min(ring.events.len()) as u64;
+        ring
+    }
+
+    fn subscription(self: &Arc<Self>, waker: Arc<Waker>, cursor: u64) -> Subscription {
         Subscription {
             topic: Arc::clone(self),
             waker,
@@ -134,12 +262,30 @@ impl Topic {
         lock(&self.ring).subscribers.len()
     }
 
+    /// Events published here since the start.
+    pub fn published(&self) -> u64 {
+        self.published.load(Ordering::Relaxed)
+    }
+
+    /// (subscribers, retained events, newest sequence number).
+    pub fn stats(&self) -> (usize, usize, Option<u64>) {
+        let ring = lock(&self.ring);
+        let newest = ring.entries.back().map(|e| e.seq);
+        (ring.subscribers.len(), ring.entries.len(), newest)
+    }
+
     /// Forgets the retained events (a producer going idle, whose last value
     /// would be stale by the time anyone sees it).
     pub fn clear(&self) {
         let mut ring = lock(&self.ring);
         ring.first = ring.next();
-        ring.events.clear();
+        ring.entries.clear();
+        ring.bytes = 0;
+    }
+
+    fn is_idle(&self) -> bool {
+        let ring = lock(&self.ring);
+        ring.subscribers.is_empty() && ring.entries.is_empty()
     }
 }
 
@@ -151,19 +297,33 @@ pub struct Subscription {
 }
 
 impl Subscription {
-    /// Moves every event past the cursor into `out`. If the ring no longer
-    /// holds some of them, skips to the oldest it holds and says how many
-    /// were lost.
-    pub fn take(&mut self, out: &mut Vec<Arc<Event>>) -> Option<Missed> {
+    pub fn topic(&self) -> &Arc<Topic> {
+        &self.topic
+    }
+
+    /// Moves the events past the cursor numbered at most `watermark` into
+    /// `out`. If the ring no longer holds some of them, skips to the oldest
+    /// it holds and returns the gap.
+    pub fn take(&mut self, watermark: u64, out: &mut Vec<Entry>) -> Option<Gap> {
         let ring = lock(&self.topic.ring);
-        let missed = ring.first.checked_sub(self.cursor).filter(|&n| n > 0);
-        if missed.is_some() {
+        let mut gap = None;
+        if self.cursor < ring.first {
+            gap = Some(Gap {
+                topic: self.topic.name.clone(),
+                missed: Some(ring.first - self.cursor),
+                through: ring.evicted_through,
+            });
             self.cursor = ring.first;
         }
         let start = (self.cursor - ring.first) as usize;
-        out.extend(ring.events.range(start..).cloned());
-        self.cursor = ring.next();
-        missed.map(Missed)
+        let ready = ring
+            .entries
+            .range(start..)
+            .take_while(|e| e.seq <= watermark);
+        let before = out.len();
+        out.extend(ready.cloned());
+        self.cursor += (out.len() - before) as u64;
+        gap
     }
 }
 
@@ -180,81 +340,468 @@ impl Drop for Subscription {
     }
 }
 
+/// Why a topic could not be had.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TopicError {
+    /// The name breaks [`check_topic`]'s rule.
+    BadName(String),
+    /// `max_topics` exist already.
+    TooMany(usize),
+}
+
+/// Longest topic name.
+pub const MAX_TOPIC_LEN: usize = 128;
+
+/// Topic names: 1 to 128 characters of `A-Z a-z 0-9 . _ ~ -` and `/`
+/// (URL-safe, so a topic is its own path).
+pub fn check_topic(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_TOPIC_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._~-/".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "topic names are 1 to {MAX_TOPIC_LEN} characters of A-Z a-z 0-9 . _ ~ - and /, not {name:?}"
+        ))
+    }
+}
+
+/// The named topics, their numbering, and the counters behind `/metrics`.
+pub struct Hub {
+    /// This run's token, the first part of every id.
+    run: String,
+    /// The last sequence number given out; held while an event is inserted,
+    /// so that insertions happen in sequence order.
+    seq: Mutex<u64>,
+    /// The highest sequence number whose event is in its topic.
+    watermark: AtomicU64,
+    topics: Mutex<HashMap<String, Arc<Topic>>>,
+    keep: Retention,
+    max_topics: usize,
+    pub counters: Counters,
+}
+
+/// Hub-wide counts for `/metrics`.
+#[derive(Default)]
+pub struct Counters {
+    pub delivered: AtomicU64,
+    pub replayed: AtomicU64,
+    pub gaps: AtomicU64,
+}
+
+/// Where a reconnecting client says it was.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Resume {
+    /// No id: live events only.
+    Live,
+    /// An id of this run.
+    After(u64),
+    /// An id this run did not give out.
+    Foreign(String),
+}
+
+impl Hub {
+    pub fn new(keep: Retention, max_topics: usize) -> Hub {
+        Hub {
+            run: format!("{:08x}", fastrand::u32(..)),
+            seq: Mutex::new(0),
+            watermark: AtomicU64::new(0),
+            topics: Mutex::default(),
+            keep,
+            max_topics,
+            counters: Counters::default(),
+        }
+    }
+
+    /// The id of event number `seq`.
+    pub fn id(&self, seq: u64) -> String {
+        format!("{}-{seq}", self.run)
+    }
+
+    /// Reads a `Last-Event-ID`.
+    pub fn resume(&self, last_event_id: Option<&str>) -> Resume {
+        let Some(id) = last_event_id.filter(|id| !id.is_empty()) else {
+            return Resume::Live;
+        };
+        match id.split_once('-') {
+            Some((run, seq)) if run == self.run => match seq.parse() {
+                Ok(seq) if seq <= self.watermark() => Resume::After(seq),
+                _ => Resume::Foreign(id.to_string()),
+            },
+            _ => Resume::Foreign(id.to_string()),
+        }
+    }
+
+    /// Every sequence number up to this one is in its topic.
+    pub fn watermark(&self) -> u64 {
+        self.watermark.load(Ordering::Acquire)
+    }
+
+    /// The topic called `name`, made if it does not exist. Takes the
+    /// topics' lock, which the caller holds while it uses the topic, so that
+    /// [`Hub::release`] cannot free it in between.
+    fn topic<'m>(
+        &self,
+        topics: &'m mut HashMap<String, Arc<Topic>>,
+        name: &str,
+    ) -> Result<&'m Arc<Topic>, TopicError> {
+        check_topic(name).map_err(TopicError::BadName)?;
+        if !topics.contains_key(name) {
+            if topics.len() >= self.max_topics {
+                // Make room from topics nobody uses, before refusing.
+                topics.retain(|_, t| !t.is_idle());
+                if topics.len() >= self.max_topics {
+                    return Err(TopicError::TooMany(self.max_topics));
+                }
+            }
+            topics.insert(name.to_string(), Topic::build(name, self.keep, None));
+        }
+        Ok(&topics[name])
+    }
+
+    /// Publishes `event` to topic `name`, giving it the next id. Returns the
+    /// id and how many subscribers it reached.
+    pub fn publish(&self, name: &str, mut event: Event) -> Result<(String, usize), TopicError> {
+        let mut topics = lock(&self.topics);
+        let topic = self.topic(&mut topics, name)?;
+        let mut seq = lock(&self.seq);
+        *seq += 1;
+        let id = self.id(*seq);
+        event.id = Some(id.clone());
+        topic.insert(*seq, event);
+        // The watermark moves before anyone is woken: a subscriber woken by
+        // this event must find it at or below the watermark, or it would
+        // hold it back and sleep until the next wake.
+        self.watermark.store(*seq, Ordering::Release);
+        drop(seq);
+        Ok((id, topic.wake_all()))
+    }
+
+    /// Subscribes `waker` to every topic in `names`, resuming from `from`.
+    /// Returns the subscriptions and the gaps to report before anything else.
+    pub fn subscribe(
+        &self,
+        names: &[String],
+        waker: &Arc<Waker>,
+        from: &Resume,
+    ) -> Result<(Vec<Subscription>, Vec<Gap>), TopicError> {
+        let mut topics = lock(&self.topics);
+        // Check every name before subscribing to any.
+        for name in names {
+            self.topic(&mut topics, name)?;
+        }
+        let mut subs = Vec::with_capacity(names.len());
+        let mut gaps = Vec::new();
+        for name in names {
+            let topic = &topics[name.as_str()];
+            match from {
+                Resume::Live => subs.push(topic.subscribe(Arc::clone(waker), 0)),
+                Resume::After(seq) => {
+                    let (sub, gap, replayed) = topic.subscribe_after(Arc::clone(waker), *seq);
+                    self.counters
+                        .replayed
+                        .fetch_add(replayed as u64, Ordering::Relaxed);
+                    subs.push(sub);
+                    gaps.extend(gap);
+                }
+                Resume::Foreign(_) => {
+                    // Nothing of this run was seen: replay all there is, after
+                    // saying that what came before cannot be placed.
+                    let (sub, gap, replayed) = topic.subscribe_after(Arc::clone(waker), 0);
+                    self.counters
+                        .replayed
+                        .fetch_add(replayed as u64, Ordering::Relaxed);
+                    subs.push(sub);
+                    gaps.push(Gap {
+                        topic: name.clone(),
+                        missed: None,
+                        through: gap.and_then(|g| g.through),
+                    });
+                }
+            }
+        }
+        Ok((subs, gaps))
+    }
+
+    /// Frees those of `names` that have no subscribers and nothing retained.
+    pub fn release(&self, names: &[String]) {
+        let mut topics = lock(&self.topics);
+        for name in names {
+            if topics.get(name.as_str()).is_some_and(|t| t.is_idle()) {
+                topics.remove(name.as_str());
+            }
+        }
+    }
+
+    /// Every topic, by name.
+    pub fn topics(&self) -> Vec<Arc<Topic>> {
+        let mut all: Vec<_> = lock(&self.topics).values().cloned().collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn data(events: &[Arc<Event>]) -> Vec<&str> {
-        events.iter().map(|e| e.data.as_str()).collect()
+    fn data(entries: &[Entry]) -> Vec<&str> {
+        entries.iter().map(|e| e.event.data.as_str()).collect()
+    }
+
+    fn keep(history: usize) -> Retention {
+        Retention {
+            history,
+            bytes: usize::MAX,
+        }
+    }
+
+    fn waker() -> Arc<Waker> {
+        Arc::new(Waker::default())
     }
 
     #[test]
     fn every_subscriber_gets_every_event_in_order() {
-        let topic = Topic::new(8);
-        let mut subs: Vec<_> = (0..3)
-            .map(|_| topic.subscribe(Arc::new(Waker::default()), 0))
-            .collect();
+        let topic = Topic::standalone("t", 8, None);
+        let mut subs: Vec<_> = (0..3).map(|_| topic.subscribe(waker(), 0)).collect();
         for i in 0..5 {
-            assert_eq!(topic.publish(Event::message(i.to_string())), 3);
+            assert_eq!(topic.publish(i, Event::message(i.to_string())), 3);
         }
         for sub in &mut subs {
             let mut out = Vec::new();
-            assert_eq!(sub.take(&mut out), None);
+            assert_eq!(sub.take(u64::MAX, &mut out), None);
             assert_eq!(data(&out), ["0", "1", "2", "3", "4"]);
             out.clear();
-            assert_eq!(sub.take(&mut out), None);
+            assert_eq!(sub.take(u64::MAX, &mut out), None);
             assert!(out.is_empty());
         }
     }
 
     #[test]
     fn a_slow_subscriber_learns_what_it_missed() {
-        let topic = Topic::new(3);
-        let mut sub = topic.subscribe(Arc::new(Waker::default()), 0);
-        for i in 0..5 {
-            topic.publish(Event::message(i.to_string()));
+        let topic = Topic::standalone("t", 0, None);
+        let mut sub = topic.subscribe(waker(), 0);
+        for i in 0..(LIVE_RING as u64 + 2) {
+            topic.publish(i + 1, Event::message(i.to_string()));
         }
         let mut out = Vec::new();
-        assert_eq!(sub.take(&mut out), Some(Missed(2)));
-        assert_eq!(data(&out), ["2", "3", "4"]);
+        let gap = sub.take(u64::MAX, &mut out).unwrap();
+        assert_eq!(
+            gap,
+            Gap {
+                topic: "t".into(),
+                missed: Some(2),
+                through: Some(2)
+            }
+        );
+        assert_eq!(out.len(), LIVE_RING);
+        assert_eq!(out[0].seq, 3);
+    }
+
+    #[test]
+    fn the_watermark_holds_back_later_events() {
+        let topic = Topic::standalone("t", 8, None);
+        let mut sub = topic.subscribe(waker(), 0);
+        topic.publish(5, Event::message("five"));
+        topic.publish(9, Event::message("nine"));
+        let mut out = Vec::new();
+        sub.take(5, &mut out);
+        assert_eq!(data(&out), ["five"]);
+        sub.take(9, &mut out);
+        assert_eq!(data(&out), ["five", "nine"]);
     }
 
     #[test]
     fn late_subscriber_can_see_the_latest() {
-        let topic = Topic::new(4);
-        topic.publish(Event::message("old"));
-        topic.publish(Event::message("new"));
-        let mut sub = topic.subscribe(Arc::new(Waker::default()), 1);
+        let topic = Topic::standalone("t", 4, None);
+        topic.publish(1, Event::message("old"));
+        topic.publish(2, Event::message("new"));
+        let mut sub = topic.subscribe(waker(), 1);
         let mut out = Vec::new();
-        sub.take(&mut out);
+        sub.take(u64::MAX, &mut out);
         assert_eq!(data(&out), ["new"]);
         topic.clear();
-        let mut sub = topic.subscribe(Arc::new(Waker::default()), 1);
+        let mut sub = topic.subscribe(waker(), 1);
         out.clear();
-        sub.take(&mut out);
+        sub.take(u64::MAX, &mut out);
         assert!(out.is_empty());
     }
 
     #[test]
+    fn resuming_replays_exactly_what_was_missed() {
+        for (after, expected) in [
+            (0, vec!["2", "4", "6", "8"]),
+            (4, vec!["6", "8"]),
+            (5, vec!["6", "8"]),
+            (8, vec![]),
+        ] {
+            let topic = Topic::build("t", keep(100), None);
+            for seq in [2, 4, 6, 8] {
+                topic.publish(seq, Event::message(seq.to_string()));
+            }
+            let (mut sub, gap, _) = topic.subscribe_after(waker(), after);
+            assert_eq!(gap, None);
+            let mut out = Vec::new();
+            sub.take(u64::MAX, &mut out);
+            assert_eq!(data(&out), expected, "after {after}");
+            topic.publish(100 + after, Event::message("live"));
+            out.clear();
+            sub.take(u64::MAX, &mut out);
+            assert_eq!(data(&out), ["live"]);
+        }
+    }
+
+    #[test]
+    fn resuming_past_the_history_is_a_gap() {
+        // History 2 (a live ring of 64 still holds more).
+        let topic = Topic::build("t", keep(2), None);
+        for seq in 1..=5 {
+            topic.publish(seq, Event::message(seq.to_string()));
+        }
+        let (mut sub, gap, replayed) = topic.subscribe_after(waker(), 1);
+        assert_eq!(replayed, 2);
+        assert_eq!(
+            gap,
+            Some(Gap {
+                topic: "t".into(),
+                missed: None,
+                through: Some(3)
+            })
+        );
+        let mut out = Vec::new();
+        sub.take(u64::MAX, &mut out);
+        assert_eq!(data(&out), ["4", "5"]);
+        // Evicted by bytes: 3 events of 4 bytes, at most 8 bytes kept.
+        let topic = Topic::build(
+            "b",
+            Retention {
+                history: 100,
+                bytes: 8,
+            },
+            None,
+        );
+        for seq in 1..=3 {
+            topic.publish(seq, Event::message("abcd"));
+        }
+        let (_, gap, _) = topic.subscribe_after(waker(), 0);
+        assert_eq!(gap.unwrap().through, Some(1));
+        let (_, gap, _) = topic.subscribe_after(waker(), 1);
+        assert_eq!(gap, None);
+    }
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn the_hub_numbers_events_and_reads_ids() {
+        let hub = Hub::new(keep(10), 2);
+        let (id1, reached) = hub.publish("a", Event::message("x")).unwrap();
+        let (id2, _) = hub.publish("a", Event::message("y")).unwrap();
+        assert_eq!((id1.as_str(), reached), (hub.id(1).as_str(), 0));
+        assert_eq!(id2, hub.id(2));
+        assert_eq!(hub.resume(None), Resume::Live);
+        assert_eq!(hub.resume(Some("")), Resume::Live);
+        assert_eq!(hub.resume(Some(&id1)), Resume::After(1));
+        let other_run = if hub.run == "00000000" {
+            "00000001-1"
+        } else {
+            "00000000-1"
+        };
+        assert_eq!(
+            hub.resume(Some(other_run)),
+            Resume::Foreign(other_run.into())
+        );
+        assert!(matches!(hub.resume(Some("garbage")), Resume::Foreign(_)));
+        // From this run, but in the future: not ours to trust.
+        assert!(matches!(hub.resume(Some(&hub.id(99))), Resume::Foreign(_)));
+    }
+
+    #[test]
+    fn one_id_resumes_several_topics_in_order() {
+        let hub = Hub::new(keep(10), 10);
+        for (topic, data) in [("a", "1"), ("b", "2"), ("a", "3"), ("b", "4")] {
+            hub.publish(topic, Event::message(data)).unwrap();
+        }
+        let w = waker();
+        let (mut subs, gaps) = hub
+            .subscribe(&names(&["a", "b"]), &w, &Resume::After(1))
+            .unwrap();
+        assert!(gaps.is_empty());
+        let mut out = Vec::new();
+        for sub in &mut subs {
+            sub.take(hub.watermark(), &mut out);
+        }
+        out.sort_by_key(|e| e.seq);
+        assert_eq!(data(&out), ["2", "3", "4"]);
+        let (_, gaps) = hub
+            .subscribe(&names(&["a"]), &w, &Resume::Foreign("x-1".into()))
+            .unwrap();
+        assert_eq!(
+            gaps,
+            [Gap {
+                topic: "a".into(),
+                missed: None,
+                through: None
+            }]
+        );
+    }
+
+    #[test]
+    fn topic_names_the_cap_and_idle_topics() {
+        let hub = Hub::new(keep(10), 2);
+        for bad in ["", "a b", "a?b", "é", &"x".repeat(129)] {
+            assert!(
+                matches!(
+                    hub.publish(bad, Event::message("x")),
+                    Err(TopicError::BadName(_))
+                ),
+                "{bad:?}"
+            );
+        }
+        let w = waker();
+        let (subs, _) = hub
+            .subscribe(&names(&["news/sport-1.x_~"]), &w, &Resume::Live)
+            .unwrap();
+        hub.publish("b", Event::message("x")).unwrap();
+        // Two topics, one watched and one holding an event: the cap is reached.
+        assert_eq!(
+            hub.publish("c", Event::message("x")).unwrap_err(),
+            TopicError::TooMany(2)
+        );
+        drop(subs);
+        hub.release(&names(&["news/sport-1.x_~", "b"]));
+        assert_eq!(
+            hub.topics().len(),
+            1,
+            "the idle topic is freed, the one with history kept"
+        );
+        assert!(hub.publish("c", Event::message("x")).is_ok());
+    }
+
+    #[test]
     fn dropping_unsubscribes_and_publish_wakes() {
-        let topic = Topic::new(4);
-        let waker = Arc::new(Waker::default());
-        let sub = topic.subscribe(Arc::clone(&waker), 0);
+        let topic = Topic::standalone("t", 4, None);
+        let w = waker();
+        let sub = topic.subscribe(Arc::clone(&w), 0);
         assert_eq!(topic.subscribers(), 1);
-        topic.publish(Event::message("x"));
-        assert!(waker.wait(Duration::from_secs(5)));
-        assert!(!waker.wait(Duration::from_millis(1)));
+        topic.publish(1, Event::message("x"));
+        assert!(w.wait(Duration::from_secs(5)));
+        assert!(!w.wait(Duration::from_millis(1)));
         drop(sub);
         assert_eq!(topic.subscribers(), 0);
     }
 
     #[test]
     fn first_subscriber_rings_the_producer() {
-        let producer = Arc::new(Waker::default());
-        let topic = Topic::with_producer(4, Arc::clone(&producer));
-        let a = topic.subscribe(Arc::new(Waker::default()), 0);
+        let producer = waker();
+        let topic = Topic::standalone("t", 4, Some(Arc::clone(&producer)));
+        let a = topic.subscribe(waker(), 0);
         assert!(producer.wait(Duration::from_secs(5)));
-        let _b = topic.subscribe(Arc::new(Waker::default()), 0);
+        let _b = topic.subscribe(waker(), 0);
         assert!(!producer.wait(Duration::from_millis(1)));
         drop(a);
     }

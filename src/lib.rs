@@ -25,11 +25,14 @@
 //! - [`http`] and [`client`]: `ssed listen` and `ssed publish`.
 #![deny(unsafe_code)]
 
+pub mod auth;
 pub mod client;
 pub mod config;
 pub mod demos;
 pub mod http;
 pub mod hub;
+pub mod metrics;
+pub mod publish;
 pub mod pyjson;
 pub mod routes;
 pub mod server;

@@ -38,7 +38,7 @@ fn main() -> ExitCode {
     match command {
         Command::Help => print(config::USAGE),
         Command::Version => print(&format!("ssed {}\n", env!("CARGO_PKG_VERSION"))),
-        Command::Serve(config) => serve(config),
+        Command::Serve(config) => serve(*config),
     }
 }
 
@@ -69,6 +69,7 @@ fn print(text: &str) -> ExitCode {
 }
 
 fn serve(config: ssed::Config) -> ExitCode {
+    let config_open = config.publish_token.is_none() || config.subscribe_token.is_none();
     let server = match ssed::Server::start(config) {
         Ok(server) => server,
         Err(e) => {
@@ -77,14 +78,15 @@ fn serve(config: ssed::Config) -> ExitCode {
         }
     };
     let addr = server.addr();
+    let open = config_open && !addr.ip().is_loopback();
+    let note = if open {
+        " (the hub is open to every host that can reach it: see --publish-token and --subscribe-token)"
+    } else {
+        ""
+    };
     let mut out = std::io::stdout();
-    let _ = writeln!(out, "ssed listening on http://{addr}/");
+    let _ = writeln!(out, "ssed listening on http://{addr}/{note}");
     let _ = out.flush();
-    if !addr.ip().is_loopback() {
-        eprintln!(
-            "ssed: note: {addr} is reachable from other hosts, and publishing is open to them"
-        );
-    }
     server.wait();
     ExitCode::SUCCESS
 }

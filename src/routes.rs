@@ -32,7 +32,16 @@ pub enum Post {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Route<'a> {
     Stream(Feed),
+    /// `GET /events/{topic}` (the topic, still percent-encoded) or
+    /// `GET /events?topic=a&topic=b` (`None`: the topics are in the query).
+    Subscribe(Option<&'a str>),
     Publish(Post),
+    /// `POST /events/{topic}`.
+    PublishTopic(&'a str),
+    /// `GET /topics`: the hub's topics as JSON.
+    Topics,
+    /// `GET /metrics`: Prometheus text.
+    Metrics,
     Health,
     /// A CORS preflight (`OPTIONS`).
     Preflight,
@@ -66,6 +75,21 @@ pub fn route<'a>(method: &str, path: &'a str) -> Route<'a> {
         "/send_rest" => Some(Post::Rest),
         _ => None,
     };
+    if let Some(topic) = path.strip_prefix("/events/") {
+        return match method {
+            "GET" => Route::Subscribe(Some(topic)),
+            "POST" => Route::PublishTopic(topic),
+            _ => Route::NotAllowed("GET, POST, OPTIONS"),
+        };
+    }
+    match (method, path) {
+        ("GET", "/events") => return Route::Subscribe(None),
+        ("GET" | "HEAD", "/topics") => return Route::Topics,
+        ("GET" | "HEAD", "/metrics") => return Route::Metrics,
+        (_, "/events") => return Route::NotAllowed("GET, OPTIONS"),
+        (_, "/topics" | "/metrics") => return Route::NotAllowed("GET, HEAD, OPTIONS"),
+        _ => {}
+    }
     match (method, feed, post, path) {
         ("GET", Some(feed), _, _) => Route::Stream(feed),
         (_, Some(_), _, _) => Route::NotAllowed("GET, OPTIONS"),
@@ -120,6 +144,14 @@ pub fn number(
             "{name} must be a whole number from {min} to {max}, not {raw:?}"
         )),
     }
+}
+
+/// Every value of a query parameter, in order.
+pub fn params<'p>(params: &'p [(String, String)], name: &'p str) -> impl Iterator<Item = &'p str> {
+    params
+        .iter()
+        .filter(move |(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
 }
 
 /// The last value of a query parameter.
@@ -192,6 +224,19 @@ mod tests {
                 Route::NotAllowed("GET, HEAD, OPTIONS"),
             ),
             ("OPTIONS", "/sse", Route::Preflight),
+            ("GET", "/events/news", Route::Subscribe(Some("news"))),
+            ("GET", "/events/a/b", Route::Subscribe(Some("a/b"))),
+            ("POST", "/events/news", Route::PublishTopic("news")),
+            (
+                "DELETE",
+                "/events/news",
+                Route::NotAllowed("GET, POST, OPTIONS"),
+            ),
+            ("GET", "/events", Route::Subscribe(None)),
+            ("POST", "/events", Route::NotAllowed("GET, OPTIONS")),
+            ("GET", "/topics", Route::Topics),
+            ("GET", "/metrics", Route::Metrics),
+            ("POST", "/metrics", Route::NotAllowed("GET, HEAD, OPTIONS")),
             (
                 "GET",
                 "/",

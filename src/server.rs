@@ -12,15 +12,15 @@
 //! learns from a failed write that the client left (see
 //! `shared/notes/tiny_http.md` for why `respond()` cannot do this).
 
+use crate::auth::{self, Denied, Presented};
 use crate::config::Config;
 use crate::demos::{Clock, Demos, JsonLines, Ticker, Training};
-use crate::hub::{lock, Topic, Waker};
-use crate::pyjson;
+use crate::hub::{lock, Hub, Retention, Topic, TopicError, Waker};
 use crate::routes::{self, Feed, Post, Route};
 use crate::sse::Event;
-use crate::stream::{pump, Format, Refused, Scripted, Sink, Source, Stream, Streams, TopicSource};
-use crate::sys;
+use crate::stream::{pump, Format, Refused, Scripted, Sink, Source, Stream, Streams, Subscribed};
 use crate::www::Pages;
+use crate::{metrics, publish, pyjson, sys};
 use serde_json::{json, Value};
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
@@ -29,9 +29,6 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 use tiny_http::{HTTPVersion, Header, Request, Response};
-
-/// Largest body accepted by `/messages` and `/send_rest`.
-pub const MAX_BODY: usize = 64 * 1024;
 
 /// tiny_http reads bodies up to this size before handing over the request;
 /// larger ones are read from the socket by whoever reads the body.
@@ -45,8 +42,8 @@ const MAX_BODY_READERS: usize = 64;
 /// than the backlog loses SYNs, and those clients retry only after 1 to 31 s.
 const BACKLOG: i32 = 4096;
 
-/// Events the `/sse` topic keeps for subscribers that fall behind.
-const MESSAGES_RING: usize = 1000;
+/// The hub topic of `/sse`, `/messages` and `/send_rest`.
+pub const MESSAGES_TOPIC: &str = "messages";
 
 /// Pause before listening again after tiny_http's accept loop gave up (it
 /// does on any accept error, such as running out of file descriptors).
@@ -70,7 +67,7 @@ struct Shared {
     body_readers: Arc<Streams>,
     stats: Arc<Topic>,
     stocks: Arc<Topic>,
-    messages: Arc<Topic>,
+    hub: Arc<Hub>,
     /// The bound socket, kept to start tiny_http again on it.
     listener: TcpListener,
     http: Mutex<Arc<tiny_http::Server>>,
@@ -101,7 +98,13 @@ impl Server {
             body_readers: Streams::new(MAX_BODY_READERS),
             stats: Arc::clone(&demos.stats),
             stocks: Arc::clone(&demos.stocks),
-            messages: Topic::new(MESSAGES_RING),
+            hub: Arc::new(Hub::new(
+                Retention {
+                    history: config.history,
+                    bytes: config.history_bytes,
+                },
+                config.max_topics,
+            )),
             listener,
             http: Mutex::new(Arc::new(http)),
             stopping: AtomicBool::new(false),
@@ -240,42 +243,74 @@ fn handle(shared: &Arc<Shared>, rq: Request) {
     let (path, query) = routes::split_target(&url);
     let method = rq.method().as_str().to_string();
     let cors = Cors::of(&shared.config, header(&rq, "Origin"));
-    match routes::route(&method, path) {
-        Route::Stream(feed) => open_stream(shared, rq, feed, query, cors),
-        Route::Publish(post) => {
-            if rq.body_length().is_some_and(|n| n <= EAGER_BODY) {
-                publish(shared, rq, post, &cors);
-                return;
-            }
-            // The body is still on the socket: read it off the dispatcher.
-            match shared.body_readers.reserve() {
-                Ok(reader) => {
-                    let shared2 = Arc::clone(shared);
-                    // If no thread can be had, the request is dropped with
-                    // it, and tiny_http answers 500.
-                    let _ = reader.run(move |_| publish(&shared2, rq, post, &cors));
-                }
-                Err(_) => reply_error(rq, 503, "too many uploads at once; try again", &cors),
-            }
+    let params = match routes::parse_query(query) {
+        Ok(params) => params,
+        Err(why) => return reply_error(rq, 400, &why, &cors),
+    };
+    let route = routes::route(&method, path);
+    // Who may do this: publishers show the publish token in a header;
+    // subscribers the subscribe token in a header, ?token= or a cookie.
+    let needs = match &route {
+        Route::Publish(_) | Route::PublishTopic(_) => {
+            Some((shared.config.publish_token.as_deref(), false))
+        }
+        Route::Stream(Feed::Messages) | Route::Subscribe(_) | Route::Topics | Route::Metrics => {
+            Some((shared.config.subscribe_token.as_deref(), true))
+        }
+        _ => None,
+    };
+    if let Some((required, anywhere)) = needs {
+        let presented = Presented {
+            authorization: header(&rq, "Authorization"),
+            query: routes::param(&params, "token"),
+            cookie: header(&rq, "Cookie"),
+        };
+        if let Err(denied) = auth::check(required, &presented, anywhere) {
+            return unauthorized(rq, denied, &cors);
+        }
+    }
+    match route {
+        Route::Stream(feed) => match plan(shared, feed, &params, &rq) {
+            Ok(plan) => open_stream(shared, rq, plan, feed == Feed::Json, &params, cors),
+            Err(why) => reply_error(rq, 400, &why, &cors),
+        },
+        Route::Subscribe(topic) => match hub_plan(topic, &params, &rq) {
+            Ok(plan) => open_stream(shared, rq, plan, false, &params, cors),
+            Err(why) => reply_error(rq, 400, &why, &cors),
+        },
+        Route::Publish(post) => accept_publish(shared, rq, Target::Seed(post), params, cors),
+        Route::PublishTopic(topic) => match routes::percent_decode(topic) {
+            Some(topic) => accept_publish(shared, rq, Target::Topic(topic), params, cors),
+            None => reply_error(
+                rq,
+                400,
+                "the topic is not valid percent-encoded UTF-8",
+                &cors,
+            ),
+        },
+        Route::Topics => reply(rq, 200, "application/json", topics_json(&shared.hub), &cors),
+        Route::Metrics => {
+            let text = metrics::render(&shared.hub, &shared.streams).into_bytes();
+            reply(
+                rq,
+                200,
+                "text/plain; version=0.0.4; charset=utf-8",
+                text,
+                &cors,
+            )
         }
         Route::Health => reply(rq, 200, "text/plain; charset=utf-8", b"ok".to_vec(), &cors),
         Route::Preflight => preflight(rq, &cors),
         Route::NotAllowed(allow) => {
-            let mut res = error_response(
-                405,
-                &format!("{method} is not allowed on {path}; use {allow}"),
-                &cors,
-            );
+            let why = format!("{method} is not allowed on {path}; use {allow}");
+            let mut res = error_response(405, &why, &cors);
             res.add_header(hdr("Allow", allow));
             let _ = rq.respond(res);
         }
         Route::File { path, allowed } => match shared.pages.get(path) {
             Some(_) if !allowed => {
-                let mut res = error_response(
-                    405,
-                    &format!("{method} is not allowed on a page; use GET"),
-                    &cors,
-                );
+                let why = format!("{method} is not allowed on a page; use GET");
+                let mut res = error_response(405, &why, &cors);
                 res.add_header(hdr("Allow", "GET, HEAD, OPTIONS"));
                 let _ = rq.respond(res);
             }
@@ -283,6 +318,36 @@ fn handle(shared: &Arc<Shared>, rq: Request) {
             None => reply_error(rq, 404, &format!("no such page or route: {path:?}"), &cors),
         },
     }
+}
+
+fn unauthorized(rq: Request, denied: Denied, cors: &Cors) {
+    let (why, challenge) = match denied {
+        Denied::Missing => ("a token is required", r#"Bearer realm="ssed""#),
+        Denied::Wrong => (
+            "the token is wrong",
+            r#"Bearer realm="ssed", error="invalid_token""#,
+        ),
+    };
+    let mut res = error_response(401, why, cors);
+    res.add_header(hdr("WWW-Authenticate", challenge));
+    let _ = rq.respond(res);
+}
+
+fn topics_json(hub: &Hub) -> Vec<u8> {
+    let list: Vec<Value> = hub
+        .topics()
+        .iter()
+        .map(|t| {
+            let (subscribers, retained, newest) = t.stats();
+            json!({
+                "topic": t.name(),
+                "subscribers": subscribers,
+                "retained": retained,
+                "last_id": newest.map(|seq| hub.id(seq)),
+            })
+        })
+        .collect();
+    Value::Array(list).to_string().into_bytes()
 }
 
 /// The CORS answer for one request: the `Access-Control-Allow-Origin` value,
@@ -382,64 +447,114 @@ fn preflight(rq: Request, cors: &Cors) {
     let _ = rq.respond(res);
 }
 
-/// What a stream will run, decided (and validated) before it has a thread.
+/// What a stream will run, decided (and validated) before it has a slot.
 enum Plan {
-    Script(Box<dyn FnOnce() -> Box<dyn Source> + Send>),
-    Topic { topic: Arc<Topic>, latest: usize },
+    /// A per-client script, ready to run.
+    Script(Box<dyn Source>),
+    /// A demo topic, with how many of its latest events a new viewer gets.
+    Demo { topic: Arc<Topic>, latest: usize },
+    /// Hub topics, and where the client resumes from.
+    Hub {
+        topics: Vec<String>,
+        resume_from: Option<String>,
+    },
 }
 
-fn plan(shared: &Shared, feed: Feed, params: &[(String, String)]) -> Result<Plan, String> {
+/// Topics one stream may subscribe to at once.
+const MAX_TOPICS_PER_STREAM: usize = 64;
+
+fn plan(
+    shared: &Shared,
+    feed: Feed,
+    params: &[(String, String)],
+    rq: &Request,
+) -> Result<Plan, String> {
     let ms = Duration::from_millis;
     let interval = |default: u64, min: u64| -> Result<Duration, String> {
         Ok(ms(
             routes::number(params, "interval_ms", min, 60_000)?.unwrap_or(default)
         ))
     };
-    let script = |make: Box<dyn FnOnce() -> Box<dyn Source> + Send>| Ok(Plan::Script(make));
+    let script = |source: Box<dyn Source>| Ok(Plan::Script(source));
     match feed {
-        Feed::Time => {
-            let every = interval(1000, 10)?;
-            script(Box::new(move || Box::new(Scripted::new(Clock::new(every)))))
-        }
-        Feed::EventStream => {
-            let every = interval(2000, 10)?;
-            script(Box::new(move || {
-                Box::new(Scripted::new(Ticker::new(every)))
-            }))
-        }
+        Feed::Time => script(Box::new(Scripted::new(Clock::new(interval(1000, 10)?)))),
+        Feed::EventStream => script(Box::new(Scripted::new(Ticker::new(interval(2000, 10)?)))),
         Feed::Json => {
             let count = routes::number(params, "count", 1, 10_000)?.unwrap_or(10) as u32;
-            let every = interval(1000, 0)?;
-            script(Box::new(move || {
-                Box::new(Scripted::new(JsonLines::new(count, every)))
-            }))
+            script(Box::new(Scripted::new(JsonLines::new(
+                count,
+                interval(1000, 0)?,
+            ))))
         }
         Feed::Training => {
             let epochs = routes::number(params, "epochs", 1, 1000)?.unwrap_or(10) as u32;
             let steps = routes::number(params, "steps", 1, 10_000)?.unwrap_or(100) as u32;
             let step = ms(routes::number(params, "step_ms", 0, 10_000)?.unwrap_or(20));
-            script(Box::new(move || {
-                Box::new(Scripted::new(Training::new(epochs, steps, step)))
-            }))
+            script(Box::new(Scripted::new(Training::new(epochs, steps, step))))
         }
-        Feed::SystemStats => Ok(Plan::Topic {
+        Feed::SystemStats => Ok(Plan::Demo {
             topic: Arc::clone(&shared.stats),
             latest: 1,
         }),
-        Feed::Stocks => Ok(Plan::Topic {
+        Feed::Stocks => Ok(Plan::Demo {
             topic: Arc::clone(&shared.stocks),
             latest: 0,
         }),
-        Feed::Messages => Ok(Plan::Topic {
-            topic: Arc::clone(&shared.messages),
-            latest: 0,
+        Feed::Messages => Ok(Plan::Hub {
+            topics: vec![MESSAGES_TOPIC.to_string()],
+            resume_from: resume_from(params, rq),
         }),
     }
 }
 
+/// `GET /events/{topic}` or `GET /events?topic=a&topic=b`.
+fn hub_plan(
+    topic: Option<&str>,
+    params: &[(String, String)],
+    rq: &Request,
+) -> Result<Plan, String> {
+    let mut topics: Vec<String> =
+        match topic {
+            Some(raw) => vec![routes::percent_decode(raw)
+                .ok_or("the topic is not valid percent-encoded UTF-8")?],
+            None => routes::params(params, "topic").map(String::from).collect(),
+        };
+    if topics.is_empty() {
+        return Err(
+            "name the topics to subscribe to: /events/NAME or /events?topic=a&topic=b".into(),
+        );
+    }
+    // The same topic twice would deliver its events twice.
+    let mut seen = std::collections::HashSet::new();
+    topics.retain(|t| seen.insert(t.clone()));
+    if topics.len() > MAX_TOPICS_PER_STREAM {
+        return Err(format!(
+            "at most {MAX_TOPICS_PER_STREAM} topics per stream, not {}",
+            topics.len()
+        ));
+    }
+    for t in &topics {
+        crate::hub::check_topic(t)?;
+    }
+    Ok(Plan::Hub {
+        topics,
+        resume_from: resume_from(params, rq),
+    })
+}
+
+/// The id a client resumes after: the `Last-Event-ID` header (what a
+/// reconnecting browser sends), else `?last_event_id=` (for a first connect).
+fn resume_from(params: &[(String, String)], rq: &Request) -> Option<String> {
+    header(rq, "Last-Event-ID")
+        .or_else(|| routes::param(params, "last_event_id"))
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+        .map(String::from)
+}
+
 /// The format a client asked for: `?format=` wins over `Accept`.
 fn format_for(
-    feed: Feed,
+    json_native: bool,
     params: &[(String, String)],
     accept: Option<&str>,
 ) -> Result<Format, String> {
@@ -449,23 +564,26 @@ fn format_for(
         Some("ndjson") => Format::Ndjson,
         Some(other) => return Err(format!("format must be sse or ndjson, not {other:?}")),
         None if accept.contains("application/x-ndjson") => Format::Ndjson,
-        None if feed == Feed::Json && !accept.contains("text/event-stream") => Format::Ndjson,
+        None if json_native && !accept.contains("text/event-stream") => Format::Ndjson,
         None => Format::Sse,
     };
     // /stream-json's events are JSON objects already: its NDJSON is them.
-    Ok(match (feed, wanted) {
-        (Feed::Json, Format::Ndjson) => Format::Lines,
+    Ok(match (json_native, wanted) {
+        (true, Format::Ndjson) => Format::Lines,
         (_, f) => f,
     })
 }
 
-fn open_stream(shared: &Arc<Shared>, rq: Request, feed: Feed, query: &str, cors: Cors) {
-    let prepared = routes::parse_query(query).and_then(|params| {
-        let format = format_for(feed, &params, header(&rq, "Accept"))?;
-        Ok((plan(shared, feed, &params)?, format))
-    });
-    let (plan, format) = match prepared {
-        Ok(p) => p,
+fn open_stream(
+    shared: &Arc<Shared>,
+    rq: Request,
+    plan: Plan,
+    json_native: bool,
+    params: &[(String, String)],
+    cors: Cors,
+) {
+    let format = match format_for(json_native, params, header(&rq, "Accept")) {
+        Ok(format) => format,
         Err(why) => return reply_error(rq, 400, &why, &cors),
     };
     let stream = match shared.streams.reserve() {
@@ -478,30 +596,63 @@ fn open_stream(shared: &Arc<Shared>, rq: Request, feed: Feed, query: &str, cors:
                 ),
                 Refused::Stopping => "the server is shutting down".to_string(),
             };
-            let mut res = error_response(503, &why, &cors);
-            res.add_header(hdr("Retry-After", &RETRY_AFTER_SECS.to_string()));
-            let _ = rq.respond(res);
-            return;
+            return retry_later(rq, 503, &why, &cors);
+        }
+    };
+    // Subscribing needs the stream's waker, so it happens once the slot is
+    // held; an error drops the slot with `stream`.
+    let mut hub_topics = Vec::new();
+    let source: Box<dyn Source> = match plan {
+        Plan::Script(source) => source,
+        Plan::Demo { topic, latest } => {
+            let sub = topic.subscribe(Arc::clone(&stream.waker), latest);
+            Box::new(Subscribed::new(vec![sub], None, Vec::new(), None))
+        }
+        Plan::Hub {
+            topics,
+            resume_from,
+        } => {
+            let resume = shared.hub.resume(resume_from.as_deref());
+            match shared.hub.subscribe(&topics, &stream.waker, &resume) {
+                Ok((subs, gaps)) => {
+                    hub_topics = topics;
+                    let hub = Some(Arc::clone(&shared.hub));
+                    Box::new(Subscribed::new(subs, hub, gaps, resume_from))
+                }
+                Err(TopicError::BadName(why)) => return reply_error(rq, 400, &why, &cors),
+                Err(TopicError::TooMany(max)) => {
+                    return retry_later(
+                        rq,
+                        429,
+                        &format!("there are {max} topics already (--max-topics)"),
+                        &cors,
+                    )
+                }
+            }
         }
     };
     let keepalive = shared.config.keepalive;
     let http10 = *rq.http_version() == HTTPVersion(1, 0);
     let head = stream_head(format, http10, &cors);
+    let shared = Arc::clone(shared);
     // If no thread can be had, the closure and its request are dropped and
-    // tiny_http answers 500; the slot is freed with them.
+    // tiny_http answers 500; the slot and subscriptions are freed with them.
     let _ = stream.run(move |stream: &Stream| {
-        let mut source: Box<dyn Source> = match plan {
-            Plan::Script(make) => make(),
-            Plan::Topic { topic, latest } => Box::new(TopicSource(
-                topic.subscribe(Arc::clone(&stream.waker), latest),
-            )),
-        };
+        let mut source = source;
         let mut sink = Sink::new(rq.into_writer(), !http10, format);
-        // Either error means the client is gone; there is no one to tell.
-        let _ = sink
+        let result = sink
             .start(&head)
             .and_then(|()| pump(&mut sink, source.as_mut(), stream, keepalive));
+        shared.streams.counters.ended(&result);
+        drop(source);
+        shared.hub.release(&hub_topics);
     });
+}
+
+fn retry_later(rq: Request, status: u16, why: &str, cors: &Cors) {
+    let mut res = error_response(status, why, cors);
+    res.add_header(hdr("Retry-After", &RETRY_AFTER_SECS.to_string()));
+    let _ = rq.respond(res);
 }
 
 fn stream_head(format: Format, http10: bool, cors: &Cors) -> Vec<u8> {
@@ -525,37 +676,120 @@ fn stream_head(format: Format, http10: bool, cors: &Cors) -> Vec<u8> {
     head.into_bytes()
 }
 
-/// Reads at most [`MAX_BODY`] bytes of the body; `Err` is the reply to send.
-fn read_body(rq: &mut Request) -> Result<Vec<u8>, (u16, String)> {
-    let too_large = || (413, format!("body is larger than {MAX_BODY} bytes"));
-    if rq.body_length().is_some_and(|n| n > MAX_BODY) {
+/// Where a publish goes.
+enum Target {
+    /// `/messages` or `/send_rest`: the seed's JSON, to the `messages` topic.
+    Seed(Post),
+    /// `POST /events/{topic}`.
+    Topic(String),
+}
+
+/// Publishes now if tiny_http has read the body already; otherwise reads it
+/// on a short-lived thread, so that a slow sender cannot stall the dispatcher.
+fn accept_publish(
+    shared: &Arc<Shared>,
+    rq: Request,
+    target: Target,
+    params: Vec<(String, String)>,
+    cors: Cors,
+) {
+    if rq.body_length().is_some_and(|n| n <= EAGER_BODY) {
+        return publish(shared, rq, &target, &params, &cors);
+    }
+    match shared.body_readers.reserve() {
+        Ok(reader) => {
+            let shared = Arc::clone(shared);
+            // If no thread can be had, the request is dropped with the
+            // closure, and tiny_http answers 500.
+            let _ = reader.run(move |_| publish(&shared, rq, &target, &params, &cors));
+        }
+        Err(_) => retry_later(rq, 503, "too many uploads at once; try again later", &cors),
+    }
+}
+
+/// Reads at most `limit` bytes of the body; `Err` is the reply to send.
+fn read_body(rq: &mut Request, limit: usize) -> Result<Vec<u8>, (u16, String)> {
+    let too_large = || {
+        (
+            413,
+            format!("body is larger than {limit} bytes (--max-event-bytes)"),
+        )
+    };
+    if rq.body_length().is_some_and(|n| n > limit) {
         return Err(too_large());
     }
     let mut body = Vec::new();
     rq.as_reader()
-        .take(MAX_BODY as u64 + 1)
+        .take(limit as u64 + 1)
         .read_to_end(&mut body)
         .map_err(|e| (400, format!("cannot read the body: {e}")))?;
-    if body.len() > MAX_BODY {
+    if body.len() > limit {
         return Err(too_large());
     }
     Ok(body)
 }
 
-/// `POST /messages` and `POST /send_rest`: answer at once, then broadcast
-/// the same JSON to every `/sse` client.
-fn publish(shared: &Shared, mut rq: Request, post: Post, cors: &Cors) {
-    let body = match read_body(&mut rq) {
+fn publish(
+    shared: &Shared,
+    mut rq: Request,
+    target: &Target,
+    params: &[(String, String)],
+    cors: &Cors,
+) {
+    let body = match read_body(&mut rq, shared.config.max_event_bytes) {
         Ok(body) => body,
         Err((status, why)) => return reply_error(rq, status, &why, cors),
     };
-    let value: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => return reply_error(rq, 400, &format!("body is not valid JSON: {e}"), cors),
+    let (topic, event, answer) = match target {
+        Target::Seed(post) => match seed_message(*post, &body) {
+            Ok((event, answer)) => (MESSAGES_TOPIC, event, Some(answer)),
+            Err(why) => return reply_error(rq, 400, &why, cors),
+        },
+        Target::Topic(topic) => {
+            match publish::event_from_body(
+                header(&rq, "Content-Type"),
+                &body,
+                routes::param(params, "event"),
+            ) {
+                Ok(event) => (topic.as_str(), event, None),
+                Err(why) => return reply_error(rq, 400, &why, cors),
+            }
+        }
     };
+    match shared.hub.publish(topic, event) {
+        // The seed's endpoints answer as the tutorial does; the hub's with
+        // the event's id.
+        Ok((_, _)) if answer.is_some() => {
+            let body = answer.map(|a| a.to_string()).unwrap_or_default();
+            reply(rq, 200, "application/json", body.into_bytes(), cors)
+        }
+        Ok((id, subscribers)) => {
+            let body = json!({ "id": id, "topic": topic, "subscribers": subscribers });
+            reply(
+                rq,
+                200,
+                "application/json",
+                body.to_string().into_bytes(),
+                cors,
+            )
+        }
+        Err(TopicError::BadName(why)) => reply_error(rq, 400, &why, cors),
+        Err(TopicError::TooMany(max)) => retry_later(
+            rq,
+            429,
+            &format!("there are {max} topics already (--max-topics)"),
+            cors,
+        ),
+    }
+}
+
+/// `POST /messages` and `POST /send_rest` (seed 001): the body is a JSON
+/// object; its `message` is echoed at once and the same JSON is broadcast.
+fn seed_message(post: Post, body: &[u8]) -> Result<(Event, Value), String> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| format!("body is not valid JSON: {e}"))?;
     let Value::Object(fields) = value else {
-        let why = r#"body must be a JSON object, such as {"message": "hello"}"#;
-        return reply_error(rq, 400, why, cors);
+        return Err(r#"body must be a JSON object, such as {"message": "hello"}"#.into());
     };
     let (status, missing) = match post {
         Post::Messages => ("Received", "No message provided"),
@@ -566,14 +800,5 @@ fn publish(shared: &Shared, mut rq: Request, post: Post, cors: &Cors) {
         .cloned()
         .unwrap_or_else(|| missing.into());
     let answer = json!({ "status": status, "message": message });
-    shared
-        .messages
-        .publish(Event::message(pyjson::dumps(&answer)));
-    reply(
-        rq,
-        200,
-        "application/json",
-        answer.to_string().into_bytes(),
-        cors,
-    );
+    Ok((Event::message(pyjson::dumps(&answer)), answer))
 }

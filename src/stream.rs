@@ -9,11 +9,11 @@
 //!
 //! This module writes bytes to any `io::Write`; it does not know tiny_http.
 
-use crate::hub::{lock, Missed, Subscription, Waker};
+use crate::hub::{lock, Entry, Gap, Hub, Subscription, Waker};
 use crate::sse::{self, Event};
 use std::collections::HashMap;
 use std::io::{self, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -144,23 +144,95 @@ pub trait Source: Send {
     /// Adds what is ready to `out`, or sleeps on `waker` for at most `budget`
     /// and returns [`Next::Idle`].
     fn next(&mut self, waker: &Waker, budget: Duration, out: &mut Vec<Arc<Event>>) -> Next;
+
+    /// `events` of those given were written to the client.
+    fn sent(&mut self, _events: usize) {}
 }
 
-/// A live subscription to a topic.
-pub struct TopicSource(pub Subscription);
+/// Subscriptions to one or more topics, read as one stream.
+pub struct Subscribed {
+    subs: Vec<Subscription>,
+    /// The hub the topics belong to: its watermark keeps several topics in
+    /// one order, and it names ids in gap notices. `None` for demo topics.
+    hub: Option<Arc<Hub>>,
+    /// Gaps found when subscribing, sent before anything else.
+    gaps: Vec<Gap>,
+    /// The `Last-Event-ID` the client resumed from, quoted in those gaps.
+    resumed_from: Option<String>,
+    entries: Vec<Entry>,
+}
 
-impl Source for TopicSource {
-    fn next(&mut self, waker: &Waker, budget: Duration, out: &mut Vec<Arc<Event>>) -> Next {
-        if let Some(Missed(n)) = self.0.take(out) {
-            // Say so in the stream rather than pretend nothing was lost.
-            let gap = serde_json::json!({ "missed": n }).to_string();
-            out.insert(0, Arc::new(Event::named("gap", gap)));
+impl Subscribed {
+    pub fn new(
+        subs: Vec<Subscription>,
+        hub: Option<Arc<Hub>>,
+        gaps: Vec<Gap>,
+        resumed_from: Option<String>,
+    ) -> Self {
+        Subscribed {
+            subs,
+            hub,
+            gaps,
+            resumed_from,
+            entries: Vec::new(),
         }
+    }
+
+    /// `event: gap` with what is known of the lost events.
+    fn gap_event(&self, gap: &Gap, after: Option<&str>) -> Event {
+        let id = |seq: u64| self.hub.as_ref().map(|h| h.id(seq));
+        let data = serde_json::json!({
+            "topic": gap.topic,
+            "missed": gap.missed,
+            "after": after,
+            "through": gap.through.and_then(id),
+        });
+        if let Some(hub) = &self.hub {
+            hub.counters
+                .gaps
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        Event::named(GAP_EVENT, data.to_string())
+    }
+}
+
+/// The name of the event that reports lost events; publishers cannot use it.
+pub const GAP_EVENT: &str = "gap";
+
+impl Source for Subscribed {
+    fn next(&mut self, waker: &Waker, budget: Duration, out: &mut Vec<Arc<Event>>) -> Next {
+        for gap in std::mem::take(&mut self.gaps) {
+            let ev = self.gap_event(&gap, self.resumed_from.as_deref());
+            out.push(Arc::new(ev));
+        }
+        // Read the watermark first: every event at or below it is already in
+        // its topic, so what is taken below is complete up to it.
+        let watermark = self.hub.as_ref().map_or(u64::MAX, |h| h.watermark());
+        let mut lagged = Vec::new();
+        for sub in &mut self.subs {
+            lagged.extend(sub.take(watermark, &mut self.entries));
+        }
+        for gap in &lagged {
+            let ev = self.gap_event(gap, None);
+            out.push(Arc::new(ev));
+        }
+        if self.subs.len() > 1 {
+            self.entries.sort_by_key(|e| e.seq);
+        }
+        out.extend(self.entries.drain(..).map(|e| e.event));
         if !out.is_empty() {
             return Next::Events;
         }
         waker.wait(budget);
         Next::Idle
+    }
+
+    fn sent(&mut self, events: usize) {
+        if let Some(hub) = &self.hub {
+            hub.counters
+                .delivered
+                .fetch_add(events as u64, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 }
 
@@ -223,6 +295,7 @@ pub fn pump<W: Write>(
         match source.next(&stream.waker, budget, &mut batch) {
             Next::Events => {
                 sink.send(&batch)?;
+                source.sent(batch.len());
                 batch.clear();
                 last_write = Instant::now();
             }
@@ -247,9 +320,33 @@ pub enum Refused {
     Stopping,
 }
 
+/// How streams ended or were refused, for `/metrics`.
+#[derive(Default)]
+pub struct StreamCounters {
+    pub refused: AtomicU64,
+    /// A write blocked for `--write-timeout`: the client stopped reading.
+    pub write_timeout: AtomicU64,
+    /// A write failed: the client left.
+    pub gone: AtomicU64,
+}
+
+impl StreamCounters {
+    /// Counts how a stream ended, from what its writing returned.
+    pub fn ended(&self, result: &io::Result<()>) {
+        if let Err(e) = result {
+            let counter = match e.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => &self.write_timeout,
+                _ => &self.gone,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 /// The set of open streams.
 pub struct Streams {
     slots: Mutex<Slots>,
+    pub counters: StreamCounters,
     /// Signalled whenever a slot is freed.
     freed: Condvar,
     max: usize,
@@ -312,6 +409,7 @@ impl Streams {
     pub fn new(max: usize) -> Arc<Streams> {
         Arc::new(Streams {
             slots: Mutex::default(),
+            counters: StreamCounters::default(),
             freed: Condvar::new(),
             max,
             stopping: AtomicBool::new(false),
@@ -335,6 +433,7 @@ impl Streams {
             return Err(Refused::Stopping);
         }
         if slots.open.len() >= self.max {
+            self.counters.refused.fetch_add(1, Ordering::Relaxed);
             return Err(Refused::Full);
         }
         let id = slots.next_id;

@@ -25,6 +25,7 @@ pub const EMBEDDED: &[(&str, &[u8])] = embed!(
     "ticker.html",
     "messages.html",
     "events.html",
+    "hub.html",
     "style.css",
     "ssed.js",
 );

@@ -144,3 +144,42 @@ fn a_missing_www_dir_exits_1_naming_it() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.starts_with("ssed: /no/such/dir: "), "{err}");
 }
+
+#[test]
+fn the_start_up_line_warns_of_an_open_hub_on_other_hosts() {
+    let mut child = ssed()
+        .args(["--addr", "0.0.0.0:0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _guard = Running(child);
+    assert!(
+        line.starts_with("ssed listening on http://0.0.0.0:"),
+        "{line}"
+    );
+    assert!(line.ends_with("/ (the hub is open to every host that can reach it: see --publish-token and --subscribe-token)\n"), "{line}");
+    // With both tokens, or on loopback, the line is just the address.
+    let (_server, _) = serve(&["--addr", "127.0.0.1:0"]);
+    let mut child = ssed()
+        .args([
+            "--addr",
+            "0.0.0.0:0",
+            "--publish-token",
+            "a",
+            "--subscribe-token",
+            "b",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _guard = Running(child);
+    assert!(line.ends_with("/\n"), "{line}");
+}

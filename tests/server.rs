@@ -405,7 +405,10 @@ fn bad_publish_bodies() {
     let big = format!("{{\"message\": \"{}\"}}", "x".repeat(70_000));
     let (head, reply) = fetch(addr, "POST", "/messages", &[], big.as_bytes());
     assert_eq!(head.status, 413);
-    assert_eq!(json(&reply)["error"], "body is larger than 65536 bytes");
+    assert_eq!(
+        json(&reply)["error"],
+        "body is larger than 65536 bytes (--max-event-bytes)"
+    );
     // ...and when the length is not announced, by reading no further.
     let mut raw = b"POST /send_rest HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
     for _ in 0..20 {

@@ -1,0 +1,152 @@
+//! What a publish body means: the event it becomes.
+//!
+//! `text/plain` (or any body that is not JSON) is the event's data as it is,
+//! line breaks kept. A JSON object `{"data": ..., "event": "..."}` gives the
+//! data (a string as it is, any other JSON value as compact JSON) and the
+//! name. `?event=NAME` names the event when the body does not.
+
+use crate::sse::Event;
+use crate::stream::GAP_EVENT;
+use serde_json::Value;
+
+/// Longest event name.
+pub const MAX_EVENT_NAME: usize = 128;
+
+/// Event names: 1 to 128 characters, no CR, LF or NUL (they would end the
+/// `event:` line), no leading space (the reader would strip it), and not
+/// `gap`, which ssed sends itself.
+pub fn check_event_name(name: &str) -> Result<(), String> {
+    if name.is_empty()
+        || name.len() > MAX_EVENT_NAME
+        || name.contains(['\r', '\n', '\0'])
+        || name.starts_with(' ')
+    {
+        return Err(format!(
+            "event names are 1 to {MAX_EVENT_NAME} characters without CR, LF, NUL or a leading space, not {name:?}"
+        ));
+    }
+    if name == GAP_EVENT {
+        return Err(format!(
+            "the event name {GAP_EVENT:?} is reserved for ssed's notices of lost events"
+        ));
+    }
+    Ok(())
+}
+
+/// The event a body makes. `content_type` is the request's header; JSON is
+/// read when it says `application/json`, or when it says nothing more
+/// specific than a form (as `curl -d` does) and the body is a JSON object
+/// with a `data` field.
+pub fn event_from_body(
+    content_type: Option<&str>,
+    body: &[u8],
+    query_event: Option<&str>,
+) -> Result<Event, String> {
+    let media = content_type
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let declared_json = media == "application/json" || media.ends_with("+json");
+    let maybe_json = matches!(media.as_str(), "" | "application/x-www-form-urlencoded");
+    let parsed = if declared_json || maybe_json {
+        match serde_json::from_slice::<Value>(body) {
+            Ok(Value::Object(obj)) if obj.contains_key("data") || declared_json => Some(obj),
+            Ok(_) if declared_json => return Err(
+                r#"a JSON body must be an object such as {"data": "hello", "event": "greeting"}"#
+                    .into(),
+            ),
+            Err(e) if declared_json => return Err(format!("body is not valid JSON: {e}")),
+            _ => None,
+        }
+    } else {
+        None
+    };
+    let (data, event) = match parsed {
+        Some(mut obj) => {
+            if let Some(other) = obj.keys().find(|k| !matches!(k.as_str(), "data" | "event")) {
+                return Err(format!(
+                    "unknown field {other:?} in the JSON body; it takes \"data\" and \"event\""
+                ));
+            }
+            let data = match obj.remove("data") {
+                Some(Value::String(s)) => s,
+                Some(v) => v.to_string(),
+                None => return Err(r#"a JSON body needs a "data" field"#.into()),
+            };
+            let event = match obj.remove("event") {
+                None | Some(Value::Null) => query_event.map(String::from),
+                Some(Value::String(name)) => Some(name),
+                Some(_) => return Err(r#""event" must be a string"#.into()),
+            };
+            (data, event)
+        }
+        None => {
+            let text =
+                std::str::from_utf8(body).map_err(|_| "body is not UTF-8 text".to_string())?;
+            (text.to_string(), query_event.map(String::from))
+        }
+    };
+    if let Some(name) = &event {
+        check_event_name(name)?;
+    }
+    Ok(Event {
+        id: None,
+        event,
+        data,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(event: Option<&str>, data: &str) -> Result<Event, String> {
+        Ok(Event {
+            id: None,
+            event: event.map(String::from),
+            data: data.into(),
+        })
+    }
+
+    #[test]
+    fn bodies() {
+        let json = Some("application/json");
+        let form = Some("application/x-www-form-urlencoded");
+        let text = Some("text/plain; charset=utf-8");
+        type Case<'a> = (
+            Option<&'a str>,
+            &'a [u8],
+            Option<&'a str>,
+            Result<Event, String>,
+        );
+        let cases: Vec<Case> = vec![
+            (form, b"hello", None, ev(None, "hello")),
+            (None, b"two\nlines\r\n", Some("note"), ev(Some("note"), "two\nlines\r\n")),
+            (text, br#"{"data": "x"}"#, None, ev(None, r#"{"data": "x"}"#)),
+            (form, br#"{"data": "x", "event": "e"}"#, None, ev(Some("e"), "x")),
+            (form, br#"{"other": 1}"#, None, ev(None, r#"{"other": 1}"#)),
+            (json, br#"{"data": {"b": 1, "a": [true]}}"#, Some("q"), ev(Some("q"), r#"{"b":1,"a":[true]}"#)),
+            (json, br#"{"data": 5, "event": null}"#, None, ev(None, "5")),
+            (json, b"[1]", None, Err(r#"a JSON body must be an object such as {"data": "hello", "event": "greeting"}"#.into())),
+            (json, b"{", None, Err("body is not valid JSON: EOF while parsing an object at line 1 column 1".into())),
+            (json, br#"{"event": "x"}"#, None, Err(r#"a JSON body needs a "data" field"#.into())),
+            (json, br#"{"data": "x", "evnt": "y"}"#, None, Err(r#"unknown field "evnt" in the JSON body; it takes "data" and "event""#.into())),
+            (json, br#"{"data": "x", "event": 3}"#, None, Err(r#""event" must be a string"#.into())),
+            (text, b"\xff", None, Err("body is not UTF-8 text".into())),
+            (text, b"x", Some("gap"), Err(r#"the event name "gap" is reserved for ssed's notices of lost events"#.into())),
+            (text, b"x", Some(" lead"), Err(r#"event names are 1 to 128 characters without CR, LF, NUL or a leading space, not " lead""#.into())),
+            (json, b"{\"data\": \"x\", \"event\": \"a\\nb\"}", None, Err(r#"event names are 1 to 128 characters without CR, LF, NUL or a leading space, not "a\nb""#.into())),
+        ];
+        for (ct, body, q, expected) in cases {
+            assert_eq!(
+                event_from_body(ct, body, q),
+                expected,
+                "{ct:?} {:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+}

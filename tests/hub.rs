@@ -1,0 +1,522 @@
+//! The pub/sub hub over real sockets: topics, ids, replay, gaps, slow
+//! clients, tokens, limits and metrics.
+
+mod common;
+
+use common::{fetch, json, start, wait_until, Conn};
+use serde_json::Value;
+use ssed::sse::Message;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+const SOON: Duration = Duration::from_secs(10);
+
+/// Publishes `body` to `topic` and returns the reply.
+fn publish(addr: SocketAddr, topic: &str, body: &str) -> Value {
+    let (head, reply) = fetch(
+        addr,
+        "POST",
+        &format!("/events/{topic}"),
+        &[],
+        body.as_bytes(),
+    );
+    assert_eq!(head.status, 200, "{reply}");
+    json(&reply)
+}
+
+fn data(events: &[Message]) -> Vec<&str> {
+    events.iter().map(|e| e.data.as_str()).collect()
+}
+
+/// A subscriber whose first chunk (`retry:`) has arrived, so it is subscribed.
+fn subscribe(addr: SocketAddr, target: &str, headers: &[(&str, &str)]) -> Conn {
+    let mut c = Conn::send(addr, "GET", target, headers, b"");
+    let head = c.head();
+    assert_eq!(head.status, 200, "{}", head.raw);
+    assert_eq!(c.chunk_str().as_deref(), Some("retry: 2000\n\n"));
+    c
+}
+
+#[test]
+fn curl_publish_and_subscribe_on_one_topic() {
+    let server = start(|_| {});
+    let addr = server.addr();
+    let mut sub = Conn::open_stream(addr, "/events/news");
+    // curl -d 'hello' sends a form content type: the body is the data.
+    let reply = publish(addr, "news", "hello");
+    let id = reply["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        reply,
+        serde_json::json!({"id": id, "topic": "news", "subscribers": 1})
+    );
+    assert_eq!(
+        sub.chunk_str().unwrap(),
+        format!("data: hello\nid: {id}\n\n")
+    );
+    // Text keeps its line breaks; ?event= names it.
+    let (_, reply) = fetch(
+        addr,
+        "POST",
+        "/events/news?event=alert",
+        &[("Content-Type", "text/plain")],
+        b"line 1\nline 2\r\nline 3",
+    );
+    let id2 = json(&reply)["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        sub.chunk_str().unwrap(),
+        format!("event: alert\ndata: line 1\ndata: line 2\ndata: line 3\nid: {id2}\n\n")
+    );
+    // A JSON body gives data (any JSON value, compact) and the name.
+    let (_, reply) = fetch(
+        addr,
+        "POST",
+        "/events/news",
+        &[("Content-Type", "application/json")],
+        br#"{"data": {"temp": 21.5, "unit": "C"}, "event": "reading"}"#,
+    );
+    assert_eq!(json(&reply)["topic"], "news");
+    let ev = sub.events(1).remove(0);
+    assert_eq!(
+        (ev.event.as_str(), ev.data.as_str()),
+        ("reading", r#"{"temp":21.5,"unit":"C"}"#)
+    );
+    let (_, reply) = fetch(
+        addr,
+        "POST",
+        "/events/news",
+        &[("Content-Type", "application/json")],
+        br#"{"data": "plain string"}"#,
+    );
+    assert_eq!(sub.events(1)[0].data, "plain string");
+    // Ids increase.
+    let seqs: Vec<u64> = [
+        id.as_str(),
+        id2.as_str(),
+        json(&reply)["id"].as_str().unwrap(),
+    ]
+    .iter()
+    .map(|id| id.rsplit_once('-').unwrap().1.parse().unwrap())
+    .collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+}
+
+#[test]
+fn several_topics_on_one_connection_in_order() {
+    let server = start(|_| {});
+    let addr = server.addr();
+    let mut both = Conn::open_stream(addr, "/events?topic=a&topic=b&topic=a");
+    for (topic, body) in [
+        ("a", "1"),
+        ("c", "not mine"),
+        ("b", "2"),
+        ("a", "3"),
+        ("b", "4"),
+    ] {
+        publish(addr, topic, body);
+    }
+    let events = both.events(4);
+    assert_eq!(data(&events), ["1", "2", "3", "4"]);
+    // The ids increase across topics too.
+    let seqs: Vec<u64> = events
+        .iter()
+        .map(|e| e.id.rsplit_once('-').unwrap().1.parse().unwrap())
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    let (head, body) = fetch(addr, "GET", "/events", &[], b"");
+    assert_eq!(head.status, 400);
+    assert_eq!(
+        json(&body)["error"],
+        "name the topics to subscribe to: /events/NAME or /events?topic=a&topic=b"
+    );
+}
+
+#[test]
+fn reconnecting_replays_exactly_what_was_missed() {
+    let server = start(|_| {});
+    let addr = server.addr();
+    let mut sub = Conn::open_stream(addr, "/events/feed");
+    for i in 1..=3 {
+        publish(addr, "feed", &i.to_string());
+    }
+    let seen = sub.events(3);
+    let last = seen[2].id.clone();
+    drop(sub);
+    for i in 4..=6 {
+        publish(addr, "feed", &i.to_string());
+    }
+    // The header, as a browser sends it when it reconnects.
+    let mut back = subscribe(addr, "/events/feed", &[("Last-Event-ID", &last)]);
+    assert_eq!(data(&back.events(3)), ["4", "5", "6"]);
+    publish(addr, "feed", "7");
+    assert_eq!(data(&back.events(1)), ["7"]);
+    // ?last_event_id= for a first connection.
+    let mut fresh = Conn::open_stream(addr, &format!("/events/feed?last_event_id={last}"));
+    assert_eq!(data(&fresh.events(4)), ["4", "5", "6", "7"]);
+}
+
+#[test]
+fn nothing_lost_or_doubled_across_reconnects_during_publishing() {
+    let server = start(|_| {});
+    let addr = server.addr();
+    const N: usize = 300;
+    let mut sub = Conn::open_stream(addr, "/events/busy");
+    let publisher = std::thread::spawn(move || {
+        for i in 1..=N {
+            publish(addr, "busy", &i.to_string());
+        }
+    });
+    let mut got: Vec<String> = Vec::new();
+    let mut last_id = String::new();
+    while got.len() < N {
+        // Take a few events, then drop the connection and resume, while the
+        // publisher keeps going.
+        for ev in sub.events(7.min(N - got.len())) {
+            last_id = ev.id.clone();
+            got.push(ev.data);
+        }
+        if got.len() < N {
+            sub = subscribe(addr, "/events/busy", &[("Last-Event-ID", &last_id)]);
+        }
+    }
+    publisher.join().unwrap();
+    let expected: Vec<String> = (1..=N).map(|i| i.to_string()).collect();
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn one_id_resumes_several_topics() {
+    let server = start(|_| {});
+    let addr = server.addr();
+    let mut sub = Conn::open_stream(addr, "/events?topic=x&topic=y");
+    publish(addr, "x", "x1");
+    publish(addr, "y", "y1");
+    let last = sub.events(2)[1].id.clone();
+    drop(sub);
+    publish(addr, "y", "y2");
+    publish(addr, "x", "x2");
+    publish(addr, "z", "z1");
+    let mut back = subscribe(addr, "/events?topic=x&topic=y", &[("Last-Event-ID", &last)]);
+    assert_eq!(data(&back.events(2)), ["y2", "x2"]);
+}
+
+#[test]
+fn evicted_history_is_reported_as_a_gap() {
+    let server = start(|c| c.history = 3);
+    let addr = server.addr();
+    let ids: Vec<String> = (1..=10)
+        .map(|i| {
+            publish(addr, "small", &i.to_string())["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let mut sub = subscribe(addr, "/events/small", &[("Last-Event-ID", &ids[1])]);
+    let events = sub.events(4);
+    assert_eq!(events[0].event, "gap");
+    assert_eq!(
+        json(&events[0].data),
+        serde_json::json!({"topic": "small", "missed": null, "after": ids[1], "through": ids[6]})
+    );
+    // The gap carries no id, so the client's Last-Event-ID is unchanged by it.
+    assert_eq!(events[0].id, "");
+    assert_eq!(data(&events[1..]), ["8", "9", "10"]);
+    // An id that was never replayable but nothing was lost: no gap.
+    let mut ok = subscribe(addr, "/events/small", &[("Last-Event-ID", &ids[8])]);
+    assert_eq!(data(&ok.events(1)), ["10"]);
+}
+
+#[test]
+fn ids_of_another_run_are_a_gap_then_all_history() {
+    let server = start(|_| {});
+    let addr = server.addr();
+    publish(addr, "t", "a");
+    publish(addr, "t", "b");
+    for foreign in ["0badc0de-2", "nonsense"] {
+        let mut sub = subscribe(addr, "/events/t", &[("Last-Event-ID", foreign)]);
+        let events = sub.events(3);
+        assert_eq!(events[0].event, "gap");
+        assert_eq!(
+            json(&events[0].data),
+            serde_json::json!({"topic": "t", "missed": null, "after": foreign, "through": null})
+        );
+        assert_eq!(data(&events[1..]), ["a", "b"]);
+    }
+}
+
+#[test]
+fn a_lagging_client_is_told_what_it_missed() {
+    let server = start(|c| {
+        c.history_bytes = 200_000;
+        c.write_timeout = Duration::from_secs(30);
+    });
+    let addr = server.addr();
+    let mut slow = Conn::open_stream(addr, "/events/big");
+    const N: usize = 300;
+    let body = "x".repeat(50_000);
+    for _ in 0..N {
+        publish(addr, "big", &body);
+    }
+    // Only now does it read: its socket buffers held some events, its thread
+    // was blocked writing, and the ring moved on without it.
+    let mut received = 0;
+    let mut missed = 0;
+    while received + missed < N as u64 {
+        let ev = slow.events(1).remove(0);
+        if ev.event == "gap" {
+            let gap = json(&ev.data);
+            missed += gap["missed"].as_u64().unwrap();
+            assert_eq!(gap["topic"], "big");
+            assert!(gap["through"].is_string());
+        } else {
+            assert_eq!(ev.data.len(), body.len());
+            received += 1;
+        }
+    }
+    assert!(missed > 0, "no gap after {N} events of 50 KB");
+    assert_eq!(received + missed, N as u64);
+}
+
+#[test]
+fn a_client_that_never_reads_is_dropped_and_publishing_is_unaffected() {
+    let server = start(|c| {
+        c.write_timeout = Duration::from_millis(300);
+        c.keepalive = Duration::from_secs(60);
+    });
+    let addr = server.addr();
+    let _stuck = Conn::open_stream(addr, "/events/firehose");
+    let mut fast = Conn::open_stream(addr, "/events/firehose");
+    let body = "y".repeat(60_000);
+    let mut sent = 0;
+    while server.open_streams() == 2 {
+        assert!(sent < 2000, "the stuck client was never dropped");
+        publish(addr, "firehose", &body);
+        sent += 1;
+        assert_eq!(fast.events(1)[0].data.len(), body.len());
+    }
+    let metrics = fetch(addr, "GET", "/metrics", &[], b"").1;
+    assert!(
+        metrics.contains("ssed_subscribers_dropped_total{reason=\"write_timeout\"} 1\n"),
+        "{metrics}"
+    );
+    // The fast client goes on.
+    publish(addr, "firehose", "after");
+    assert_eq!(fast.events(1)[0].data, "after");
+}
+
+#[test]
+fn publish_token() {
+    let server = start(|c| c.publish_token = Some("pub-s3cret".into()));
+    let addr = server.addr();
+    let cases = [
+        (
+            None,
+            401,
+            Some("Bearer realm=\"ssed\""),
+            "a token is required",
+        ),
+        (
+            Some("Bearer nope"),
+            401,
+            Some("Bearer realm=\"ssed\", error=\"invalid_token\""),
+            "the token is wrong",
+        ),
+    ];
+    for (authorization, status, challenge, why) in cases {
+        let headers: Vec<(&str, &str)> = authorization
+            .map(|a| ("Authorization", a))
+            .into_iter()
+            .collect();
+        for target in ["/events/t", "/messages"] {
+            let (head, body) = fetch(addr, "POST", target, &headers, b"{}");
+            assert_eq!(head.status, status, "{target}");
+            assert_eq!(head.header("WWW-Authenticate"), challenge);
+            assert_eq!(json(&body)["error"], why);
+        }
+    }
+    // The query is not accepted for publishing: URLs end up in logs.
+    let (head, _) = fetch(addr, "POST", "/events/t?token=pub-s3cret", &[], b"x");
+    assert_eq!(head.status, 401);
+    let (head, _) = fetch(
+        addr,
+        "POST",
+        "/events/t",
+        &[("Authorization", "Bearer pub-s3cret")],
+        b"x",
+    );
+    assert_eq!(head.status, 200);
+    // Subscribing stays open.
+    Conn::open_stream(addr, "/events/t");
+}
+
+#[test]
+fn subscribe_token_in_header_query_or_cookie() {
+    let server = start(|c| c.subscribe_token = Some("sub-s3cret".into()));
+    let addr = server.addr();
+    type Headers<'a> = Vec<(&'a str, &'a str)>;
+    let ok: [(&str, Headers); 3] = [
+        ("/events/t", vec![("Authorization", "Bearer sub-s3cret")]),
+        ("/events/t?token=sub-s3cret", vec![]),
+        (
+            "/sse",
+            vec![("Cookie", "theme=dark; ssed_token=sub-s3cret")],
+        ),
+    ];
+    for (target, headers) in ok {
+        subscribe(addr, target, &headers);
+    }
+    let refused: [(&str, Headers, &str); 4] = [
+        ("/events/t", vec![], "a token is required"),
+        ("/events/t?token=wrong", vec![], "the token is wrong"),
+        (
+            "/sse",
+            vec![("Cookie", "ssed_token=wrong")],
+            "the token is wrong",
+        ),
+        ("/topics", vec![], "a token is required"),
+    ];
+    for (target, headers, why) in refused {
+        let (head, body) = fetch(addr, "GET", target, &headers, b"");
+        assert_eq!(head.status, 401, "{target}");
+        assert_eq!(json(&body)["error"], why, "{target}");
+    }
+    // Publishing stays open; demos are not topics.
+    assert_eq!(fetch(addr, "POST", "/events/t", &[], b"x").0.status, 200);
+    Conn::open_stream(addr, "/stream-time");
+}
+
+#[test]
+fn limits() {
+    let server = start(|c| {
+        c.max_event_bytes = 100;
+        c.max_topics = 2;
+    });
+    let addr = server.addr();
+    let rule = |name: &str| {
+        format!("topic names are 1 to 128 characters of A-Z a-z 0-9 . _ ~ - and /, not {name:?}")
+    };
+    for (target, name) in [
+        ("/events/a%20b", "a b"),
+        ("/events/caf%C3%A9", "caf\u{e9}"),
+        ("/events/a?b", "a"),
+    ] {
+        let (head, body) = fetch(addr, "POST", target, &[], b"x");
+        if name == "a" {
+            // "?b" is a query: the topic "a" is fine.
+            assert_eq!(head.status, 200);
+            continue;
+        }
+        assert_eq!(head.status, 400, "{target}");
+        assert_eq!(json(&body)["error"], rule(name));
+        let (head, _) = fetch(addr, "GET", target, &[], b"");
+        assert_eq!(head.status, 400, "GET {target}");
+    }
+    let long = "t".repeat(129);
+    assert_eq!(
+        fetch(addr, "POST", &format!("/events/{long}"), &[], b"x")
+            .0
+            .status,
+        400
+    );
+    let (head, body) = fetch(addr, "POST", "/events/a?event=gap", &[], b"x");
+    assert_eq!(
+        (head.status, json(&body)["error"].as_str().unwrap()),
+        (
+            400,
+            "the event name \"gap\" is reserved for ssed's notices of lost events"
+        )
+    );
+    let (head, body) = fetch(addr, "POST", "/events/a", &[], &[b'z'; 101]);
+    assert_eq!(
+        (head.status, json(&body)["error"].as_str().unwrap()),
+        (413, "body is larger than 100 bytes (--max-event-bytes)")
+    );
+    // Topic "a" holds an event; "b" makes two; a third is refused.
+    publish(addr, "b", "x");
+    let (head, body) = fetch(addr, "POST", "/events/c", &[], b"x");
+    assert_eq!(head.status, 429);
+    assert_eq!(head.header("Retry-After"), Some("5"));
+    assert_eq!(
+        json(&body)["error"],
+        "there are 2 topics already (--max-topics)"
+    );
+    let (head, _) = fetch(addr, "GET", "/events/c", &[], b"");
+    assert_eq!(head.status, 429);
+}
+
+#[test]
+fn idle_topics_are_freed_and_listed_topics_are_true() {
+    let server = start(|c| {
+        c.history = 0;
+        c.keepalive = Duration::from_millis(20);
+    });
+    let addr = server.addr();
+    let sub = Conn::open_stream(addr, "/events/watched");
+    let topics = json(&fetch(addr, "GET", "/topics", &[], b"").1);
+    assert_eq!(
+        topics,
+        serde_json::json!([{"topic": "watched", "subscribers": 1, "retained": 0, "last_id": null}])
+    );
+    drop(sub);
+    wait_until(SOON, "the idle topic to be freed", || {
+        fetch(addr, "GET", "/topics", &[], b"").1 == "[]"
+    });
+    let server = start(|_| {});
+    let addr = server.addr();
+    let id = publish(addr, "kept", "x")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let topics = json(&fetch(addr, "GET", "/topics", &[], b"").1);
+    assert_eq!(
+        topics,
+        serde_json::json!([{"topic": "kept", "subscribers": 0, "retained": 1, "last_id": id}])
+    );
+}
+
+#[test]
+fn metrics_move() {
+    let server = start(|c| {
+        c.max_streams = Some(3);
+        c.keepalive = Duration::from_millis(20);
+    });
+    let addr = server.addr();
+    let metric = |name: &str| -> u64 {
+        let text = fetch(addr, "GET", "/metrics", &[], b"").1;
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in {text}"));
+        line.rsplit_once(' ').unwrap().1.parse().unwrap()
+    };
+    let (head, text) = fetch(addr, "GET", "/metrics", &[], b"");
+    assert_eq!(
+        head.header("Content-Type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    assert!(text.contains("# TYPE ssed_streams_open gauge\n"), "{text}");
+    let mut a = Conn::open_stream(addr, "/events/m");
+    let mut b = Conn::open_stream(addr, "/events/m");
+    assert_eq!(metric("ssed_streams_open "), 2);
+    let first = publish(addr, "m", "1")["id"].as_str().unwrap().to_string();
+    publish(addr, "m", "2");
+    a.events(2);
+    b.events(2);
+    assert_eq!(metric("ssed_events_published_total{topic=\"m\"}"), 2);
+    assert_eq!(metric("ssed_subscribers{topic=\"m\"}"), 2);
+    wait_until(SOON, "4 deliveries counted", || {
+        metric("ssed_events_delivered_total ") == 4
+    });
+    let mut c = subscribe(addr, "/events/m", &[("Last-Event-ID", &first)]);
+    c.events(1);
+    assert_eq!(metric("ssed_events_replayed_total "), 1);
+    assert_eq!(fetch(addr, "GET", "/sse", &[], b"").0.status, 503);
+    assert_eq!(metric("ssed_streams_refused_total "), 1);
+    drop(c);
+    wait_until(SOON, "the dropped stream to close", || {
+        server.open_streams() == 2
+    });
+    let mut d = subscribe(addr, "/events/m", &[("Last-Event-ID", "elsewhere-1")]);
+    assert_eq!(d.events(1)[0].event, "gap");
+    assert_eq!(metric("ssed_gaps_total "), 1);
+}
