@@ -1,7 +1,8 @@
 # ssed: `make run` to try it, `make test` before every commit.
 CARGO ?= cargo
+CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: all build run test check fmt clippy clean
+.PHONY: all build run test check browser-test fmt clippy clean
 
 all: build
 
@@ -11,13 +12,25 @@ build:
 run: build
 	./target/release/ssed $(ARGS)
 
-# The whole suite: formatting, lints as errors, then every test.
+# The whole suite: formatting, lints as errors, every Rust test, then the
+# pages in headless Chromium when it is installed (apt-get install chromium).
 test: check
 	$(CARGO) test --locked --all-targets
+	@if [ -x "$(CHROMIUM)" ]; then \
+		$(MAKE) --no-print-directory browser-test; \
+	else \
+		echo "browser tests skipped: $(CHROMIUM) not found (apt-get install chromium)"; \
+	fi
 
 check:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+# Every page in headless Chromium; screenshots go to screenshots/.
+browser-test:
+	$(CARGO) build --locked
+	cd tests/browser && npm ci --no-audit --no-fund --loglevel=error && \
+		CHROMIUM=$(CHROMIUM) SSED_BIN=$(CURDIR)/target/debug/ssed npm test --silent
 
 fmt:
 	$(CARGO) fmt
