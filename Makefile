@@ -2,7 +2,7 @@
 CARGO ?= cargo
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: all build run test check browser-test fmt clippy clean
+.PHONY: all build run test check browser-test bench fmt clippy clean
 
 all: build
 
@@ -31,6 +31,11 @@ browser-test:
 	$(CARGO) build --locked
 	cd tests/browser && npm ci --no-audit --no-fund --loglevel=error && \
 		CHROMIUM=$(CHROMIUM) SSED_BIN=$(CURDIR)/target/debug/ssed npm test --silent
+
+# Load benchmark: starts release servers on free loopback ports and prints a
+# table (see README, Performance). BENCH_ARGS='--subs 2000 --events 50 --rate 20'.
+bench: build
+	$(CARGO) run --release --locked --example load -- --bin target/release/ssed $(BENCH_ARGS)
 
 fmt:
 	$(CARGO) fmt

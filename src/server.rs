@@ -49,6 +49,9 @@ pub const MESSAGES_TOPIC: &str = "messages";
 /// does on any accept error, such as running out of file descriptors).
 const RELISTEN_PAUSE: Duration = Duration::from_millis(100);
 
+/// How long a stream waits to make its nudge connection (see [`nudge_pool`]).
+const NUDGE_TIMEOUT: Duration = Duration::from_millis(500);
+
 /// What clients are told to wait before retrying a refused stream.
 const RETRY_AFTER_SECS: u32 = 5;
 
@@ -70,6 +73,8 @@ struct Shared {
     hub: Arc<Hub>,
     /// The bound socket, kept to start tiny_http again on it.
     listener: TcpListener,
+    /// Where this server can reach itself (loopback if bound to all addresses).
+    own_addr: SocketAddr,
     http: Mutex<Arc<tiny_http::Server>>,
     stopping: AtomicBool,
     /// Rung at shutdown, to cut short the pause before listening again.
@@ -106,6 +111,7 @@ impl Server {
                 config.max_topics,
             )),
             listener,
+            own_addr: reachable(addr),
             http: Mutex::new(Arc::new(http)),
             stopping: AtomicBool::new(false),
             wake: Waker::default(),
@@ -200,6 +206,32 @@ fn listen(config: &Config) -> io::Result<TcpListener> {
     })?;
     socket.listen(BACKLOG)?;
     Ok(socket.into())
+}
+
+/// `addr`, or loopback in its place if it is the unspecified address.
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    SocketAddr::new(ip, addr.port())
+}
+
+/// Works around a lost wake-up in tiny_http 0.12's task pool.
+///
+/// When connections are accepted back to back, the pool can count a worker
+/// as idle after it was already handed a task, and queue the next
+/// connection with a notification nobody receives. The queued connection
+/// waits until some pool thread finishes its task, and a pool thread that
+/// serves a stream never does: under a burst of subscribers some were never
+/// read at all. So every stream, once started, opens one connection to its
+/// own server and closes it. tiny_http gives that connection a fresh pool
+/// thread when none is idle, the thread is done at once, and then it takes
+/// the next queued connection. That one becomes a stream and nudges in turn,
+/// until the queue is empty. It costs one loopback connect per stream.
+fn nudge_pool(own_addr: SocketAddr) {
+    let _ = std::net::TcpStream::connect_timeout(&own_addr, NUDGE_TIMEOUT);
 }
 
 fn tiny_http_on(listener: &TcpListener) -> io::Result<tiny_http::Server> {
@@ -640,9 +672,10 @@ fn open_stream(
     let _ = stream.run(move |stream: &Stream| {
         let mut source = source;
         let mut sink = Sink::new(rq.into_writer(), !http10, format);
-        let result = sink
-            .start(&head)
-            .and_then(|()| pump(&mut sink, source.as_mut(), stream, keepalive));
+        let result = sink.start(&head).and_then(|()| {
+            nudge_pool(shared.own_addr);
+            pump(&mut sink, source.as_mut(), stream, keepalive)
+        });
         shared.streams.counters.ended(&result);
         drop(source);
         shared.hub.release(&hub_topics);

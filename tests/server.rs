@@ -713,3 +713,30 @@ fn a_client_that_stops_reading_is_dropped_while_others_go_on() {
     assert_eq!(server.open_streams(), 1);
     drop(stuck);
 }
+
+#[test]
+fn a_burst_of_streams_all_start() {
+    // tiny_http 0.12's task pool can lose a wake-up when connections arrive
+    // together, leaving a connection queued until a pool thread frees up;
+    // streams never free theirs. ssed must start every stream anyway.
+    let server = start(|c| c.max_streams = Some(1000));
+    let addr = server.addr();
+    // Connect all first, so that tiny_http accepts them back to back.
+    let sockets: Vec<_> = (0..400)
+        .map(|_| std::net::TcpStream::connect(addr).unwrap())
+        .collect();
+    let mut conns: Vec<_> = sockets
+        .into_iter()
+        .map(|mut s| {
+            use std::io::Write;
+            s.write_all(b"GET /sse HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            Conn::from_stream(s)
+        })
+        .collect();
+    for c in &mut conns {
+        assert_eq!(c.head().status, 200);
+        assert_eq!(c.chunk_str().as_deref(), Some("retry: 2000\n\n"));
+    }
+    assert_eq!(server.open_streams(), 400);
+}

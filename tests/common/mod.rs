@@ -62,8 +62,13 @@ impl Conn {
     /// Connects and sends `raw` as it is.
     pub fn raw(addr: SocketAddr, raw: &[u8]) -> Conn {
         let mut stream = TcpStream::connect(addr).expect("connect");
-        stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
         stream.write_all(raw).unwrap();
+        Conn::from_stream(stream)
+    }
+
+    /// A connection already made (and its request sent).
+    pub fn from_stream(stream: TcpStream) -> Conn {
+        stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
         Conn {
             stream,
             buf: Vec::new(),

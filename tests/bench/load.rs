@@ -1,0 +1,677 @@
+//! `make bench`: ssed under load, measured. Prints figures; asserts nothing.
+//!
+//! Starts the release binary on a free loopback port for each scenario and
+//! drives it from this process: N subscribers on one mio event loop (one
+//! thread, epoll; a thread per connection would compete with the server for
+//! the two cores and for pid_max), and one publisher thread that POSTs E
+//! events at R per second, each carrying its sequence number and send time.
+//!
+//! Usage: load [--bin PATH] [--only a,b,c,stats] [--subs N --events E --rate R]
+//! (the last three run one custom scenario instead of the defaults).
+
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+use ssed::sse::{Decoder, Item};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long subscribers may take to connect before the scenario goes on.
+const CONNECT_DEADLINE: Duration = Duration::from_secs(30);
+/// How long after the last publish deliveries may still arrive.
+const DRAIN: Duration = Duration::from_secs(10);
+
+struct Scenario {
+    name: &'static str,
+    subs: usize,
+    events: usize,
+    rate: f64,
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let mut bin = String::from("target/release/ssed");
+    let mut only: Option<String> = None;
+    let (mut subs, mut events, mut rate) = (None, None, None);
+    while let Some(a) = args.next() {
+        let mut value = || {
+            args.next()
+                .unwrap_or_else(|| die(&format!("{a} needs a value")))
+        };
+        match a.as_str() {
+            "--bin" => bin = value(),
+            "--only" => only = Some(value()),
+            "--subs" => subs = Some(value().parse().unwrap_or_else(|_| die("--subs: a number"))),
+            "--events" => {
+                events = Some(
+                    value()
+                        .parse()
+                        .unwrap_or_else(|_| die("--events: a number")),
+                )
+            }
+            "--rate" => rate = Some(value().parse().unwrap_or_else(|_| die("--rate: a number"))),
+            "--bench" => {} // passed by `cargo bench`-style runners
+            other => die(&format!("unknown argument {other:?}")),
+        }
+    }
+    raise_fd_limit();
+    let wanted = |name: &str| {
+        only.as_deref()
+            .is_none_or(|o| o.split(',').any(|x| x == name))
+    };
+
+    let size = std::fs::metadata(&bin)
+        .map(|m| m.len())
+        .unwrap_or_else(|e| die(&format!("{bin}: {e}")));
+    println!(
+        "ssed load benchmark: {} cores, binary {bin}",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!();
+    println!(
+        "binary size (stripped release): {} bytes ({:.0} KiB)",
+        size,
+        size as f64 / 1024.0
+    );
+    {
+        let server = Server::start(&bin, &[]);
+        // Let start-up allocations settle: the figure is the server at rest.
+        std::thread::sleep(Duration::from_millis(300));
+        let p = server.proc();
+        println!(
+            "idle server: RSS {:.1} MiB, {} threads",
+            p.rss_kb as f64 / 1024.0,
+            p.threads
+        );
+    }
+    println!();
+
+    let scenarios = match (subs, events, rate) {
+        (Some(subs), Some(events), Some(rate)) => vec![Scenario {
+            name: "custom",
+            subs,
+            events,
+            rate,
+        }],
+        (None, None, None) => vec![
+            Scenario {
+                name: "a",
+                subs: 1000,
+                events: 200,
+                rate: 50.0,
+            },
+            Scenario {
+                name: "b",
+                subs: 5000,
+                events: 100,
+                rate: 50.0,
+            },
+            Scenario {
+                name: "c",
+                subs: 10_000,
+                events: 1,
+                rate: 1.0,
+            },
+        ],
+        _ => die("--subs, --events and --rate go together"),
+    };
+    let mut rows = Vec::new();
+    for s in scenarios
+        .iter()
+        .filter(|s| s.name == "custom" || wanted(s.name))
+    {
+        rows.push(run(&bin, s));
+    }
+    print_table(&rows);
+    if subs.is_none() && wanted("stats") {
+        stats_viewers(&bin, 1000, Duration::from_secs(10));
+    }
+}
+
+fn die(why: &str) -> ! {
+    eprintln!("load: {why}");
+    std::process::exit(2)
+}
+
+#[allow(unsafe_code)]
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain struct in, plain struct out.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+/// A release ssed on a free port, killed on drop.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+struct ProcStats {
+    cpu_secs: f64,
+    rss_kb: u64,
+    threads: u64,
+}
+
+impl Server {
+    fn start(bin: &str, extra: &[&str]) -> Server {
+        let mut child = Command::new(bin)
+            .args(["--addr", "127.0.0.1:0", "--keepalive", "15"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| die(&format!("{bin}: {e}")));
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .strip_prefix("ssed listening on http://")
+            .and_then(|r| r.trim_end().strip_suffix('/'))
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| die(&format!("unexpected start-up line {line:?}")));
+        Server { child, addr }
+    }
+
+    fn proc(&self) -> ProcStats {
+        let pid = self.child.id();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Fields after the command name (which may contain spaces): state is
+        // field 3, utime 14, stime 15.
+        let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i - 3)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        // SAFETY: sysconf reads a constant.
+        #[allow(unsafe_code)]
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        ProcStats {
+            cpu_secs: (ticks(14) + ticks(15)) as f64 / hz,
+            rss_kb: field("VmRSS:"),
+            threads: field("Threads:"),
+        }
+    }
+
+    fn metric(&self, name: &str) -> u64 {
+        let text = http(
+            self.addr,
+            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit_once(' '))
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn http(addr: SocketAddr, request: &str) -> String {
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+/// One subscriber connection on the event loop.
+struct Sub {
+    stream: TcpStream,
+    state: State,
+    buf: Vec<u8>,
+    decoder: Decoder,
+    items: Vec<Item>,
+    /// Events received, by sequence number (to count losses and repeats).
+    seen: Vec<u8>,
+}
+
+#[derive(PartialEq)]
+enum State {
+    Connecting,
+    Head,
+    /// Reading chunk `left` bytes remaining of the current chunk (None: a size line is next).
+    Body {
+        left: Option<usize>,
+        subscribed: bool,
+    },
+    Closed,
+}
+
+struct Row {
+    name: String,
+    subs: usize,
+    connected: usize,
+    refused: usize,
+    connect_secs: f64,
+    expected: u64,
+    received: u64,
+    lost: u64,
+    duplicated: u64,
+    lat: Vec<f64>,
+    deliveries_per_sec: f64,
+    cpu_secs: f64,
+    rss_before_kb: u64,
+    rss_after_kb: u64,
+    threads: u64,
+}
+
+fn run(bin: &str, s: &Scenario) -> Row {
+    eprintln!(
+        "scenario {}: {} subscribers, {} events at {}/s ...",
+        s.name, s.subs, s.events, s.rate
+    );
+    let server = Server::start(bin, &[]);
+    let addr = server.addr;
+    let before = server.proc();
+    let base = Instant::now();
+
+    let mut poll = Poll::new().unwrap();
+    let mut subs: Vec<Sub> = Vec::with_capacity(s.subs);
+    let request =
+        format!("GET /events/bench HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n");
+    let mut events = Events::with_capacity(4096);
+    let started = Instant::now();
+    let mut subscribed = 0usize;
+    let mut refused = 0usize;
+    // Connect in waves, so as not to outrun the listen backlog.
+    let mut next_to_open = 0;
+    let mut latencies = Vec::with_capacity(s.subs * s.events.min(1000));
+    let mut received = 0u64;
+    let mut duplicated = 0u64;
+    let connect_secs;
+    loop {
+        while next_to_open < s.subs && next_to_open < subscribed + refused + 1000 {
+            let stream = match TcpStream::connect(addr) {
+                Ok(st) => st,
+                Err(e) => die(&format!("connect: {e}")),
+            };
+            let mut sub = Sub {
+                stream,
+                state: State::Connecting,
+                buf: Vec::new(),
+                decoder: Decoder::new(),
+                items: Vec::new(),
+                seen: vec![0; s.events + 1],
+            };
+            poll.registry()
+                .register(
+                    &mut sub.stream,
+                    Token(next_to_open),
+                    Interest::READABLE | Interest::WRITABLE,
+                )
+                .unwrap();
+            subs.push(sub);
+            next_to_open += 1;
+        }
+        if subscribed + refused == s.subs {
+            connect_secs = started.elapsed().as_secs_f64();
+            break;
+        }
+        if started.elapsed() > CONNECT_DEADLINE {
+            connect_secs = started.elapsed().as_secs_f64();
+            let count = |f: &dyn Fn(&State) -> bool| subs.iter().filter(|x| f(&x.state)).count();
+            eprintln!(
+                "  only {subscribed} of {} subscribed after {CONNECT_DEADLINE:?} (still connecting {}, awaiting head {}, head without first chunk {})",
+                s.subs,
+                count(&|st| *st == State::Connecting),
+                count(&|st| *st == State::Head),
+                count(&|st| matches!(st, State::Body { subscribed: false, .. })),
+            );
+            break;
+        }
+        poll.poll(&mut events, Some(Duration::from_millis(50)))
+            .unwrap();
+        for ev in events.iter() {
+            let sub = &mut subs[ev.token().0];
+            let out = drive(sub, &request, base, &mut latencies);
+            subscribed += out.subscribed;
+            refused += out.refused;
+            received += out.received;
+            duplicated += out.duplicated;
+        }
+    }
+    let after_connect = server.proc();
+
+    // Publish from another thread, at the rate asked for.
+    let cpu_before = server.proc().cpu_secs;
+    let publisher = {
+        let (n, rate) = (s.events, s.rate);
+        std::thread::spawn(move || publish(addr, n, rate, base))
+    };
+    let publish_started = Instant::now();
+    let expected = (subscribed * s.events) as u64;
+    let mut deadline: Option<Instant> = None;
+    while received + duplicated < expected {
+        if publisher.is_finished() && deadline.is_none() {
+            deadline = Some(Instant::now() + DRAIN);
+        }
+        if deadline.is_some_and(|d| Instant::now() > d) {
+            break;
+        }
+        poll.poll(&mut events, Some(Duration::from_millis(50)))
+            .unwrap();
+        for ev in events.iter() {
+            let sub = &mut subs[ev.token().0];
+            let out = drive(sub, &request, base, &mut latencies);
+            received += out.received;
+            duplicated += out.duplicated;
+        }
+    }
+    let delivery_secs = publish_started.elapsed().as_secs_f64();
+    let _ = publisher.join();
+    let end = server.proc();
+    let lost = expected.saturating_sub(received);
+    let _ = server.metric("ssed_streams_open");
+    latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    Row {
+        name: s.name.to_string(),
+        subs: s.subs,
+        connected: subscribed,
+        refused,
+        connect_secs,
+        expected,
+        received,
+        lost,
+        duplicated,
+        lat: latencies,
+        deliveries_per_sec: received as f64 / delivery_secs.max(1e-9),
+        cpu_secs: end.cpu_secs - cpu_before,
+        rss_before_kb: before.rss_kb,
+        rss_after_kb: after_connect.rss_kb,
+        threads: after_connect.threads,
+    }
+}
+
+#[derive(Default)]
+struct Progress {
+    subscribed: usize,
+    refused: usize,
+    received: u64,
+    duplicated: u64,
+}
+
+/// Moves one connection along as far as its socket allows.
+fn drive(sub: &mut Sub, request: &str, base: Instant, latencies: &mut Vec<f64>) -> Progress {
+    let mut p = Progress::default();
+    if sub.state == State::Connecting {
+        match sub.stream.write(request.as_bytes()) {
+            Ok(n) if n == request.len() => sub.state = State::Head,
+            Ok(_) => die("short write of a request"),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::NotConnected =>
+            {
+                return p
+            }
+            Err(_) => {
+                sub.state = State::Closed;
+                p.refused += 1;
+                return p;
+            }
+        }
+    }
+    let mut tmp = [0u8; 64 * 1024];
+    loop {
+        match sub.stream.read(&mut tmp) {
+            Ok(0) => {
+                if sub.state == State::Head {
+                    p.refused += 1;
+                }
+                sub.state = State::Closed;
+                return p;
+            }
+            Ok(n) => sub.buf.extend_from_slice(&tmp[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(_) => {
+                if sub.state == State::Head {
+                    p.refused += 1;
+                }
+                sub.state = State::Closed;
+                return p;
+            }
+        }
+    }
+    if sub.state == State::Head {
+        let Some(end) = sub.buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+            return p;
+        };
+        let ok = sub.buf.starts_with(b"HTTP/1.1 200");
+        sub.buf.drain(..end + 4);
+        if !ok {
+            sub.state = State::Closed;
+            p.refused += 1;
+            return p;
+        }
+        sub.state = State::Body {
+            left: None,
+            subscribed: false,
+        };
+    }
+    // De-chunk what is buffered, feed the SSE decoder.
+    let mut body = Vec::new();
+    while let State::Body { left, .. } = &mut sub.state {
+        match left {
+            None => {
+                let Some(i) = sub.buf.windows(2).position(|w| w == b"\r\n") else {
+                    break;
+                };
+                let size =
+                    usize::from_str_radix(std::str::from_utf8(&sub.buf[..i]).unwrap_or("0"), 16)
+                        .unwrap_or(0);
+                sub.buf.drain(..i + 2);
+                if size == 0 {
+                    sub.state = State::Closed;
+                    break;
+                }
+                *left = Some(size);
+            }
+            Some(n) => {
+                if sub.buf.len() < *n + 2 {
+                    break;
+                }
+                body.extend(sub.buf.drain(..*n));
+                sub.buf.drain(..2);
+                *left = None;
+            }
+        }
+    }
+    if let State::Body { subscribed, .. } = &mut sub.state {
+        if !*subscribed && !body.is_empty() {
+            // The first chunk (retry:) is written once the stream is subscribed.
+            *subscribed = true;
+            p.subscribed += 1;
+        }
+    }
+    sub.decoder.feed(&body, &mut sub.items);
+    let now = base.elapsed().as_secs_f64();
+    for item in sub.items.drain(..) {
+        if let Item::Event(m) = item {
+            let mut parts = m.data.split(' ');
+            let seq: usize = parts.next().and_then(|x| x.parse().ok()).unwrap_or(0);
+            let sent: f64 = parts.next().and_then(|x| x.parse().ok()).unwrap_or(now);
+            match sub.seen.get_mut(seq) {
+                Some(count) if *count == 0 => {
+                    *count = 1;
+                    p.received += 1;
+                    latencies.push((now - sent) * 1000.0);
+                }
+                Some(_) => p.duplicated += 1,
+                None => {}
+            }
+        }
+    }
+    p
+}
+
+/// POSTs `n` events at `rate` per second on one keep-alive connection; each
+/// body is "SEQ SENT_SECONDS" (seconds since `base`).
+fn publish(addr: SocketAddr, n: usize, rate: f64, base: Instant) {
+    let mut conn = std::net::TcpStream::connect(addr).expect("publisher connects");
+    conn.set_nodelay(true).unwrap();
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let start = Instant::now();
+    for seq in 1..=n {
+        let due = start + Duration::from_secs_f64((seq - 1) as f64 / rate);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let body = format!("{seq} {:.6}", base.elapsed().as_secs_f64());
+        let req = format!(
+            "POST /events/bench HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        conn.write_all(req.as_bytes()).expect("publish");
+        // Read the answer: status line, headers, then Content-Length bytes.
+        let mut len = 0;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).expect("publish answer");
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut answer = vec![0; len];
+        reader.read_exact(&mut answer).expect("publish body");
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn print_table(rows: &[Row]) {
+    println!("| scenario | subscribers | connected (refused) | connect s | expected | received | lost | dup | p50 ms | p90 ms | p99 ms | max ms | deliveries/s | server CPU s | CPU µs/delivery | RSS before MiB | RSS after MiB | KiB/stream | threads |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for r in rows {
+        let per_delivery = if r.received > 0 {
+            r.cpu_secs * 1e6 / r.received as f64
+        } else {
+            f64::NAN
+        };
+        let per_stream = if r.connected > 0 {
+            (r.rss_after_kb.saturating_sub(r.rss_before_kb)) as f64 / r.connected as f64
+        } else {
+            f64::NAN
+        };
+        println!(
+            "| {} | {} | {} ({}) | {:.2} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {:.2} | {:.1} | {:.1} | {:.1} | {:.1} | {} |",
+            r.name,
+            r.subs,
+            r.connected,
+            r.refused,
+            r.connect_secs,
+            r.expected,
+            r.received,
+            r.lost,
+            r.duplicated,
+            percentile(&r.lat, 0.50),
+            percentile(&r.lat, 0.90),
+            percentile(&r.lat, 0.99),
+            r.lat.last().copied().unwrap_or(f64::NAN),
+            r.deliveries_per_sec,
+            r.cpu_secs,
+            per_delivery,
+            r.rss_before_kb as f64 / 1024.0,
+            r.rss_after_kb as f64 / 1024.0,
+            per_stream,
+            r.threads
+        );
+    }
+    println!();
+}
+
+/// CPU used by the server while `viewers` watch /system-stats for `how_long`.
+fn stats_viewers(bin: &str, viewers: usize, how_long: Duration) {
+    let server = Server::start(bin, &[]);
+    let addr = server.addr;
+    let mut poll = Poll::new().unwrap();
+    let mut conns: HashMap<usize, TcpStream> = HashMap::new();
+    let request = format!("GET /system-stats HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    for i in 0..viewers {
+        let mut s = TcpStream::connect(addr).unwrap();
+        poll.registry()
+            .register(&mut s, Token(i), Interest::WRITABLE | Interest::READABLE)
+            .unwrap();
+        conns.insert(i, s);
+    }
+    let mut events = Events::with_capacity(4096);
+    let mut sent = vec![false; viewers];
+    let mut bytes = 0usize;
+    let open = Instant::now();
+    let mut measuring: Option<(Instant, f64)> = None;
+    let mut tmp = [0u8; 16 * 1024];
+    loop {
+        if measuring.is_none() && server.metric("ssed_streams_open") as usize == viewers {
+            measuring = Some((Instant::now(), server.proc().cpu_secs));
+        }
+        if let Some((t, _)) = measuring {
+            if t.elapsed() >= how_long {
+                break;
+            }
+        }
+        if open.elapsed() > CONNECT_DEADLINE + how_long {
+            eprintln!("stats: viewers did not all connect");
+            break;
+        }
+        poll.poll(&mut events, Some(Duration::from_millis(100)))
+            .unwrap();
+        for ev in events.iter() {
+            let i = ev.token().0;
+            let s = conns.get_mut(&i).unwrap();
+            if !sent[i] && s.write(request.as_bytes()).is_ok() {
+                sent[i] = true;
+            }
+            while let Ok(n) = s.read(&mut tmp) {
+                if n == 0 {
+                    break;
+                }
+                bytes += n;
+            }
+        }
+    }
+    if let Some((t, cpu0)) = measuring {
+        let cpu = server.proc().cpu_secs - cpu0;
+        let secs = t.elapsed().as_secs_f64();
+        println!(
+            "/system-stats with {viewers} viewers for {secs:.0} s: server CPU {cpu:.2} s = {:.2}% of one core ({} KiB received)",
+            cpu / secs * 100.0,
+            bytes / 1024
+        );
+    }
+}
