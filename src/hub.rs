@@ -24,8 +24,10 @@
 
 use crate::sse::Event;
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::thread::{self, Thread};
 use std::time::Duration;
 
 /// Locks a mutex, carrying on if a thread panicked while holding it: every
@@ -34,28 +36,50 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// A one-bit doorbell a thread sleeps on: rung by publishers and by shutdown.
+fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A one-bit doorbell that one thread sleeps on, rung by publishers and by
+/// shutdown. It parks the thread: ringing is an atomic store and, if the
+/// thread sleeps, one unpark; no lock is shared between the two sides.
 #[derive(Default)]
 pub struct Waker {
-    rung: Mutex<bool>,
-    bell: Condvar,
+    rung: AtomicBool,
+    /// The thread that waits, known from its first wait.
+    sleeper: OnceLock<Thread>,
 }
 
 impl Waker {
     pub fn wake(&self) {
-        *lock(&self.rung) = true;
-        self.bell.notify_one();
+        // SeqCst on both sides: either `wait` sees the flag, or this sees
+        // the sleeper and unparks it (a token that ends its next park).
+        self.rung.store(true, Ordering::SeqCst);
+        if let Some(t) = self.sleeper.get() {
+            t.unpark();
+        }
     }
 
     /// Sleeps until rung or until `timeout` has passed; a ring that came
-    /// before the call is not lost. Returns whether it was rung.
+    /// before the call is not lost. Returns whether it was rung. Only one
+    /// thread may wait on a given waker.
     pub fn wait(&self, timeout: Duration) -> bool {
-        let rung = lock(&self.rung);
-        let (mut rung, _) = self
-            .bell
-            .wait_timeout_while(rung, timeout, |rung| !*rung)
-            .unwrap_or_else(PoisonError::into_inner);
-        std::mem::replace(&mut *rung, false)
+        self.sleeper.get_or_init(thread::current);
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if self.rung.swap(false, Ordering::SeqCst) {
+                return true;
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            thread::park_timeout(deadline - now);
+        }
     }
 }
 
@@ -76,7 +100,9 @@ const LIVE_RING: usize = 64;
 /// A stream of events with a bounded memory of the latest ones.
 pub struct Topic {
     name: String,
-    ring: Mutex<Ring>,
+    /// Read by every subscriber after each publish, written by publishes:
+    /// a read-write lock lets the readers in together.
+    ring: RwLock<Ring>,
     /// Rung when the topic gains a first subscriber, so a producer that idles
     /// while nobody watches can start again.
     on_first_subscriber: Option<Arc<Waker>>,
@@ -145,7 +171,7 @@ impl Topic {
         let capacity = keep.history.max(LIVE_RING);
         Arc::new(Topic {
             name: name.to_string(),
-            ring: Mutex::new(Ring {
+            ring: RwLock::new(Ring {
                 entries: VecDeque::new(),
                 first: 0,
                 capacity,
@@ -173,7 +199,7 @@ impl Topic {
 
     /// Appends without waking anyone (see [`Hub::publish`] for why).
     fn insert(&self, seq: u64, event: Event) {
-        let mut ring = lock(&self.ring);
+        let mut ring = write(&self.ring);
         let size = event.data.len();
         while !ring.entries.is_empty()
             && (ring.entries.len() >= ring.capacity || ring.bytes + size > ring.max_bytes)
@@ -189,7 +215,7 @@ impl Topic {
     }
 
     fn wake_all(&self) -> usize {
-        let ring = lock(&self.ring);
+        let ring = read(&self.ring);
         for waker in &ring.subscribers {
             waker.wake();
         }
@@ -239,8 +265,8 @@ impl Topic {
         (self.subscription(waker, cursor), gap, replayed)
     }
 
-    fn register(&self, waker: &Arc<Waker>) -> MutexGuard<'_, Ring> {
-        let mut ring = lock(&self.ring);
+    fn register(&self, waker: &Arc<Waker>) -> RwLockWriteGuard<'_, Ring> {
+        let mut ring = write(&self.ring);
         ring.subscribers.push(Arc::clone(waker));
         if ring.subscribers.len() == 1 {
             if let Some(producer) = &self.on_first_subscriber {
@@ -259,7 +285,7 @@ impl Topic {
     }
 
     pub fn subscribers(&self) -> usize {
-        lock(&self.ring).subscribers.len()
+        read(&self.ring).subscribers.len()
     }
 
     /// Events published here since the start.
@@ -269,7 +295,7 @@ impl Topic {
 
     /// (subscribers, retained events, newest sequence number).
     pub fn stats(&self) -> (usize, usize, Option<u64>) {
-        let ring = lock(&self.ring);
+        let ring = read(&self.ring);
         let newest = ring.entries.back().map(|e| e.seq);
         (ring.subscribers.len(), ring.entries.len(), newest)
     }
@@ -277,14 +303,14 @@ impl Topic {
     /// Forgets the retained events (a producer going idle, whose last value
     /// would be stale by the time anyone sees it).
     pub fn clear(&self) {
-        let mut ring = lock(&self.ring);
+        let mut ring = write(&self.ring);
         ring.first = ring.next();
         ring.entries.clear();
         ring.bytes = 0;
     }
 
     fn is_idle(&self) -> bool {
-        let ring = lock(&self.ring);
+        let ring = read(&self.ring);
         ring.subscribers.is_empty() && ring.entries.is_empty()
     }
 }
@@ -305,7 +331,7 @@ impl Subscription {
     /// `out`. If the ring no longer holds some of them, skips to the oldest
     /// it holds and returns the gap.
     pub fn take(&mut self, watermark: u64, out: &mut Vec<Entry>) -> Option<Gap> {
-        let ring = lock(&self.topic.ring);
+        let ring = read(&self.topic.ring);
         let mut gap = None;
         if self.cursor < ring.first {
             gap = Some(Gap {
@@ -329,7 +355,7 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        let mut ring = lock(&self.topic.ring);
+        let mut ring = write(&self.topic.ring);
         if let Some(i) = ring
             .subscribers
             .iter()

@@ -93,9 +93,9 @@ pub fn event_from_body(
         check_event_name(name)?;
     }
     Ok(Event {
-        id: None,
         event,
         data,
+        ..Event::default()
     })
 }
 
@@ -105,9 +105,9 @@ mod tests {
 
     fn ev(event: Option<&str>, data: &str) -> Result<Event, String> {
         Ok(Event {
-            id: None,
             event: event.map(String::from),
             data: data.into(),
+            ..Event::default()
         })
     }
 

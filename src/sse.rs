@@ -6,8 +6,13 @@
 //! `tiny_http`, so it can be tested with plain byte tables.
 
 use serde_json::json;
+use std::sync::OnceLock;
 
 /// One event as the server sends it.
+///
+/// Its `text/event-stream` bytes are made once, on first use, and shared by
+/// every subscriber that writes it ([`Event::sse_bytes`]): change an event
+/// only before it is sent.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Event {
     /// `id:` field; never contains CR, LF or NUL (see [`check_field`]).
@@ -16,6 +21,33 @@ pub struct Event {
     pub event: Option<String>,
     /// Payload; line breaks of any kind become separate `data:` lines.
     pub data: String,
+    /// The encoding, once made.
+    pub encoded: Encoded,
+}
+
+/// The cached encoding of an [`Event`]. It takes no part in equality, and a
+/// clone starts without it (the clone may be changed).
+#[derive(Default)]
+pub struct Encoded(OnceLock<Box<[u8]>>);
+
+impl Clone for Encoded {
+    fn clone(&self) -> Self {
+        Encoded::default()
+    }
+}
+
+impl PartialEq for Encoded {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Encoded {}
+
+impl std::fmt::Debug for Encoded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("..")
+    }
 }
 
 impl Event {
@@ -32,8 +64,17 @@ impl Event {
         Event {
             event: Some(name.to_owned()),
             data: data.into(),
-            id: None,
+            ..Event::default()
         }
+    }
+
+    /// The `text/event-stream` form of this event, made once.
+    pub fn sse_bytes(&self) -> &[u8] {
+        self.encoded.0.get_or_init(|| {
+            let mut out = Vec::with_capacity(self.data.len() + 32);
+            encode(self, &mut out);
+            out.into_boxed_slice()
+        })
     }
 
     /// The type a browser reports for this event.
@@ -326,6 +367,7 @@ mod tests {
                     id: Some("7".into()),
                     event: Some("x".into()),
                     data: "d".into(),
+                    ..Event::default()
                 },
                 "event: x\ndata: d\nid: 7\n\n",
             ),
@@ -532,6 +574,7 @@ mod tests {
                 id: Some("42".into()),
                 event: Some("tick".into()),
                 data: "{\"a\": 1}".into(),
+                ..Event::default()
             },
         ];
         let mut bytes = Vec::new();

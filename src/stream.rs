@@ -80,7 +80,7 @@ impl<W: Write> Sink<W> {
     pub fn send(&mut self, events: &[Arc<Event>]) -> io::Result<()> {
         for ev in events {
             match self.format {
-                Format::Sse => sse::encode(ev, &mut self.buf),
+                Format::Sse => self.buf.extend_from_slice(ev.sse_bytes()),
                 Format::Ndjson => sse::encode_ndjson(ev, &mut self.buf),
                 Format::Lines => {
                     self.buf.extend_from_slice(ev.data.as_bytes());
@@ -115,12 +115,18 @@ impl<W: Write> Sink<W> {
             return self.out.flush();
         }
         if self.chunked {
-            let mut frame = Vec::with_capacity(self.buf.len() + 12);
-            write!(frame, "{:x}\r\n", self.buf.len())?;
-            frame.extend_from_slice(&self.buf);
-            frame.extend_from_slice(b"\r\n");
+            // The chunk header goes in front of the body in the same buffer,
+            // so that the chunk is one write; the buffer keeps its capacity.
+            let mut header = [0u8; 18];
+            let n = {
+                let mut cursor = &mut header[..];
+                write!(cursor, "{:x}\r\n", self.buf.len())?;
+                18 - cursor.len()
+            };
+            self.buf.splice(0..0, header[..n].iter().copied());
+            self.buf.extend_from_slice(b"\r\n");
+            self.out.write_all(&self.buf)?;
             self.buf.clear();
-            self.out.write_all(&frame)?;
         } else {
             self.out.write_all(&self.buf)?;
             self.buf.clear();
