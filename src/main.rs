@@ -69,6 +69,15 @@ fn print(text: &str) -> ExitCode {
 }
 
 fn serve(config: ssed::Config) -> ExitCode {
+    if let Some(asked) = config.max_streams {
+        let safe = ssed::sys::default_max_streams(ssed::sys::raise_open_files_limit().unwrap_or(1024));
+        if asked > safe {
+            eprintln!(
+                "ssed: note: --max-streams {asked} is more than this system can hold ({safe}, from the open-files \
+                 limit, pid_max and vm.max_map_count); past that, new threads fail and ssed stops"
+            );
+        }
+    }
     let config_open = config.publish_token.is_none() || config.subscribe_token.is_none();
     let server = match ssed::Server::start(config) {
         Ok(server) => server,

@@ -22,7 +22,7 @@ use crate::stream::{pump, Format, Refused, Scripted, Sink, Source, Stream, Strea
 use crate::www::Pages;
 use crate::{metrics, publish, pyjson, sys};
 use serde_json::{json, Value};
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -682,10 +682,30 @@ fn open_stream(
     });
 }
 
+/// Refuses for now (503, 429) and asks the client to close the connection.
+///
+/// Every open connection holds one of tiny_http's pool threads, refused or
+/// not, so a client turned away should let its connection go; tiny_http will
+/// not send `Connection: close` on a `Response`, so this is written raw.
 fn retry_later(rq: Request, status: u16, why: &str, cors: &Cors) {
-    let mut res = error_response(status, why, cors);
-    res.add_header(hdr("Retry-After", &RETRY_AFTER_SECS.to_string()));
-    let _ = rq.respond(res);
+    let body = json!({ "error": why }).to_string();
+    let reason = match status {
+        429 => "Too Many Requests",
+        _ => "Service Unavailable",
+    };
+    let mut head = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+         Retry-After: {RETRY_AFTER_SECS}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (name, value) in cors.headers() {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    head.push_str(&body);
+    let mut out = rq.into_writer();
+    // A client that already left needs no answer.
+    let _ = out.write_all(head.as_bytes()).and_then(|()| out.flush());
 }
 
 fn stream_head(format: Format, http10: bool, cors: &Cors) -> Vec<u8> {

@@ -11,6 +11,15 @@ const RESERVED_FDS: u64 = 256;
 /// Threads left to the rest of the system when sizing the stream cap.
 const RESERVED_THREADS: u64 = 512;
 
+/// Memory mappings a stream costs: each of its two threads has a stack, a
+/// guard page, and Rust's alternate signal stack with its guard (measured:
+/// 8.1 per stream); one more leaves room for the short-lived pool threads
+/// that tiny_http starts under a burst.
+const MAPS_PER_STREAM: u64 = 9;
+
+/// Mappings kept for everything else: the binary, libraries, the heap.
+const RESERVED_MAPS: u64 = 1024;
+
 /// Raises the soft open-files limit to the hard limit (as Go programs do at
 /// start) and returns the soft limit now in force. A default soft limit of
 /// 1024 would cap a device at a few hundred viewers.
@@ -39,12 +48,20 @@ pub fn raise_open_files_limit() -> io::Result<u64> {
 }
 
 /// The default `--max-streams`: each stream holds two descriptors (tiny_http
-/// clones the socket) and two threads (tiny_http's reader and ours).
+/// clones the socket), two threads (tiny_http's reader and ours), and the
+/// memory mappings of two threads. Past any of these limits a thread cannot
+/// be made, and tiny_http's pool then panics, which ends the process: the
+/// cap keeps ssed below all three.
 pub fn default_max_streams(open_files: u64) -> usize {
     let by_files = open_files.saturating_sub(RESERVED_FDS) / 2;
-    let by_threads = std::fs::read_to_string("/proc/sys/kernel/pid_max")
-        .ok()
-        .and_then(|s| s.trim().parse::<u64>().ok())
+    let by_threads = read_number("/proc/sys/kernel/pid_max")
         .map_or(u64::MAX, |pids| pids.saturating_sub(RESERVED_THREADS) / 2);
-    by_files.min(by_threads).max(1) as usize
+    let by_maps = read_number("/proc/sys/vm/max_map_count").map_or(u64::MAX, |maps| {
+        maps.saturating_sub(RESERVED_MAPS) / MAPS_PER_STREAM
+    });
+    by_files.min(by_threads).min(by_maps).max(1) as usize
+}
+
+fn read_number(path: &str) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }

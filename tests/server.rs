@@ -463,6 +463,9 @@ fn the_stream_cap_answers_503() {
     let (head, body) = fetch(server.addr(), "GET", "/sse", &[], b"");
     assert_eq!(head.status, 503);
     assert_eq!(head.header("Retry-After"), Some("5"));
+    // The refused client is asked to let its connection (and the server
+    // thread that reads it) go.
+    assert_eq!(head.header("Connection"), Some("close"));
     assert_eq!(
         json(&body)["error"],
         "all 2 streams are in use; try again later"

@@ -282,6 +282,8 @@ struct Row {
     rss_before_kb: u64,
     rss_after_kb: u64,
     threads: u64,
+    /// CPU the load generator itself used while events were delivered.
+    client_cpu_secs: f64,
 }
 
 fn run(bin: &str, s: &Scenario) -> Row {
@@ -363,6 +365,7 @@ fn run(bin: &str, s: &Scenario) -> Row {
 
     // Publish from another thread, at the rate asked for.
     let cpu_before = server.proc().cpu_secs;
+    let client_before = own_cpu_secs();
     let publisher = {
         let (n, rate) = (s.events, s.rate);
         std::thread::spawn(move || publish(addr, n, rate, base))
@@ -405,6 +408,7 @@ fn run(bin: &str, s: &Scenario) -> Row {
         lat: latencies,
         deliveries_per_sec: received as f64 / delivery_secs.max(1e-9),
         cpu_secs: end.cpu_secs - cpu_before,
+        client_cpu_secs: own_cpu_secs() - client_before,
         rss_before_kb: before.rss_kb,
         rss_after_kb: after_connect.rss_kb,
         threads: after_connect.threads,
@@ -467,7 +471,10 @@ fn drive(sub: &mut Sub, request: &str, base: Instant, latencies: &mut Vec<f64>) 
         let ok = sub.buf.starts_with(b"HTTP/1.1 200");
         sub.buf.drain(..end + 4);
         if !ok {
+            // Refused (503): let the connection go, as a browser would on
+            // `Connection: close`.
             sub.state = State::Closed;
+            let _ = sub.stream.shutdown(std::net::Shutdown::Both);
             p.refused += 1;
             return p;
         }
@@ -567,6 +574,19 @@ fn publish(addr: SocketAddr, n: usize, rate: f64, base: Instant) {
     }
 }
 
+/// CPU seconds this process (the load generator) has used.
+fn own_cpu_secs() -> f64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the struct we pass.
+    #[allow(unsafe_code)]
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -576,8 +596,8 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn print_table(rows: &[Row]) {
-    println!("| scenario | subscribers | connected (refused) | connect s | expected | received | lost | dup | p50 ms | p90 ms | p99 ms | max ms | deliveries/s | server CPU s | CPU µs/delivery | RSS before MiB | RSS after MiB | KiB/stream | threads |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| scenario | subscribers | connected (refused) | connect s | expected | received | lost | dup | p50 ms | p90 ms | p99 ms | max ms | deliveries/s | server CPU s | CPU µs/delivery | load generator CPU s | RSS before MiB | RSS after MiB | KiB/stream | threads |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in rows {
         let per_delivery = if r.received > 0 {
             r.cpu_secs * 1e6 / r.received as f64
@@ -590,7 +610,7 @@ fn print_table(rows: &[Row]) {
             f64::NAN
         };
         println!(
-            "| {} | {} | {} ({}) | {:.2} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {:.2} | {:.1} | {:.1} | {:.1} | {:.1} | {} |",
+            "| {} | {} | {} ({}) | {:.2} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {:.2} | {:.1} | {:.2} | {:.1} | {:.1} | {:.1} | {} |",
             r.name,
             r.subs,
             r.connected,
@@ -607,6 +627,7 @@ fn print_table(rows: &[Row]) {
             r.deliveries_per_sec,
             r.cpu_secs,
             per_delivery,
+            r.client_cpu_secs,
             r.rss_before_kb as f64 / 1024.0,
             r.rss_after_kb as f64 / 1024.0,
             per_stream,
