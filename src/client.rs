@@ -417,14 +417,7 @@ fn connect_and_read(
             _ => return Ended::Fatal(status_error(&url, res)),
         }
     };
-    let media = response
-        .header("Content-Type")
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let media = http::media_type(response.header("Content-Type"));
     if media != "text/event-stream" {
         let shown = response
             .header("Content-Type")

@@ -215,9 +215,7 @@ impl Default for Pace {
 pub struct Demos {
     pub stats: Arc<Topic>,
     pub stocks: Arc<Topic>,
-    stop: Arc<AtomicBool>,
-    wakers: Vec<Arc<Waker>>,
-    threads: Vec<JoinHandle<()>>,
+    producers: Producers,
 }
 
 /// Retained events per shared demo topic: enough for a viewer delayed by a
@@ -226,45 +224,56 @@ const DEMO_RING: usize = 16;
 
 impl Demos {
     pub fn start(pace: &Pace) -> std::io::Result<Demos> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let stats_waker = Arc::new(Waker::default());
-        let stocks_waker = Arc::new(Waker::default());
-        let mut demos = Demos {
-            stats: Topic::standalone("system-stats", DEMO_RING, Some(Arc::clone(&stats_waker))),
-            stocks: Topic::standalone("stream-stocks", DEMO_RING, Some(Arc::clone(&stocks_waker))),
-            stop: Arc::clone(&stop),
-            wakers: vec![Arc::clone(&stats_waker), Arc::clone(&stocks_waker)],
-            threads: Vec::new(),
-        };
-        let producer = Producer {
-            topic: Arc::clone(&demos.stats),
-            waker: stats_waker,
-            stop: Arc::clone(&stop),
-            seq: 0,
-        };
+        let mut producers = Producers::default();
         let every = pace.stats;
-        demos.threads.push(
-            thread::Builder::new()
-                .name("ssed-stats".into())
-                .spawn(move || sample_system(producer, every))?,
-        );
-        let producer = Producer {
-            topic: Arc::clone(&demos.stocks),
-            waker: stocks_waker,
-            stop,
-            seq: 0,
-        };
+        let stats = producers.spawn("system-stats", move |p| sample_system(p, every))?;
         let mean = pace.stocks;
-        demos.threads.push(
-            thread::Builder::new()
-                .name("ssed-stocks".into())
-                .spawn(move || run_market(producer, mean))?,
-        );
-        Ok(demos)
+        let stocks = producers.spawn("stream-stocks", move |p| run_market(p, mean))?;
+        Ok(Demos {
+            stats,
+            stocks,
+            producers,
+        })
     }
 
     /// Stops the producers and waits for them.
     pub fn stop(&mut self) {
+        self.producers.stop();
+    }
+}
+
+/// The producer threads, and how to stop them.
+#[derive(Default)]
+struct Producers {
+    stop: Arc<AtomicBool>,
+    wakers: Vec<Arc<Waker>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Producers {
+    /// Starts `run` on a thread of its own, feeding a new topic `name`.
+    fn spawn(
+        &mut self,
+        name: &str,
+        run: impl FnOnce(Producer) + Send + 'static,
+    ) -> std::io::Result<Arc<Topic>> {
+        let waker = Arc::new(Waker::default());
+        let topic = Topic::standalone(name, DEMO_RING, Some(Arc::clone(&waker)));
+        let producer = Producer {
+            topic: Arc::clone(&topic),
+            waker: Arc::clone(&waker),
+            stop: Arc::clone(&self.stop),
+            seq: 0,
+        };
+        let thread = thread::Builder::new()
+            .name(format!("ssed-{name}"))
+            .spawn(move || run(producer))?;
+        self.wakers.push(waker);
+        self.threads.push(thread);
+        Ok(topic)
+    }
+
+    fn stop(&mut self) {
         self.stop.store(true, Ordering::Release);
         for waker in &self.wakers {
             waker.wake();
@@ -275,7 +284,7 @@ impl Demos {
     }
 }
 
-impl Drop for Demos {
+impl Drop for Producers {
     fn drop(&mut self) {
         self.stop();
     }

@@ -13,6 +13,18 @@ const MAX_LINE: usize = 16 * 1024;
 /// Most header lines accepted from a server.
 const MAX_HEADERS: usize = 200;
 
+/// The media type of a `Content-Type` value, lower-cased and without
+/// parameters: `Text/Event-Stream; charset=utf-8` is `text/event-stream`.
+pub fn media_type(content_type: Option<&str>) -> String {
+    content_type
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
 /// An `http://` URL, split for the request line and the Host header.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Url {

@@ -70,7 +70,8 @@ fn print(text: &str) -> ExitCode {
 
 fn serve(config: ssed::Config) -> ExitCode {
     if let Some(asked) = config.max_streams {
-        let safe = ssed::sys::default_max_streams(ssed::sys::raise_open_files_limit().unwrap_or(1024));
+        let safe =
+            ssed::sys::default_max_streams(ssed::sys::raise_open_files_limit().unwrap_or(1024));
         if asked > safe {
             eprintln!(
                 "ssed: note: --max-streams {asked} is more than this system can hold ({safe}, from the open-files \

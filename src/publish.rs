@@ -42,13 +42,7 @@ pub fn event_from_body(
     body: &[u8],
     query_event: Option<&str>,
 ) -> Result<Event, String> {
-    let media = content_type
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let media = crate::http::media_type(content_type);
     let declared_json = media == "application/json" || media.ends_with("+json");
     let maybe_json = matches!(media.as_str(), "" | "application/x-www-form-urlencoded");
     let parsed = if declared_json || maybe_json {

@@ -28,22 +28,32 @@ impl Drop for Running {
     }
 }
 
-/// Starts `ssed serve` with `args` and reads the address it prints.
-fn serve(args: &[&str]) -> (Running, SocketAddr) {
+/// Starts ssed with `args` (and `env`) and returns its first line of output.
+fn start_line(args: &[&str], env: &[(&str, &str)]) -> (Running, String) {
     let mut child = ssed()
         .args(args)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .spawn()
         .expect("run ssed");
-    let stdout = child.stdout.take().unwrap();
     let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let addr = line
-        .strip_prefix("ssed listening on http://")
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (Running(child), line)
+}
+
+/// Starts `ssed serve` with `args` and reads the address it prints.
+fn serve(args: &[&str]) -> (Running, SocketAddr) {
+    let (running, line) = start_line(args, &[]);
+    (running, address(&line))
+}
+
+fn address(line: &str) -> SocketAddr {
+    line.strip_prefix("ssed listening on http://")
         .and_then(|rest| rest.trim_end().strip_suffix('/'))
-        .unwrap_or_else(|| panic!("unexpected start-up line {line:?}"));
-    (Running(child), addr.parse().unwrap())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected start-up line {line:?}"))
 }
 
 #[test]
@@ -56,21 +66,11 @@ fn prints_the_bound_address_and_serves() {
 
 #[test]
 fn reads_settings_from_the_environment() {
-    let mut cmd = ssed();
-    cmd.env("SSED_ADDR", "127.0.0.1:0")
-        .env("SSED_MAX_STREAMS", "1");
-    let mut child = cmd.arg("serve").stdout(Stdio::piped()).spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let _guard = Running(child);
-    let addr: SocketAddr = line
-        .trim_end()
-        .trim_start_matches("ssed listening on http://")
-        .trim_end_matches('/')
-        .parse()
-        .unwrap();
+    let (_server, line) = start_line(
+        &["serve"],
+        &[("SSED_ADDR", "127.0.0.1:0"), ("SSED_MAX_STREAMS", "1")],
+    );
+    let addr = address(&line);
     let _one = common::Conn::open_stream(addr, "/sse");
     assert_eq!(fetch(addr, "GET", "/sse", &[], b"").0.status, 503);
 }
@@ -147,39 +147,61 @@ fn a_missing_www_dir_exits_1_naming_it() {
 
 #[test]
 fn the_start_up_line_warns_of_an_open_hub_on_other_hosts() {
-    let mut child = ssed()
-        .args(["--addr", "0.0.0.0:0"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let _guard = Running(child);
+    let (_open, line) = start_line(&["--addr", "0.0.0.0:0"], &[]);
     assert!(
         line.starts_with("ssed listening on http://0.0.0.0:"),
         "{line}"
     );
-    assert!(line.ends_with("/ (the hub is open to every host that can reach it: see --publish-token and --subscribe-token)\n"), "{line}");
+    assert!(
+        line.ends_with(
+            "/ (the hub is open to every host that can reach it: see --publish-token and --subscribe-token)\n"
+        ),
+        "{line}"
+    );
     // With both tokens, or on loopback, the line is just the address.
-    let (_server, _) = serve(&["--addr", "127.0.0.1:0"]);
-    let mut child = ssed()
-        .args([
+    let (_closed, line) = start_line(
+        &[
             "--addr",
             "0.0.0.0:0",
             "--publish-token",
             "a",
             "--subscribe-token",
             "b",
+        ],
+        &[],
+    );
+    assert!(line.ends_with("/\n"), "{line}");
+    let (_local, line) = start_line(&["--addr", "127.0.0.1:0"], &[]);
+    assert!(line.ends_with("/\n"), "{line}");
+}
+
+#[test]
+fn warns_when_max_streams_is_more_than_the_system_holds() {
+    let out = ssed()
+        .args([
+            "--addr",
+            "127.0.0.1:0",
+            "--max-streams",
+            "1000000",
+            "--version",
         ])
+        .output()
+        .unwrap();
+    // --version answers before serving; the note comes only from serve.
+    assert!(out.status.success());
+    let mut child = ssed()
+        .args(["--addr", "127.0.0.1:0", "--max-streams", "1000000"])
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
+    let mut err = String::new();
+    BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut err)
         .unwrap();
     let _guard = Running(child);
-    assert!(line.ends_with("/\n"), "{line}");
+    assert!(
+        err.starts_with("ssed: note: --max-streams 1000000 is more than this system can hold ("),
+        "{err}"
+    );
 }

@@ -503,14 +503,11 @@ fn pages_and_traversal() {
         head.header("Content-Type"),
         Some("text/html; charset=utf-8")
     );
-    for page in [
-        "clock.html",
-        "monitor.html",
-        "training.html",
-        "ticker.html",
-        "messages.html",
-        "events.html",
-    ] {
+    let pages = ssed::www::EMBEDDED
+        .iter()
+        .map(|(name, _)| *name)
+        .filter(|name| name.ends_with(".html") && *name != "index.html");
+    for page in pages {
         assert!(
             index.contains(&format!("href=\"{page}\"")),
             "index does not link {page}"

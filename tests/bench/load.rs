@@ -350,16 +350,18 @@ fn run(bin: &str, s: &Scenario) -> Row {
             );
             break;
         }
-        poll.poll(&mut events, Some(Duration::from_millis(50)))
-            .unwrap();
-        for ev in events.iter() {
-            let sub = &mut subs[ev.token().0];
-            let out = drive(sub, &request, base, &mut latencies);
-            subscribed += out.subscribed;
-            refused += out.refused;
-            received += out.received;
-            duplicated += out.duplicated;
-        }
+        let out = poll_once(
+            &mut poll,
+            &mut events,
+            &mut subs,
+            &request,
+            base,
+            &mut latencies,
+        );
+        subscribed += out.subscribed;
+        refused += out.refused;
+        received += out.received;
+        duplicated += out.duplicated;
     }
     let after_connect = server.proc();
 
@@ -380,14 +382,16 @@ fn run(bin: &str, s: &Scenario) -> Row {
         if deadline.is_some_and(|d| Instant::now() > d) {
             break;
         }
-        poll.poll(&mut events, Some(Duration::from_millis(50)))
-            .unwrap();
-        for ev in events.iter() {
-            let sub = &mut subs[ev.token().0];
-            let out = drive(sub, &request, base, &mut latencies);
-            received += out.received;
-            duplicated += out.duplicated;
-        }
+        let out = poll_once(
+            &mut poll,
+            &mut events,
+            &mut subs,
+            &request,
+            base,
+            &mut latencies,
+        );
+        received += out.received;
+        duplicated += out.duplicated;
     }
     let delivery_secs = publish_started.elapsed().as_secs_f64();
     let _ = publisher.join();
@@ -421,6 +425,27 @@ struct Progress {
     refused: usize,
     received: u64,
     duplicated: u64,
+}
+
+/// Waits up to 50 ms for sockets to be ready and moves each ready one along.
+fn poll_once(
+    poll: &mut Poll,
+    events: &mut Events,
+    subs: &mut [Sub],
+    request: &str,
+    base: Instant,
+    latencies: &mut Vec<f64>,
+) -> Progress {
+    poll.poll(events, Some(Duration::from_millis(50))).unwrap();
+    let mut total = Progress::default();
+    for ev in events.iter() {
+        let out = drive(&mut subs[ev.token().0], request, base, latencies);
+        total.subscribed += out.subscribed;
+        total.refused += out.refused;
+        total.received += out.received;
+        total.duplicated += out.duplicated;
+    }
+    total
 }
 
 /// Moves one connection along as far as its socket allows.
