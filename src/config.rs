@@ -274,6 +274,10 @@ fn check_addr(value: &str) -> Result<(), String> {
 }
 
 fn check_origin(value: &str) -> Result<(), String> {
+    // It is echoed in a response header: nothing that could end the line.
+    if !value.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("an origin is printable ASCII without spaces".into());
+    }
     if value == "*" || value.starts_with("http://") || value.starts_with("https://") {
         if value.ends_with('/') {
             return Err("an origin has no path; drop the trailing /".into());
@@ -349,7 +353,7 @@ mod tests {
     #[test]
     fn errors_name_the_argument() {
         type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
-        let cases: [Case; 8] = [
+        let cases: [Case; 9] = [
             (&["--port", "1"], &[], "unknown option \"--port\""),
             (&["extra"], &[], "unexpected argument \"extra\""),
             (&["--addr"], &[], "--addr needs a value"),
@@ -358,6 +362,7 @@ mod tests {
             (&["--max-streams", "0"], &[], "invalid value \"0\" for --max-streams: expected a whole number from 1 to 1000000"),
             (&["--cors-origin", "localhost"], &[], "invalid value \"localhost\" for --cors-origin: expected * or an origin such as http://localhost:8080"),
             (&[], &[("SSED_KEEPALIVE", "-1")], "invalid value \"-1\" for SSED_KEEPALIVE: expected seconds from 0.01 to 3600"),
+            (&["--cors-origin", "http://a\r\nX: y"], &[], "invalid value \"http://a\\r\\nX: y\" for --cors-origin: an origin is printable ASCII without spaces"),
         ];
         for (args, env, expected) in cases {
             assert_eq!(parse_with(args, env).unwrap_err(), expected, "{args:?}");
