@@ -492,7 +492,7 @@ impl Hub {
     /// id and how many subscribers it reached.
     pub fn publish(&self, name: &str, mut event: Event) -> Result<(String, usize), TopicError> {
         let mut topics = lock(&self.topics);
-        let topic = self.topic(&mut topics, name)?;
+        let topic = Arc::clone(self.topic(&mut topics, name)?);
         let mut seq = lock(&self.seq);
         *seq += 1;
         let id = self.id(*seq);
@@ -503,6 +503,10 @@ impl Hub {
         // hold it back and sleep until the next wake.
         self.watermark.store(*seq, Ordering::Release);
         drop(seq);
+        // Waking thousands of subscribers takes milliseconds; other topics
+        // need not wait for it. The topic holds this event now, so it cannot
+        // be freed in between.
+        drop(topics);
         Ok((id, topic.wake_all()))
     }
 
