@@ -416,6 +416,9 @@ pub struct Counters {
     pub delivered: AtomicU64,
     pub replayed: AtomicU64,
     pub gaps: AtomicU64,
+    /// Live subscribers that fell further behind than their topic holds and
+    /// were skipped ahead (told of the gap) rather than disconnected.
+    pub lagged: AtomicU64,
 }
 
 /// Where a reconnecting client says it was.

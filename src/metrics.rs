@@ -38,8 +38,9 @@ pub fn render(hub: &Hub, streams: &Streams) -> String {
     metric(
         "ssed_subscribers_dropped_total",
         "counter",
-        "Streams ended by a failed write: the client stopped reading (write_timeout) or left (gone).",
+        "Subscribers dropped: stopped reading (write_timeout), left (gone). A slow subscriber is not dropped: it skips ahead with a gap notice (slow counts those).",
         &[
+            ("{reason=\"slow\"}".into(), hub.counters.lagged.load(Relaxed)),
             ("{reason=\"write_timeout\"}".into(), c.write_timeout.load(Relaxed)),
             ("{reason=\"gone\"}".into(), c.gone.load(Relaxed)),
         ],

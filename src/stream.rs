@@ -219,6 +219,11 @@ impl Source for Subscribed {
             lagged.extend(sub.take(watermark, &mut self.entries));
         }
         for gap in &lagged {
+            if let Some(hub) = &self.hub {
+                hub.counters
+                    .lagged
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             let ev = self.gap_event(gap, None);
             out.push(Arc::new(ev));
         }

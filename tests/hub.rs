@@ -275,6 +275,11 @@ fn a_lagging_client_is_told_what_it_missed() {
     }
     assert!(missed > 0, "no gap after {N} events of 50 KB");
     assert_eq!(received + missed, N as u64);
+    let metrics = fetch(addr, "GET", "/metrics", &[], b"").1;
+    assert!(
+        !metrics.contains("ssed_subscribers_dropped_total{reason=\"slow\"} 0\n"),
+        "{metrics}"
+    );
 }
 
 #[test]
