@@ -2,7 +2,7 @@
 CARGO ?= cargo
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: all build run test check browser-test bench fmt clippy clean
+.PHONY: all build run test check browser-test bench bench-compare fmt clippy clean
 
 all: build
 
@@ -36,6 +36,16 @@ browser-test:
 # table (see README, Performance). BENCH_ARGS='--subs 2000 --events 50 --rate 20'.
 bench: build
 	$(CARGO) run --release --locked --example load -- --bin target/release/ssed $(BENCH_ARGS)
+
+# The same load against axum on tokio and against uvicorn + sse-starlette,
+# in one run (scenarios a and b; see README, Performance).
+BENCH_VENV := target/bench-venv
+bench-compare: build
+	$(CARGO) build --release --locked --features bench-compare --example compare-axum
+	test -x $(BENCH_VENV)/bin/python || python3 -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/bench/requirements.txt
+	$(CARGO) run --release --locked --example load -- --bin target/release/ssed --compare \
+		--python $(BENCH_VENV)/bin/python --only a,b $(BENCH_ARGS)
 
 fmt:
 	$(CARGO) fmt

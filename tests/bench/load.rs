@@ -30,9 +30,22 @@ struct Scenario {
     rate: f64,
 }
 
+/// A server to measure: how to start it. Each prints
+/// "NAME listening on http://ADDR/" first.
+struct Target {
+    name: &'static str,
+    program: String,
+    args: Vec<String>,
+    /// The file whose size is reported (the binary, or the script).
+    file: String,
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let mut bin = String::from("target/release/ssed");
+    let mut axum_bin = String::from("target/release/examples/compare-axum");
+    let mut python = String::from("python3");
+    let mut compare = false;
     let mut only: Option<String> = None;
     let (mut subs, mut events, mut rate) = (None, None, None);
     while let Some(a) = args.next() {
@@ -42,6 +55,9 @@ fn main() {
         };
         match a.as_str() {
             "--bin" => bin = value(),
+            "--compare" => compare = true,
+            "--axum-bin" => axum_bin = value(),
+            "--python" => python = value(),
             "--only" => only = Some(value()),
             "--subs" => subs = Some(value().parse().unwrap_or_else(|_| die("--subs: a number"))),
             "--events" => {
@@ -62,26 +78,54 @@ fn main() {
             .is_none_or(|o| o.split(',').any(|x| x == name))
     };
 
-    let size = std::fs::metadata(&bin)
-        .map(|m| m.len())
-        .unwrap_or_else(|e| die(&format!("{bin}: {e}")));
+    let ssed = Target {
+        name: "ssed",
+        program: bin.clone(),
+        args: ["--addr", "127.0.0.1:0", "--keepalive", "15"]
+            .map(String::from)
+            .to_vec(),
+        file: bin,
+    };
+    let mut targets = vec![ssed];
+    if compare {
+        targets.push(Target {
+            name: "axum",
+            program: axum_bin.clone(),
+            args: Vec::new(),
+            file: axum_bin,
+        });
+        let script = "tests/bench/starlette_hub.py".to_string();
+        targets.push(Target {
+            name: "starlette",
+            program: python,
+            args: vec![script.clone()],
+            file: script,
+        });
+    }
+
     println!(
-        "ssed load benchmark: {} cores, binary {bin}",
+        "ssed load benchmark: {} cores",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!();
-    println!(
-        "binary size (stripped release): {} bytes ({:.0} KiB)",
-        size,
-        size as f64 / 1024.0
-    );
-    {
-        let server = Server::start(&bin, &[]);
+    for t in &targets {
+        let size = std::fs::metadata(&t.file)
+            .map(|m| m.len())
+            .unwrap_or_else(|e| die(&format!("{}: {e}", t.file)));
+        let server = Server::start(t);
         // Let start-up allocations settle: the figure is the server at rest.
         std::thread::sleep(Duration::from_millis(300));
         let p = server.proc();
         println!(
-            "idle server: RSS {:.1} MiB, {} threads",
+            "{}: {} {} bytes ({:.0} KiB); idle: RSS {:.1} MiB, {} threads",
+            t.name,
+            if t.name == "starlette" {
+                "script"
+            } else {
+                "stripped binary"
+            },
+            size,
+            size as f64 / 1024.0,
             p.rss_kb as f64 / 1024.0,
             p.threads
         );
@@ -122,11 +166,15 @@ fn main() {
         .iter()
         .filter(|s| s.name == "custom" || wanted(s.name))
     {
-        rows.push(run(&bin, s));
+        // The comparison is about fan-out, scenarios a and b: c measures
+        // how many connections one ssed holds.
+        for t in targets.iter().filter(|t| t.name == "ssed" || s.name != "c") {
+            rows.push(run(t, s));
+        }
     }
     print_table(&rows);
-    if subs.is_none() && wanted("stats") {
-        stats_viewers(&bin, 1000, Duration::from_secs(10));
+    if subs.is_none() && wanted("stats") && !compare {
+        stats_viewers(&targets[0], 1000, Duration::from_secs(10));
     }
 }
 
@@ -163,23 +211,22 @@ struct ProcStats {
 }
 
 impl Server {
-    fn start(bin: &str, extra: &[&str]) -> Server {
-        let mut child = Command::new(bin)
-            .args(["--addr", "127.0.0.1:0", "--keepalive", "15"])
-            .args(extra)
+    fn start(t: &Target) -> Server {
+        let mut child = Command::new(&t.program)
+            .args(&t.args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .unwrap_or_else(|e| die(&format!("{bin}: {e}")));
+            .unwrap_or_else(|e| die(&format!("{}: {e}", t.program)));
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .unwrap();
         let addr = line
-            .strip_prefix("ssed listening on http://")
-            .and_then(|r| r.trim_end().strip_suffix('/'))
+            .split_once(" listening on http://")
+            .and_then(|(_, r)| r.trim_end().strip_suffix('/'))
             .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| die(&format!("unexpected start-up line {line:?}")));
+            .unwrap_or_else(|| die(&format!("{}: unexpected start-up line {line:?}", t.name)));
         Server { child, addr }
     }
 
@@ -286,12 +333,13 @@ struct Row {
     client_cpu_secs: f64,
 }
 
-fn run(bin: &str, s: &Scenario) -> Row {
+fn run(target: &Target, s: &Scenario) -> Row {
+    eprintln!("{}:", target.name);
     eprintln!(
         "scenario {}: {} subscribers, {} events at {}/s ...",
         s.name, s.subs, s.events, s.rate
     );
-    let server = Server::start(bin, &[]);
+    let server = Server::start(target);
     let addr = server.addr;
     let before = server.proc();
     let base = Instant::now();
@@ -397,10 +445,9 @@ fn run(bin: &str, s: &Scenario) -> Row {
     let _ = publisher.join();
     let end = server.proc();
     let lost = expected.saturating_sub(received);
-    let _ = server.metric("ssed_streams_open");
     latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());
     Row {
-        name: s.name.to_string(),
+        name: format!("{} {}", target.name, s.name),
         subs: s.subs,
         connected: subscribed,
         refused,
@@ -663,8 +710,8 @@ fn print_table(rows: &[Row]) {
 }
 
 /// CPU used by the server while `viewers` watch /system-stats for `how_long`.
-fn stats_viewers(bin: &str, viewers: usize, how_long: Duration) {
-    let server = Server::start(bin, &[]);
+fn stats_viewers(target: &Target, viewers: usize, how_long: Duration) {
+    let server = Server::start(target);
     let addr = server.addr;
     let mut poll = Poll::new().unwrap();
     let mut conns: HashMap<usize, TcpStream> = HashMap::new();
