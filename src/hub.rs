@@ -323,10 +323,6 @@ pub struct Subscription {
 }
 
 impl Subscription {
-    pub fn topic(&self) -> &Arc<Topic> {
-        &self.topic
-    }
-
     /// Moves the events past the cursor numbered at most `watermark` into
     /// `out`. If the ring no longer holds some of them, skips to the oldest
     /// it holds and returns the gap.

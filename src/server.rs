@@ -141,10 +141,6 @@ impl Server {
         self.shared.streams.open()
     }
 
-    pub fn max_streams(&self) -> usize {
-        self.shared.streams.max()
-    }
-
     /// Blocks until the server stops (it stops only when shut down).
     pub fn wait(mut self) {
         if let Some(d) = self.dispatcher.take() {
@@ -565,9 +561,6 @@ fn hub_plan(
             topics.len()
         ));
     }
-    for t in &topics {
-        crate::hub::check_topic(t)?;
-    }
     Ok(Plan::Hub {
         topics,
         resume_from: resume_from(params, rq),
@@ -651,15 +644,7 @@ fn open_stream(
                     let hub = Some(Arc::clone(&shared.hub));
                     Box::new(Subscribed::new(subs, hub, gaps, resume_from))
                 }
-                Err(TopicError::BadName(why)) => return reply_error(rq, 400, &why, &cors),
-                Err(TopicError::TooMany(max)) => {
-                    return retry_later(
-                        rq,
-                        429,
-                        &format!("there are {max} topics already (--max-topics)"),
-                        &cors,
-                    )
-                }
+                Err(e) => return topic_refused(rq, e, &cors),
             }
         }
     };
@@ -680,6 +665,19 @@ fn open_stream(
         drop(source);
         shared.hub.release(&hub_topics);
     });
+}
+
+/// The answer to a topic that cannot be had: a bad name, or too many topics.
+fn topic_refused(rq: Request, e: TopicError, cors: &Cors) {
+    match e {
+        TopicError::BadName(why) => reply_error(rq, 400, &why, cors),
+        TopicError::TooMany(max) => retry_later(
+            rq,
+            429,
+            &format!("there are {max} topics already (--max-topics)"),
+            cors,
+        ),
+    }
 }
 
 /// Refuses for now (503, 429) and asks the client to close the connection.
@@ -826,13 +824,7 @@ fn publish(
                 cors,
             )
         }
-        Err(TopicError::BadName(why)) => reply_error(rq, 400, &why, cors),
-        Err(TopicError::TooMany(max)) => retry_later(
-            rq,
-            429,
-            &format!("there are {max} topics already (--max-topics)"),
-            cors,
-        ),
+        Err(e) => topic_refused(rq, e, cors),
     }
 }
 

@@ -183,23 +183,20 @@ impl Subscribed {
             entries: Vec::new(),
         }
     }
+}
 
-    /// `event: gap` with what is known of the lost events.
-    fn gap_event(&self, gap: &Gap, after: Option<&str>) -> Event {
-        let id = |seq: u64| self.hub.as_ref().map(|h| h.id(seq));
-        let data = serde_json::json!({
-            "topic": gap.topic,
-            "missed": gap.missed,
-            "after": after,
-            "through": gap.through.and_then(id),
-        });
-        if let Some(hub) = &self.hub {
-            hub.counters
-                .gaps
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        Event::named(GAP_EVENT, data.to_string())
+/// `event: gap` with what is known of the lost events, counted in `hub`.
+fn gap_event(hub: Option<&Hub>, gap: &Gap, after: Option<&str>) -> Arc<Event> {
+    let data = serde_json::json!({
+        "topic": gap.topic,
+        "missed": gap.missed,
+        "after": after,
+        "through": gap.through.and_then(|seq| hub.map(|h| h.id(seq))),
+    });
+    if let Some(hub) = hub {
+        hub.counters.gaps.fetch_add(1, Ordering::Relaxed);
     }
+    Arc::new(Event::named(GAP_EVENT, data.to_string()))
 }
 
 /// The name of the event that reports lost events; publishers cannot use it.
@@ -207,25 +204,22 @@ pub const GAP_EVENT: &str = "gap";
 
 impl Source for Subscribed {
     fn next(&mut self, waker: &Waker, budget: Duration, out: &mut Vec<Arc<Event>>) -> Next {
-        for gap in std::mem::take(&mut self.gaps) {
-            let ev = self.gap_event(&gap, self.resumed_from.as_deref());
-            out.push(Arc::new(ev));
+        let hub = self.hub.as_deref();
+        for gap in self.gaps.drain(..) {
+            out.push(gap_event(hub, &gap, self.resumed_from.as_deref()));
         }
         // Read the watermark first: every event at or below it is already in
         // its topic, so what is taken below is complete up to it.
-        let watermark = self.hub.as_ref().map_or(u64::MAX, |h| h.watermark());
-        let mut lagged = Vec::new();
+        let watermark = hub.map_or(u64::MAX, Hub::watermark);
         for sub in &mut self.subs {
-            lagged.extend(sub.take(watermark, &mut self.entries));
-        }
-        for gap in &lagged {
-            if let Some(hub) = &self.hub {
-                hub.counters
-                    .lagged
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if let Some(gap) = sub.take(watermark, &mut self.entries) {
+                // A live subscriber the topic's memory moved past: it skips
+                // ahead, told so, rather than being dropped.
+                if let Some(hub) = hub {
+                    hub.counters.lagged.fetch_add(1, Ordering::Relaxed);
+                }
+                out.push(gap_event(hub, &gap, None));
             }
-            let ev = self.gap_event(gap, None);
-            out.push(Arc::new(ev));
         }
         if self.subs.len() > 1 {
             self.entries.sort_by_key(|e| e.seq);
@@ -242,7 +236,7 @@ impl Source for Subscribed {
         if let Some(hub) = &self.hub {
             hub.counters
                 .delivered
-                .fetch_add(events as u64, std::sync::atomic::Ordering::Relaxed);
+                .fetch_add(events as u64, Ordering::Relaxed);
         }
     }
 }
