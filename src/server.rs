@@ -655,6 +655,7 @@ fn open_stream(
     // If no thread can be had, the closure and its request are dropped and
     // tiny_http answers 500; the slot and subscriptions are freed with them.
     let _ = stream.run(move |stream: &Stream| {
+        sys::yield_to_wakers();
         let mut source = source;
         let mut sink = Sink::new(rq.into_writer(), !http10, format);
         let result = sink.start(&head).and_then(|()| {
