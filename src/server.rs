@@ -658,7 +658,10 @@ fn open_stream(
         sys::yield_to_wakers();
         let mut source = source;
         let mut sink = Sink::new(rq.into_writer(), !http10, format);
-        let result = sink.start(&head).and_then(|()| {
+        let started = sink.start(&head);
+        // The head is not needed again; a stream lives long.
+        drop(head);
+        let result = started.and_then(|()| {
             nudge_pool(shared.own_addr);
             pump(&mut sink, source.as_mut(), stream, keepalive)
         });
