@@ -13,6 +13,7 @@ use crate::hub::{Topic, Waker};
 use crate::pyjson::{dumps, round};
 use crate::sse::Event;
 use crate::stream::Script;
+use crate::sys;
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -52,7 +53,7 @@ impl Script for Clock {
 
     fn fire(&mut self, out: &mut Vec<Arc<Event>>) {
         self.started = true;
-        let t = Utc::now();
+        let t = Civil::local_now();
         let text = format!("The time is {:02}:{:02}:{:02}", t.hour, t.minute, t.second);
         out.push(Arc::new(Event::message(text)));
     }
@@ -82,7 +83,7 @@ impl Script for Ticker {
 
     fn fire(&mut self, out: &mut Vec<Arc<Event>>) {
         let i = self.i;
-        let text = format!("Server time: {} (message {i})", Utc::now().ctime());
+        let text = format!("Server time: {} (message {i})", Civil::local_now().ctime());
         out.push(Arc::new(Event::message(text)));
         if i.is_multiple_of(3) && i > 0 {
             // The Python original prints `i/3`, a float ("1.0"); the count of
@@ -391,9 +392,9 @@ fn run_market(mut p: Producer, mean: Duration) {
     }
 }
 
-/// A UTC calendar time, enough to print clocks without a date crate.
+/// A calendar time, enough to print clocks without a date crate.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Utc {
+pub struct Civil {
     pub year: i64,
     pub month: u32,
     pub day: u32,
@@ -404,17 +405,21 @@ pub struct Utc {
     pub weekday: u32,
 }
 
-impl Utc {
-    pub fn now() -> Utc {
+impl Civil {
+    /// The local time now, as Python's `datetime.now()` and `time.ctime()`
+    /// give it: by the `TZ` variable, else the system's `/etc/localtime`.
+    pub fn local_now() -> Civil {
         let secs = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        Utc::from_unix(secs)
+            .map_or(0, |d| d.as_secs() as i64);
+        Civil::from_unix(secs + sys::local_offset(secs))
     }
 
-    pub fn from_unix(secs: u64) -> Utc {
-        let days = (secs / 86_400) as i64;
-        let rem = secs % 86_400;
+    /// The calendar time `secs` seconds after 1970-01-01 00:00:00 (UTC, or
+    /// local time if the offset was added to them first).
+    pub fn from_unix(secs: i64) -> Civil {
+        let days = secs.div_euclid(86_400);
+        let rem = secs.rem_euclid(86_400);
         // Howard Hinnant's civil_from_days.
         let z = days + 719_468;
         let era = z.div_euclid(146_097);
@@ -425,7 +430,7 @@ impl Utc {
         let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
         let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
         let year = yoe + era * 400 + i64::from(month <= 2);
-        Utc {
+        Civil {
             year,
             month,
             day,
@@ -484,13 +489,13 @@ mod tests {
 
     #[test]
     fn calendar() {
-        assert_eq!(Utc::from_unix(0).ctime(), "Thu Jan  1 00:00:00 1970");
+        assert_eq!(Civil::from_unix(0).ctime(), "Thu Jan  1 00:00:00 1970");
         assert_eq!(
-            Utc::from_unix(1_795_246_672).ctime(),
+            Civil::from_unix(1_795_246_672).ctime(),
             "Sat Nov 21 07:37:52 2026"
         );
         assert_eq!(
-            Utc::from_unix(951_782_400).ctime(),
+            Civil::from_unix(951_782_400).ctime(),
             "Tue Feb 29 00:00:00 2000"
         );
     }

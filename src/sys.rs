@@ -1,6 +1,6 @@
 //! Process limits: the open-files limit and how many streams it allows.
 //!
-//! The only `unsafe` code of ssed: three libc calls on plain structs.
+//! The only `unsafe` code of ssed: libc calls on plain structs.
 
 use std::io;
 
@@ -76,6 +76,24 @@ pub fn yield_to_wakers() {
     // SAFETY: sched_setscheduler only reads the struct we pass; pid 0 is the
     // calling thread.
     unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) };
+}
+
+/// How far local time is ahead of UTC at `unix_secs`, in seconds, by the
+/// rules C's `localtime` follows (the `TZ` variable, else `/etc/localtime`);
+/// 0 where they cannot be read.
+#[allow(unsafe_code)]
+pub fn local_offset(unix_secs: i64) -> i64 {
+    let t = unix_secs as libc::time_t;
+    // SAFETY: `tm` is plain integers and one pointer; all zeroes is valid.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: localtime_r reads `t` and writes only `tm`; it is thread-safe.
+    if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
+        return 0;
+    }
+    #[allow(clippy::unnecessary_cast)] // c_long is not i64 on every target
+    {
+        tm.tm_gmtoff as i64
+    }
 }
 
 fn read_number(path: &str) -> Option<u64> {

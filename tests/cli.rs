@@ -193,3 +193,39 @@ fn warns_when_max_streams_is_more_than_the_system_holds() {
         "{err}"
     );
 }
+
+/// `HH:MM:SS` of `unix_secs` shifted by `offset` seconds.
+fn clock_at(unix_secs: u64, offset: u64) -> String {
+    let s = (unix_secs + offset) % 86_400;
+    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[test]
+fn the_clocks_show_local_time() {
+    // POSIX TZ: a zone 5 h 30 min east of UTC, without summer time.
+    let (_server, line) = start_line(&["--addr", "127.0.0.1:0"], &[("TZ", "XST-5:30")]);
+    let addr = address(&line);
+    let offset = 5 * 3600 + 30 * 60;
+    for (target, prefix) in [
+        ("/stream-time", "The time is "),
+        ("/event_stream", "Server time: "),
+    ] {
+        let before = unix_now();
+        let mut conn = common::Conn::open_stream(addr, target);
+        let data = conn.events(1).remove(0).data;
+        let after = unix_now();
+        assert!(data.starts_with(prefix), "{data:?}");
+        let shown: Vec<String> = (before..=after).map(|t| clock_at(t, offset)).collect();
+        assert!(
+            shown.iter().any(|hms| data.contains(hms.as_str())),
+            "{target}: {data:?} shows none of {shown:?}"
+        );
+    }
+}
