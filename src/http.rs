@@ -215,6 +215,23 @@ fn bad(why: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, why.into())
 }
 
+/// Reads at most `left` bytes into `buf` and counts them off `left`; the
+/// peer closing first is an error saying `early`.
+fn read_within(
+    r: &mut impl Read,
+    buf: &mut [u8],
+    left: &mut u64,
+    early: &str,
+) -> io::Result<usize> {
+    let max = buf.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
+    let n = r.read(&mut buf[..max])?;
+    if n == 0 {
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, early));
+    }
+    *left -= n as u64;
+    Ok(n)
+}
+
 fn read_line(r: &mut impl BufRead) -> io::Result<String> {
     let mut line = Vec::new();
     r.by_ref()
@@ -312,18 +329,7 @@ impl Read for Body {
         match &mut self.framing {
             Framing::Close => self.r.read(buf),
             Framing::Length(0) => Ok(0),
-            Framing::Length(left) => {
-                let max = buf.len().min(*left as usize);
-                let n = self.r.read(&mut buf[..max])?;
-                if n == 0 {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "the body ended early",
-                    ));
-                }
-                *left -= n as u64;
-                Ok(n)
-            }
+            Framing::Length(left) => read_within(&mut self.r, buf, left, "the body ended early"),
             Framing::Chunked { done: true, .. } => Ok(0),
             Framing::Chunked { left, done } => {
                 if *left == 0 {
@@ -339,15 +345,7 @@ impl Read for Body {
                     }
                     *left = size;
                 }
-                let max = buf.len().min(*left as usize);
-                let n = self.r.read(&mut buf[..max])?;
-                if n == 0 {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "the stream ended inside a chunk",
-                    ));
-                }
-                *left -= n as u64;
+                let n = read_within(&mut self.r, buf, left, "the stream ended inside a chunk")?;
                 if *left == 0 {
                     let mut crlf = [0u8; 2];
                     self.r.read_exact(&mut crlf)?;

@@ -92,10 +92,12 @@ impl Server {
         let listener = listen(&config)?;
         let addr = listener.local_addr()?;
         let http = tiny_http_on(&listener)?;
-        let max_streams = match config.max_streams {
-            Some(n) => n,
-            None => sys::default_max_streams(sys::raise_open_files_limit().unwrap_or(1024)),
-        };
+        // Raised whether or not --max-streams is given: every stream needs
+        // descriptors, and the soft limit is often 1024.
+        let open_files = sys::raise_open_files_limit().unwrap_or(1024);
+        let max_streams = config
+            .max_streams
+            .unwrap_or_else(|| sys::default_max_streams(open_files));
         let demos = Demos::start(&config.pace)?;
         let shared = Arc::new(Shared {
             pages,
@@ -408,6 +410,13 @@ impl Cors {
         }
     }
 
+    /// The headers as lines of a head that ssed writes itself.
+    fn push_lines(&self, head: &mut String) {
+        for (name, value) in self.headers() {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+    }
+
     fn headers(&self) -> Vec<(&'static str, String)> {
         match &self.allow_origin {
             Some(o) if o == "*" => vec![("Access-Control-Allow-Origin", o.clone())],
@@ -700,9 +709,7 @@ fn retry_later(rq: Request, status: u16, why: &str, cors: &Cors) {
          Retry-After: {RETRY_AFTER_SECS}\r\nConnection: close\r\n",
         body.len()
     );
-    for (name, value) in cors.headers() {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
+    cors.push_lines(&mut head);
     head.push_str("\r\n");
     head.push_str(&body);
     let mut out = rq.into_writer();
@@ -724,9 +731,7 @@ fn stream_head(format: Format, http10: bool, cors: &Cors) -> Vec<u8> {
     } else {
         "Transfer-Encoding: chunked\r\n"
     });
-    for (name, value) in cors.headers() {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
+    cors.push_lines(&mut head);
     head.push_str("\r\n");
     head.into_bytes()
 }
@@ -811,14 +816,17 @@ fn publish(
             }
         }
     };
-    match shared.hub.publish(topic, event) {
+    match (shared.hub.publish(topic, event), answer) {
         // The seed's endpoints answer as the tutorial does; the hub's with
         // the event's id.
-        Ok((_, _)) if answer.is_some() => {
-            let body = answer.map(|a| a.to_string()).unwrap_or_default();
-            reply(rq, 200, "application/json", body.into_bytes(), cors)
-        }
-        Ok((id, subscribers)) => {
+        (Ok(_), Some(answer)) => reply(
+            rq,
+            200,
+            "application/json",
+            answer.to_string().into_bytes(),
+            cors,
+        ),
+        (Ok((id, subscribers)), None) => {
             let body = json!({ "id": id, "topic": topic, "subscribers": subscribers });
             reply(
                 rq,
@@ -828,7 +836,7 @@ fn publish(
                 cors,
             )
         }
-        Err(e) => topic_refused(rq, e, cors),
+        (Err(e), _) => topic_refused(rq, e, cors),
     }
 }
 
