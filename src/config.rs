@@ -1,50 +1,15 @@
 //! Settings of `ssed serve`, from flags and `SSED_*` environment variables.
 //!
-//! A flag wins over its variable. Every error names the flag (or variable)
-//! and the value it could not use.
+//! One table, [`FLAGS`], describes every flag once: its variable, what it
+//! means, its default, and how its value is read. The usage text is printed
+//! from it. A flag wins over its variable; every error names the flag (or
+//! variable) and the value it could not use.
 
+pub use crate::args::UsageError;
+use crate::args::{self, Arg, Args};
 use crate::demos::Pace;
 use std::path::PathBuf;
 use std::time::Duration;
-
-pub const USAGE: &str = "\
-ssed: a Server-Sent Events daemon
-
-Usage: ssed [serve] [OPTIONS]     run the server
-       ssed listen URL [OPTIONS]  print the events of a stream (see ssed listen --help)
-       ssed publish URL [DATA]    publish an event to a topic (see ssed publish --help)
-
-Options of serve (each also read from the environment variable shown):
-  --addr HOST:PORT         address to listen on; port 0 picks a free one
-                           [SSED_ADDR, default 127.0.0.1:8000]
-  --www DIR                serve the pages from DIR instead of the built-in ones
-                           [SSED_WWW]
-  --cors-origin ORIGIN     allow cross-origin requests from ORIGIN (exact match,
-                           or * for any); repeatable [SSED_CORS_ORIGIN, comma-separated]
-  --keepalive SECS         comment sent on a stream idle this long [SSED_KEEPALIVE, 15]
-  --max-streams N          open streams allowed at once; more get 503
-                           [SSED_MAX_STREAMS, default: what the open-files limit allows]
-  --write-timeout SECS     drop a client whose socket accepts nothing for this long
-                           [SSED_WRITE_TIMEOUT, 30]
-  --history N              events each topic keeps for clients that reconnect;
-                           0 keeps none [SSED_HISTORY, 1000]
-  --history-bytes SIZE     bytes of event data each topic keeps, at most (K and M
-                           suffixes) [SSED_HISTORY_BYTES, 1M]
-  --max-topics N           topics at once; more are refused with 429 [SSED_MAX_TOPICS, 1000]
-  --max-event-bytes SIZE   largest publish body; larger get 413 [SSED_MAX_EVENT_BYTES, 64K]
-  --publish-token TOKEN    require Authorization: Bearer TOKEN to publish
-                           [SSED_PUBLISH_TOKEN; the variable keeps it out of ps]
-  --subscribe-token TOKEN  require TOKEN to subscribe: as a Bearer header, ?token=
-                           or the cookie ssed_token [SSED_SUBSCRIBE_TOKEN]
-  --stats-interval-ms MS   period of /system-stats samples [SSED_STATS_INTERVAL_MS, 1000]
-  --stocks-interval-ms MS  mean pause between /stream-stocks ticks (each is 0.5x to 1.5x)
-                           [SSED_STOCKS_INTERVAL_MS, 1000]
-  -h, --help               print this help
-  -V, --version            print the version
-
-Start it with `ssed`, then open http://127.0.0.1:8000/ or run
-`curl -N http://127.0.0.1:8000/stream-time`.
-";
 
 /// Everything `ssed serve` needs.
 #[derive(Clone, Debug)]
@@ -54,13 +19,20 @@ pub struct Config {
     pub www: Option<PathBuf>,
     pub cors_origins: Vec<String>,
     pub keepalive: Duration,
-    /// `None`: derived from the open-files limit at start.
+    /// `None`: what the system's limits allow, found at start.
+    pub max_connections: Option<usize>,
+    /// `None`: the connection cap less a reserve for short requests.
     pub max_streams: Option<usize>,
+    pub max_demo_streams: usize,
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
     pub write_timeout: Duration,
+    pub access_log: bool,
     pub pace: Pace,
     /// Events each hub topic keeps for replay.
     pub history: usize,
     pub history_bytes: usize,
+    pub history_total: usize,
     pub max_topics: usize,
     pub max_event_bytes: usize,
     pub publish_token: Option<String>,
@@ -74,17 +46,268 @@ impl Default for Config {
             www: None,
             cors_origins: Vec::new(),
             keepalive: Duration::from_secs(15),
+            max_connections: None,
             max_streams: None,
+            max_demo_streams: 1024,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
             write_timeout: Duration::from_secs(30),
+            access_log: false,
             pace: Pace::default(),
             history: 1000,
             history_bytes: 1024 * 1024,
+            history_total: 64 * 1024 * 1024,
             max_topics: 1000,
             max_event_bytes: 64 * 1024,
             publish_token: None,
             subscribe_token: None,
         }
     }
+}
+
+/// One flag of `ssed serve`.
+pub struct Flag {
+    pub name: &'static str,
+    pub var: &'static str,
+    /// What its value is called in the usage; `None` for a switch.
+    pub value: Option<&'static str>,
+    /// What it means, word-wrapped in the usage.
+    pub help: &'static str,
+    /// Shown after the variable's name in the usage.
+    pub default: &'static str,
+    set: fn(&mut Config, &str) -> Result<(), String>,
+}
+
+/// Every flag of `ssed serve`, in the order of the usage.
+pub const FLAGS: &[Flag] = &[
+    Flag {
+        name: "--addr",
+        var: "SSED_ADDR",
+        value: Some("HOST:PORT"),
+        help: "address to listen on; port 0 picks a free one",
+        default: "127.0.0.1:8000",
+        set: |c, v| {
+            check_addr(v)?;
+            c.addr = v.to_string();
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--www",
+        var: "SSED_WWW",
+        value: Some("DIR"),
+        help: "serve the pages from DIR instead of the built-in ones",
+        default: "",
+        set: |c, v| {
+            if v.is_empty() {
+                return Err("expected a directory".into());
+            }
+            c.www = Some(PathBuf::from(v));
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--cors-origin",
+        var: "SSED_CORS_ORIGIN",
+        value: Some("ORIGIN"),
+        help: "allow cross-origin requests from ORIGIN (exact match, or * for any); repeatable, comma-separated in the variable",
+        default: "",
+        set: |c, v| {
+            check_origin(v)?;
+            c.cors_origins.push(v.to_string());
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--keepalive",
+        var: "SSED_KEEPALIVE",
+        value: Some("SECS"),
+        help: "comment sent on a stream idle this long",
+        default: "15",
+        set: |c, v| set(&mut c.keepalive, seconds(v, 0.01, 3600.0)),
+    },
+    Flag {
+        name: "--max-connections",
+        var: "SSED_MAX_CONNECTIONS",
+        value: Some("N"),
+        help: "connections open at once; more get 503",
+        default: "from system limits",
+        set: |c, v| set(&mut c.max_connections, whole(v, 1, 1_000_000).map(Some)),
+    },
+    Flag {
+        name: "--max-streams",
+        var: "SSED_MAX_STREAMS",
+        value: Some("N"),
+        help: "hub streams (/events, /sse) open at once; more get 503",
+        default: "connections less 1/16",
+        set: |c, v| set(&mut c.max_streams, whole(v, 1, 1_000_000).map(Some)),
+    },
+    Flag {
+        name: "--max-demo-streams",
+        var: "SSED_MAX_DEMO_STREAMS",
+        value: Some("N"),
+        help: "demo streams open at once; more get 503",
+        default: "1024",
+        set: |c, v| set(&mut c.max_demo_streams, whole(v, 1, 1_000_000)),
+    },
+    Flag {
+        name: "--header-timeout",
+        var: "SSED_HEADER_TIMEOUT",
+        value: Some("SECS"),
+        help: "a request head must arrive within this, and a body may not stall longer; else 408 and the connection closes",
+        default: "10",
+        set: |c, v| set(&mut c.header_timeout, seconds(v, 0.01, 3600.0)),
+    },
+    Flag {
+        name: "--idle-timeout",
+        var: "SSED_IDLE_TIMEOUT",
+        value: Some("SECS"),
+        help: "a keep-alive connection with no request for this long is closed",
+        default: "60",
+        set: |c, v| set(&mut c.idle_timeout, seconds(v, 0.01, 86_400.0)),
+    },
+    Flag {
+        name: "--write-timeout",
+        var: "SSED_WRITE_TIMEOUT",
+        value: Some("SECS"),
+        help: "drop a client whose socket accepts nothing for this long",
+        default: "30",
+        set: |c, v| set(&mut c.write_timeout, seconds(v, 0.1, 3600.0)),
+    },
+    Flag {
+        name: "--access-log",
+        var: "SSED_ACCESS_LOG",
+        value: None,
+        help: "print one line per request on stderr",
+        default: "1 turns it on",
+        set: |c, v| set(&mut c.access_log, switch(v)),
+    },
+    Flag {
+        name: "--history",
+        var: "SSED_HISTORY",
+        value: Some("N"),
+        help: "events each topic keeps for clients that reconnect; 0 keeps none",
+        default: "1000",
+        set: |c, v| set(&mut c.history, whole(v, 0, 1_000_000)),
+    },
+    Flag {
+        name: "--history-bytes",
+        var: "SSED_HISTORY_BYTES",
+        value: Some("SIZE"),
+        help: "bytes of event data each topic keeps, at most (K and M suffixes)",
+        default: "1M",
+        set: |c, v| set(&mut c.history_bytes, size(v, 1024, 1 << 34)),
+    },
+    Flag {
+        name: "--history-total",
+        var: "SSED_HISTORY_TOTAL",
+        value: Some("SIZE"),
+        help: "what all topics keep together; past it the oldest events of the largest topics go first",
+        default: "64M",
+        set: |c, v| set(&mut c.history_total, size(v, 1024, 1 << 40)),
+    },
+    Flag {
+        name: "--max-topics",
+        var: "SSED_MAX_TOPICS",
+        value: Some("N"),
+        help: "topics at once; more are refused with 429",
+        default: "1000",
+        set: |c, v| set(&mut c.max_topics, whole(v, 1, 1_000_000)),
+    },
+    Flag {
+        name: "--max-event-bytes",
+        var: "SSED_MAX_EVENT_BYTES",
+        value: Some("SIZE"),
+        help: "largest publish body; larger get 413",
+        default: "64K",
+        set: |c, v| set(&mut c.max_event_bytes, size(v, 16, 64 << 20)),
+    },
+    Flag {
+        name: "--publish-token",
+        var: "SSED_PUBLISH_TOKEN",
+        value: Some("TOKEN"),
+        help: "require Authorization: Bearer TOKEN to publish",
+        default: "the variable keeps it out of ps",
+        set: |c, v| set(&mut c.publish_token, token(v).map(Some)),
+    },
+    Flag {
+        name: "--subscribe-token",
+        var: "SSED_SUBSCRIBE_TOKEN",
+        value: Some("TOKEN"),
+        help: "require TOKEN to subscribe: as a Bearer header, ?token= or the cookie ssed_token",
+        default: "",
+        set: |c, v| set(&mut c.subscribe_token, token(v).map(Some)),
+    },
+    Flag {
+        name: "--stats-interval-ms",
+        var: "SSED_STATS_INTERVAL_MS",
+        value: Some("MS"),
+        help: "period of /system-stats samples",
+        default: "1000",
+        set: |c, v| set(&mut c.pace.stats, millis(v, 200, 3_600_000)),
+    },
+    Flag {
+        name: "--stocks-interval-ms",
+        var: "SSED_STOCKS_INTERVAL_MS",
+        value: Some("MS"),
+        help: "mean pause between /stream-stocks ticks (each is 0.5x to 1.5x)",
+        default: "1000",
+        set: |c, v| set(&mut c.pace.stocks, millis(v, 1, 3_600_000)),
+    },
+];
+
+fn set<T>(field: &mut T, value: Result<T, String>) -> Result<(), String> {
+    *field = value?;
+    Ok(())
+}
+
+/// The usage of `ssed`, printed from [`FLAGS`].
+pub fn usage() -> String {
+    let mut out = String::from(
+        "ssed: a Server-Sent Events daemon\n\n\
+         Usage: ssed [serve] [OPTIONS]     run the server\n       \
+         ssed listen URL [OPTIONS]  print a stream's events (ssed listen --help)\n       \
+         ssed publish URL [DATA]    publish an event (ssed publish --help)\n\n\
+         Options of serve (each also read from the environment variable shown):\n",
+    );
+    const COLUMN: usize = 27;
+    const WIDTH: usize = 80 - COLUMN;
+    for flag in FLAGS {
+        let mut left = format!("  {}", flag.name);
+        if let Some(value) = flag.value {
+            left.push(' ');
+            left.push_str(value);
+        }
+        let bracket = if flag.default.is_empty() {
+            format!("[{}]", flag.var)
+        } else {
+            format!("[{}, {}]", flag.var, flag.default)
+        };
+        // Word-wrapped help; the bracket is one word.
+        let mut lines = vec![String::new()];
+        for word in flag.help.split_whitespace().chain([bracket.as_str()]) {
+            let line = lines.last_mut().expect("one line at least");
+            if !line.is_empty() && line.len() + 1 + word.len() > WIDTH {
+                lines.push(word.to_string());
+            } else {
+                if !line.is_empty() {
+                    line.push(' ');
+                }
+                line.push_str(word);
+            }
+        }
+        out.push_str(&format!("{left:<COLUMN$}{}\n", lines[0]));
+        for line in &lines[1..] {
+            out.push_str(&format!("{:COLUMN$}{line}\n", ""));
+        }
+    }
+    out.push_str(&format!(
+        "  {:<25}print this help\n  {:<25}print the version\n\n\
+         Start it with `ssed`, then open http://127.0.0.1:8000/ or run\n\
+         `curl -N http://127.0.0.1:8000/stream-time`.\n",
+        "-h, --help", "-V, --version"
+    ));
+    out
 }
 
 /// What the command line asks for.
@@ -95,134 +318,72 @@ pub enum Command {
     Version,
 }
 
-/// A command line that cannot be used; the message names the argument.
-#[derive(Debug, PartialEq, Eq)]
-pub struct UsageError(pub String);
-
 /// Parses the arguments after the program name; `env` looks up variables.
 pub fn parse(
     args: impl IntoIterator<Item = String>,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<Command, UsageError> {
-    let mut args = args.into_iter().peekable();
-    if args.peek().map(String::as_str) == Some("serve") {
-        args.next();
+    let mut args: Vec<String> = args.into_iter().collect();
+    if args.first().map(String::as_str) == Some("serve") {
+        args.remove(0);
     }
     let mut config = Config::default();
-    let mut origins_from_flags = Vec::new();
-
     // Variables first, so that flags override them.
-    for (var, flag) in FLAGS_WITH_VARS {
-        if let Some(value) = env(var) {
-            if flag == "--cors-origin" {
-                config.cors_origins = value
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|o| !o.is_empty())
-                    .map(String::from)
-                    .collect();
-            } else {
-                set(&mut config, flag, &value).map_err(|why| invalid(var, &value, &why))?;
-            }
+    for flag in FLAGS {
+        let Some(value) = env(flag.var) else {
+            continue;
+        };
+        let values: Vec<&str> = if flag.name == "--cors-origin" {
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|o| !o.is_empty())
+                .collect()
+        } else {
+            vec![value.as_str()]
+        };
+        for v in values {
+            (flag.set)(&mut config, v).map_err(|why| args::invalid(flag.var, v, &why))?;
         }
     }
-
+    let mut origins_from_flags = false;
+    let mut args = Args::new(args);
     while let Some(arg) = args.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
-            _ => (arg.clone(), None),
+        let (name, inline) = match arg {
+            Arg::Option(name, inline) => (name, inline),
+            Arg::Plain(other) => return Err(UsageError(format!("unexpected argument {other:?}"))),
         };
-        match flag.as_str() {
+        match name.as_str() {
             "-h" | "--help" => return Ok(Command::Help),
             "-V" | "--version" => return Ok(Command::Version),
             _ => {}
         }
-        if !FLAGS_WITH_VARS.iter().any(|(_, f)| *f == flag) {
-            return Err(UsageError(if flag.starts_with('-') {
-                format!("unknown option {flag:?}")
-            } else {
-                format!("unexpected argument {flag:?}")
-            }));
-        }
-        let value = match inline.or_else(|| args.next()) {
-            Some(v) => v,
-            None => return Err(UsageError(format!("{flag} needs a value"))),
+        let Some(flag) = FLAGS.iter().find(|f| f.name == name) else {
+            let hint = match name.as_str() {
+                "--port" | "-p" => "; use --addr HOST:PORT, such as --addr 127.0.0.1:8080",
+                _ => "",
+            };
+            return Err(UsageError(format!("unknown option {name:?}{hint}")));
         };
-        if flag == "--cors-origin" {
-            check_origin(&value).map_err(|why| invalid(&flag, &value, &why))?;
-            origins_from_flags.push(value);
-        } else {
-            set(&mut config, &flag, &value).map_err(|why| invalid(&flag, &value, &why))?;
+        let value = match (flag.value, inline) {
+            (Some(_), inline) => args.value(&name, inline)?,
+            (None, Some(inline)) => inline,
+            (None, None) => "1".into(),
+        };
+        // Repeated flags replace the variable's list, not add to it.
+        if flag.name == "--cors-origin" && !origins_from_flags {
+            config.cors_origins.clear();
+            origins_from_flags = true;
         }
+        (flag.set)(&mut config, &value).map_err(|why| args::invalid(&name, &value, &why))?;
     }
-    if !origins_from_flags.is_empty() {
-        config.cors_origins = origins_from_flags;
-    }
-    for origin in &config.cors_origins {
-        check_origin(origin).map_err(|why| invalid("SSED_CORS_ORIGIN", origin, &why))?;
+    if config.history_total < config.max_event_bytes {
+        return Err(UsageError(format!(
+            "--history-total ({}) must be at least --max-event-bytes ({}): the newest event must fit",
+            config.history_total, config.max_event_bytes
+        )));
     }
     Ok(Command::Serve(Box::new(config)))
-}
-
-const FLAGS_WITH_VARS: [(&str, &str); 14] = [
-    ("SSED_ADDR", "--addr"),
-    ("SSED_WWW", "--www"),
-    ("SSED_CORS_ORIGIN", "--cors-origin"),
-    ("SSED_KEEPALIVE", "--keepalive"),
-    ("SSED_MAX_STREAMS", "--max-streams"),
-    ("SSED_WRITE_TIMEOUT", "--write-timeout"),
-    ("SSED_STATS_INTERVAL_MS", "--stats-interval-ms"),
-    ("SSED_STOCKS_INTERVAL_MS", "--stocks-interval-ms"),
-    ("SSED_HISTORY", "--history"),
-    ("SSED_HISTORY_BYTES", "--history-bytes"),
-    ("SSED_MAX_TOPICS", "--max-topics"),
-    ("SSED_MAX_EVENT_BYTES", "--max-event-bytes"),
-    ("SSED_PUBLISH_TOKEN", "--publish-token"),
-    ("SSED_SUBSCRIBE_TOKEN", "--subscribe-token"),
-];
-
-fn invalid(name: &str, value: &str, why: &str) -> UsageError {
-    // A secret is not echoed to a terminal or a log.
-    if name.contains("TOKEN") || name.contains("-token") {
-        return UsageError(format!("invalid value for {name}: {why}"));
-    }
-    UsageError(format!("invalid value {value:?} for {name}: {why}"))
-}
-
-fn set(config: &mut Config, flag: &str, value: &str) -> Result<(), String> {
-    match flag {
-        "--addr" => {
-            check_addr(value)?;
-            config.addr = value.to_string();
-        }
-        "--www" => {
-            if value.is_empty() {
-                return Err("expected a directory".into());
-            }
-            config.www = Some(PathBuf::from(value));
-        }
-        "--keepalive" => config.keepalive = seconds(value, 0.01, 3600.0)?,
-        "--write-timeout" => config.write_timeout = seconds(value, 0.1, 3600.0)?,
-        "--max-streams" => {
-            config.max_streams = Some(
-                value
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| (1..=1_000_000).contains(n))
-                    .ok_or("expected a whole number from 1 to 1000000")?,
-            )
-        }
-        "--stats-interval-ms" => config.pace.stats = millis(value, 200, 3_600_000)?,
-        "--stocks-interval-ms" => config.pace.stocks = millis(value, 1, 3_600_000)?,
-        "--history" => config.history = whole(value, 0, 1_000_000)?,
-        "--history-bytes" => config.history_bytes = size(value, 1024, 1 << 34)?,
-        "--max-topics" => config.max_topics = whole(value, 1, 1_000_000)?,
-        "--max-event-bytes" => config.max_event_bytes = size(value, 16, 64 << 20)?,
-        "--publish-token" => config.publish_token = Some(token(value)?),
-        "--subscribe-token" => config.subscribe_token = Some(token(value)?),
-        _ => unreachable!("flag {flag} is listed in FLAGS_WITH_VARS"),
-    }
-    Ok(())
 }
 
 fn whole(value: &str, min: usize, max: usize) -> Result<usize, String> {
@@ -231,6 +392,15 @@ fn whole(value: &str, min: usize, max: usize) -> Result<usize, String> {
         .ok()
         .filter(|n| (min..=max).contains(n))
         .ok_or_else(|| format!("expected a whole number from {min} to {max}"))
+}
+
+/// `1`, `true`, `yes`, `on` or their opposites (a switch set by a variable).
+fn switch(value: &str) -> Result<bool, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" | "" => Ok(false),
+        _ => Err("expected 1 or 0".into()),
+    }
 }
 
 /// Bytes, with an optional K or M suffix (1024 and 1024²).
@@ -253,11 +423,13 @@ fn size(value: &str, min: usize, max: usize) -> Result<usize, String> {
 /// Tokens go into HTTP headers and cookies: printable ASCII, no spaces or
 /// separators that would end a cookie.
 fn token(value: &str) -> Result<String, String> {
-    let ok = !value.is_empty()
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && !b";,\"\\".contains(&b));
-    if ok {
+    if value.is_empty() {
+        return Err("the token is empty".into());
+    }
+    if value
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && !b";,\"\\".contains(&b))
+    {
         Ok(value.to_string())
     } else {
         Err("expected printable ASCII without spaces, quotes, commas or semicolons".into())
@@ -324,6 +496,10 @@ mod tests {
         let c = parse_with(&[], &[]).unwrap();
         assert_eq!(c.addr, "127.0.0.1:8000");
         assert_eq!(c.keepalive, Duration::from_secs(15));
+        assert_eq!(
+            (c.header_timeout, c.idle_timeout, c.access_log),
+            (Duration::from_secs(10), Duration::from_secs(60), false)
+        );
         let c = parse_with(
             &[
                 "serve",
@@ -334,27 +510,45 @@ mod tests {
                 "*",
                 "--cors-origin",
                 "http://a:1",
+                "--access-log",
+                "--max-connections=50",
+                "--header-timeout",
+                "0.2",
             ],
             &[
                 ("SSED_ADDR", "127.0.0.1:9"),
                 ("SSED_MAX_STREAMS", "7"),
                 ("SSED_CORS_ORIGIN", "http://x"),
+                ("SSED_IDLE_TIMEOUT", "2"),
             ],
         )
         .unwrap();
         assert_eq!(c.addr, "0.0.0.0:0");
         assert_eq!(c.keepalive, Duration::from_millis(500));
         assert_eq!(c.max_streams, Some(7));
+        assert_eq!(c.max_connections, Some(50));
         assert_eq!(c.cors_origins, ["*", "http://a:1"]);
-        let c = parse_with(&[], &[("SSED_CORS_ORIGIN", "http://x, http://y")]).unwrap();
+        assert!(c.access_log);
+        assert_eq!(c.header_timeout, Duration::from_millis(200));
+        assert_eq!(c.idle_timeout, Duration::from_secs(2));
+        let c = parse_with(
+            &[],
+            &[
+                ("SSED_CORS_ORIGIN", "http://x, http://y"),
+                ("SSED_ACCESS_LOG", "yes"),
+            ],
+        )
+        .unwrap();
         assert_eq!(c.cors_origins, ["http://x", "http://y"]);
+        assert!(c.access_log);
     }
 
     #[test]
     fn errors_name_the_argument() {
         type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
-        let cases: [Case; 9] = [
-            (&["--port", "1"], &[], "unknown option \"--port\""),
+        let cases: [Case; 13] = [
+            (&["--port", "1"], &[], "unknown option \"--port\"; use --addr HOST:PORT, such as --addr 127.0.0.1:8080"),
+            (&["--frob"], &[], "unknown option \"--frob\""),
             (&["extra"], &[], "unexpected argument \"extra\""),
             (&["--addr"], &[], "--addr needs a value"),
             (&["--addr", "8000"], &[], "invalid value \"8000\" for --addr: expected HOST:PORT, such as 127.0.0.1:8000 or [::1]:0"),
@@ -363,6 +557,9 @@ mod tests {
             (&["--cors-origin", "localhost"], &[], "invalid value \"localhost\" for --cors-origin: expected * or an origin such as http://localhost:8080"),
             (&[], &[("SSED_KEEPALIVE", "-1")], "invalid value \"-1\" for SSED_KEEPALIVE: expected seconds from 0.01 to 3600"),
             (&["--cors-origin", "http://a\r\nX: y"], &[], "invalid value \"http://a\\r\\nX: y\" for --cors-origin: an origin is printable ASCII without spaces"),
+            (&["--publish-token", ""], &[], "invalid value for --publish-token: the token is empty"),
+            (&[], &[("SSED_ACCESS_LOG", "maybe")], "invalid value \"maybe\" for SSED_ACCESS_LOG: expected 1 or 0"),
+            (&["--history-total", "32K"], &[], "--history-total (32768) must be at least --max-event-bytes (65536): the newest event must fit"),
         ];
         for (args, env, expected) in cases {
             assert_eq!(parse_with(args, env).unwrap_err(), expected, "{args:?}");
@@ -380,13 +577,21 @@ mod tests {
                 "--max-event-bytes=1k",
                 "--max-topics",
                 "5",
+                "--history-total",
+                "8M",
             ],
             &[("SSED_PUBLISH_TOKEN", "p")],
         )
         .unwrap();
         assert_eq!(
-            (c.history, c.history_bytes, c.max_event_bytes, c.max_topics),
-            (0, 2 << 20, 1024, 5)
+            (
+                c.history,
+                c.history_bytes,
+                c.max_event_bytes,
+                c.max_topics,
+                c.history_total
+            ),
+            (0, 2 << 20, 1024, 5, 8 << 20)
         );
         assert_eq!(c.publish_token.as_deref(), Some("p"));
         assert_eq!(parse_with(&["--max-event-bytes", "lots"], &[]).unwrap_err(), "invalid value \"lots\" for --max-event-bytes: expected bytes from 16 to 67108864, such as 65536, 64K or 1M");
@@ -403,5 +608,17 @@ mod tests {
             parse(["serve".into(), "-V".into()], |_| None),
             Ok(Command::Version)
         ));
+    }
+
+    #[test]
+    fn the_usage_lists_every_flag_within_80_columns() {
+        let text = usage();
+        for flag in FLAGS {
+            assert!(text.contains(flag.name), "{}", flag.name);
+            assert!(text.contains(flag.var), "{}", flag.var);
+        }
+        for line in text.lines() {
+            assert!(line.chars().count() <= 80, "{line:?}");
+        }
     }
 }

@@ -9,16 +9,17 @@
 //!
 //! Demos only produce events; they know nothing of HTTP.
 
-use crate::hub::{Topic, Waker};
+use crate::calendar::Civil;
+use crate::hub::Topic;
 use crate::pyjson::{dumps, round};
 use crate::sse::Event;
 use crate::stream::Script;
-use crate::sys;
+use crate::waker::Waker;
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// A producer with no viewers checks back this often even if never rung;
 /// ringing (a first subscriber, shutdown) wakes it at once.
@@ -27,7 +28,7 @@ const IDLE_RECHECK: Duration = Duration::from_secs(3600);
 /// The seed's start prices.
 const STOCKS: [(&str, f64); 3] = [("AAPL", 150.00), ("GOOGL", 2800.00), ("MSFT", 300.00)];
 
-/// `data: The time is HH:MM:SS` (UTC) every `interval`, from connect on.
+/// `data: The time is HH:MM:SS` (local time) every `interval`, from connect on.
 pub struct Clock {
     interval: Duration,
     started: bool,
@@ -392,75 +393,6 @@ fn run_market(mut p: Producer, mean: Duration) {
     }
 }
 
-/// A calendar time, enough to print clocks without a date crate.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Civil {
-    pub year: i64,
-    pub month: u32,
-    pub day: u32,
-    pub hour: u32,
-    pub minute: u32,
-    pub second: u32,
-    /// 0 is Sunday.
-    pub weekday: u32,
-}
-
-impl Civil {
-    /// The local time now, as Python's `datetime.now()` and `time.ctime()`
-    /// give it: by the `TZ` variable, else the system's `/etc/localtime`.
-    pub fn local_now() -> Civil {
-        let secs = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        Civil::from_unix(secs + sys::local_offset(secs))
-    }
-
-    /// The calendar time `secs` seconds after 1970-01-01 00:00:00 (UTC, or
-    /// local time if the offset was added to them first).
-    pub fn from_unix(secs: i64) -> Civil {
-        let days = secs.div_euclid(86_400);
-        let rem = secs.rem_euclid(86_400);
-        // Howard Hinnant's civil_from_days.
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z.rem_euclid(146_097);
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-        let year = yoe + era * 400 + i64::from(month <= 2);
-        Civil {
-            year,
-            month,
-            day,
-            hour: (rem / 3600) as u32,
-            minute: (rem / 60 % 60) as u32,
-            second: (rem % 60) as u32,
-            weekday: ((days + 4).rem_euclid(7)) as u32,
-        }
-    }
-
-    /// C's `ctime` without the newline, as Python's `time.ctime()`:
-    /// `Sat Nov 21 07:37:52 2026`.
-    pub fn ctime(&self) -> String {
-        const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-        const MONTHS: [&str; 12] = [
-            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-        ];
-        format!(
-            "{} {} {:2} {:02}:{:02}:{:02} {}",
-            DAYS[self.weekday as usize],
-            MONTHS[(self.month - 1) as usize],
-            self.day,
-            self.hour,
-            self.minute,
-            self.second,
-            self.year
-        )
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -485,19 +417,6 @@ mod tests {
         clock.fire(&mut out);
         assert_eq!(clock.pause(), Some(Duration::from_secs(1)));
         assert!(out[0].data.starts_with("The time is "));
-    }
-
-    #[test]
-    fn calendar() {
-        assert_eq!(Civil::from_unix(0).ctime(), "Thu Jan  1 00:00:00 1970");
-        assert_eq!(
-            Civil::from_unix(1_795_246_672).ctime(),
-            "Sat Nov 21 07:37:52 2026"
-        );
-        assert_eq!(
-            Civil::from_unix(951_782_400).ctime(),
-            "Tue Feb 29 00:00:00 2000"
-        );
     }
 
     #[test]

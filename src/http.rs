@@ -1,29 +1,24 @@
 //! A small blocking HTTP/1.1 client for `ssed listen` and `ssed publish`:
 //! `http://` URLs, one request per connection, bodies framed by chunks,
-//! length or close.
+//! length or close. Response heads are parsed by `httparse` and chunks by
+//! [`http1::Chunked`], the server's own decoder; both are bounded.
 //!
 //! Errors here carry no URL; the commands put the URL in front.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use crate::http1;
+use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
-/// Longest status line or header line accepted from a server.
-const MAX_LINE: usize = 16 * 1024;
-/// Most header lines accepted from a server.
-const MAX_HEADERS: usize = 200;
+/// Largest response head accepted from a server.
+const MAX_HEAD: usize = 64 * 1024;
+/// Most header fields accepted in a response head.
+const MAX_FIELDS: usize = 200;
+/// Bytes read from the socket at a time.
+const READ_CHUNK: usize = 16 * 1024;
 
-/// The media type of a `Content-Type` value, lower-cased and without
-/// parameters: `Text/Event-Stream; charset=utf-8` is `text/event-stream`.
-pub fn media_type(content_type: Option<&str>) -> String {
-    content_type
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase()
-}
+/// The media type of a `Content-Type` value (see [`http1::media_type`]).
+pub use crate::http1::media_type;
 
 /// An `http://` URL, split for the request line and the Host header.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -143,10 +138,7 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        http1::field(&self.headers, name)
     }
 
     /// The body, de-chunked.
@@ -190,7 +182,7 @@ pub fn request(
     let mut out = head.into_bytes();
     out.extend_from_slice(body.unwrap_or_default());
     (&stream).write_all(&out)?;
-    read_response(BufReader::new(stream), method == "HEAD")
+    read_response(stream, method == "HEAD")
 }
 
 fn connect(url: &Url, timeout: Option<Duration>) -> io::Result<TcpStream> {
@@ -215,84 +207,61 @@ fn bad(why: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, why.into())
 }
 
-/// Reads at most `left` bytes into `buf` and counts them off `left`; the
-/// peer closing first is an error saying `early`.
-fn read_within(
-    r: &mut impl Read,
-    buf: &mut [u8],
-    left: &mut u64,
-    early: &str,
-) -> io::Result<usize> {
-    let max = buf.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
-    let n = r.read(&mut buf[..max])?;
-    if n == 0 {
-        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, early));
-    }
-    *left -= n as u64;
-    Ok(n)
-}
-
-fn read_line(r: &mut impl BufRead) -> io::Result<String> {
-    let mut line = Vec::new();
-    r.by_ref()
-        .take(MAX_LINE as u64)
-        .read_until(b'\n', &mut line)?;
-    if line.is_empty() {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "the server closed the connection",
-        ));
-    }
-    if line.last() != Some(&b'\n') {
-        return Err(bad("a line of the response is too long or cut off"));
-    }
-    while matches!(line.last(), Some(b'\n' | b'\r')) {
-        line.pop();
-    }
-    String::from_utf8(line).map_err(|_| bad("the response head is not UTF-8"))
-}
-
-fn read_response(mut r: BufReader<TcpStream>, head_only: bool) -> io::Result<Response> {
-    let status_line = read_line(&mut r)?;
-    let mut parts = status_line.splitn(3, ' ');
-    let version = parts.next().unwrap_or("");
-    if !version.starts_with("HTTP/1.") {
-        return Err(bad(format!("not an HTTP/1 response: {status_line:?}")));
-    }
-    let status: u16 = parts
-        .next()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| bad(format!("bad status line {status_line:?}")))?;
-    let reason = parts.next().unwrap_or("").to_string();
-    let mut headers = Vec::new();
-    loop {
-        let line = read_line(&mut r)?;
-        if line.is_empty() {
-            break;
+/// Reads a response head (at most [`MAX_HEAD`] bytes) and sets up its body.
+fn read_response(sock: TcpStream, head_only: bool) -> io::Result<Response> {
+    let mut buf = Vec::new();
+    let mut scanned: usize = 0;
+    let end = loop {
+        let from = scanned.saturating_sub(3);
+        if let Some(i) = buf[from..].windows(4).position(|w| w == b"\r\n\r\n") {
+            break from + i + 4;
         }
-        if headers.len() == MAX_HEADERS {
-            return Err(bad("too many headers"));
+        if let Some(i) = buf[from..].windows(2).position(|w| w == b"\n\n") {
+            break from + i + 2;
         }
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| bad(format!("bad header line {line:?}")))?;
-        headers.push((name.trim().to_string(), value.trim().to_string()));
-    }
-    let find = |name: &str| {
-        headers
-            .iter()
-            .find(|(n, _): &&(String, String)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        if buf.len() > MAX_HEAD {
+            return Err(bad(format!(
+                "the response head is larger than {MAX_HEAD} bytes"
+            )));
+        }
+        scanned = buf.len();
+        let len = buf.len();
+        buf.resize(len + READ_CHUNK, 0);
+        let n = (&sock).read(&mut buf[len..]);
+        buf.truncate(len + *n.as_ref().unwrap_or(&0));
+        if n? == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                if buf.is_empty() {
+                    "the server closed the connection"
+                } else {
+                    "the server closed the connection inside the response head"
+                },
+            ));
+        }
     };
+    let mut fields = vec![httparse::EMPTY_HEADER; MAX_FIELDS];
+    let mut res = httparse::Response::new(&mut fields);
+    match res.parse(&buf[..end]) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Err(bad("the response head is incomplete")),
+        Err(e) => {
+            let first = String::from_utf8_lossy(&buf[..end.min(80)]);
+            let first = first.lines().next().unwrap_or("");
+            return Err(bad(format!("not an HTTP/1 response ({e}): {first:?}")));
+        }
+    }
+    let status = res.code.unwrap_or(0);
+    let reason = res.reason.unwrap_or("").to_string();
+    let headers = http1::owned_fields(res.headers);
+    let find = |name: &str| http1::field(&headers, name);
     let framing = if head_only || status == 204 || status == 304 || (100..200).contains(&status) {
         Framing::Length(0)
-    } else if find("Transfer-Encoding")
-        .is_some_and(|te| te.to_ascii_lowercase().contains("chunked"))
-    {
-        Framing::Chunked {
-            left: 0,
-            done: false,
+    } else if let Some(te) = find("Transfer-Encoding") {
+        if !te.trim().eq_ignore_ascii_case("chunked") {
+            return Err(bad(format!("unsupported Transfer-Encoding {te:?}")));
         }
+        Framing::Chunked(http1::Chunked::new(u64::MAX))
     } else if let Some(len) = find("Content-Length") {
         Framing::Length(
             len.parse()
@@ -301,59 +270,94 @@ fn read_response(mut r: BufReader<TcpStream>, head_only: bool) -> io::Result<Res
     } else {
         Framing::Close
     };
+    buf.drain(..end);
     Ok(Response {
         status,
         reason,
         headers,
-        body: Body { r, framing },
+        body: Body {
+            sock,
+            raw: buf,
+            decoded: Vec::new(),
+            pos: 0,
+            framing,
+        },
     })
 }
 
 struct Body {
-    r: BufReader<TcpStream>,
+    sock: TcpStream,
+    /// Bytes received after the head and not yet used.
+    raw: Vec<u8>,
+    /// De-chunked bytes not yet read, from `pos`.
+    decoded: Vec<u8>,
+    pos: usize,
     framing: Framing,
 }
 
 enum Framing {
-    /// `left` bytes remain of the current chunk.
-    Chunked {
-        left: u64,
-        done: bool,
-    },
+    Chunked(http1::Chunked),
+    /// Bytes left.
     Length(u64),
     Close,
 }
 
+impl Body {
+    /// Bytes as they came: what followed the head, then the socket.
+    fn raw_read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if !self.raw.is_empty() {
+            let n = out.len().min(self.raw.len());
+            out[..n].copy_from_slice(&self.raw[..n]);
+            self.raw.drain(..n);
+            return Ok(n);
+        }
+        (&self.sock).read(out)
+    }
+}
+
 impl Read for Body {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match &mut self.framing {
-            Framing::Close => self.r.read(buf),
-            Framing::Length(0) => Ok(0),
-            Framing::Length(left) => read_within(&mut self.r, buf, left, "the body ended early"),
-            Framing::Chunked { done: true, .. } => Ok(0),
-            Framing::Chunked { left, done } => {
-                if *left == 0 {
-                    let line = read_line(&mut self.r)?;
-                    let size = line.split(';').next().unwrap_or("").trim();
-                    let size = u64::from_str_radix(size, 16)
-                        .map_err(|_| bad(format!("bad chunk size {line:?}")))?;
-                    if size == 0 {
-                        // Trailers, up to the blank line.
-                        while !read_line(&mut self.r)?.is_empty() {}
-                        *done = true;
-                        return Ok(0);
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if self.pos < self.decoded.len() {
+                let n = out.len().min(self.decoded.len() - self.pos);
+                out[..n].copy_from_slice(&self.decoded[self.pos..self.pos + n]);
+                self.pos += n;
+                return Ok(n);
+            }
+            match &mut self.framing {
+                Framing::Close => return self.raw_read(out),
+                Framing::Length(0) => return Ok(0),
+                Framing::Length(left) => {
+                    let max = out.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
+                    let left = *left;
+                    let n = self.raw_read(&mut out[..max])?;
+                    if n == 0 {
+                        return Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "the body ended early",
+                        ));
                     }
-                    *left = size;
+                    self.framing = Framing::Length(left - n as u64);
+                    return Ok(n);
                 }
-                let n = read_within(&mut self.r, buf, left, "the stream ended inside a chunk")?;
-                if *left == 0 {
-                    let mut crlf = [0u8; 2];
-                    self.r.read_exact(&mut crlf)?;
-                    if &crlf != b"\r\n" {
-                        return Err(bad("a chunk is not followed by CRLF"));
+                Framing::Chunked(decoder) if decoder.done() => return Ok(0),
+                Framing::Chunked(_) => {
+                    let mut raw = [0u8; 8192];
+                    let n = self.raw_read(&mut raw)?;
+                    if n == 0 {
+                        return Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "the stream ended inside a chunk",
+                        ));
+                    }
+                    self.decoded.clear();
+                    self.pos = 0;
+                    if let Framing::Chunked(decoder) = &mut self.framing {
+                        decoder
+                            .feed(&raw[..n], &mut self.decoded)
+                            .map_err(|e| bad(format!("bad chunked framing: {e}")))?;
                     }
                 }
-                Ok(n)
             }
         }
     }

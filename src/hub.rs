@@ -23,65 +23,10 @@
 //! The hub knows nothing of HTTP.
 
 use crate::sse::Event;
+use crate::waker::{lock, read, write, Waker};
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::OnceLock;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::thread::{self, Thread};
-use std::time::Duration;
-
-/// Locks a mutex, carrying on if a thread panicked while holding it: every
-/// structure guarded here stays consistent between statements.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// A one-bit doorbell that one thread sleeps on, rung by publishers and by
-/// shutdown. It parks the thread: ringing is an atomic store and, if the
-/// thread sleeps, one unpark; no lock is shared between the two sides.
-#[derive(Default)]
-pub struct Waker {
-    rung: AtomicBool,
-    /// The thread that waits, known from its first wait.
-    sleeper: OnceLock<Thread>,
-}
-
-impl Waker {
-    pub fn wake(&self) {
-        // SeqCst on both sides: either `wait` sees the flag, or this sees
-        // the sleeper and unparks it (a token that ends its next park).
-        self.rung.store(true, Ordering::SeqCst);
-        if let Some(t) = self.sleeper.get() {
-            t.unpark();
-        }
-    }
-
-    /// Sleeps until rung or until `timeout` has passed; a ring that came
-    /// before the call is not lost. Returns whether it was rung. Only one
-    /// thread may wait on a given waker.
-    pub fn wait(&self, timeout: Duration) -> bool {
-        self.sleeper.get_or_init(thread::current);
-        let deadline = std::time::Instant::now() + timeout;
-        loop {
-            if self.rung.swap(false, Ordering::SeqCst) {
-                return true;
-            }
-            let now = std::time::Instant::now();
-            if now >= deadline {
-                return false;
-            }
-            thread::park_timeout(deadline - now);
-        }
-    }
-}
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockWriteGuard};
 
 /// How much a topic remembers.
 #[derive(Clone, Copy, Debug)]
@@ -107,6 +52,9 @@ pub struct Topic {
     /// while nobody watches can start again.
     on_first_subscriber: Option<Arc<Waker>>,
     published: AtomicU64,
+    /// The hub's running total of retained cost, kept up to date by this
+    /// topic's inserts and evictions; `None` outside a hub.
+    hub_total: Option<Arc<AtomicUsize>>,
 }
 
 /// One retained event and its sequence number.
@@ -126,6 +74,8 @@ struct Ring {
     history: usize,
     max_bytes: usize,
     bytes: usize,
+    /// What the entries cost the hub-wide budget ([`cost`]).
+    cost: usize,
     /// Sequence number of the newest event dropped from the ring.
     evicted_through: Option<u64>,
     subscribers: Vec<Arc<Waker>>,
@@ -136,13 +86,30 @@ impl Ring {
         self.first + self.entries.len() as u64
     }
 
-    fn evict_oldest(&mut self) {
-        if let Some(old) = self.entries.pop_front() {
-            self.first += 1;
-            self.bytes -= old.event.data.len();
-            self.evicted_through = Some(old.seq);
-        }
+    /// Drops the oldest entry; returns its cost.
+    fn evict_oldest(&mut self) -> usize {
+        let Some(old) = self.entries.pop_front() else {
+            return 0;
+        };
+        self.first += 1;
+        self.bytes -= old.event.data.len();
+        let freed = cost(&old.event);
+        self.cost -= freed;
+        self.evicted_through = Some(old.seq);
+        freed
     }
+}
+
+/// What an event costs against `--history-total`: its data, and about what
+/// an event holds besides (its id and name, the `Arc`, its place in the
+/// ring). The encoded copy made when it is first sent comes on top: about
+/// the data's size again.
+fn cost(event: &Event) -> usize {
+    const OVERHEAD: usize = 128;
+    event.data.len()
+        + event.id.as_ref().map_or(0, String::len)
+        + event.event.as_ref().map_or(0, String::len)
+        + OVERHEAD
 }
 
 /// Events a subscriber was owed but cannot get: they left the ring before
@@ -164,10 +131,15 @@ impl Topic {
             history: capacity,
             bytes: usize::MAX,
         };
-        Self::build(name, keep, producer)
+        Self::build(name, keep, producer, None)
     }
 
-    fn build(name: &str, keep: Retention, on_first_subscriber: Option<Arc<Waker>>) -> Arc<Topic> {
+    fn build(
+        name: &str,
+        keep: Retention,
+        on_first_subscriber: Option<Arc<Waker>>,
+        hub_total: Option<Arc<AtomicUsize>>,
+    ) -> Arc<Topic> {
         let capacity = keep.history.max(LIVE_RING);
         Arc::new(Topic {
             name: name.to_string(),
@@ -178,11 +150,13 @@ impl Topic {
                 history: keep.history,
                 max_bytes: keep.bytes,
                 bytes: 0,
+                cost: 0,
                 evicted_through: None,
                 subscribers: Vec::new(),
             }),
             on_first_subscriber,
             published: AtomicU64::new(0),
+            hub_total,
         })
     }
 
@@ -201,12 +175,19 @@ impl Topic {
     fn insert(&self, seq: u64, event: Event) {
         let mut ring = write(&self.ring);
         let size = event.data.len();
+        let added = cost(&event);
+        let mut freed = 0;
         while !ring.entries.is_empty()
             && (ring.entries.len() >= ring.capacity || ring.bytes + size > ring.max_bytes)
         {
-            ring.evict_oldest();
+            freed += ring.evict_oldest();
         }
         ring.bytes += size;
+        ring.cost += added;
+        if let Some(total) = &self.hub_total {
+            total.fetch_add(added, Ordering::AcqRel);
+            total.fetch_sub(freed, Ordering::AcqRel);
+        }
         ring.entries.push_back(Entry {
             seq,
             event: Arc::new(event),
@@ -304,9 +285,17 @@ impl Topic {
     /// would be stale by the time anyone sees it).
     pub fn clear(&self) {
         let mut ring = write(&self.ring);
-        ring.first = ring.next();
-        ring.entries.clear();
-        ring.bytes = 0;
+        while !ring.entries.is_empty() {
+            let freed = ring.evict_oldest();
+            if let Some(total) = &self.hub_total {
+                total.fetch_sub(freed, Ordering::AcqRel);
+            }
+        }
+    }
+
+    /// What the retained events cost against `--history-total`.
+    fn retained_cost(&self) -> usize {
+        read(&self.ring).cost
     }
 
     fn is_idle(&self) -> bool {
@@ -403,6 +392,9 @@ pub struct Hub {
     topics: Mutex<HashMap<String, Arc<Topic>>>,
     keep: Retention,
     max_topics: usize,
+    /// Retained cost across all topics, and its bound (`--history-total`).
+    total: Arc<AtomicUsize>,
+    budget: usize,
     pub counters: Counters,
 }
 
@@ -415,6 +407,8 @@ pub struct Counters {
     /// Live subscribers that fell further behind than their topic holds and
     /// were skipped ahead (told of the gap) rather than disconnected.
     pub lagged: AtomicU64,
+    /// Events dropped from history to keep within `--history-total`.
+    pub trimmed: AtomicU64,
 }
 
 /// Where a reconnecting client says it was.
@@ -429,7 +423,9 @@ pub enum Resume {
 }
 
 impl Hub {
-    pub fn new(keep: Retention, max_topics: usize) -> Hub {
+    /// A hub whose topics each keep `keep`, at most `max_topics` of them,
+    /// and whose retained events cost at most `budget` in all.
+    pub fn new(keep: Retention, max_topics: usize, budget: usize) -> Hub {
         Hub {
             run: format!("{:08x}", fastrand::u32(..)),
             seq: Mutex::new(0),
@@ -437,7 +433,51 @@ impl Hub {
             topics: Mutex::default(),
             keep,
             max_topics,
+            total: Arc::new(AtomicUsize::new(0)),
+            budget,
             counters: Counters::default(),
+        }
+    }
+
+    /// What the retained events of every topic cost now (`--history-total`).
+    pub fn retained(&self) -> usize {
+        self.total.load(Ordering::Acquire)
+    }
+
+    /// Over the budget, drops the oldest events of the largest topics until
+    /// it is met: the largest loses events until it is no longer the
+    /// largest, then the next. Their subscribers get the usual gap.
+    fn enforce_budget(&self, topics: &HashMap<String, Arc<Topic>>) {
+        while self.total.load(Ordering::Acquire) > self.budget {
+            let mut largest: Option<(&Arc<Topic>, usize)> = None;
+            let mut second = 0;
+            for topic in topics.values() {
+                let c = topic.retained_cost();
+                match largest {
+                    Some((_, l)) if c <= l => second = second.max(c),
+                    _ => {
+                        second = largest.map_or(0, |(_, l)| l);
+                        largest = Some((topic, c));
+                    }
+                }
+            }
+            let Some((topic, _)) = largest else {
+                return;
+            };
+            let mut ring = write(&topic.ring);
+            let mut dropped = 0;
+            while self.total.load(Ordering::Acquire) > self.budget
+                && !ring.entries.is_empty()
+                && (dropped == 0 || ring.cost >= second)
+            {
+                let freed = ring.evict_oldest();
+                self.total.fetch_sub(freed, Ordering::AcqRel);
+                dropped += 1;
+            }
+            self.counters.trimmed.fetch_add(dropped, Ordering::Relaxed);
+            if dropped == 0 {
+                return;
+            }
         }
     }
 
@@ -482,7 +522,8 @@ impl Hub {
                     return Err(TopicError::TooMany(self.max_topics));
                 }
             }
-            topics.insert(name.to_string(), Topic::build(name, self.keep, None));
+            let total = Some(Arc::clone(&self.total));
+            topics.insert(name.to_string(), Topic::build(name, self.keep, None, total));
         }
         Ok(&topics[name])
     }
@@ -502,6 +543,7 @@ impl Hub {
         // hold it back and sleep until the next wake.
         self.watermark.store(*seq, Ordering::Release);
         drop(seq);
+        self.enforce_budget(&topics);
         // Waking thousands of subscribers takes milliseconds; other topics
         // need not wait for it. The topic holds this event now, so it cannot
         // be freed in between.
@@ -576,6 +618,7 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn data(entries: &[Entry]) -> Vec<&str> {
         entries.iter().map(|e| e.event.data.as_str()).collect()
@@ -667,7 +710,7 @@ mod tests {
             (5, vec!["6", "8"]),
             (8, vec![]),
         ] {
-            let topic = Topic::build("t", keep(100), None);
+            let topic = Topic::build("t", keep(100), None, None);
             for seq in [2, 4, 6, 8] {
                 topic.publish(seq, Event::message(seq.to_string()));
             }
@@ -686,7 +729,7 @@ mod tests {
     #[test]
     fn resuming_past_the_history_is_a_gap() {
         // History 2 (a live ring of 64 still holds more).
-        let topic = Topic::build("t", keep(2), None);
+        let topic = Topic::build("t", keep(2), None, None);
         for seq in 1..=5 {
             topic.publish(seq, Event::message(seq.to_string()));
         }
@@ -711,6 +754,7 @@ mod tests {
                 bytes: 8,
             },
             None,
+            None,
         );
         for seq in 1..=3 {
             topic.publish(seq, Event::message("abcd"));
@@ -727,7 +771,7 @@ mod tests {
 
     #[test]
     fn the_hub_numbers_events_and_reads_ids() {
-        let hub = Hub::new(keep(10), 2);
+        let hub = Hub::new(keep(10), 2, usize::MAX);
         let (id1, reached) = hub.publish("a", Event::message("x")).unwrap();
         let (id2, _) = hub.publish("a", Event::message("y")).unwrap();
         assert_eq!((id1.as_str(), reached), (hub.id(1).as_str(), 0));
@@ -751,7 +795,7 @@ mod tests {
 
     #[test]
     fn one_id_resumes_several_topics_in_order() {
-        let hub = Hub::new(keep(10), 10);
+        let hub = Hub::new(keep(10), 10, usize::MAX);
         for (topic, data) in [("a", "1"), ("b", "2"), ("a", "3"), ("b", "4")] {
             hub.publish(topic, Event::message(data)).unwrap();
         }
@@ -781,7 +825,7 @@ mod tests {
 
     #[test]
     fn topic_names_the_cap_and_idle_topics() {
-        let hub = Hub::new(keep(10), 2);
+        let hub = Hub::new(keep(10), 2, usize::MAX);
         for bad in ["", "a b", "a?b", "é", &"x".repeat(129)] {
             assert!(
                 matches!(
@@ -809,6 +853,54 @@ mod tests {
             "the idle topic is freed, the one with history kept"
         );
         assert!(hub.publish("c", Event::message("x")).is_ok());
+    }
+
+    #[test]
+    fn the_hub_wide_budget_trims_the_largest_topics_first() {
+        let one = cost(&Event {
+            id: Some("00000000-1".into()),
+            data: "x".repeat(100),
+            ..Event::default()
+        });
+        // Room for ten such events in all.
+        let hub = Hub::new(keep(1000), 10, 10 * one + one / 2);
+        let w = waker();
+        let (mut subs, _) = hub.subscribe(&names(&["big"]), &w, &Resume::Live).unwrap();
+        for _ in 0..8 {
+            hub.publish("big", Event::message("x".repeat(100))).unwrap();
+        }
+        for _ in 0..2 {
+            hub.publish("small", Event::message("x".repeat(100)))
+                .unwrap();
+        }
+        // (Ids from 10 on are one byte longer.)
+        assert!((10 * one..10 * one + 10).contains(&hub.retained()));
+        // Two more to "small": "big" is the largest and pays for both.
+        for _ in 0..2 {
+            hub.publish("small", Event::message("x".repeat(100)))
+                .unwrap();
+        }
+        assert!(hub.retained() <= 10 * one + one / 2);
+        let held = |name: &str| {
+            hub.topics()
+                .iter()
+                .find(|t| t.name() == name)
+                .unwrap()
+                .stats()
+                .1
+        };
+        assert_eq!((held("big"), held("small")), (6, 4));
+        assert_eq!(hub.counters.trimmed.load(Ordering::Relaxed), 2);
+        // Its subscriber, who read nothing yet, is told of the two it lost.
+        let mut out = Vec::new();
+        let gap = subs[0].take(hub.watermark(), &mut out).unwrap();
+        assert_eq!((gap.missed, out.len()), (Some(2), 6));
+        // Then both are trimmed in turn, the largest first each time.
+        for _ in 0..4 {
+            hub.publish("small", Event::message("x".repeat(100)))
+                .unwrap();
+        }
+        assert_eq!((held("big"), held("small")), (5, 5));
     }
 
     #[test]

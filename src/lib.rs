@@ -3,7 +3,8 @@
 //! One small binary that streams live data to browsers, curl and scripts:
 //! the demos of the seed tutorials (a clock, a system monitor, a training
 //! progress bar, a stock ticker, the Flask and JSON examples) and a
-//! publish/subscribe channel (`POST /messages`, `GET /sse`).
+//! publish/subscribe hub (`POST /events/{topic}`, `GET /events/{topic}`,
+//! `POST /messages`, `GET /sse`).
 //!
 //! Start a server in-process (tests do this on port 0):
 //!
@@ -15,22 +16,32 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 //!
-//! The modules, each owning one concept (see ARCHITECTURE in the README):
-//! - [`sse`]: the wire format; no sockets.
-//! - [`hub`]: topics, rings of events with subscribers; no HTTP.
-//! - [`stream`]: stream threads, framing and the write loop.
-//! - [`demos`]: the producers of the demo events.
-//! - [`routes`]: (method, path) to what to do; query parsing.
-//! - [`server`]: the only module that touches tiny_http.
-//! - [`http`] and [`client`]: `ssed listen` and `ssed publish`.
+//! The rooms, each owning one concept (ARCHITECTURE.md has the invariants
+//! and where a change goes):
+//! - wire formats, bytes only: [`sse`] (events), [`http1`] (HTTP/1.1
+//!   heads, framing, chunks), [`pyjson`] (JSON as Python writes it);
+//! - the hub, no HTTP: [`hub`] (topics, ids, replay), [`waker`];
+//! - connections, the only room that accepts sockets: [`conn`];
+//! - the application, no sockets: [`routes`] (request to action),
+//!   [`stream`] (a stream's write loop), [`publish`], [`auth`], [`cors`],
+//!   [`www`], [`metrics`], [`demos`], and [`server`], which starts it all;
+//! - the client: [`client`] (`ssed listen`, `ssed publish`) on [`http`];
+//! - the edges: [`config`] and [`args`] (the command line), [`log`],
+//!   [`calendar`], [`sys`] (the only `unsafe` code).
 #![deny(unsafe_code)]
 
+pub mod args;
 pub mod auth;
+pub mod calendar;
 pub mod client;
 pub mod config;
+pub mod conn;
+pub mod cors;
 pub mod demos;
 pub mod http;
+pub mod http1;
 pub mod hub;
+pub mod log;
 pub mod metrics;
 pub mod publish;
 pub mod pyjson;
@@ -39,6 +50,7 @@ pub mod server;
 pub mod sse;
 pub mod stream;
 pub mod sys;
+pub mod waker;
 pub mod www;
 
 pub use config::Config;

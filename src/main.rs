@@ -2,8 +2,10 @@
 
 use ssed::client::{self, Outcome};
 use ssed::config::{self, Command, UsageError};
+use ssed::{log, sys};
 use std::io::Write;
 use std::process::ExitCode;
+use std::time::Instant;
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1).peekable();
@@ -36,7 +38,7 @@ fn main() -> ExitCode {
         Err(e) => return usage_error(e, ""),
     };
     match command {
-        Command::Help => print(config::USAGE),
+        Command::Help => print(&config::usage()),
         Command::Version => print(&format!("ssed {}\n", env!("CARGO_PKG_VERSION"))),
         Command::Serve(config) => serve(*config),
     }
@@ -69,15 +71,10 @@ fn print(text: &str) -> ExitCode {
 }
 
 fn serve(config: ssed::Config) -> ExitCode {
-    if let Some(asked) = config.max_streams {
-        let safe =
-            ssed::sys::default_max_streams(ssed::sys::raise_open_files_limit().unwrap_or(1024));
-        if asked > safe {
-            eprintln!(
-                "ssed: note: --max-streams {asked} is more than this system can hold ({safe}, from the open-files \
-                 limit, pid_max and vm.max_map_count); past that, new threads fail and ssed stops"
-            );
-        }
+    // Before any thread starts, so that every thread inherits the mask and
+    // the signals come to `wait_for_stop_signal` below.
+    if let Err(e) = sys::block_stop_signals() {
+        log::internal(&format!("cannot take SIGTERM and SIGINT: {e}"));
     }
     let config_open = config.publish_token.is_none() || config.subscribe_token.is_none();
     let server = match ssed::Server::start(config) {
@@ -87,16 +84,35 @@ fn serve(config: ssed::Config) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let limits = server.limits().clone();
+    if let Some((allows, why)) = limits.system_allows {
+        log::line(&format!(
+            "note: --max-connections {} is more than this system can hold ({allows}, set by {why}); \
+             past that, connections are refused with 503",
+            limits.max_connections
+        ));
+    }
     let addr = server.addr();
     let open = config_open && !addr.ip().is_loopback();
     let note = if open {
-        " (the hub is open to every host that can reach it: see --publish-token and --subscribe-token)"
+        "; the hub is open to every host that can reach it: see --publish-token and --subscribe-token"
     } else {
         ""
     };
     let mut out = std::io::stdout();
-    let _ = writeln!(out, "ssed listening on http://{addr}/{note}");
+    let _ = writeln!(
+        out,
+        "ssed listening on http://{addr}/ (at most {} connections, set by {}{note})",
+        limits.max_connections, limits.set_by
+    );
     let _ = out.flush();
-    server.wait();
+    let signal = sys::wait_for_stop_signal();
+    let started = Instant::now();
+    let (streams, connections) = (server.open_streams(), server.open_connections());
+    server.shutdown();
+    log::line(&format!(
+        "{signal}: stopped in {:.3} s; {streams} streams ended, {connections} connections closed",
+        started.elapsed().as_secs_f64()
+    ));
     ExitCode::SUCCESS
 }

@@ -1,13 +1,23 @@
 //! `/metrics`: the server's counters in Prometheus text format.
 
-use crate::hub::Hub;
+use crate::conn;
+use crate::hub::{Hub, Topic};
 use crate::stream::Streams;
 use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
 
+/// What the metrics are read from.
+pub struct Sources<'a> {
+    pub hub: &'a Hub,
+    pub streams: &'a Streams,
+    pub demo_streams: &'a Streams,
+    pub conns: &'a conn::Counters,
+    pub max_connections: usize,
+}
+
 /// Renders every metric; topic names need no escaping (their characters
 /// are restricted to URL-safe ones).
-pub fn render(hub: &Hub, streams: &Streams) -> String {
+pub fn render(s: &Sources) -> String {
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -16,43 +26,109 @@ pub fn render(hub: &Hub, streams: &Streams) -> String {
         }
     };
     let one = |v: u64| [(String::new(), v)];
-    let c = &streams.counters;
+    let by = |label: &str, pairs: &[(&str, u64)]| -> Vec<(String, u64)> {
+        pairs
+            .iter()
+            .map(|(v, n)| (format!("{{{label}=\"{v}\"}}"), *n))
+            .collect()
+    };
+    let c = s.conns;
+    metric(
+        "ssed_connections_open",
+        "gauge",
+        "TCP connections open now.",
+        &one(c.open.load(Relaxed) as u64),
+    );
+    metric(
+        "ssed_connections_max",
+        "gauge",
+        "Connections allowed at once (--max-connections).",
+        &one(s.max_connections as u64),
+    );
+    metric(
+        "ssed_connections_accepted_total",
+        "counter",
+        "Connections given a thread.",
+        &one(c.accepted.load(Relaxed)),
+    );
+    metric(
+        "ssed_connections_refused_total",
+        "counter",
+        "Connections answered 503 by the accept thread: the cap was reached (cap), or no thread or descriptor could be had (resources).",
+        &by(
+            "reason",
+            &[
+                ("cap", c.refused_cap.load(Relaxed)),
+                ("resources", c.refused_resources.load(Relaxed)),
+            ],
+        ),
+    );
+    metric(
+        "ssed_connections_evicted_total",
+        "counter",
+        "Connections waiting for a request head, closed at the cap to make room for a new one.",
+        &one(c.evicted.load(Relaxed)),
+    );
+    metric(
+        "ssed_requests_refused_total",
+        "counter",
+        "Requests refused by the HTTP layer: a head not complete within --header-timeout (header_timeout), or malformed, over a limit, or badly framed (bad_request).",
+        &by(
+            "reason",
+            &[
+                ("header_timeout", c.header_timeouts.load(Relaxed)),
+                ("bad_request", c.bad_requests.load(Relaxed)),
+            ],
+        ),
+    );
+    let kinds = [("hub", s.streams), ("demo", s.demo_streams)];
+    let per_kind = |f: &dyn Fn(&Streams) -> u64| -> Vec<(String, u64)> {
+        kinds
+            .iter()
+            .map(|(k, st)| (format!("{{kind=\"{k}\"}}"), f(st)))
+            .collect()
+    };
     metric(
         "ssed_streams_open",
         "gauge",
-        "Streams open now.",
-        &one(streams.open() as u64),
+        "Streams open now: hub topics (/events, /sse) and demos.",
+        &per_kind(&|st| st.open() as u64),
     );
     metric(
         "ssed_streams_max",
         "gauge",
-        "Streams allowed at once (--max-streams).",
-        &one(streams.max() as u64),
+        "Streams allowed at once (--max-streams, --max-demo-streams).",
+        &per_kind(&|st| st.max() as u64),
     );
     metric(
         "ssed_streams_refused_total",
         "counter",
-        "Streams refused with 503 because --max-streams were open.",
-        &one(c.refused.load(Relaxed)),
+        "Streams refused with 503 because their cap was reached.",
+        &per_kind(&|st| st.counters.refused.load(Relaxed)),
     );
+    let both = |f: &dyn Fn(&Streams) -> u64| f(s.streams) + f(s.demo_streams);
+    let h = &s.hub.counters;
     metric(
         "ssed_subscribers_dropped_total",
         "counter",
         "Subscribers dropped: stopped reading (write_timeout), left (gone). A slow subscriber is not dropped: it skips ahead with a gap notice (slow counts those).",
-        &[
-            ("{reason=\"slow\"}".into(), hub.counters.lagged.load(Relaxed)),
-            ("{reason=\"write_timeout\"}".into(), c.write_timeout.load(Relaxed)),
-            ("{reason=\"gone\"}".into(), c.gone.load(Relaxed)),
-        ],
+        &by(
+            "reason",
+            &[
+                ("slow", h.lagged.load(Relaxed)),
+                ("write_timeout", both(&|st| st.counters.write_timeout.load(Relaxed))),
+                ("gone", both(&|st| st.counters.gone.load(Relaxed))),
+            ],
+        ),
     );
-    let topics = hub.topics();
+    let topics = s.hub.topics();
     metric(
         "ssed_topics",
         "gauge",
         "Hub topics that exist now.",
         &one(topics.len() as u64),
     );
-    let per_topic = |f: &dyn Fn(&crate::hub::Topic) -> u64| -> Vec<(String, u64)> {
+    let per_topic = |f: &dyn Fn(&Topic) -> u64| -> Vec<(String, u64)> {
         topics
             .iter()
             .map(|t| (format!("{{topic=\"{}\"}}", t.name()), f(t)))
@@ -70,7 +146,18 @@ pub fn render(hub: &Hub, streams: &Streams) -> String {
         "Subscribers now, by topic.",
         &per_topic(&|t| t.subscribers() as u64),
     );
-    let h = &hub.counters;
+    metric(
+        "ssed_history_bytes",
+        "gauge",
+        "What the retained events of all topics cost against --history-total.",
+        &one(s.hub.retained() as u64),
+    );
+    metric(
+        "ssed_history_trimmed_total",
+        "counter",
+        "Events dropped from history to keep within --history-total.",
+        &one(h.trimmed.load(Relaxed)),
+    );
     metric(
         "ssed_events_delivered_total",
         "counter",

@@ -5,8 +5,7 @@
 //! data (a string as it is, any other JSON value as compact JSON) and the
 //! name. `?event=NAME` names the event when the body does not.
 
-use crate::sse::Event;
-use crate::stream::GAP_EVENT;
+use crate::sse::{Event, GAP_EVENT};
 use serde_json::Value;
 
 /// Longest event name.
@@ -42,7 +41,7 @@ pub fn event_from_body(
     body: &[u8],
     query_event: Option<&str>,
 ) -> Result<Event, String> {
-    let media = crate::http::media_type(content_type);
+    let media = crate::http1::media_type(content_type);
     let declared_json = media == "application/json" || media.ends_with("+json");
     let maybe_json = matches!(media.as_str(), "" | "application/x-www-form-urlencoded");
     let parsed = if declared_json || maybe_json {

@@ -1,9 +1,31 @@
-//! Routing: one function from (method, path) to what to do, and the parsing
-//! of query strings. No sockets here: the server acts on a [`Route`].
+//! Routing: one pure function, [`decide`], from a request to what to do.
+//!
+//! It reads the method, the path, the query and the headers it needs
+//! (tokens, `Accept`, `Last-Event-ID`), and answers with an [`Action`]:
+//! either a reply that is complete already (every refusal is one), or what
+//! the server must do with its hub, pages or a stream. No sockets, no
+//! state: every rule is a row of a table test.
 
-/// A stream the server can open.
+use crate::auth::{self, Denied, Presented};
+use crate::config::Config;
+use crate::cors::Cors;
+use crate::http1::{self, Request, Response};
+use crate::stream::Format;
+use std::time::Duration;
+
+/// The hub topic of `/sse`, `/messages` and `/send_rest`.
+pub const MESSAGES_TOPIC: &str = "messages";
+
+/// Topics one stream may subscribe to at once.
+pub const MAX_TOPICS_PER_STREAM: usize = 64;
+
+/// Events one `/stream-training` run may send (epochs x steps): with no
+/// pause between steps, a run is CPU spent for one client.
+pub const MAX_TRAINING_EVENTS: u64 = 100_000;
+
+/// The demos' streams, by path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Feed {
+pub enum Demo {
     /// `/stream-time`: the clock.
     Time,
     /// `/system-stats`: CPU and memory, from the shared sampler.
@@ -16,8 +38,6 @@ pub enum Feed {
     EventStream,
     /// `/stream-json`: ten JSON objects, natively NDJSON.
     Json,
-    /// `/sse`: everything posted to `/messages` and `/send_rest`.
-    Messages,
 }
 
 /// The two publish endpoints of the messages example.
@@ -29,9 +49,12 @@ pub enum Post {
     Rest,
 }
 
+/// Where a request goes, by method and path alone.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Route<'a> {
-    Stream(Feed),
+    Demo(Demo),
+    /// `GET /sse`: the `messages` topic.
+    Messages,
     /// `GET /events/{topic}` (the topic, still percent-encoded) or
     /// `GET /events?topic=a&topic=b` (`None`: the topics are in the query).
     Subscribe(Option<&'a str>),
@@ -60,14 +83,14 @@ pub fn route<'a>(method: &str, path: &'a str) -> Route<'a> {
     if method == "OPTIONS" {
         return Route::Preflight;
     }
-    let feed = match path {
-        "/stream-time" => Some(Feed::Time),
-        "/system-stats" => Some(Feed::SystemStats),
-        "/stream-training" => Some(Feed::Training),
-        "/stream-stocks" => Some(Feed::Stocks),
-        "/event_stream" => Some(Feed::EventStream),
-        "/stream-json" => Some(Feed::Json),
-        "/sse" => Some(Feed::Messages),
+    let get = matches!(method, "GET" | "HEAD");
+    let demo = match path {
+        "/stream-time" => Some(Demo::Time),
+        "/system-stats" => Some(Demo::SystemStats),
+        "/stream-training" => Some(Demo::Training),
+        "/stream-stocks" => Some(Demo::Stocks),
+        "/event_stream" => Some(Demo::EventStream),
+        "/stream-json" => Some(Demo::Json),
         _ => None,
     };
     let post = match path {
@@ -77,54 +100,296 @@ pub fn route<'a>(method: &str, path: &'a str) -> Route<'a> {
     };
     if let Some(topic) = path.strip_prefix("/events/") {
         return match method {
-            "GET" => Route::Subscribe(Some(topic)),
+            _ if get => Route::Subscribe(Some(topic)),
             "POST" => Route::PublishTopic(topic),
-            _ => Route::NotAllowed("GET, POST, OPTIONS"),
+            _ => Route::NotAllowed("GET, HEAD, POST, OPTIONS"),
         };
     }
-    match (method, path) {
-        ("GET", "/events") => return Route::Subscribe(None),
-        ("GET" | "HEAD", "/topics") => return Route::Topics,
-        ("GET" | "HEAD", "/metrics") => return Route::Metrics,
-        (_, "/events") => return Route::NotAllowed("GET, OPTIONS"),
-        (_, "/topics" | "/metrics") => return Route::NotAllowed("GET, HEAD, OPTIONS"),
-        _ => {}
+    if let Some(post) = post {
+        return match method {
+            "POST" => Route::Publish(post),
+            _ => Route::NotAllowed("POST, OPTIONS"),
+        };
     }
-    match (method, feed, post, path) {
-        ("GET", Some(feed), _, _) => Route::Stream(feed),
-        (_, Some(_), _, _) => Route::NotAllowed("GET, OPTIONS"),
-        ("POST", _, Some(post), _) => Route::Publish(post),
-        (_, _, Some(_), _) => Route::NotAllowed("POST, OPTIONS"),
-        ("GET" | "HEAD", _, _, "/healthz") => Route::Health,
-        (_, _, _, "/healthz") => Route::NotAllowed("GET, HEAD, OPTIONS"),
+    match (get, demo, path) {
+        (true, Some(demo), _) => Route::Demo(demo),
+        (true, _, "/sse") => Route::Messages,
+        (true, _, "/events") => Route::Subscribe(None),
+        (true, _, "/topics") => Route::Topics,
+        (true, _, "/metrics") => Route::Metrics,
+        (true, _, "/healthz") => Route::Health,
+        (false, Some(_), _)
+        | (false, _, "/sse" | "/events" | "/topics" | "/metrics" | "/healthz") => {
+            Route::NotAllowed("GET, HEAD, OPTIONS")
+        }
         _ => Route::File {
             path: path.strip_prefix('/').unwrap_or(path),
-            allowed: matches!(method, "GET" | "HEAD"),
+            allowed: get,
         },
     }
 }
 
-/// Splits a request target into path and query (without the `?`).
-pub fn split_target(target: &str) -> (&str, &str) {
-    target.split_once('?').unwrap_or((target, ""))
+/// What the server does for a request.
+#[derive(Debug, PartialEq)]
+pub enum Action {
+    /// Complete: send it.
+    Reply(Response),
+    /// A page: `200`, or `405` if it exists and `allowed` is false, or `404`.
+    Page {
+        path: String,
+        allowed: bool,
+    },
+    Topics,
+    Metrics,
+    /// Read the body and publish it.
+    Publish {
+        to: PublishTo,
+        /// `?event=` (checked when the body is read: a JSON body may name it).
+        event: Option<String>,
+    },
+    /// Open a stream.
+    Stream {
+        feed: Feed,
+        format: Format,
+    },
 }
 
-/// The decoded `name=value` pairs of a query string, in order. A pair that
-/// does not decode to UTF-8 is an error naming it.
-pub fn parse_query(query: &str) -> Result<Vec<(String, String)>, String> {
-    query
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            match (decode_form(name), decode_form(value)) {
-                (Some(n), Some(v)) => Ok((n, v)),
-                _ => Err(format!(
-                    "query parameter {pair:?} is not valid percent-encoded UTF-8"
-                )),
+#[derive(Debug, PartialEq, Eq)]
+pub enum PublishTo {
+    /// `/messages` or `/send_rest`: the seed's JSON, to the `messages` topic.
+    Seed(Post),
+    /// `POST /events/{topic}`, decoded.
+    Topic(String),
+}
+
+/// A stream's events, with its parameters checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Feed {
+    Clock {
+        interval: Duration,
+    },
+    Ticker {
+        interval: Duration,
+    },
+    Json {
+        count: u32,
+        interval: Duration,
+    },
+    Training {
+        epochs: u32,
+        steps: u32,
+        step: Duration,
+    },
+    SystemStats,
+    Stocks,
+    /// Hub topics, and the id the client resumes after.
+    Hub {
+        topics: Vec<String>,
+        last_event_id: Option<String>,
+    },
+}
+
+impl Feed {
+    /// A demo stream (counted against `--max-demo-streams`), not the hub.
+    pub fn is_demo(&self) -> bool {
+        !matches!(self, Feed::Hub { .. })
+    }
+}
+
+fn bad(why: impl AsRef<str>) -> Action {
+    Action::Reply(Response::error(400, why.as_ref()))
+}
+
+/// What to do with `req`. `cors` answers preflights.
+pub fn decide(req: &Request, config: &Config, cors: &Cors) -> Action {
+    let (method, path) = (req.method.as_str(), req.path());
+    if method == "OPTIONS" {
+        return Action::Reply(cors.preflight(req));
+    }
+    let params = match http1::parse_query(req.query()) {
+        Ok(params) => params,
+        Err(why) => return bad(why),
+    };
+    let route = route(method, path);
+    // Who may do this: publishers show the publish token in a header;
+    // subscribers the subscribe token in a header, ?token= or a cookie.
+    let needs = match &route {
+        Route::Publish(_) | Route::PublishTopic(_) => {
+            Some((config.publish_token.as_deref(), false))
+        }
+        Route::Messages | Route::Subscribe(_) | Route::Topics | Route::Metrics => {
+            Some((config.subscribe_token.as_deref(), true))
+        }
+        _ => None,
+    };
+    if let Some((required, anywhere)) = needs {
+        let presented = Presented {
+            authorization: req.header("Authorization"),
+            query: param(&params, "token"),
+            cookie: req.header("Cookie"),
+        };
+        if let Err(denied) = auth::check(required, &presented, anywhere) {
+            return Action::Reply(unauthorized(denied));
+        }
+    }
+    let feed = match route {
+        Route::Demo(demo) => demo_feed(demo, &params),
+        Route::Messages => Ok(Feed::Hub {
+            topics: vec![MESSAGES_TOPIC.to_string()],
+            last_event_id: last_event_id(&params, req),
+        }),
+        Route::Subscribe(topic) => hub_feed(topic, &params, req),
+        Route::Publish(post) => {
+            return Action::Publish {
+                to: PublishTo::Seed(post),
+                event: None,
             }
-        })
-        .collect()
+        }
+        Route::PublishTopic(raw) => {
+            return match http1::percent_decode(raw) {
+                Some(topic) => Action::Publish {
+                    to: PublishTo::Topic(topic),
+                    event: param(&params, "event").map(String::from),
+                },
+                None => bad("the topic is not valid percent-encoded UTF-8"),
+            }
+        }
+        Route::Topics => return Action::Topics,
+        Route::Metrics => return Action::Metrics,
+        Route::Health => return Action::Reply(Response::text(200, "ok")),
+        Route::Preflight => return Action::Reply(cors.preflight(req)),
+        Route::NotAllowed(allow) => {
+            let why = format!("{method} is not allowed on {path}; use {allow}");
+            return Action::Reply(Response::error(405, &why).with("Allow", allow));
+        }
+        Route::File { path, allowed } => {
+            return Action::Page {
+                path: path.to_string(),
+                allowed,
+            }
+        }
+    };
+    let feed = match feed {
+        Ok(feed) => feed,
+        Err(why) => return bad(why),
+    };
+    let json_native = matches!(feed, Feed::Json { .. });
+    match format_for(json_native, &params, req.header("Accept")) {
+        Ok(format) => Action::Stream { feed, format },
+        Err(why) => bad(why),
+    }
+}
+
+fn unauthorized(denied: Denied) -> Response {
+    let (why, challenge) = match denied {
+        Denied::Missing => ("a token is required", r#"Bearer realm="ssed""#),
+        Denied::Wrong => (
+            "the token is wrong",
+            r#"Bearer realm="ssed", error="invalid_token""#,
+        ),
+    };
+    Response::error(401, why).with("WWW-Authenticate", challenge)
+}
+
+fn demo_feed(demo: Demo, params: &[(String, String)]) -> Result<Feed, String> {
+    let ms = Duration::from_millis;
+    let interval = |default: u64, min: u64| -> Result<Duration, String> {
+        Ok(ms(
+            number(params, "interval_ms", min, 60_000)?.unwrap_or(default)
+        ))
+    };
+    Ok(match demo {
+        Demo::Time => Feed::Clock {
+            interval: interval(1000, 10)?,
+        },
+        Demo::EventStream => Feed::Ticker {
+            interval: interval(2000, 10)?,
+        },
+        Demo::Json => Feed::Json {
+            count: number(params, "count", 1, 10_000)?.unwrap_or(10) as u32,
+            interval: interval(1000, 0)?,
+        },
+        Demo::Training => {
+            let epochs = number(params, "epochs", 1, 1000)?.unwrap_or(10);
+            let steps = number(params, "steps", 1, 10_000)?.unwrap_or(100);
+            if epochs * steps > MAX_TRAINING_EVENTS {
+                return Err(format!(
+                    "epochs x steps must be at most {MAX_TRAINING_EVENTS}, not {epochs} x {steps}"
+                ));
+            }
+            Feed::Training {
+                epochs: epochs as u32,
+                steps: steps as u32,
+                step: ms(number(params, "step_ms", 0, 10_000)?.unwrap_or(20)),
+            }
+        }
+        Demo::SystemStats => Feed::SystemStats,
+        Demo::Stocks => Feed::Stocks,
+    })
+}
+
+/// `GET /events/{topic}` or `GET /events?topic=a&topic=b`.
+fn hub_feed(
+    topic: Option<&str>,
+    params: &[(String, String)],
+    req: &Request,
+) -> Result<Feed, String> {
+    let mut topics: Vec<String> = match topic {
+        Some(raw) => {
+            vec![http1::percent_decode(raw).ok_or("the topic is not valid percent-encoded UTF-8")?]
+        }
+        None => all(params, "topic").map(String::from).collect(),
+    };
+    if topics.is_empty() {
+        return Err(
+            "name the topics to subscribe to: /events/NAME or /events?topic=a&topic=b".into(),
+        );
+    }
+    // The same topic twice would deliver its events twice.
+    let mut seen = std::collections::HashSet::new();
+    topics.retain(|t| seen.insert(t.clone()));
+    if topics.len() > MAX_TOPICS_PER_STREAM {
+        return Err(format!(
+            "at most {MAX_TOPICS_PER_STREAM} topics per stream, not {}",
+            topics.len()
+        ));
+    }
+    Ok(Feed::Hub {
+        topics,
+        last_event_id: last_event_id(params, req),
+    })
+}
+
+/// The id a client resumes after: the `Last-Event-ID` header (what a
+/// reconnecting browser sends), else `?last_event_id=` (for a first connect).
+fn last_event_id(params: &[(String, String)], req: &Request) -> Option<String> {
+    req.header("Last-Event-ID")
+        .or_else(|| param(params, "last_event_id"))
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+        .map(String::from)
+}
+
+/// The format a client asked for: `?format=` wins over `Accept`.
+fn format_for(
+    json_native: bool,
+    params: &[(String, String)],
+    accept: Option<&str>,
+) -> Result<Format, String> {
+    let accept = accept.unwrap_or("");
+    let wanted = match param(params, "format") {
+        Some("sse") => Format::Sse,
+        Some("ndjson") => Format::Ndjson,
+        Some(other) => return Err(format!("format must be sse or ndjson, not {other:?}")),
+        None if accept.contains("application/x-ndjson") => Format::Ndjson,
+        None if json_native && !accept.contains("text/event-stream") => Format::Ndjson,
+        None => Format::Sse,
+    };
+    // /stream-json's events are JSON objects already: its NDJSON is them.
+    Ok(match (json_native, wanted) {
+        (true, Format::Ndjson) => Format::Lines,
+        (_, f) => f,
+    })
 }
 
 /// A query parameter that must be a whole number within `min..=max`;
@@ -135,19 +400,20 @@ pub fn number(
     min: u64,
     max: u64,
 ) -> Result<Option<u64>, String> {
-    let Some((_, raw)) = params.iter().rev().find(|(n, _)| n == name) else {
+    let Some(raw) = param(params, name) else {
         return Ok(None);
     };
     match raw.parse::<u64>() {
         Ok(n) if (min..=max).contains(&n) => Ok(Some(n)),
         _ => Err(format!(
-            "{name} must be a whole number from {min} to {max}, not {raw:?}"
+            "{name} must be a whole number from {min} to {max}, not {:?}",
+            raw.chars().take(32).collect::<String>()
         )),
     }
 }
 
 /// Every value of a query parameter, in order.
-pub fn params<'p>(params: &'p [(String, String)], name: &'p str) -> impl Iterator<Item = &'p str> {
+pub fn all<'p>(params: &'p [(String, String)], name: &'p str) -> impl Iterator<Item = &'p str> {
     params
         .iter()
         .filter(move |(n, _)| n == name)
@@ -163,61 +429,34 @@ pub fn param<'p>(params: &'p [(String, String)], name: &str) -> Option<&'p str> 
         .map(|(_, v)| v.as_str())
 }
 
-/// Decodes `%XX` escapes; `None` if an escape is malformed or the result is
-/// not UTF-8.
-pub fn percent_decode(s: &str) -> Option<String> {
-    decode(s, false)
-}
-
-/// Like [`percent_decode`], with `+` meaning space (HTML forms' query strings).
-fn decode_form(s: &str) -> Option<String> {
-    decode(s, true)
-}
-
-fn decode(s: &str, plus_is_space: bool) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = bytes.get(i + 1..i + 3)?;
-                let hex = std::str::from_utf8(hex).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' if plus_is_space => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http1::Version;
 
     #[test]
     fn routes() {
+        let get_only = Route::NotAllowed("GET, HEAD, OPTIONS");
         let cases = [
-            ("GET", "/stream-time", Route::Stream(Feed::Time)),
-            ("GET", "/system-stats", Route::Stream(Feed::SystemStats)),
-            ("GET", "/stream-training", Route::Stream(Feed::Training)),
-            ("GET", "/stream-stocks", Route::Stream(Feed::Stocks)),
-            ("GET", "/event_stream", Route::Stream(Feed::EventStream)),
-            ("GET", "/stream-json", Route::Stream(Feed::Json)),
-            ("GET", "/sse", Route::Stream(Feed::Messages)),
-            ("POST", "/sse", Route::NotAllowed("GET, OPTIONS")),
+            ("GET", "/stream-time", Route::Demo(Demo::Time)),
+            ("HEAD", "/stream-time", Route::Demo(Demo::Time)),
+            ("GET", "/system-stats", Route::Demo(Demo::SystemStats)),
+            ("GET", "/stream-training", Route::Demo(Demo::Training)),
+            ("GET", "/stream-stocks", Route::Demo(Demo::Stocks)),
+            ("GET", "/event_stream", Route::Demo(Demo::EventStream)),
+            ("GET", "/stream-json", Route::Demo(Demo::Json)),
+            (
+                "POST",
+                "/stream-json",
+                Route::NotAllowed("GET, HEAD, OPTIONS"),
+            ),
+            ("GET", "/sse", Route::Messages),
+            ("POST", "/sse", Route::NotAllowed("GET, HEAD, OPTIONS")),
             ("POST", "/messages", Route::Publish(Post::Messages)),
             ("POST", "/send_rest", Route::Publish(Post::Rest)),
             ("GET", "/messages", Route::NotAllowed("POST, OPTIONS")),
             ("GET", "/healthz", Route::Health),
+            ("HEAD", "/healthz", Route::Health),
             (
                 "DELETE",
                 "/healthz",
@@ -230,10 +469,10 @@ mod tests {
             (
                 "DELETE",
                 "/events/news",
-                Route::NotAllowed("GET, POST, OPTIONS"),
+                Route::NotAllowed("GET, HEAD, POST, OPTIONS"),
             ),
             ("GET", "/events", Route::Subscribe(None)),
-            ("POST", "/events", Route::NotAllowed("GET, OPTIONS")),
+            ("POST", "/events", Route::NotAllowed("GET, HEAD, OPTIONS")),
             ("GET", "/topics", Route::Topics),
             ("GET", "/metrics", Route::Metrics),
             ("POST", "/metrics", Route::NotAllowed("GET, HEAD, OPTIONS")),
@@ -261,39 +500,325 @@ mod tests {
                     allowed: false,
                 },
             ),
+            ("OPTIONS", "*", Route::Preflight),
         ];
         for (method, path, expected) in cases {
             assert_eq!(route(method, path), expected, "{method} {path}");
         }
+        assert_eq!(route("PATCH", "/topics"), get_only);
+    }
+
+    fn request(method: &str, target: &str, headers: &[(&str, &str)]) -> Request {
+        Request {
+            method: method.into(),
+            target: target.into(),
+            version: Version::Http11,
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    fn decide_with(
+        config: &Config,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+    ) -> Action {
+        let req = request(method, target, headers);
+        decide(
+            &req,
+            config,
+            &Cors::new(&config.cors_origins, req.header("Origin")),
+        )
+    }
+
+    /// The status and the error (or body) of a reply, for tables.
+    fn reply(action: Action) -> (u16, String) {
+        match action {
+            Action::Reply(res) => {
+                let body = String::from_utf8(res.body.to_vec()).unwrap();
+                let shown = serde_json::from_str::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| v["error"].as_str().map(String::from))
+                    .unwrap_or(body);
+                (res.status, shown)
+            }
+            other => panic!("not a reply: {other:?}"),
+        }
     }
 
     #[test]
-    fn queries() {
-        assert_eq!(split_target("/a?b=c"), ("/a", "b=c"));
-        assert_eq!(split_target("/a"), ("/a", ""));
-        let q = parse_query("a=1&b=x+y%21&&c&a=2").unwrap();
+    fn bad_parameters_are_refused_with_a_reason() {
+        let config = Config::default();
+        let cases = [
+            (
+                "/stream-time?interval_ms=abc",
+                "interval_ms must be a whole number from 10 to 60000, not \"abc\"",
+            ),
+            (
+                "/stream-time?interval_ms=1",
+                "interval_ms must be a whole number from 10 to 60000, not \"1\"",
+            ),
+            (
+                "/stream-training?epochs=0",
+                "epochs must be a whole number from 1 to 1000, not \"0\"",
+            ),
+            (
+                "/stream-training?epochs=1000&steps=101",
+                "epochs x steps must be at most 100000, not 1000 x 101",
+            ),
+            (
+                "/stream-training?step_ms=99999",
+                "step_ms must be a whole number from 0 to 10000, not \"99999\"",
+            ),
+            (
+                "/stream-json?count=-1",
+                "count must be a whole number from 1 to 10000, not \"-1\"",
+            ),
+            (
+                "/stream-time?format=xml",
+                "format must be sse or ndjson, not \"xml\"",
+            ),
+            (
+                "/stream-time?x=%ff",
+                "query parameter \"x=%ff\" is not valid percent-encoded UTF-8",
+            ),
+            (
+                "/events",
+                "name the topics to subscribe to: /events/NAME or /events?topic=a&topic=b",
+            ),
+            (
+                "/events/%zz",
+                "the topic is not valid percent-encoded UTF-8",
+            ),
+        ];
+        for (target, why) in cases {
+            assert_eq!(
+                reply(decide_with(&config, "GET", target, &[])),
+                (400, why.to_string()),
+                "{target}"
+            );
+        }
+        let many: String = (0..65).map(|i| format!("topic=t{i}&")).collect();
         assert_eq!(
-            q,
-            [("a", "1"), ("b", "x y!"), ("c", ""), ("a", "2")]
-                .map(|(a, b)| (a.to_string(), b.to_string()))
+            reply(decide_with(&config, "GET", &format!("/events?{many}"), &[])),
+            (400, "at most 64 topics per stream, not 65".into())
         );
+    }
+
+    #[test]
+    fn streams_and_formats() {
+        let config = Config::default();
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], Feed, Format);
+        let cases: Vec<Case> = vec![
+            (
+                "/stream-time",
+                &[],
+                Feed::Clock {
+                    interval: Duration::from_secs(1),
+                },
+                Format::Sse,
+            ),
+            (
+                "/stream-time?format=ndjson",
+                &[],
+                Feed::Clock {
+                    interval: Duration::from_secs(1),
+                },
+                Format::Ndjson,
+            ),
+            (
+                "/stream-time?interval_ms=20",
+                &[("Accept", "application/x-ndjson")],
+                Feed::Clock {
+                    interval: Duration::from_millis(20),
+                },
+                Format::Ndjson,
+            ),
+            (
+                "/stream-json?count=3&interval_ms=0",
+                &[],
+                Feed::Json {
+                    count: 3,
+                    interval: Duration::ZERO,
+                },
+                Format::Lines,
+            ),
+            (
+                "/stream-json",
+                &[("Accept", "text/event-stream")],
+                Feed::Json {
+                    count: 10,
+                    interval: Duration::from_secs(1),
+                },
+                Format::Sse,
+            ),
+            (
+                "/stream-training?epochs=2&steps=3&step_ms=0",
+                &[],
+                Feed::Training {
+                    epochs: 2,
+                    steps: 3,
+                    step: Duration::ZERO,
+                },
+                Format::Sse,
+            ),
+            (
+                "/sse",
+                &[("Last-Event-ID", " abc-1 ")],
+                Feed::Hub {
+                    topics: vec!["messages".into()],
+                    last_event_id: Some("abc-1".into()),
+                },
+                Format::Sse,
+            ),
+            (
+                "/events?topic=a&topic=b&topic=a&last_event_id=x-2",
+                &[],
+                Feed::Hub {
+                    topics: vec!["a".into(), "b".into()],
+                    last_event_id: Some("x-2".into()),
+                },
+                Format::Sse,
+            ),
+            (
+                "/events/a%2Fb?last_event_id=q",
+                &[("Last-Event-ID", "h")],
+                Feed::Hub {
+                    topics: vec!["a/b".into()],
+                    last_event_id: Some("h".into()),
+                },
+                Format::Sse,
+            ),
+        ];
+        for (target, headers, feed, format) in cases {
+            assert_eq!(
+                decide_with(&config, "GET", target, headers),
+                Action::Stream { feed, format },
+                "{target}"
+            );
+        }
+    }
+
+    #[test]
+    fn tokens_are_asked_where_they_apply() {
+        let config = Config {
+            publish_token: Some("p".into()),
+            subscribe_token: Some("s".into()),
+            ..Config::default()
+        };
+        type Headers<'a> = Vec<(&'a str, &'a str)>;
+        let cases: Vec<(&str, &str, Headers, u16)> = vec![
+            ("POST", "/events/a", vec![], 401),
+            (
+                "POST",
+                "/events/a",
+                vec![("Authorization", "Bearer s")],
+                401,
+            ),
+            ("POST", "/messages?token=p", vec![], 401),
+            ("GET", "/events/a", vec![], 401),
+            ("GET", "/sse", vec![("Cookie", "ssed_token=p")], 401),
+            ("GET", "/topics", vec![], 401),
+            ("GET", "/metrics", vec![], 401),
+        ];
+        for (method, target, headers, status) in cases {
+            assert_eq!(
+                reply(decide_with(&config, method, target, &headers)).0,
+                status,
+                "{method} {target}"
+            );
+        }
+        let allowed: Vec<(&str, &str, Headers)> = vec![
+            ("POST", "/events/a", vec![("Authorization", "Bearer p")]),
+            ("GET", "/events/a?token=s", vec![]),
+            ("GET", "/sse", vec![("Cookie", "x=1; ssed_token=s")]),
+            ("GET", "/metrics", vec![("Authorization", "Bearer s")]),
+            // The demos and the pages stay open.
+            ("GET", "/stream-time", vec![]),
+            ("GET", "/clock.html", vec![]),
+        ];
+        for (method, target, headers) in allowed {
+            assert!(
+                !matches!(
+                    decide_with(&config, method, target, &headers),
+                    Action::Reply(_)
+                ),
+                "{method} {target}"
+            );
+        }
+        let Action::Reply(res) = decide_with(&config, "GET", "/events/a?token=x", &[]) else {
+            panic!()
+        };
+        assert_eq!(
+            res.fields
+                .iter()
+                .find(|(n, _)| *n == "WWW-Authenticate")
+                .map(|(_, v)| v.as_str()),
+            Some(r#"Bearer realm="ssed", error="invalid_token""#)
+        );
+    }
+
+    #[test]
+    fn publishes_pages_and_the_rest() {
+        let config = Config::default();
+        assert_eq!(
+            decide_with(
+                &config,
+                "POST",
+                "/events/sensors%2Fkitchen?event=reading",
+                &[]
+            ),
+            Action::Publish {
+                to: PublishTo::Topic("sensors/kitchen".into()),
+                event: Some("reading".into())
+            }
+        );
+        assert_eq!(
+            decide_with(&config, "POST", "/send_rest", &[]),
+            Action::Publish {
+                to: PublishTo::Seed(Post::Rest),
+                event: None
+            }
+        );
+        assert_eq!(
+            decide_with(&config, "GET", "/clock.html?x=1", &[]),
+            Action::Page {
+                path: "clock.html".into(),
+                allowed: true
+            }
+        );
+        assert_eq!(
+            reply(decide_with(&config, "GET", "/healthz", &[])),
+            (200, "ok\n".into())
+        );
+        assert_eq!(
+            reply(decide_with(&config, "DELETE", "/sse", &[])),
+            (
+                405,
+                "DELETE is not allowed on /sse; use GET, HEAD, OPTIONS".into()
+            )
+        );
+        assert_eq!(decide_with(&config, "GET", "/topics", &[]), Action::Topics);
+        assert_eq!(
+            decide_with(&config, "HEAD", "/metrics", &[]),
+            Action::Metrics
+        );
+    }
+
+    #[test]
+    fn query_helpers() {
+        let q = http1::parse_query("a=1&b=x&a=2").unwrap();
         assert_eq!(number(&q, "a", 0, 10), Ok(Some(2)));
         assert_eq!(number(&q, "zz", 0, 10), Ok(None));
+        assert!(number(&q, "a", 5, 10).is_err());
         assert_eq!(
             number(&q, "b", 0, 10),
-            Err("b must be a whole number from 0 to 10, not \"x y!\"".into())
+            Err("b must be a whole number from 0 to 10, not \"x\"".into())
         );
-        assert!(number(&q, "a", 5, 10).is_err());
-        assert!(parse_query("a=%zz").is_err());
-        assert!(parse_query("a=%ff").is_err());
+        assert_eq!(all(&q, "a").collect::<Vec<_>>(), ["1", "2"]);
         assert_eq!(param(&q, "a"), Some("2"));
-    }
-
-    #[test]
-    fn percent_decoding() {
-        assert_eq!(percent_decode("%2e%2E/x").as_deref(), Some("../x"));
-        assert_eq!(percent_decode("a+b").as_deref(), Some("a+b"));
-        assert_eq!(percent_decode("%"), None);
-        assert_eq!(percent_decode("%4"), None);
     }
 }

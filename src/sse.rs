@@ -2,8 +2,8 @@
 //! stream exactly as browsers do (for the client and the tests).
 //!
 //! This module owns the bytes of `text/event-stream` (and of the NDJSON view of
-//! the same events) and nothing else: it imports neither `std::net` nor
-//! `tiny_http`, so it can be tested with plain byte tables.
+//! the same events) and nothing else: it imports no `std::net`, so it can be
+//! tested with plain byte tables.
 
 use serde_json::json;
 use std::sync::OnceLock;
@@ -82,6 +82,9 @@ impl Event {
         self.event.as_deref().unwrap_or("message")
     }
 }
+
+/// The name of the event that reports lost events; publishers cannot use it.
+pub const GAP_EVENT: &str = "gap";
 
 /// Rejects a value that cannot stand in an `id:` or `event:` line.
 ///

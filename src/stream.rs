@@ -1,27 +1,27 @@
-//! Open streams: the threads that write them, and how they write.
+//! A stream's write loop: events from a [`Source`] (a topic subscription or
+//! a per-client script), framed by a [`Sink`], written to the connection one
+//! batch at a time. A failed write means the client left: the loop returns,
+//! and the connection layer closes the connection.
 //!
-//! [`Streams`] owns every stream thread: it caps their number, counts them,
-//! and at shutdown rings each one and joins it. A thread's body is [`pump`]:
-//! it takes events from a [`Source`] (a topic subscription or a per-client
-//! script), frames them with a [`Sink`] and writes them, one write per batch.
-//! A failed write means the client left: the loop returns, and the thread's
-//! subscription and slot are released as it unwinds its stack.
+//! Also the stream caps ([`Streams`]): hub streams and demo streams are
+//! counted apart, so that demos cannot take the hub's places.
 //!
-//! This module writes bytes to any `io::Write`; it does not know tiny_http.
+//! This module writes bytes to any `io::Write`; it knows no socket.
 
-use crate::hub::{lock, Entry, Gap, Hub, Subscription, Waker};
-use crate::sse::{self, Event};
-use std::collections::HashMap;
+use crate::http1;
+use crate::hub::{Entry, Gap, Hub, Subscription};
+use crate::sse::{self, Event, GAP_EVENT};
+use crate::waker::Waker;
 use std::io::{self, Write};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
-use std::thread::{self, JoinHandle};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Stack of a stream thread. It runs `pump` and JSON formatting, nothing
-/// recursive; 64 KiB leaves a wide margin and lets a small device hold
-/// thousands of streams.
-const STREAM_STACK: usize = 64 * 1024;
+/// A stream's write buffer and batch keep at most this capacity after a
+/// write: a burst (a subscriber catching up on thousands of events) must not
+/// leave each of 10,000 streams holding the largest batch it ever wrote.
+const KEEP_BUFFER: usize = 16 * 1024;
+const KEEP_BATCH: usize = 256;
 
 /// The reconnection delay sent to browsers as the first bytes of a stream.
 pub const RETRY_MS: u64 = 2000;
@@ -54,23 +54,26 @@ pub struct Sink<W: Write> {
     /// closing the connection.
     chunked: bool,
     format: Format,
+    /// The next chunk: room for its size line, then the body. Each chunk is
+    /// one write, and the size goes in front without moving the body.
     buf: Vec<u8>,
 }
 
 impl<W: Write> Sink<W> {
     pub fn new(out: W, chunked: bool, format: Format) -> Self {
+        let mut buf = Vec::with_capacity(256);
+        buf.resize(http1::CHUNK_SIZE_ROOM, 0);
         Sink {
             out,
             chunked,
             format,
-            buf: Vec::with_capacity(256),
+            buf,
         }
     }
 
-    /// Writes the response head and, for SSE, a `retry:` field, so the client
-    /// sees a live stream before the first event.
-    pub fn start(&mut self, head: &[u8]) -> io::Result<()> {
-        self.out.write_all(head)?;
+    /// For SSE, writes a `retry:` field, so that the client sees a live
+    /// stream before the first event.
+    pub fn start(&mut self) -> io::Result<()> {
         if self.format == Format::Sse {
             sse::retry(RETRY_MS, &mut self.buf);
         }
@@ -104,33 +107,31 @@ impl<W: Write> Sink<W> {
     /// Ends the body: the last chunk for HTTP/1.1.
     pub fn finish(&mut self) -> io::Result<()> {
         if self.chunked {
-            self.out.write_all(b"0\r\n\r\n")?;
+            self.out.write_all(http1::LAST_CHUNK)?;
         }
         self.out.flush()
     }
 
-    /// Writes what is in `buf` as one chunk (one write) and flushes it.
+    /// Writes what is in `buf` as one chunk, in one write.
     fn flush_body(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
-            return self.out.flush();
+        let room = http1::CHUNK_SIZE_ROOM;
+        let len = self.buf.len() - room;
+        if len == 0 {
+            return Ok(());
         }
-        if self.chunked {
-            // The chunk header goes in front of the body in the same buffer,
-            // so that the chunk is one write; the buffer keeps its capacity.
-            let mut header = [0u8; 18];
-            let n = {
-                let mut cursor = &mut header[..];
-                write!(cursor, "{:x}\r\n", self.buf.len())?;
-                18 - cursor.len()
-            };
-            self.buf.splice(0..0, header[..n].iter().copied());
+        let start = if self.chunked {
+            let start = http1::put_chunk_size(len, &mut self.buf[..room]);
             self.buf.extend_from_slice(b"\r\n");
-            self.out.write_all(&self.buf)?;
-            self.buf.clear();
+            start
         } else {
-            self.out.write_all(&self.buf)?;
-            self.buf.clear();
+            room
+        };
+        let written = self.out.write_all(&self.buf[start..]);
+        self.buf.truncate(room);
+        if self.buf.capacity() > KEEP_BUFFER {
+            self.buf.shrink_to(256);
         }
+        written?;
         self.out.flush()
     }
 }
@@ -198,9 +199,6 @@ fn gap_event(hub: Option<&Hub>, gap: &Gap, after: Option<&str>) -> Arc<Event> {
     }
     Arc::new(Event::named(GAP_EVENT, data.to_string()))
 }
-
-/// The name of the event that reports lost events; publishers cannot use it.
-pub const GAP_EVENT: &str = "gap";
 
 impl Source for Subscribed {
     fn next(&mut self, waker: &Waker, budget: Duration, out: &mut Vec<Arc<Event>>) -> Next {
@@ -286,22 +284,26 @@ impl<S: Script> Source for Scripted<S> {
 }
 
 /// Writes `source` to `sink` until the source ends, the client leaves (a
-/// write fails) or the server stops.
+/// write fails) or the server stops (`stopping`, with `waker` rung).
 pub fn pump<W: Write>(
     sink: &mut Sink<W>,
     source: &mut dyn Source,
-    stream: &Stream,
+    waker: &Waker,
+    stopping: &AtomicBool,
     keepalive: Duration,
 ) -> io::Result<()> {
     let mut batch = Vec::new();
     let mut last_write = Instant::now();
-    while !stream.stopping() {
+    while !stopping.load(Ordering::Acquire) {
         let budget = keepalive.saturating_sub(last_write.elapsed());
-        match source.next(&stream.waker, budget, &mut batch) {
+        match source.next(waker, budget, &mut batch) {
             Next::Events => {
                 sink.send(&batch)?;
                 source.sent(batch.len());
                 batch.clear();
+                if batch.capacity() > KEEP_BATCH {
+                    batch.shrink_to(16);
+                }
                 last_write = Instant::now();
             }
             Next::Idle => {
@@ -316,18 +318,10 @@ pub fn pump<W: Write>(
     sink.finish()
 }
 
-/// Why a stream could not be opened.
-#[derive(Debug)]
-pub enum Refused {
-    /// `--max-streams` are open.
-    Full,
-    /// The server is shutting down.
-    Stopping,
-}
-
 /// How streams ended or were refused, for `/metrics`.
 #[derive(Default)]
 pub struct StreamCounters {
+    /// Refused with 503: the cap was reached.
     pub refused: AtomicU64,
     /// A write blocked for `--write-timeout`: the client stopped reading.
     pub write_timeout: AtomicU64,
@@ -348,76 +342,37 @@ impl StreamCounters {
     }
 }
 
-/// The set of open streams.
+/// A cap on streams of one kind, and their counters.
 pub struct Streams {
-    slots: Mutex<Slots>,
-    pub counters: StreamCounters,
-    /// Signalled whenever a slot is freed.
-    freed: Condvar,
+    open: AtomicUsize,
     max: usize,
-    stopping: AtomicBool,
+    pub counters: StreamCounters,
 }
 
-#[derive(Default)]
-struct Slots {
-    next_id: u64,
-    open: HashMap<u64, Slot>,
-}
-
-struct Slot {
-    waker: Arc<Waker>,
-    thread: Option<JoinHandle<()>>,
-}
-
-/// A stream thread's handle on its own slot; dropping it frees the slot.
-pub struct Stream {
-    id: u64,
-    pub waker: Arc<Waker>,
+/// A place among the open streams; dropping it frees the place.
+pub struct Slot {
     streams: Arc<Streams>,
 }
 
-impl Stream {
-    pub fn stopping(&self) -> bool {
-        self.streams.stopping.load(Ordering::Acquire)
-    }
-
-    /// Runs `body` on this stream's own thread. If the system will not give
-    /// a thread, the closure (and this slot) is dropped and the error returned.
-    pub fn run<F>(self, body: F) -> io::Result<()>
-    where
-        F: FnOnce(&Stream) + Send + 'static,
-    {
-        let id = self.id;
-        let streams = Arc::clone(&self.streams);
-        let handle = thread::Builder::new()
-            .name("ssed-stream".into())
-            .stack_size(STREAM_STACK)
-            .spawn(move || body(&self))?;
-        // The thread may already have ended and freed its slot; then the
-        // handle is simply dropped.
-        if let Some(slot) = lock(&streams.slots).open.get_mut(&id) {
-            slot.thread = Some(handle);
-        }
-        Ok(())
+impl Slot {
+    /// The counters of the streams this place is among.
+    pub fn counters(&self) -> &StreamCounters {
+        &self.streams.counters
     }
 }
 
-impl Drop for Stream {
+impl Drop for Slot {
     fn drop(&mut self) {
-        // Our own JoinHandle is dropped with the slot: the thread is ending.
-        lock(&self.streams.slots).open.remove(&self.id);
-        self.streams.freed.notify_all();
+        self.streams.open.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
 impl Streams {
     pub fn new(max: usize) -> Arc<Streams> {
         Arc::new(Streams {
-            slots: Mutex::default(),
-            counters: StreamCounters::default(),
-            freed: Condvar::new(),
+            open: AtomicUsize::new(0),
             max,
-            stopping: AtomicBool::new(false),
+            counters: StreamCounters::default(),
         })
     }
 
@@ -427,62 +382,24 @@ impl Streams {
 
     /// Streams open now.
     pub fn open(&self) -> usize {
-        lock(&self.slots).open.len()
+        self.open.load(Ordering::Acquire)
     }
 
-    /// Takes a slot for a stream, if the cap allows; [`Stream::run`] then
-    /// gives it a thread. Dropping the `Stream` unused frees the slot.
-    pub fn reserve(self: &Arc<Self>) -> Result<Stream, Refused> {
-        let mut slots = lock(&self.slots);
-        if self.stopping.load(Ordering::Acquire) {
-            return Err(Refused::Stopping);
-        }
-        if slots.open.len() >= self.max {
+    /// Takes a place, if the cap allows (`None` is counted as refused).
+    pub fn reserve(self: &Arc<Self>) -> Option<Slot> {
+        let taken = self
+            .open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .is_ok();
+        if !taken {
             self.counters.refused.fetch_add(1, Ordering::Relaxed);
-            return Err(Refused::Full);
+            return None;
         }
-        let id = slots.next_id;
-        slots.next_id += 1;
-        let waker = Arc::new(Waker::default());
-        let slot = Slot {
-            waker: Arc::clone(&waker),
-            thread: None,
-        };
-        slots.open.insert(id, slot);
-        Ok(Stream {
-            id,
-            waker,
+        Some(Slot {
             streams: Arc::clone(self),
         })
-    }
-
-    /// Tells every stream to end, then waits for their threads.
-    pub fn stop(&self) {
-        self.stopping.store(true, Ordering::Release);
-        let mut slots = lock(&self.slots);
-        while !slots.open.is_empty() {
-            let threads: Vec<_> = slots
-                .open
-                .values_mut()
-                .filter_map(|slot| {
-                    slot.waker.wake();
-                    slot.thread.take()
-                })
-                .collect();
-            drop(slots);
-            for thread in threads {
-                let _ = thread.join();
-            }
-            slots = lock(&self.slots);
-            // A slot whose handle was not stored yet is waited for here.
-            if !slots.open.is_empty() {
-                slots = self
-                    .freed
-                    .wait_timeout(slots, Duration::from_millis(50))
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .0;
-            }
-        }
     }
 }
 
@@ -508,14 +425,15 @@ mod tests {
             Arc::new(Event::named("x", "y")),
         ];
         let got = sink_bytes(true, Format::Sse, |s| {
-            s.start(b"HEAD\r\n\r\n").unwrap();
+            s.start().unwrap();
             s.send(&ev).unwrap();
             s.keepalive().unwrap();
+            s.send(&[]).unwrap();
             s.finish().unwrap();
         });
         assert_eq!(
             got,
-            "HEAD\r\n\r\nd\r\nretry: 2000\n\n\r\n\
+            "d\r\nretry: 2000\n\n\r\n\
              1c\r\ndata: hi\n\nevent: x\ndata: y\n\n\r\n\
              e\r\n: keep-alive\n\n\r\n0\r\n\r\n"
         );
@@ -525,18 +443,18 @@ mod tests {
     fn http10_gets_the_bare_body() {
         let ev = [Arc::new(Event::message("hi"))];
         let got = sink_bytes(false, Format::Sse, |s| {
-            s.start(b"H\r\n\r\n").unwrap();
+            s.start().unwrap();
             s.send(&ev).unwrap();
             s.finish().unwrap();
         });
-        assert_eq!(got, "H\r\n\r\nretry: 2000\n\ndata: hi\n\n");
+        assert_eq!(got, "retry: 2000\n\ndata: hi\n\n");
     }
 
     #[test]
     fn ndjson_and_lines() {
         let ev = [Arc::new(Event::named("p", "{\"a\": 1}"))];
         let got = sink_bytes(false, Format::Ndjson, |s| {
-            s.start(b"").unwrap();
+            s.start().unwrap();
             s.send(&ev).unwrap();
             s.keepalive().unwrap();
         });
@@ -549,28 +467,37 @@ mod tests {
     }
 
     #[test]
-    fn cap_and_stop() {
+    fn a_large_batch_does_not_stay_in_memory() {
+        let big: Vec<_> = (0..100)
+            .map(|i| Arc::new(Event::message(format!("{i:01000}"))))
+            .collect();
+        let mut out = Vec::new();
+        let mut sink = Sink::new(&mut out, true, Format::Sse);
+        sink.send(&big).unwrap();
+        assert!(
+            sink.buf.capacity() <= KEEP_BUFFER,
+            "{}",
+            sink.buf.capacity()
+        );
+        sink.send(&big[..1]).unwrap();
+        drop(sink);
+        // The big chunk, then a small one, each framed by its size: each
+        // event is "data: " and 1000 digits and a blank line.
+        let text = String::from_utf8(out).unwrap();
+        let one = 6 + 1000 + 2;
+        assert!(text.starts_with(&format!("{:x}\r\ndata: 0000", 100 * one)));
+        assert!(text.ends_with(&format!("\r\n{one:x}\r\ndata: {:01000}\n\n\r\n", 0)));
+    }
+
+    #[test]
+    fn the_cap() {
         let streams = Streams::new(2);
-        let (tx, rx) = std::sync::mpsc::channel();
-        for _ in 0..2 {
-            let tx = tx.clone();
-            streams
-                .reserve()
-                .unwrap()
-                .run(move |s| {
-                    tx.send(()).unwrap();
-                    while !s.stopping() {
-                        s.waker.wait(Duration::from_secs(10));
-                    }
-                })
-                .unwrap();
-        }
-        rx.recv().unwrap();
-        rx.recv().unwrap();
-        assert_eq!(streams.open(), 2);
-        assert!(matches!(streams.reserve(), Err(Refused::Full)));
-        streams.stop();
-        assert_eq!(streams.open(), 0);
-        assert!(matches!(streams.reserve(), Err(Refused::Stopping)));
+        let a = streams.reserve().unwrap();
+        let _b = streams.reserve().unwrap();
+        assert!(streams.reserve().is_none());
+        assert_eq!(streams.counters.refused.load(Ordering::Relaxed), 1);
+        drop(a);
+        assert_eq!(streams.open(), 1);
+        assert!(streams.reserve().is_some());
     }
 }

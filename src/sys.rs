@@ -1,21 +1,25 @@
-//! Process limits: the open-files limit and how many streams it allows.
+//! What ssed asks of the operating system: the open-files limit and how
+//! many connections the system's limits allow, the scheduling policy of
+//! stream threads, the local time zone, and the stop signals.
 //!
 //! The only `unsafe` code of ssed: libc calls on plain structs.
 
 use std::io;
 
-/// File descriptors kept for everything that is not a stream: the listener,
-/// keep-alive page requests, files read for `--www`, the sampler's /proc reads.
+/// File descriptors kept for everything that is not a connection: the
+/// listener, the spare descriptor kept for running out, files read for
+/// `--www`, the sampler's /proc reads.
 const RESERVED_FDS: u64 = 256;
 
-/// Threads left to the rest of the system when sizing the stream cap.
-const RESERVED_THREADS: u64 = 512;
+/// Threads left to the rest of the system when sizing the connection cap:
+/// `pid_max` counts every thread of every process.
+const RESERVED_THREADS: u64 = 1024;
 
-/// Memory mappings a stream costs: each of its two threads has a stack, a
-/// guard page, and Rust's alternate signal stack with its guard (measured:
-/// 8.1 per stream); one more leaves room for the short-lived pool threads
-/// that tiny_http starts under a burst.
-const MAPS_PER_STREAM: u64 = 9;
+/// Memory mappings a connection costs: its thread's stack and guard page,
+/// and the alternate signal stack Rust gives every thread, with its guard
+/// (measured: 4.01 a connection, the rest being malloc's arenas, which
+/// RESERVED_MAPS covers).
+const MAPS_PER_CONNECTION: u64 = 4;
 
 /// Mappings kept for everything else: the binary, libraries, the heap.
 const RESERVED_MAPS: u64 = 1024;
@@ -47,19 +51,31 @@ pub fn raise_open_files_limit() -> io::Result<u64> {
     Ok(lim.rlim_cur as u64)
 }
 
-/// The default `--max-streams`: each stream holds two descriptors (tiny_http
-/// clones the socket), two threads (tiny_http's reader and ours), and the
-/// memory mappings of two threads. Past any of these limits a thread cannot
-/// be made, and tiny_http's pool then panics, which ends the process: the
-/// cap keeps ssed below all three.
-pub fn default_max_streams(open_files: u64) -> usize {
-    let by_files = open_files.saturating_sub(RESERVED_FDS) / 2;
-    let by_threads = read_number("/proc/sys/kernel/pid_max")
-        .map_or(u64::MAX, |pids| pids.saturating_sub(RESERVED_THREADS) / 2);
-    let by_maps = read_number("/proc/sys/vm/max_map_count").map_or(u64::MAX, |maps| {
-        maps.saturating_sub(RESERVED_MAPS) / MAPS_PER_STREAM
-    });
-    by_files.min(by_threads).min(by_maps).max(1) as usize
+/// The default `--max-connections`, and the limit that set it. Each
+/// connection holds one descriptor, one thread and that thread's memory
+/// mappings; past any of the three a new thread or socket cannot be had.
+pub fn default_max_connections(open_files: u64) -> (usize, &'static str) {
+    let limits = [
+        (
+            Some(open_files.saturating_sub(RESERVED_FDS)),
+            "the open-files limit",
+        ),
+        (
+            read_number("/proc/sys/kernel/pid_max").map(|n| n.saturating_sub(RESERVED_THREADS)),
+            "kernel.pid_max",
+        ),
+        (
+            read_number("/proc/sys/vm/max_map_count")
+                .map(|n| n.saturating_sub(RESERVED_MAPS) / MAPS_PER_CONNECTION),
+            "vm.max_map_count",
+        ),
+    ];
+    let (n, why) = limits
+        .iter()
+        .filter_map(|&(n, why)| Some((n?, why)))
+        .min_by_key(|&(n, _)| n)
+        .unwrap_or((1024, "a default"));
+    (n.max(1) as usize, why)
 }
 
 /// Asks the kernel not to let the calling thread preempt the one that woke it
@@ -98,4 +114,96 @@ pub fn local_offset(unix_secs: i64) -> i64 {
 
 fn read_number(path: &str) -> Option<u64> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// What `release_unused_stack` keeps below its own frame: more than the
+/// x86-64 red zone (128 bytes) and the libc call it makes.
+const STACK_MARGIN: usize = 1024;
+
+/// Gives back to the system the pages of the calling thread's stack below
+/// the caller's frame. A stream's thread touches more stack while it routes
+/// its request and opens the stream than it needs for the rest of its life
+/// (waiting and writing); those pages would stay resident for as long as
+/// the stream lasts. Nothing lives below the stack pointer, and a page
+/// touched again later is simply zero-filled by the kernel.
+#[allow(unsafe_code)]
+#[inline(never)]
+pub fn release_unused_stack() {
+    // SAFETY: pthread_getattr_np fills `attr` for the calling thread, which
+    // pthread_attr_getstack reads and pthread_attr_destroy frees. madvise
+    // is given a page-aligned range that lies inside this thread's stack and
+    // below this function's frame (less a margin for the red zone), which
+    // holds nothing that is still in use.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
+            return;
+        }
+        let mut low: *mut libc::c_void = std::ptr::null_mut();
+        let mut size: libc::size_t = 0;
+        let got = libc::pthread_attr_getstack(&attr, &mut low, &mut size);
+        libc::pthread_attr_destroy(&mut attr);
+        let page = match libc::sysconf(libc::_SC_PAGESIZE) {
+            n if n > 0 => n as usize,
+            _ => return,
+        };
+        let here = std::ptr::addr_of!(size) as usize;
+        let low = low as usize;
+        // Below this frame, a margin for the red zone and for the frames of
+        // the madvise call itself, which must not be released under it.
+        let end = here.saturating_sub(STACK_MARGIN) & !(page - 1);
+        if got == 0 && end > low && here < low + size {
+            libc::madvise(low as *mut libc::c_void, end - low, libc::MADV_DONTNEED);
+        }
+    }
+}
+
+/// Blocks SIGTERM and SIGINT in the calling thread and every thread it
+/// starts afterwards, so that [`wait_for_stop_signal`] receives them instead
+/// of the default action (ending the process mid-write). Child processes
+/// get the default mask back from `std::process::Command`.
+#[allow(unsafe_code)]
+pub fn block_stop_signals() -> io::Result<()> {
+    let set = stop_signals();
+    // SAFETY: pthread_sigmask reads the set we built; the old mask is not asked for.
+    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    Ok(())
+}
+
+/// Waits for SIGTERM or SIGINT (blocked first by [`block_stop_signals`])
+/// and returns its name. Afterwards the calling thread takes them with their
+/// default action again: a second Ctrl-C ends the process at once.
+#[allow(unsafe_code)]
+pub fn wait_for_stop_signal() -> &'static str {
+    let set = stop_signals();
+    let mut sig: libc::c_int = 0;
+    loop {
+        // SAFETY: sigwait reads the set and writes one int.
+        if unsafe { libc::sigwait(&set, &mut sig) } == 0 {
+            break;
+        }
+    }
+    // SAFETY: as in block_stop_signals.
+    unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut()) };
+    if sig == libc::SIGINT {
+        "SIGINT"
+    } else {
+        "SIGTERM"
+    }
+}
+
+#[allow(unsafe_code)]
+fn stop_signals() -> libc::sigset_t {
+    // SAFETY: sigset_t is a plain bit set; sigemptyset initialises it and
+    // sigaddset sets bits of it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        set
+    }
 }

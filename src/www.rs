@@ -4,7 +4,7 @@
 //! leave the pages: `..` or `.` segments, backslashes, NUL, and, on disk, any
 //! file whose canonical path is not under the canonical root (symlinks out).
 
-use crate::routes::percent_decode;
+use crate::http1::percent_decode;
 use std::borrow::Cow;
 use std::fs;
 use std::io;

@@ -51,7 +51,7 @@ fn serve(args: &[&str]) -> (Running, SocketAddr) {
 
 fn address(line: &str) -> SocketAddr {
     line.strip_prefix("ssed listening on http://")
-        .and_then(|rest| rest.trim_end().strip_suffix('/'))
+        .and_then(|rest| rest.split_once("/ (").map(|(a, _)| a))
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| panic!("unexpected start-up line {line:?}"))
 }
@@ -61,7 +61,7 @@ fn prints_the_bound_address_and_serves() {
     let (_server, addr) = serve(&["--addr", "127.0.0.1:0"]);
     assert_ne!(addr.port(), 0);
     let (head, body) = fetch(addr, "GET", "/healthz", &[], b"");
-    assert_eq!((head.status, body.as_str()), (200, "ok"));
+    assert_eq!((head.status, body.as_str()), (200, "ok\n"));
 }
 
 #[test]
@@ -87,6 +87,11 @@ fn help_and_version() {
         "--keepalive",
         "--max-streams",
         "--write-timeout",
+        "--max-connections",
+        "--header-timeout",
+        "--idle-timeout",
+        "--access-log",
+        "--history-total",
     ] {
         assert!(help.contains(flag), "help does not mention {flag}");
     }
@@ -130,7 +135,7 @@ fn an_address_in_use_exits_1() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         String::from_utf8(out.stderr).unwrap(),
-        format!("ssed: address {addr} is already in use\n")
+        format!("ssed: address {addr} is already in use; choose another with --addr HOST:PORT (port 0 picks a free one)\n")
     );
 }
 
@@ -142,7 +147,7 @@ fn a_missing_www_dir_exits_1_naming_it() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8(out.stderr).unwrap();
-    assert!(err.starts_with("ssed: /no/such/dir: "), "{err}");
+    assert!(err.starts_with("ssed: --www /no/such/dir: "), "{err}");
 }
 
 #[test]
@@ -154,7 +159,7 @@ fn the_start_up_line_warns_of_an_open_hub_on_other_hosts() {
     );
     assert!(
         line.ends_with(
-            "/ (the hub is open to every host that can reach it: see --publish-token and --subscribe-token)\n"
+            "; the hub is open to every host that can reach it: see --publish-token and --subscribe-token)\n"
         ),
         "{line}"
     );
@@ -170,15 +175,29 @@ fn the_start_up_line_warns_of_an_open_hub_on_other_hosts() {
         ],
         &[],
     );
-    assert!(line.ends_with("/\n"), "{line}");
+    assert!(!line.contains("open to every host"), "{line}");
     let (_local, line) = start_line(&["--addr", "127.0.0.1:0"], &[]);
-    assert!(line.ends_with("/\n"), "{line}");
+    assert!(!line.contains("open to every host"), "{line}");
 }
 
 #[test]
-fn warns_when_max_streams_is_more_than_the_system_holds() {
+fn the_start_up_line_says_what_set_the_connection_cap() {
+    let (_server, line) = start_line(&["--addr", "127.0.0.1:0", "--max-connections", "50"], &[]);
+    assert!(
+        line.ends_with("/ (at most 50 connections, set by --max-connections)\n"),
+        "{line}"
+    );
+    let (_server, line) = start_line(&["--addr", "127.0.0.1:0"], &[]);
+    let named = ["the open-files limit", "kernel.pid_max", "vm.max_map_count"]
+        .iter()
+        .any(|limit| line.ends_with(&format!(" connections, set by {limit})\n")));
+    assert!(named, "{line}");
+}
+
+#[test]
+fn warns_when_max_connections_is_more_than_the_system_holds() {
     let mut child = ssed()
-        .args(["--addr", "127.0.0.1:0", "--max-streams", "1000000"])
+        .args(["--addr", "127.0.0.1:0", "--max-connections", "1000000"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -189,7 +208,9 @@ fn warns_when_max_streams_is_more_than_the_system_holds() {
         .unwrap();
     let _guard = Running(child);
     assert!(
-        err.starts_with("ssed: note: --max-streams 1000000 is more than this system can hold ("),
+        err.starts_with(
+            "ssed: note: --max-connections 1000000 is more than this system can hold ("
+        ),
         "{err}"
     );
 }

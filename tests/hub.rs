@@ -450,6 +450,50 @@ fn limits() {
 }
 
 #[test]
+fn deeply_nested_json_is_parsed_or_refused_within_the_stack() {
+    let server = start(|_| {});
+    let addr = server.addr();
+    let nested =
+        |depth: usize| format!("{{\"data\": {}1{}}}", "[".repeat(depth), "]".repeat(depth));
+    let json_type = [("Content-Type", "application/json")];
+    // serde_json's limit is 128 levels, the object itself being one.
+    let (head, reply) = fetch(
+        addr,
+        "POST",
+        "/events/deep",
+        &json_type,
+        nested(126).as_bytes(),
+    );
+    assert_eq!(head.status, 200, "{reply}");
+    // Deeper still (within the body limit): refused, not recursed into.
+    for depth in [127, 30_000] {
+        let (head, reply) = fetch(
+            addr,
+            "POST",
+            "/events/deep",
+            &json_type,
+            nested(depth).as_bytes(),
+        );
+        assert_eq!(head.status, 400, "{reply}");
+        assert!(
+            json(&reply)["error"]
+                .as_str()
+                .unwrap()
+                .contains("recursion limit exceeded"),
+            "{reply}"
+        );
+    }
+    let (head, _) = fetch(
+        addr,
+        "POST",
+        "/messages",
+        &[],
+        format!("{}1{}", "[".repeat(200), "]".repeat(200)).as_bytes(),
+    );
+    assert_eq!(head.status, 400);
+}
+
+#[test]
 fn idle_topics_are_freed_and_listed_topics_are_true() {
     let server = start(|c| {
         c.history = 0;
@@ -464,7 +508,7 @@ fn idle_topics_are_freed_and_listed_topics_are_true() {
     );
     drop(sub);
     wait_until(SOON, "the idle topic to be freed", || {
-        fetch(addr, "GET", "/topics", &[], b"").1 == "[]"
+        fetch(addr, "GET", "/topics", &[], b"").1 == "[]\n"
     });
     let server = start(|_| {});
     let addr = server.addr();
@@ -502,7 +546,7 @@ fn metrics_move() {
     assert!(text.contains("# TYPE ssed_streams_open gauge\n"), "{text}");
     let mut a = Conn::open_stream(addr, "/events/m");
     let mut b = Conn::open_stream(addr, "/events/m");
-    assert_eq!(metric("ssed_streams_open "), 2);
+    assert_eq!(metric("ssed_streams_open{kind=\"hub\"} "), 2);
     let first = publish(addr, "m", "1")["id"].as_str().unwrap().to_string();
     publish(addr, "m", "2");
     a.events(2);
@@ -516,7 +560,7 @@ fn metrics_move() {
     c.events(1);
     assert_eq!(metric("ssed_events_replayed_total "), 1);
     assert_eq!(fetch(addr, "GET", "/sse", &[], b"").0.status, 503);
-    assert_eq!(metric("ssed_streams_refused_total "), 1);
+    assert_eq!(metric("ssed_streams_refused_total{kind=\"hub\"} "), 1);
     drop(c);
     wait_until(SOON, "the dropped stream to close", || {
         server.open_streams() == 2

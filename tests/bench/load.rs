@@ -6,7 +6,7 @@
 //! the two cores and for pid_max), and one publisher thread that POSTs E
 //! events at R per second, each carrying its sequence number and send time.
 //!
-//! Usage: load [--bin PATH] [--only a,b,c,stats] [--subs N --events E --rate R]
+//! Usage: load [--bin PATH] [--only a,b,c,flood,stats] [--subs N --events E --rate R]
 //! (the last three run one custom scenario instead of the defaults).
 
 use mio::net::TcpStream;
@@ -173,6 +173,9 @@ fn main() {
         }
     }
     print_table(&rows);
+    if subs.is_none() && wanted("flood") && !compare {
+        flood(&targets[0], 15_000, 5_000);
+    }
     if subs.is_none() && wanted("stats") && !compare {
         stats_viewers(&targets[0], 1000, Duration::from_secs(10));
     }
@@ -204,16 +207,24 @@ struct Server {
     addr: SocketAddr,
 }
 
+#[derive(Clone, Copy)]
 struct ProcStats {
     cpu_secs: f64,
     rss_kb: u64,
     threads: u64,
+    fds: u64,
 }
 
 impl Server {
     fn start(t: &Target) -> Server {
+        Server::start_with(t, &[])
+    }
+
+    /// Starts `t` with `extra` arguments after its own.
+    fn start_with(t: &Target, extra: &[&str]) -> Server {
         let mut child = Command::new(&t.program)
             .args(&t.args)
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -224,8 +235,8 @@ impl Server {
             .unwrap();
         let addr = line
             .split_once(" listening on http://")
-            .and_then(|(_, r)| r.trim_end().strip_suffix('/'))
-            .and_then(|a| a.parse().ok())
+            .and_then(|(_, r)| r.split_once('/'))
+            .and_then(|(a, _)| a.parse().ok())
             .unwrap_or_else(|| die(&format!("{}: unexpected start-up line {line:?}", t.name)));
         Server { child, addr }
     }
@@ -259,6 +270,7 @@ impl Server {
             cpu_secs: (ticks(14) + ticks(15)) as f64 / hz,
             rss_kb: field("VmRSS:"),
             threads: field("Threads:"),
+            fds: std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u64),
         }
     }
 
@@ -329,6 +341,9 @@ struct Row {
     rss_before_kb: u64,
     rss_after_kb: u64,
     threads: u64,
+    /// Threads and descriptors the connected subscribers added.
+    threads_added: u64,
+    fds_added: u64,
     /// CPU the load generator itself used while events were delivered.
     client_cpu_secs: f64,
 }
@@ -463,6 +478,8 @@ fn run(target: &Target, s: &Scenario) -> Row {
         rss_before_kb: before.rss_kb,
         rss_after_kb: after_connect.rss_kb,
         threads: after_connect.threads,
+        threads_added: after_connect.threads.saturating_sub(before.threads),
+        fds_added: after_connect.fds.saturating_sub(before.fds),
     }
 }
 
@@ -668,8 +685,10 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn print_table(rows: &[Row]) {
-    println!("| scenario | subscribers | connected (refused) | connect s | expected | received | lost | dup | p50 ms | p90 ms | p99 ms | max ms | deliveries/s | server CPU s | CPU µs/delivery | load generator CPU s | RSS before MiB | RSS after MiB | KiB/stream | threads |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| scenario | subscribers | connected (refused) | connect s | expected | received | lost | dup | p50 ms | p90 ms | p99 ms | max ms | deliveries/s | server CPU s | CPU µs/delivery | load generator CPU s | RSS before MiB | RSS after MiB | KiB/stream | threads | threads/stream | fds/stream |");
+    println!(
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
     for r in rows {
         let per_delivery = if r.received > 0 {
             r.cpu_secs * 1e6 / r.received as f64
@@ -681,8 +700,15 @@ fn print_table(rows: &[Row]) {
         } else {
             f64::NAN
         };
+        let per = |n: u64| {
+            if r.connected > 0 {
+                n as f64 / r.connected as f64
+            } else {
+                f64::NAN
+            }
+        };
         println!(
-            "| {} | {} | {} ({}) | {:.2} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {:.2} | {:.1} | {:.2} | {:.1} | {:.1} | {:.1} | {} |",
+            "| {} | {} | {} ({}) | {:.2} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {:.2} | {:.1} | {:.2} | {:.1} | {:.1} | {:.1} | {} | {:.2} | {:.2} |",
             r.name,
             r.subs,
             r.connected,
@@ -703,7 +729,9 @@ fn print_table(rows: &[Row]) {
             r.rss_before_kb as f64 / 1024.0,
             r.rss_after_kb as f64 / 1024.0,
             per_stream,
-            r.threads
+            r.threads,
+            per(r.threads_added),
+            per(r.fds_added)
         );
     }
     println!();
@@ -730,7 +758,9 @@ fn stats_viewers(target: &Target, viewers: usize, how_long: Duration) {
     let mut measuring: Option<(Instant, f64)> = None;
     let mut tmp = [0u8; 16 * 1024];
     loop {
-        if measuring.is_none() && server.metric("ssed_streams_open") as usize == viewers {
+        if measuring.is_none()
+            && server.metric("ssed_streams_open{kind=\"demo\"}") as usize == viewers
+        {
             measuring = Some((Instant::now(), server.proc().cpu_secs));
         }
         if let Some((t, _)) = measuring {
@@ -767,4 +797,129 @@ fn stats_viewers(target: &Target, viewers: usize, how_long: Duration) {
             bytes / 1024
         );
     }
+}
+
+/// `n` connections that send nothing, as fast as they can be opened,
+/// against a cap of `cap`; then a normal subscriber. Prints what the server
+/// held at the peak, how many were refused at once, whether the subscriber
+/// got in and received, and that everything was let go afterwards.
+fn flood(target: &Target, n: usize, cap: usize) {
+    eprintln!("flood: {n} idle connections against a cap of {cap} ...");
+    let cap_arg = cap.to_string();
+    // A short keep-alive: the subscriber's stream notices it was closed.
+    let server = Server::start_with(
+        target,
+        &[
+            "--header-timeout",
+            "10",
+            "--keepalive",
+            "1",
+            "--max-connections",
+            &cap_arg,
+        ],
+    );
+    let addr = server.addr;
+    let before = server.proc();
+    let cap = server.metric("ssed_connections_max ");
+    let mut poll = Poll::new().unwrap();
+    let mut events = Events::with_capacity(4096);
+    let mut conns: Vec<Option<TcpStream>> = Vec::with_capacity(n);
+    let (mut refused, mut closed) = (0usize, 0usize);
+    let started = Instant::now();
+    let mut tmp = [0u8; 4096];
+    let mut peak = before;
+    while conns.len() < n || started.elapsed() < Duration::from_millis(500) {
+        while conns.len() < n && conns.len() < refused + closed + (cap as usize) + 2000 {
+            let mut s = match TcpStream::connect(addr) {
+                Ok(s) => s,
+                Err(e) => die(&format!("flood connect: {e}")),
+            };
+            poll.registry()
+                .register(&mut s, Token(conns.len()), Interest::READABLE)
+                .unwrap();
+            conns.push(Some(s));
+        }
+        poll.poll(&mut events, Some(Duration::from_millis(20)))
+            .unwrap();
+        for ev in events.iter() {
+            let i = ev.token().0;
+            let Some(s) = conns[i].as_mut() else { continue };
+            match s.read(&mut tmp) {
+                Ok(0) | Err(_) => {
+                    closed += 1;
+                    conns[i] = None;
+                }
+                Ok(_) => {
+                    if tmp.starts_with(b"HTTP/1.1 503") {
+                        refused += 1;
+                    }
+                    conns[i] = None;
+                }
+            }
+        }
+        let now = server.proc();
+        if now.threads > peak.threads {
+            peak = now;
+        }
+        if started.elapsed() > CONNECT_DEADLINE {
+            break;
+        }
+    }
+    let held = conns.iter().filter(|c| c.is_some()).count();
+    let opened = started.elapsed().as_secs_f64();
+    // A normal subscriber, while the flood holds its connections.
+    let t = Instant::now();
+    let mut sub = std::net::TcpStream::connect(addr).expect("subscriber connects");
+    sub.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    sub.write_all(format!("GET /events/flood HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut head = vec![0u8; 4096];
+    let got = sub.read(&mut head).unwrap_or(0);
+    let sub_ok = head[..got].starts_with(b"HTTP/1.1 200");
+    let sub_secs = t.elapsed().as_secs_f64();
+    let delivered = sub_ok
+        && {
+            http(
+            addr,
+            &format!("POST /events/flood HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi"),
+        );
+            let mut all = Vec::new();
+            while !String::from_utf8_lossy(&all).contains("data: hi") {
+                match sub.read(&mut head) {
+                    Ok(n) if n > 0 => all.extend_from_slice(&head[..n]),
+                    _ => break,
+                }
+            }
+            String::from_utf8_lossy(&all).contains("data: hi")
+        };
+    let during = server.proc();
+    drop(conns);
+    drop(sub);
+    let t = Instant::now();
+    let mut after = server.proc();
+    while (after.threads > before.threads || after.fds > before.fds) && t.elapsed() < DRAIN * 2 {
+        std::thread::sleep(Duration::from_millis(50));
+        after = server.proc();
+    }
+    let conns_held = peak.threads.saturating_sub(before.threads).max(1);
+    println!(
+        "flood: {n} idle connections in {opened:.2} s against a cap of {cap}: {refused} refused with 503 at once, \
+         {closed} closed to make room, {held} held; at the peak {} threads, {} descriptors, RSS {:.1} MiB \
+         ({:.1} KiB per held connection); a subscriber then {} in {:.3} s and {} an event; \
+         {:.2} s after the flood ended: {} threads, {} descriptors (at rest: {}, {}); server {}",
+        peak.threads,
+        peak.fds,
+        peak.rss_kb as f64 / 1024.0,
+        peak.rss_kb.saturating_sub(before.rss_kb) as f64 / conns_held as f64,
+        if sub_ok { "got in" } else { "was refused" },
+        sub_secs,
+        if delivered { "received" } else { "did not receive" },
+        t.elapsed().as_secs_f64(),
+        after.threads,
+        after.fds,
+        before.threads,
+        before.fds,
+        if during.threads > 0 { "running" } else { "GONE" },
+    );
+    println!();
 }

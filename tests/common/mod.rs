@@ -251,3 +251,129 @@ pub fn fetch(
 pub fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
 }
+
+/// A real `ssed` process on a free loopback port, killed when dropped: for
+/// tests that attack it (a crash shows as an exit) and count its threads
+/// and descriptors in /proc.
+pub struct Daemon {
+    pub child: std::process::Child,
+    pub addr: SocketAddr,
+    /// Its stderr, line by line, as it comes.
+    pub stderr: std::sync::mpsc::Receiver<String>,
+}
+
+impl Daemon {
+    /// Starts the binary with `args` after `--addr 127.0.0.1:0`.
+    pub fn start(args: &[&str]) -> Daemon {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        raise_open_files_limit();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ssed"));
+        for (name, _) in std::env::vars() {
+            if name.starts_with("SSED_") {
+                cmd.env_remove(name);
+            }
+        }
+        let mut child = cmd
+            .args(["--addr", "127.0.0.1:0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run ssed");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .strip_prefix("ssed listening on http://")
+            .and_then(|rest| rest.split_once("/ (").map(|(a, _)| a))
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected start-up line {line:?}"));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(err).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Daemon {
+            child,
+            addr,
+            stderr: rx,
+        }
+    }
+
+    fn count(&self, dir: &str) -> usize {
+        let pid = self.child.id();
+        std::fs::read_dir(format!("/proc/{pid}/{dir}"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    pub fn threads(&self) -> usize {
+        self.count("task")
+    }
+
+    pub fn fds(&self) -> usize {
+        self.count("fd")
+    }
+
+    /// (threads, descriptors) now.
+    pub fn usage(&self) -> (usize, usize) {
+        (self.threads(), self.fds())
+    }
+
+    /// Fails the test if the process has exited (crashed).
+    pub fn assert_running(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            let err: Vec<String> = self.stderr.try_iter().collect();
+            panic!("ssed exited: {status}; stderr: {err:?}");
+        }
+    }
+
+    /// Waits until threads and descriptors are back to `baseline`.
+    pub fn settles_to(&mut self, baseline: (usize, usize), within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            self.assert_running();
+            let now = self.usage();
+            if now.0 <= baseline.0 && now.1 <= baseline.1 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "threads and descriptors {now:?}, not back to {baseline:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The next stderr line that contains `text`, within `within`.
+    pub fn stderr_line(&self, text: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(line) if line.contains(text) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("no stderr line with {text:?} within {within:?}"),
+            }
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Floods and many clients need more descriptors than the soft limit of 1024.
+pub fn raise_open_files_limit() {
+    let _ = ssed::sys::raise_open_files_limit();
+}

@@ -1,0 +1,1102 @@
+//! The connection layer: the only room that accepts sockets.
+//!
+//! One accept thread takes connections from the listener and gives each a
+//! thread of its own, with a small fixed stack. That thread reads requests
+//! in order (keep-alive and pipelining, answered in order), hands each to
+//! the [`Handler`] as an [`Exchange`], and, when the handler opens a
+//! stream, becomes that stream's writer: one thread and one descriptor per
+//! stream, and no thread reads for another. Whatever a client sends, or
+//! fails to send, it holds up only its own thread.
+//!
+//! Every read is bounded in size ([`crate::http1`]'s limits) and in time:
+//! a request head must arrive within `--header-timeout`, an idle
+//! keep-alive connection closes after `--idle-timeout`, a body that stalls
+//! for the header timeout ends the connection. Writes are bounded by
+//! `--write-timeout`, set on the listener so that every accepted socket
+//! inherits it.
+//!
+//! The [`Conns`] registry knows every connection's socket and thread: at
+//! the cap it can close the one that has waited longest for a request head
+//! (an idle keep-alive, or a slowloris), and at shutdown it rings every
+//! stream, wakes every reader, and joins every thread.
+//!
+//! Nothing here knows routes, topics or events.
+
+use crate::http1::{self, Framing, HeadParser, Refusal, Request, Response, Version};
+use crate::log::{self, Throttled};
+use crate::waker::{lock, Waker};
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+/// Stack reserved for a connection's thread. It parses heads (the field
+/// table is on the heap), formats JSON and runs a stream's loop; serde_json
+/// at its nesting limit of 128 is the deepest use: a release build needs
+/// between 64 and 128 KiB for it (measured; 64 KiB overflows), so 256 KiB
+/// leaves twice that. Debug builds' frames are many times larger. Only the
+/// pages touched count in memory (a stream's thread keeps two); the rest is
+/// address space.
+const CONN_STACK: usize = if cfg!(debug_assertions) {
+    4 << 20
+} else {
+    256 << 10
+};
+
+/// Bytes read from a socket at a time into a connection's buffer: a little
+/// at first (most heads are smaller), more once a head or body is larger.
+const FIRST_READ: usize = 1024;
+const READ_CHUNK: usize = 4096;
+
+/// How long and how much a connection closed with unread input is drained
+/// first, so that the client reads the answer instead of a reset.
+const LINGER_TIME: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 1024 * 1024;
+
+/// Connections being closed to make room that may still hold a thread:
+/// past this, new connections are refused rather than evicting more.
+const MAX_EVICTING: usize = 64;
+
+/// What clients are told to wait before retrying a refused connection.
+pub const RETRY_AFTER_SECS: u32 = 5;
+
+/// At shutdown, how long streams have to write their last chunk and
+/// readers to notice, before every socket is shut down under them.
+const STOP_GRACE: Duration = Duration::from_millis(1000);
+
+/// Pause after an accept error that may last (out of descriptors or memory).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
+
+/// The connection layer's settings.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub access_log: bool,
+}
+
+/// The application: answers one request at a time on a connection.
+pub trait Handler: Send + Sync + 'static {
+    /// Answers `ex`: reads its body if it needs it, then responds; or
+    /// starts a stream ([`Exchange::start_stream`]) and returns its body,
+    /// which the connection's thread then writes. An exchange left without
+    /// an answer gets a 500.
+    fn handle(&self, ex: &mut Exchange<'_>) -> Option<Box<dyn StreamBody>>;
+}
+
+/// What a stream writes after its head, until it ends, the client leaves
+/// or the server stops (`stopping` set, `waker` rung).
+///
+/// It runs once the handler has returned, so that the stack the handler
+/// used to route and set up the request is not held, page after page, for
+/// the life of the stream.
+pub trait StreamBody: Send {
+    fn run(self: Box<Self>, out: StreamOut<'_>, waker: &Waker, stopping: &AtomicBool);
+}
+
+/// Counts for `/metrics`.
+#[derive(Default)]
+pub struct Counters {
+    /// Connections with a thread, counted until the thread ends.
+    pub open: AtomicUsize,
+    pub accepted: AtomicU64,
+    /// Refused by the accept thread: `--max-connections` reached.
+    pub refused_cap: AtomicU64,
+    /// Refused by the accept thread: no thread or descriptor to be had.
+    pub refused_resources: AtomicU64,
+    /// Closed to make room at the cap, while waiting for a request head.
+    pub evicted: AtomicU64,
+    /// Closed because a head did not arrive within `--header-timeout`.
+    pub header_timeouts: AtomicU64,
+    /// Requests refused by this layer: malformed, over a limit, bad framing.
+    pub bad_requests: AtomicU64,
+}
+
+/// The running connection layer.
+pub struct Conns {
+    shared: Arc<Shared>,
+    accept: Option<JoinHandle<()>>,
+}
+
+struct Shared {
+    handler: Arc<dyn Handler>,
+    settings: Settings,
+    listener: TcpListener,
+    registry: Mutex<Registry>,
+    /// Rung whenever a connection ends.
+    ended: Condvar,
+    /// Of the open connections, those closed to make room whose thread has
+    /// not ended.
+    evicting: AtomicUsize,
+    /// Set at shutdown; streams watch it.
+    stopping: Arc<AtomicBool>,
+    /// Cuts the accept thread's pauses short at shutdown.
+    accept_waker: Waker,
+    epoch: Instant,
+    counters: Arc<Counters>,
+    logs: Logs,
+}
+
+/// The classes of refusal this layer logs, each at most once a second.
+struct Logs {
+    cap: Throttled,
+    resources: Throttled,
+    evicted: Throttled,
+    timeouts: Throttled,
+    limits: Throttled,
+}
+
+#[derive(Default)]
+struct Registry {
+    next_id: u64,
+    conns: HashMap<u64, Entry>,
+}
+
+struct Entry {
+    peer: Arc<Peer>,
+    thread: Option<JoinHandle<()>>,
+    evicted: bool,
+}
+
+/// What a connection's thread shares with the registry.
+struct Peer {
+    sock: TcpStream,
+    /// Rung to wake a stream at shutdown.
+    waker: Arc<Waker>,
+    /// When the connection began waiting for a request head, in ms since
+    /// the layer started, plus one; 0 while a request is being served.
+    waiting_since: AtomicU64,
+}
+
+impl Conns {
+    /// Serves `listener` (bound, listening, with the write timeout set) with
+    /// `handler`.
+    pub fn start(
+        listener: TcpListener,
+        settings: Settings,
+        handler: Arc<dyn Handler>,
+        counters: Arc<Counters>,
+    ) -> io::Result<Conns> {
+        let shared = Arc::new(Shared {
+            handler,
+            settings,
+            listener,
+            registry: Mutex::default(),
+            ended: Condvar::new(),
+            evicting: AtomicUsize::new(0),
+            stopping: Arc::new(AtomicBool::new(false)),
+            accept_waker: Waker::default(),
+            epoch: Instant::now(),
+            counters,
+            logs: Logs {
+                cap: Throttled::new("connections refused: --max-connections reached"),
+                resources: Throttled::new(
+                    "connections refused: the system gave no thread or descriptor",
+                ),
+                evicted: Throttled::new(
+                    "connections waiting for a request closed to make room at --max-connections",
+                ),
+                timeouts: Throttled::new(
+                    "connections closed: no complete request head within --header-timeout",
+                ),
+                limits: Throttled::new("requests refused by the HTTP layer"),
+            },
+        });
+        // Kept open so that, out of descriptors, one can be freed to accept
+        // and refuse a connection instead of leaving it in the backlog, where
+        // accept() would fail on it again at once (a busy loop).
+        let spare = std::fs::File::open("/dev/null").ok();
+        let accept = {
+            let shared = Arc::clone(&shared);
+            thread::Builder::new()
+                .name("ssed-accept".into())
+                .spawn(move || accept_loop(&shared, spare))?
+        };
+        Ok(Conns {
+            shared,
+            accept: Some(accept),
+        })
+    }
+
+    pub fn addr(&self) -> io::Result<SocketAddr> {
+        self.shared.listener.local_addr()
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.shared.counters.open.load(Ordering::Acquire)
+    }
+
+    pub fn max(&self) -> usize {
+        self.shared.settings.max_connections
+    }
+
+    /// Stops accepting, ends every stream (with its last chunk: each is rung
+    /// and finishes by itself), wakes every connection waiting for a
+    /// request, and joins every thread. Connections still busy after a
+    /// grace period (a write blocked on a client that does not read) have
+    /// their sockets shut down under them.
+    pub fn stop(&mut self) {
+        let shared = &self.shared;
+        shared.stopping.store(true, Ordering::SeqCst);
+        // A blocked accept() returns EINVAL once its socket is shut down.
+        let _ = socket2::SockRef::from(&shared.listener).shutdown(Shutdown::Read);
+        shared.accept_waker.wake();
+        if let Some(accept) = self.accept.take() {
+            let _ = accept.join();
+        }
+        for entry in lock(&shared.registry).conns.values() {
+            entry.peer.waker.wake();
+            let _ = entry.peer.sock.shutdown(Shutdown::Read);
+        }
+        let deadline = Instant::now() + STOP_GRACE;
+        let mut threads = Vec::new();
+        let mut registry = lock(&shared.registry);
+        loop {
+            threads.extend(registry.conns.values_mut().filter_map(|e| e.thread.take()));
+            if registry.conns.is_empty() {
+                break;
+            }
+            if Instant::now() >= deadline {
+                for entry in registry.conns.values() {
+                    let _ = entry.peer.sock.shutdown(Shutdown::Both);
+                }
+            }
+            let wait = deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(10));
+            registry = shared
+                .ended
+                .wait_timeout(registry, wait)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        drop(registry);
+        // Every connection has ended: each thread is returning.
+        for thread in threads {
+            let _ = thread.join();
+        }
+        let logs = &shared.logs;
+        for t in [
+            &logs.cap,
+            &logs.resources,
+            &logs.evicted,
+            &logs.timeouts,
+            &logs.limits,
+        ] {
+            t.flush();
+        }
+    }
+}
+
+impl Drop for Conns {
+    fn drop(&mut self) {
+        if self.accept.is_some() {
+            self.stop();
+        }
+    }
+}
+
+fn accept_loop(shared: &Arc<Shared>, mut spare: Option<std::fs::File>) {
+    while !shared.stopping.load(Ordering::Acquire) {
+        match shared.listener.accept() {
+            Ok((sock, addr)) => admit(shared, sock, addr),
+            Err(e) => {
+                if shared.stopping.load(Ordering::Acquire) {
+                    break;
+                }
+                match e.raw_os_error() {
+                    Some(libc::EMFILE | libc::ENFILE) => {
+                        drop(spare.take());
+                        if let Ok((sock, _)) = shared.listener.accept() {
+                            shared
+                                .counters
+                                .refused_resources
+                                .fetch_add(1, Ordering::Relaxed);
+                            shared.logs.resources.note("out of file descriptors");
+                            refuse(
+                                sock,
+                                "the server is out of file descriptors; try again later",
+                            );
+                        }
+                        spare = std::fs::File::open("/dev/null").ok();
+                        shared.accept_waker.wait(ACCEPT_BACKOFF);
+                    }
+                    Some(libc::ENOBUFS | libc::ENOMEM) => {
+                        shared.logs.resources.note("out of memory for sockets");
+                        shared.accept_waker.wait(ACCEPT_BACKOFF);
+                    }
+                    // A peer that left before it was accepted, a signal, a
+                    // firewall: nothing wrong with the listener.
+                    Some(
+                        libc::ECONNABORTED
+                        | libc::EINTR
+                        | libc::EPROTO
+                        | libc::EPERM
+                        | libc::EAGAIN,
+                    ) => {}
+                    _ => {
+                        log::internal(&format!("accepting a connection failed: {e}"));
+                        shared.accept_waker.wait(Duration::from_secs(1));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Gives `sock` a thread, or refuses it from here without spawning anything.
+fn admit(shared: &Arc<Shared>, sock: TcpStream, addr: SocketAddr) {
+    let max = shared.settings.max_connections;
+    let mut registry = lock(&shared.registry);
+    // Both change only under the registry lock, which is held here.
+    let live = shared
+        .counters
+        .open
+        .load(Ordering::Acquire)
+        .saturating_sub(shared.evicting.load(Ordering::Acquire));
+    if live >= max && !make_room(shared, &mut registry) {
+        drop(registry);
+        shared.counters.refused_cap.fetch_add(1, Ordering::Relaxed);
+        shared.logs.cap.note(&format!("{addr}"));
+        return refuse(
+            sock,
+            &format!("the server has {max} connections open (--max-connections); try again later"),
+        );
+    }
+    let peer = Arc::new(Peer {
+        sock,
+        waker: Arc::new(Waker::default()),
+        waiting_since: AtomicU64::new(shared.now_ms() + 1),
+    });
+    let id = registry.next_id;
+    registry.next_id += 1;
+    registry.conns.insert(
+        id,
+        Entry {
+            peer: Arc::clone(&peer),
+            thread: None,
+            evicted: false,
+        },
+    );
+    shared.counters.open.fetch_add(1, Ordering::AcqRel);
+    drop(registry);
+    let spawned = {
+        let shared = Arc::clone(shared);
+        let peer = Arc::clone(&peer);
+        thread::Builder::new()
+            .name("ssed-conn".into())
+            .stack_size(CONN_STACK)
+            .spawn(move || {
+                Conn::new(Arc::clone(&shared), peer, addr).serve();
+                shared.end(id);
+            })
+    };
+    match spawned {
+        Ok(handle) => {
+            shared.counters.accepted.fetch_add(1, Ordering::Relaxed);
+            if let Some(entry) = lock(&shared.registry).conns.get_mut(&id) {
+                entry.thread = Some(handle);
+            }
+        }
+        Err(e) => {
+            shared.end(id);
+            shared
+                .counters
+                .refused_resources
+                .fetch_add(1, Ordering::Relaxed);
+            shared
+                .logs
+                .resources
+                .note(&format!("cannot start a thread: {e}"));
+            if let Ok(peer) = Arc::try_unwrap(peer) {
+                refuse(
+                    peer.sock,
+                    "the server cannot start a thread; try again later",
+                );
+            }
+        }
+    }
+}
+
+/// At the cap: closes the connection that has waited longest for a request
+/// head, if one has waited a while, so that a new client gets its place. An
+/// idle keep-alive client reconnects when it needs to; a slowloris loses
+/// its hold. Returns whether a connection was closed.
+fn make_room(shared: &Shared, registry: &mut Registry) -> bool {
+    if shared.evicting.load(Ordering::Acquire) >= MAX_EVICTING {
+        return false;
+    }
+    let now = shared.now_ms();
+    let min_wait = (shared.settings.header_timeout / 10)
+        .clamp(Duration::from_millis(10), Duration::from_secs(1))
+        .as_millis() as u64;
+    let oldest = registry
+        .conns
+        .iter()
+        .filter(|(_, e)| !e.evicted)
+        .filter_map(|(&id, e)| {
+            let since = e
+                .peer
+                .waiting_since
+                .load(Ordering::Acquire)
+                .checked_sub(1)?;
+            (now.saturating_sub(since) >= min_wait).then_some((since, id))
+        })
+        .min();
+    let Some((_, id)) = oldest else {
+        return false;
+    };
+    let Some(entry) = registry.conns.get_mut(&id) else {
+        return false;
+    };
+    entry.evicted = true;
+    shared.evicting.fetch_add(1, Ordering::AcqRel);
+    let _ = entry.peer.sock.shutdown(Shutdown::Both);
+    shared.counters.evicted.fetch_add(1, Ordering::Relaxed);
+    shared.logs.evicted.note("");
+    true
+}
+
+/// Answers a connection that gets no thread: a canned `503`, written
+/// without blocking, then closed. What the client already sent is read
+/// and dropped first, so that closing does not reset the connection and
+/// lose the answer.
+fn refuse(sock: TcpStream, why: &str) {
+    let body = format!("{}\n", serde_json::json!({ "error": why }));
+    let retry = RETRY_AFTER_SECS.to_string();
+    let len = body.len().to_string();
+    let (mut bytes, _) = http1::response_head(
+        503,
+        &[
+            ("Content-Type", "application/json"),
+            ("Content-Length", &len),
+            ("Retry-After", &retry),
+            ("Connection", "close"),
+        ],
+    );
+    bytes.extend_from_slice(body.as_bytes());
+    if sock.set_nonblocking(true).is_err() {
+        return;
+    }
+    // A new socket's send buffer is empty: the answer fits at once.
+    let _ = (&sock).write(&bytes);
+    let _ = sock.shutdown(Shutdown::Write);
+    let mut scratch = [0u8; 2048];
+    for _ in 0..32 {
+        match (&sock).read(&mut scratch) {
+            Ok(n) if n > 0 => {}
+            _ => break,
+        }
+    }
+}
+
+impl Shared {
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// The thread of connection `id` has finished with it.
+    fn end(&self, id: u64) {
+        let mut registry = lock(&self.registry);
+        if let Some(entry) = registry.conns.remove(&id) {
+            if entry.evicted {
+                self.evicting.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        self.counters.open.fetch_sub(1, Ordering::AcqRel);
+        drop(registry);
+        self.ended.notify_all();
+    }
+}
+
+/// One connection, as its thread sees it.
+struct Conn {
+    shared: Arc<Shared>,
+    peer: Arc<Peer>,
+    addr: SocketAddr,
+    /// Bytes received and not yet used: the start of the next request.
+    buf: Vec<u8>,
+    /// Requests answered so far.
+    served: u64,
+    accepted: Instant,
+    /// The client may still be sending what was not read: drain before
+    /// closing, so that it sees the answer instead of a reset.
+    unread_input: bool,
+    /// Close abortively (reset): the client stopped reading.
+    abort: bool,
+}
+
+/// What waiting for the next request gave.
+enum Next {
+    Request(Request),
+    /// The client closed, went idle too long, or the server is stopping.
+    Closed,
+    /// An answer to send before closing (a head over a limit, a timeout).
+    Refuse(Refusal),
+}
+
+impl Conn {
+    fn new(shared: Arc<Shared>, peer: Arc<Peer>, addr: SocketAddr) -> Conn {
+        Conn {
+            shared,
+            peer,
+            addr,
+            buf: Vec::new(),
+            served: 0,
+            accepted: Instant::now(),
+            unread_input: false,
+            abort: false,
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        self.shared.stopping.load(Ordering::Acquire)
+    }
+
+    fn serve(&mut self) {
+        loop {
+            let request = match self.next_request() {
+                Next::Request(request) => request,
+                Next::Closed => break,
+                Next::Refuse(refusal) => {
+                    self.shared
+                        .counters
+                        .bad_requests
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.unread_input = true;
+                    let mut ex = Exchange::new(self, None);
+                    ex.respond(Response::from(refusal));
+                    ex.finish();
+                    break;
+                }
+            };
+            self.served += 1;
+            let mut ex = Exchange::new(self, Some(request));
+            if let Some(refusal) = ex.framing_refusal.take() {
+                ex.conn
+                    .shared
+                    .counters
+                    .bad_requests
+                    .fetch_add(1, Ordering::Relaxed);
+                ex.conn
+                    .shared
+                    .logs
+                    .limits
+                    .note(&format!("{} {}", refusal.status, refusal.why));
+                ex.respond(Response::from(refusal));
+            } else {
+                let handler = Arc::clone(&ex.conn.shared.handler);
+                if let Some(body) = handler.handle(&mut ex) {
+                    ex.run_stream(body);
+                }
+                if ex.status.is_none() {
+                    log::internal("a request was left without an answer");
+                    ex.respond(Response::error(500, "the server gave no answer"));
+                }
+            }
+            let keep = ex.finish();
+            if !keep || self.stopping() {
+                break;
+            }
+            // Waiting for the next request holds no buffer.
+            if self.buf.is_empty() {
+                self.buf = Vec::new();
+            }
+        }
+        self.close();
+    }
+
+    /// Waits for and reads the next request head, within the timeouts.
+    fn next_request(&mut self) -> Next {
+        let (header_timeout, idle_timeout) = (
+            self.shared.settings.header_timeout,
+            self.shared.settings.idle_timeout,
+        );
+        let first = self.served == 0;
+        let now = Instant::now();
+        self.peer
+            .waiting_since
+            .store(self.shared.now_ms() + 1, Ordering::Release);
+        // The first head must come within the header timeout of the accept;
+        // later ones may be preceded by an idle wait.
+        let idle_deadline = if first {
+            self.accepted + header_timeout
+        } else {
+            now + idle_timeout
+        };
+        let mut head_deadline = None;
+        let mut parser = HeadParser::new();
+        loop {
+            if !self.buf.is_empty() {
+                match parser.parse(&self.buf) {
+                    Ok(Some((request, n))) => {
+                        self.buf.drain(..n);
+                        self.peer.waiting_since.store(0, Ordering::Release);
+                        return Next::Request(request);
+                    }
+                    Ok(None) => {
+                        head_deadline.get_or_insert(if first {
+                            idle_deadline
+                        } else {
+                            Instant::now() + header_timeout
+                        });
+                    }
+                    Err(refusal) => {
+                        self.shared.logs.limits.note(&format!(
+                            "{} from {}: {}",
+                            refusal.status, self.addr, refusal.why
+                        ));
+                        return Next::Refuse(refusal);
+                    }
+                }
+            }
+            if self.stopping() {
+                return Next::Closed;
+            }
+            let deadline = head_deadline.unwrap_or(idle_deadline);
+            let now = Instant::now();
+            if now >= deadline {
+                if head_deadline.is_some() || first {
+                    self.shared
+                        .counters
+                        .header_timeouts
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.shared.logs.timeouts.note(&format!("{}", self.addr));
+                }
+                return if head_deadline.is_some() {
+                    Next::Refuse(Refusal::new(
+                        408,
+                        format!(
+                            "the request head did not arrive within {} s (--header-timeout)",
+                            header_timeout.as_secs_f64()
+                        ),
+                    ))
+                } else {
+                    // Nothing sent: close without a word, as a keep-alive
+                    // connection that idled out.
+                    Next::Closed
+                };
+            }
+            match self.fill(deadline - now) {
+                Ok(0) => return Next::Closed,
+                Ok(_) => {}
+                Err(e) if is_timeout(&e) => {}
+                Err(_) => return Next::Closed,
+            }
+        }
+    }
+
+    /// Reads what the socket has into `buf`, waiting at most `timeout`.
+    fn fill(&mut self, timeout: Duration) -> io::Result<usize> {
+        self.peer
+            .sock
+            .set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
+        let len = self.buf.len();
+        let chunk = if len == 0 { FIRST_READ } else { READ_CHUNK };
+        self.buf.resize(len + chunk, 0);
+        let got = (&self.peer.sock).read(&mut self.buf[len..]);
+        self.buf.truncate(len + *got.as_ref().unwrap_or(&0));
+        got
+    }
+
+    /// Writes all of `bytes`; a failure closes the connection after this
+    /// exchange (and abortively if the client stopped reading).
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let result = (&self.peer.sock).write_all(bytes);
+        if let Err(e) = &result {
+            self.abort |= is_timeout(e);
+        }
+        result
+    }
+
+    /// Closes the connection: reset if the client stopped reading, else a
+    /// FIN, after draining what the client may still be sending.
+    fn close(&mut self) {
+        let sock = &self.peer.sock;
+        if self.abort {
+            let _ = socket2::SockRef::from(sock).set_linger(Some(Duration::ZERO));
+            return;
+        }
+        if !self.unread_input {
+            return;
+        }
+        let _ = sock.shutdown(Shutdown::Write);
+        let deadline = Instant::now() + LINGER_TIME;
+        let mut drained = 0;
+        while drained < LINGER_BYTES {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            self.buf.clear();
+            match self.fill(deadline - now) {
+                Ok(n) if n > 0 => drained += n,
+                _ => break,
+            }
+        }
+    }
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// One request and its answer, as the [`Handler`] sees it.
+pub struct Exchange<'c> {
+    conn: &'c mut Conn,
+    request: Request,
+    framing: Framing,
+    /// Why the request cannot be served whatever its route.
+    framing_refusal: Option<Refusal>,
+    /// The body was read, or there is none.
+    body_read: bool,
+    /// `100 Continue` was sent.
+    continued: bool,
+    /// What was answered.
+    status: Option<u16>,
+    /// Bytes written for this exchange, head included.
+    bytes: u64,
+    /// A stream's write failed: how.
+    failed: Option<io::ErrorKind>,
+    /// The connection closes after this exchange.
+    close: bool,
+    started: Instant,
+}
+
+impl<'c> Exchange<'c> {
+    fn new(conn: &'c mut Conn, request: Option<Request>) -> Exchange<'c> {
+        let (request, mut refusal, framing) = match request {
+            Some(request) => match http1::framing(&request) {
+                Ok(framing) => (request, None, framing),
+                Err(r) => (request, Some(r), Framing::None),
+            },
+            // A head that could not be read: only a refusal is sent.
+            None => (
+                Request {
+                    method: String::new(),
+                    target: String::new(),
+                    version: Version::Http11,
+                    headers: Vec::new(),
+                },
+                None,
+                Framing::None,
+            ),
+        };
+        if refusal.is_none() && request.version == Version::Http11 {
+            if let Some(expect) = request.header("Expect") {
+                if !request.expects_continue() {
+                    refusal = Some(Refusal::new(
+                        417,
+                        format!("only Expect: 100-continue is understood, not {expect:?}"),
+                    ));
+                }
+            }
+        }
+        let close = request.method.is_empty() || refusal.is_some() || !request.keep_alive();
+        Exchange {
+            conn,
+            framing,
+            framing_refusal: refusal,
+            body_read: framing == Framing::None,
+            continued: false,
+            status: None,
+            bytes: 0,
+            failed: None,
+            close,
+            started: Instant::now(),
+            request,
+        }
+    }
+
+    pub fn request(&self) -> &Request {
+        &self.request
+    }
+
+    /// The client's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.conn.addr
+    }
+
+    /// The doorbell a stream on this connection sleeps on; rung at shutdown.
+    pub fn waker(&self) -> &Arc<Waker> {
+        &self.conn.peer.waker
+    }
+
+    /// Closes the connection after this answer, as for a refusal that asks
+    /// the client to come back later: its thread is better freed now.
+    pub fn close_after(&mut self) {
+        self.close = true;
+    }
+
+    /// Reads the request's body, at most `limit` bytes (`413` past it,
+    /// refused by its `Content-Length` before reading anything). A body that
+    /// ends early, stalls for the header timeout, or is badly chunked is an
+    /// error, and the connection closes after the answer. Sends
+    /// `100 Continue` first when the client waits for it.
+    pub fn read_body(&mut self, limit: usize) -> Result<Vec<u8>, Refusal> {
+        if self.body_read {
+            return Ok(Vec::new());
+        }
+        self.body_read = true;
+        let result = match self.framing {
+            Framing::None => Ok(Vec::new()),
+            Framing::Length(n) if n > limit as u64 => Err(too_large(limit)),
+            Framing::Length(n) => self.read_length(n as usize),
+            Framing::Chunked => self.read_chunked(limit),
+        };
+        if result.is_err() {
+            self.close = true;
+            self.conn.unread_input = true;
+        }
+        result
+    }
+
+    fn read_length(&mut self, n: usize) -> Result<Vec<u8>, Refusal> {
+        let buf = &mut self.conn.buf;
+        let mut body: Vec<u8> = buf.drain(..n.min(buf.len())).collect();
+        while body.len() < n {
+            self.send_continue()?;
+            let got = self.read_more()?;
+            let buf = &mut self.conn.buf;
+            let take = (n - body.len()).min(buf.len());
+            body.extend(buf.drain(..take));
+            if got == 0 {
+                return Err(Refusal::new(
+                    400,
+                    format!("the body ended after {} of its {n} bytes", body.len()),
+                ));
+            }
+        }
+        Ok(body)
+    }
+
+    fn read_chunked(&mut self, limit: usize) -> Result<Vec<u8>, Refusal> {
+        let mut decoder = http1::Chunked::new(limit as u64);
+        let mut body = Vec::new();
+        loop {
+            let used = decoder
+                .feed(&self.conn.buf, &mut body)
+                .map_err(|e| match e {
+                    http1::ChunkError::TooLarge => too_large(limit),
+                    http1::ChunkError::Malformed(why) => Refusal::new(400, why),
+                })?;
+            self.conn.buf.drain(..used);
+            if decoder.done() {
+                return Ok(body);
+            }
+            self.send_continue()?;
+            if self.read_more()? == 0 {
+                return Err(Refusal::new(
+                    400,
+                    "the chunked body ended before its last chunk",
+                ));
+            }
+        }
+    }
+
+    /// Reads more of the body into the connection's buffer; 0 at its end.
+    fn read_more(&mut self) -> Result<usize, Refusal> {
+        let timeout = self.conn.shared.settings.header_timeout;
+        self.conn.fill(timeout).map_err(|e| {
+            if is_timeout(&e) {
+                Refusal::new(
+                    408,
+                    format!(
+                        "the body stalled for {} s (--header-timeout)",
+                        timeout.as_secs_f64()
+                    ),
+                )
+            } else {
+                Refusal::new(400, format!("reading the body failed: {e}"))
+            }
+        })
+    }
+
+    fn send_continue(&mut self) -> Result<(), Refusal> {
+        if self.continued || !self.request.expects_continue() {
+            return Ok(());
+        }
+        self.continued = true;
+        self.conn
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .map_err(|e| Refusal::new(400, format!("the client left: {e}")))
+    }
+
+    /// Before an answer: a body that was not read means the connection
+    /// cannot be reused (where would the next request start?).
+    fn before_answer(&mut self) -> bool {
+        if self.status.is_some() {
+            log::internal("a request was answered twice");
+            return false;
+        }
+        if !self.body_read {
+            self.close = true;
+            self.conn.unread_input = true;
+        }
+        if self.conn.stopping() {
+            self.close = true;
+        }
+        true
+    }
+
+    /// Sends `res` with its `Content-Length` (for `HEAD`, the head alone).
+    pub fn respond(&mut self, res: Response) {
+        if !self.before_answer() {
+            return;
+        }
+        self.status = Some(res.status);
+        let no_body = matches!(res.status, 100..=199 | 204 | 304);
+        let len = res.body.len().to_string();
+        let mut fields: Vec<(&str, &str)> =
+            res.fields.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        if !no_body {
+            fields.push(("Content-Length", &len));
+        }
+        self.connection_field(&mut fields);
+        let (mut bytes, dropped) = http1::response_head(res.status, &fields);
+        if let Err(why) = dropped {
+            log::internal(&why);
+        }
+        if !no_body && self.request.method != "HEAD" {
+            bytes.extend_from_slice(&res.body);
+        }
+        self.bytes += bytes.len() as u64;
+        if self.conn.write_all(&bytes).is_err() {
+            self.close = true;
+        }
+    }
+
+    fn connection_field(&self, fields: &mut Vec<(&str, &str)>) {
+        if self.close {
+            fields.push(("Connection", "close"));
+        } else if self.request.version == Version::Http10 {
+            fields.push(("Connection", "keep-alive"));
+        }
+    }
+
+    /// Answers `200` with `fields`, for a body of unknown length: chunked
+    /// for HTTP/1.1 (the [`StreamBody`] frames the chunks), ended by closing
+    /// for HTTP/1.0. Returns whether a body should follow: not for `HEAD`
+    /// (the head is the whole answer), nor when the head could not be
+    /// written.
+    pub fn start_stream(&mut self, fields: &[(&str, &str)]) -> bool {
+        if !self.before_answer() {
+            return false;
+        }
+        self.status = Some(200);
+        let chunked = self.request.version == Version::Http11;
+        let head_only = self.request.method == "HEAD";
+        if !chunked && !head_only {
+            self.close = true;
+        }
+        let mut all = fields.to_vec();
+        if chunked {
+            all.push(("Transfer-Encoding", "chunked"));
+        }
+        self.connection_field(&mut all);
+        let (head, dropped) = http1::response_head(200, &all);
+        if let Err(why) = dropped {
+            log::internal(&why);
+        }
+        self.bytes += head.len() as u64;
+        if self.conn.write_all(&head).is_err() {
+            self.close = true;
+            return false;
+        }
+        !head_only
+    }
+
+    /// Writes a stream's body (see [`StreamBody`]).
+    fn run_stream(&mut self, body: Box<dyn StreamBody>) {
+        if self.status != Some(200) || self.request.method == "HEAD" {
+            return;
+        }
+        // A stream lives long: keep no more buffer than pipelined bytes
+        // need, and no stack pages that routing touched.
+        self.conn.buf.shrink_to_fit();
+        self.request.headers = Vec::new();
+        crate::sys::release_unused_stack();
+        let chunked = self.request.version == Version::Http11;
+        let out = StreamOut {
+            sock: &self.conn.peer.sock,
+            chunked,
+            bytes: &mut self.bytes,
+            failed: &mut self.failed,
+        };
+        body.run(out, &self.conn.peer.waker, &self.conn.shared.stopping);
+    }
+
+    /// Ends the exchange; whether the connection may serve another request.
+    fn finish(mut self) -> bool {
+        if let Some(kind) = self.failed {
+            self.close = true;
+            // A client that stopped reading gets a reset: its unread data
+            // is dropped at once instead of waiting in the kernel for it.
+            self.conn.abort |= matches!(kind, io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut);
+        }
+        if self.conn.shared.settings.access_log && !self.request.method.is_empty() {
+            let version = match self.request.version {
+                Version::Http10 => "HTTP/1.0",
+                Version::Http11 => "HTTP/1.1",
+            };
+            log::access(&log::access_line(
+                &self.conn.addr.to_string(),
+                &self.request.method,
+                &self.request.target,
+                version,
+                self.status.unwrap_or(0),
+                self.bytes,
+                self.started.elapsed().as_secs_f64(),
+            ));
+        }
+        !self.close && !self.conn.stopping()
+    }
+}
+
+fn too_large(limit: usize) -> Refusal {
+    Refusal::new(413, format!("the body is larger than {limit} bytes"))
+}
+
+/// Where a stream's body goes: the connection's socket, bounded by the
+/// write timeout. A failed write is remembered, so that the connection is
+/// closed (reset, if the client stopped reading) when the stream ends.
+pub struct StreamOut<'x> {
+    sock: &'x TcpStream,
+    chunked: bool,
+    bytes: &'x mut u64,
+    failed: &'x mut Option<io::ErrorKind>,
+}
+
+impl StreamOut<'_> {
+    /// Whether the body must be framed as chunks (HTTP/1.1).
+    pub fn chunked(&self) -> bool {
+        self.chunked
+    }
+}
+
+impl Write for StreamOut<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self.sock.write(buf) {
+            Ok(n) => {
+                *self.bytes += n as u64;
+                Ok(n)
+            }
+            Err(e) => {
+                *self.failed = Some(e.kind());
+                Err(e)
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
