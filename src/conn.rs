@@ -619,9 +619,13 @@ impl Conn {
         );
         let first = self.served == 0;
         let now = Instant::now();
-        self.peer
-            .waiting_since
-            .store(self.shared.now_ms() + 1, Ordering::Release);
+        // A new connection has waited since it was accepted (stamped then);
+        // a kept-alive one since its last answer.
+        if !first {
+            self.peer
+                .waiting_since
+                .store(self.shared.now_ms() + 1, Ordering::Release);
+        }
         // The first head must come within the header timeout of the accept;
         // later ones may be preceded by an idle wait.
         let idle_deadline = if first {

@@ -268,14 +268,14 @@ fn a_flood_past_the_cap_is_refused_at_once_and_leaves_nothing() {
 #[test]
 fn at_the_cap_the_connection_idle_longest_makes_room() {
     // A connection may be closed for room once it has waited a tenth of
-    // the header timeout: 100 ms here.
-    let mut t = Target::new(&["--max-connections", "5", "--header-timeout", "1"]);
+    // the header timeout: 300 ms here, well before the idle ones time out.
+    let mut t = Target::new(&["--max-connections", "5", "--header-timeout", "3"]);
     // Four idle connections fill the cap with the subscriber.
     let mut idle: Vec<TcpStream> = (0..4)
         .map(|_| TcpStream::connect(t.addr()).expect("connect"))
         .collect();
     common::wait_until(SETTLE, "four idle connections held", || {
-        t.d.threads() == t.baseline.0 + 4
+        t.d.threads() >= t.baseline.0 + 4
     });
     // A new client is served once they have waited a while: the oldest
     // idle connection is closed for it.
