@@ -38,14 +38,14 @@ bench: build
 	$(CARGO) run --release --locked --example load -- --bin target/release/ssed $(BENCH_ARGS)
 
 # The same load against axum on tokio and against uvicorn + sse-starlette,
-# in one run (scenarios a and b; see README, Performance).
+# in one run (scenarios a, b and d; see README, Performance).
 BENCH_VENV := target/bench-venv
 bench-compare: build
 	$(CARGO) build --release --locked --features bench-compare --example compare-axum
 	test -x $(BENCH_VENV)/bin/python || python3 -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/bench/requirements.txt
 	$(CARGO) run --release --locked --example load -- --bin target/release/ssed --compare \
-		--python $(BENCH_VENV)/bin/python --only a,b $(BENCH_ARGS)
+		--python $(BENCH_VENV)/bin/python --only a,b,d $(BENCH_ARGS)
 
 fmt:
 	$(CARGO) fmt

@@ -24,6 +24,7 @@
 
 use crate::http1::{self, Framing, HeadParser, Refusal, Request, Response, Version};
 use crate::log::{self, Throttled};
+use crate::stream::Wire;
 use crate::waker::{lock, Waker};
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -95,7 +96,15 @@ pub trait Handler: Send + Sync + 'static {
 /// used to route and set up the request is not held, page after page, for
 /// the life of the stream.
 pub trait StreamBody: Send {
-    fn run(self: Box<Self>, out: StreamOut<'_>, waker: &Waker, stopping: &AtomicBool);
+    /// Writes to `wire`: chunked (the body frames its chunks) or, for
+    /// HTTP/1.0, bare, ended by the close.
+    fn run(
+        self: Box<Self>,
+        wire: Arc<dyn Wire>,
+        chunked: bool,
+        waker: &Arc<Waker>,
+        stopping: &AtomicBool,
+    );
 }
 
 /// Counts for `/metrics`.
@@ -1029,13 +1038,20 @@ impl<'c> Exchange<'c> {
         self.request.headers = Vec::new();
         crate::sys::release_unused_stack();
         let chunked = self.request.version == Version::Http11;
-        let out = StreamOut {
-            sock: &self.conn.peer.sock,
+        let wire = Arc::new(SocketWire {
+            peer: Arc::clone(&self.conn.peer),
+            bytes: AtomicU64::new(0),
+            failed: Mutex::new(None),
+        });
+        let shared = Arc::clone(&self.conn.shared);
+        body.run(
+            Arc::clone(&wire) as Arc<dyn Wire>,
             chunked,
-            bytes: &mut self.bytes,
-            failed: &mut self.failed,
-        };
-        body.run(out, &self.conn.peer.waker, &self.conn.shared.stopping);
+            &self.conn.peer.waker,
+            &shared.stopping,
+        );
+        self.bytes += wire.bytes.load(Ordering::Relaxed);
+        self.failed = *lock(&wire.failed);
     }
 
     /// Ends the exchange; whether the connection may serve another request.
@@ -1069,38 +1085,45 @@ fn too_large(limit: usize) -> Refusal {
     Refusal::new(413, format!("the body is larger than {limit} bytes"))
 }
 
-/// Where a stream's body goes: the connection's socket, bounded by the
-/// write timeout. A failed write is remembered, so that the connection is
+/// A stream's connection, as its body writes it: its thread's writes wait
+/// up to the write timeout, a publisher's do not wait at all. What went out
+/// is counted, and how a write failed is kept, so that the connection is
 /// closed (reset, if the client stopped reading) when the stream ends.
-pub struct StreamOut<'x> {
-    sock: &'x TcpStream,
-    chunked: bool,
-    bytes: &'x mut u64,
-    failed: &'x mut Option<io::ErrorKind>,
+struct SocketWire {
+    peer: Arc<Peer>,
+    bytes: AtomicU64,
+    failed: Mutex<Option<io::ErrorKind>>,
 }
 
-impl StreamOut<'_> {
-    /// Whether the body must be framed as chunks (HTTP/1.1).
-    pub fn chunked(&self) -> bool {
-        self.chunked
+impl SocketWire {
+    fn count(&self, written: io::Result<usize>) -> io::Result<usize> {
+        match &written {
+            Ok(n) => {
+                self.bytes.fetch_add(*n as u64, Ordering::Relaxed);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => {
+                lock(&self.failed).get_or_insert(e.kind());
+            }
+        }
+        written
     }
 }
 
-impl Write for StreamOut<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self.sock.write(buf) {
-            Ok(n) => {
-                *self.bytes += n as u64;
-                Ok(n)
-            }
+impl Wire for SocketWire {
+    fn write_all(&self, bytes: &[u8]) -> io::Result<()> {
+        match (&self.peer.sock).write_all(bytes) {
+            Ok(()) => self.count(Ok(bytes.len())).map(|_| ()),
             Err(e) => {
-                *self.failed = Some(e.kind());
+                // Here a timeout (WouldBlock) is a client that stopped reading.
+                lock(&self.failed).get_or_insert(e.kind());
                 Err(e)
             }
         }
     }
 
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+    fn write_now(&self, bytes: &[u8]) -> io::Result<usize> {
+        let sock = socket2::SockRef::from(&self.peer.sock);
+        self.count(sock.send_with_flags(bytes, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL))
     }
 }

@@ -1,12 +1,15 @@
 //! Topics and the hub: broadcast of events to any number of subscribers,
 //! with ids that let a client resume exactly where it stopped.
 //!
-//! A [`Topic`] keeps its recent events in a ring and the [`Waker`]s of its
-//! subscribers. Publishing appends to the ring and wakes each subscriber; it
-//! never writes to a socket and never waits for a reader, so its cost does not
-//! depend on how slow the readers are. Each [`Subscription`] reads the ring at
-//! its own cursor; one that falls further behind than the ring holds is told
-//! what it missed ([`Gap`]).
+//! A [`Topic`] keeps its recent events in a ring and, for each subscriber,
+//! someone to [`Notify`]. Publishing appends to the ring, then notifies each
+//! subscriber from a snapshot of the list, outside the ring's lock: a
+//! sleeping thread's waker is rung; a stream that can write its new events
+//! at once, without waiting, does so (see `stream::Outlet`). Nothing a
+//! subscriber does can make a publish wait, so its cost does not depend on
+//! how slow the readers are. Each [`Subscription`] reads the ring at its own
+//! cursor; one that falls further behind than the ring holds is told what it
+//! missed ([`Gap`]).
 //!
 //! The [`Hub`] names topics and numbers their events. Every event published
 //! through it gets the next number of one hub-wide sequence, and the id
@@ -24,8 +27,82 @@
 
 use crate::sse::Event;
 use crate::waker::{lock, read, write, Waker};
+
+/// Someone to tell that a topic has new events.
+pub trait Notify: Send + Sync {
+    /// Called after events were added, on the publisher's thread; must not
+    /// wait for anything a reader controls.
+    fn notify(&self);
+}
+
+impl Notify for Waker {
+    fn notify(&self) {
+        self.wake();
+    }
+}
+
+/// Whether two notifiees are the same one (their data, not their vtables).
+fn same(a: &Arc<dyn Notify>, b: &Arc<dyn Notify>) -> bool {
+    std::ptr::addr_eq(Arc::as_ptr(a), Arc::as_ptr(b))
+}
+
+/// The subscribers a publish must notify, taken under the ring's lock and
+/// notified after it is released (and after the publisher's answer is sent).
+#[must_use = "a fan-out notifies nobody until it is run"]
+pub struct Fanout(Vec<Arc<dyn Notify>>);
+
+impl std::fmt::Debug for Fanout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Fanout({} subscribers)", self.0.len())
+    }
+}
+
+impl Fanout {
+    /// How many subscribers there are to notify.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Notifies each subscriber, in turn.
+    pub fn run(self) {
+        for n in self.0 {
+            n.notify();
+        }
+    }
+}
+
+/// An event that is in its topic, whose subscribers have not been told yet:
+/// run it here, or hand it to `fanout::Fanouts`.
+#[must_use = "subscribers hear of a publish only once it is fanned out"]
+pub struct Published(Arc<Topic>);
+
+impl std::fmt::Debug for Published {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Published({})", self.0.name)
+    }
+}
+
+impl Published {
+    /// How many subscribers the topic has.
+    pub fn subscribers(&self) -> usize {
+        self.0.subscribers()
+    }
+
+    /// Notifies them on this thread.
+    pub fn run(self) {
+        self.0.fanout().run();
+    }
+
+    pub fn into_topic(self) -> Arc<Topic> {
+        self.0
+    }
+}
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockWriteGuard};
 
 /// How much a topic remembers.
@@ -55,6 +132,8 @@ pub struct Topic {
     /// The hub's running total of retained cost, kept up to date by this
     /// topic's inserts and evictions; `None` outside a hub.
     hub_total: Option<Arc<AtomicUsize>>,
+    /// Waiting for a fan-out pass (see `fanout`).
+    queued: AtomicBool,
 }
 
 /// One retained event and its sequence number.
@@ -78,7 +157,7 @@ struct Ring {
     cost: usize,
     /// Sequence number of the newest event dropped from the ring.
     evicted_through: Option<u64>,
-    subscribers: Vec<Arc<Waker>>,
+    subscribers: Vec<Arc<dyn Notify>>,
 }
 
 impl Ring {
@@ -157,6 +236,7 @@ impl Topic {
             on_first_subscriber,
             published: AtomicU64::new(0),
             hub_total,
+            queued: AtomicBool::new(false),
         })
     }
 
@@ -165,10 +245,13 @@ impl Topic {
     }
 
     /// Appends `event` as number `seq` (which must exceed every earlier one)
-    /// and wakes every subscriber. Returns how many there were.
+    /// and notifies every subscriber. Returns how many there were.
     pub fn publish(&self, seq: u64, event: Event) -> usize {
         self.insert(seq, event);
-        self.wake_all()
+        let fanout = self.fanout();
+        let n = fanout.len();
+        fanout.run();
+        n
     }
 
     /// Appends without waking anyone (see [`Hub::publish`] for why).
@@ -195,21 +278,26 @@ impl Topic {
         self.published.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn wake_all(&self) -> usize {
-        let ring = read(&self.ring);
-        for waker in &ring.subscribers {
-            waker.wake();
-        }
-        ring.subscribers.len()
+    /// The subscribers to notify of what was inserted so far. Taking it
+    /// ends the topic's wait in the fan-out queue: what is published after
+    /// this queues it again.
+    pub fn fanout(&self) -> Fanout {
+        self.queued.store(false, Ordering::SeqCst);
+        Fanout(read(&self.ring).subscribers.clone())
+    }
+
+    /// Marks the topic as waiting for a fan-out pass; false if it was already.
+    pub fn queue_for_fanout(&self) -> bool {
+        !self.queued.swap(true, Ordering::SeqCst)
     }
 
     /// Subscribes from the next event on, plus up to `latest` of those already
     /// in the ring (for a late viewer of a slow-changing value).
-    pub fn subscribe(self: &Arc<Self>, waker: Arc<Waker>, latest: usize) -> Subscription {
-        let ring = self.register(&waker);
+    pub fn subscribe(self: &Arc<Self>, notify: Arc<dyn Notify>, latest: usize) -> Subscription {
+        let ring = self.register(&notify);
         let cursor = ring.next() - latest.min(ring.entries.len()) as u64;
         drop(ring);
-        self.subscription(waker, cursor)
+        self.subscription(notify, cursor)
     }
 
     /// Subscribes to every event numbered after `after`: those still held
@@ -218,10 +306,10 @@ impl Topic {
     /// will be replayed.
     pub fn subscribe_after(
         self: &Arc<Self>,
-        waker: Arc<Waker>,
+        notify: Arc<dyn Notify>,
         after: u64,
     ) -> (Subscription, Option<Gap>, usize) {
-        let ring = self.register(&waker);
+        let ring = self.register(&notify);
         let replayable = ring.entries.len().min(ring.history);
         let window_start = ring.entries.len() - replayable;
         // Entries are in sequence order: find the first one after `after`.
@@ -243,12 +331,12 @@ impl Topic {
         let cursor = ring.first + start as u64;
         let replayed = ring.entries.len() - start;
         drop(ring);
-        (self.subscription(waker, cursor), gap, replayed)
+        (self.subscription(notify, cursor), gap, replayed)
     }
 
-    fn register(&self, waker: &Arc<Waker>) -> RwLockWriteGuard<'_, Ring> {
+    fn register(&self, notify: &Arc<dyn Notify>) -> RwLockWriteGuard<'_, Ring> {
         let mut ring = write(&self.ring);
-        ring.subscribers.push(Arc::clone(waker));
+        ring.subscribers.push(Arc::clone(notify));
         if ring.subscribers.len() == 1 {
             if let Some(producer) = &self.on_first_subscriber {
                 producer.wake();
@@ -257,10 +345,10 @@ impl Topic {
         ring
     }
 
-    fn subscription(self: &Arc<Self>, waker: Arc<Waker>, cursor: u64) -> Subscription {
+    fn subscription(self: &Arc<Self>, notify: Arc<dyn Notify>, cursor: u64) -> Subscription {
         Subscription {
             topic: Arc::clone(self),
-            waker,
+            notify,
             cursor,
         }
     }
@@ -307,7 +395,7 @@ impl Topic {
 /// One reader's position in a topic. Dropping it unsubscribes.
 pub struct Subscription {
     topic: Arc<Topic>,
-    waker: Arc<Waker>,
+    notify: Arc<dyn Notify>,
     cursor: u64,
 }
 
@@ -341,11 +429,7 @@ impl Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         let mut ring = write(&self.topic.ring);
-        if let Some(i) = ring
-            .subscribers
-            .iter()
-            .position(|w| Arc::ptr_eq(w, &self.waker))
-        {
+        if let Some(i) = ring.subscribers.iter().position(|n| same(n, &self.notify)) {
             ring.subscribers.swap_remove(i);
         }
     }
@@ -529,8 +613,9 @@ impl Hub {
     }
 
     /// Publishes `event` to topic `name`, giving it the next id. Returns the
-    /// id and how many subscribers it reached.
-    pub fn publish(&self, name: &str, mut event: Event) -> Result<(String, usize), TopicError> {
+    /// id, and the event for the caller to fan out (after answering its own
+    /// client).
+    pub fn publish(&self, name: &str, mut event: Event) -> Result<(String, Published), TopicError> {
         let mut topics = lock(&self.topics);
         let topic = Arc::clone(self.topic(&mut topics, name)?);
         let mut seq = lock(&self.seq);
@@ -538,25 +623,25 @@ impl Hub {
         let id = self.id(*seq);
         event.id = Some(id.clone());
         topic.insert(*seq, event);
-        // The watermark moves before anyone is woken: a subscriber woken by
-        // this event must find it at or below the watermark, or it would
-        // hold it back and sleep until the next wake.
+        // The watermark moves before anyone is notified: a subscriber told
+        // of this event must find it at or below the watermark, or it would
+        // hold it back until the next publish.
         self.watermark.store(*seq, Ordering::Release);
         drop(seq);
         self.enforce_budget(&topics);
-        // Waking thousands of subscribers takes milliseconds; other topics
+        // Notifying thousands of subscribers takes milliseconds; other topics
         // need not wait for it. The topic holds this event now, so it cannot
         // be freed in between.
         drop(topics);
-        Ok((id, topic.wake_all()))
+        Ok((id, Published(topic)))
     }
 
-    /// Subscribes `waker` to every topic in `names`, resuming from `from`.
+    /// Subscribes `notify` to every topic in `names`, resuming from `from`.
     /// Returns the subscriptions and the gaps to report before anything else.
     pub fn subscribe(
         &self,
         names: &[String],
-        waker: &Arc<Waker>,
+        notify: &Arc<dyn Notify>,
         from: &Resume,
     ) -> Result<(Vec<Subscription>, Vec<Gap>), TopicError> {
         let mut topics = lock(&self.topics);
@@ -569,9 +654,9 @@ impl Hub {
         for name in names {
             let topic = &topics[name.as_str()];
             match from {
-                Resume::Live => subs.push(topic.subscribe(Arc::clone(waker), 0)),
+                Resume::Live => subs.push(topic.subscribe(Arc::clone(notify), 0)),
                 Resume::After(seq) => {
-                    let (sub, gap, replayed) = topic.subscribe_after(Arc::clone(waker), *seq);
+                    let (sub, gap, replayed) = topic.subscribe_after(Arc::clone(notify), *seq);
                     self.counters
                         .replayed
                         .fetch_add(replayed as u64, Ordering::Relaxed);
@@ -581,7 +666,7 @@ impl Hub {
                 Resume::Foreign(_) => {
                     // Nothing of this run was seen: replay all there is, after
                     // saying that what came before cannot be placed.
-                    let (sub, gap, replayed) = topic.subscribe_after(Arc::clone(waker), 0);
+                    let (sub, gap, replayed) = topic.subscribe_after(Arc::clone(notify), 0);
                     self.counters
                         .replayed
                         .fetch_add(replayed as u64, Ordering::Relaxed);
@@ -635,10 +720,15 @@ mod tests {
         Arc::new(Waker::default())
     }
 
+    /// A waker as the topics hold it.
+    fn notify() -> Arc<dyn Notify> {
+        waker()
+    }
+
     #[test]
     fn every_subscriber_gets_every_event_in_order() {
         let topic = Topic::standalone("t", 8, None);
-        let mut subs: Vec<_> = (0..3).map(|_| topic.subscribe(waker(), 0)).collect();
+        let mut subs: Vec<_> = (0..3).map(|_| topic.subscribe(notify(), 0)).collect();
         for i in 0..5 {
             assert_eq!(topic.publish(i, Event::message(i.to_string())), 3);
         }
@@ -655,7 +745,7 @@ mod tests {
     #[test]
     fn a_slow_subscriber_learns_what_it_missed() {
         let topic = Topic::standalone("t", 0, None);
-        let mut sub = topic.subscribe(waker(), 0);
+        let mut sub = topic.subscribe(notify(), 0);
         for i in 0..(LIVE_RING as u64 + 2) {
             topic.publish(i + 1, Event::message(i.to_string()));
         }
@@ -676,7 +766,7 @@ mod tests {
     #[test]
     fn the_watermark_holds_back_later_events() {
         let topic = Topic::standalone("t", 8, None);
-        let mut sub = topic.subscribe(waker(), 0);
+        let mut sub = topic.subscribe(notify(), 0);
         topic.publish(5, Event::message("five"));
         topic.publish(9, Event::message("nine"));
         let mut out = Vec::new();
@@ -691,12 +781,12 @@ mod tests {
         let topic = Topic::standalone("t", 4, None);
         topic.publish(1, Event::message("old"));
         topic.publish(2, Event::message("new"));
-        let mut sub = topic.subscribe(waker(), 1);
+        let mut sub = topic.subscribe(notify(), 1);
         let mut out = Vec::new();
         sub.take(u64::MAX, &mut out);
         assert_eq!(data(&out), ["new"]);
         topic.clear();
-        let mut sub = topic.subscribe(waker(), 1);
+        let mut sub = topic.subscribe(notify(), 1);
         out.clear();
         sub.take(u64::MAX, &mut out);
         assert!(out.is_empty());
@@ -714,7 +804,7 @@ mod tests {
             for seq in [2, 4, 6, 8] {
                 topic.publish(seq, Event::message(seq.to_string()));
             }
-            let (mut sub, gap, _) = topic.subscribe_after(waker(), after);
+            let (mut sub, gap, _) = topic.subscribe_after(notify(), after);
             assert_eq!(gap, None);
             let mut out = Vec::new();
             sub.take(u64::MAX, &mut out);
@@ -733,7 +823,7 @@ mod tests {
         for seq in 1..=5 {
             topic.publish(seq, Event::message(seq.to_string()));
         }
-        let (mut sub, gap, replayed) = topic.subscribe_after(waker(), 1);
+        let (mut sub, gap, replayed) = topic.subscribe_after(notify(), 1);
         assert_eq!(replayed, 2);
         assert_eq!(
             gap,
@@ -759,9 +849,9 @@ mod tests {
         for seq in 1..=3 {
             topic.publish(seq, Event::message("abcd"));
         }
-        let (_, gap, _) = topic.subscribe_after(waker(), 0);
+        let (_, gap, _) = topic.subscribe_after(notify(), 0);
         assert_eq!(gap.unwrap().through, Some(1));
-        let (_, gap, _) = topic.subscribe_after(waker(), 1);
+        let (_, gap, _) = topic.subscribe_after(notify(), 1);
         assert_eq!(gap, None);
     }
 
@@ -774,7 +864,11 @@ mod tests {
         let hub = Hub::new(keep(10), 2, usize::MAX);
         let (id1, reached) = hub.publish("a", Event::message("x")).unwrap();
         let (id2, _) = hub.publish("a", Event::message("y")).unwrap();
-        assert_eq!((id1.as_str(), reached), (hub.id(1).as_str(), 0));
+        assert_eq!(
+            (id1.as_str(), reached.subscribers()),
+            (hub.id(1).as_str(), 0)
+        );
+        reached.run();
         assert_eq!(id2, hub.id(2));
         assert_eq!(hub.resume(None), Resume::Live);
         assert_eq!(hub.resume(Some("")), Resume::Live);
@@ -797,9 +891,9 @@ mod tests {
     fn one_id_resumes_several_topics_in_order() {
         let hub = Hub::new(keep(10), 10, usize::MAX);
         for (topic, data) in [("a", "1"), ("b", "2"), ("a", "3"), ("b", "4")] {
-            hub.publish(topic, Event::message(data)).unwrap();
+            hub.publish(topic, Event::message(data)).unwrap().1.run();
         }
-        let w = waker();
+        let w = notify();
         let (mut subs, gaps) = hub
             .subscribe(&names(&["a", "b"]), &w, &Resume::After(1))
             .unwrap();
@@ -835,11 +929,11 @@ mod tests {
                 "{bad:?}"
             );
         }
-        let w = waker();
+        let w = notify();
         let (subs, _) = hub
             .subscribe(&names(&["news/sport-1.x_~"]), &w, &Resume::Live)
             .unwrap();
-        hub.publish("b", Event::message("x")).unwrap();
+        hub.publish("b", Event::message("x")).unwrap().1.run();
         // Two topics, one watched and one holding an event: the cap is reached.
         assert_eq!(
             hub.publish("c", Event::message("x")).unwrap_err(),
@@ -864,21 +958,28 @@ mod tests {
         });
         // Room for ten such events in all.
         let hub = Hub::new(keep(1000), 10, 10 * one + one / 2);
-        let w = waker();
+        let w = notify();
         let (mut subs, _) = hub.subscribe(&names(&["big"]), &w, &Resume::Live).unwrap();
         for _ in 0..8 {
-            hub.publish("big", Event::message("x".repeat(100))).unwrap();
+            hub.publish("big", Event::message("x".repeat(100)))
+                .unwrap()
+                .1
+                .run();
         }
         for _ in 0..2 {
             hub.publish("small", Event::message("x".repeat(100)))
-                .unwrap();
+                .unwrap()
+                .1
+                .run();
         }
         // (Ids from 10 on are one byte longer.)
         assert!((10 * one..10 * one + 10).contains(&hub.retained()));
         // Two more to "small": "big" is the largest and pays for both.
         for _ in 0..2 {
             hub.publish("small", Event::message("x".repeat(100)))
-                .unwrap();
+                .unwrap()
+                .1
+                .run();
         }
         assert!(hub.retained() <= 10 * one + one / 2);
         let held = |name: &str| {
@@ -898,7 +999,9 @@ mod tests {
         // Then both are trimmed in turn, the largest first each time.
         for _ in 0..4 {
             hub.publish("small", Event::message("x".repeat(100)))
-                .unwrap();
+                .unwrap()
+                .1
+                .run();
         }
         assert_eq!((held("big"), held("small")), (5, 5));
     }
@@ -907,7 +1010,7 @@ mod tests {
     fn dropping_unsubscribes_and_publish_wakes() {
         let topic = Topic::standalone("t", 4, None);
         let w = waker();
-        let sub = topic.subscribe(Arc::clone(&w), 0);
+        let sub = topic.subscribe(Arc::clone(&w) as Arc<dyn Notify>, 0);
         assert_eq!(topic.subscribers(), 1);
         topic.publish(1, Event::message("x"));
         assert!(w.wait(Duration::from_secs(5)));
@@ -920,9 +1023,9 @@ mod tests {
     fn first_subscriber_rings_the_producer() {
         let producer = waker();
         let topic = Topic::standalone("t", 4, Some(Arc::clone(&producer)));
-        let a = topic.subscribe(waker(), 0);
+        let a = topic.subscribe(notify(), 0);
         assert!(producer.wait(Duration::from_secs(5)));
-        let _b = topic.subscribe(waker(), 0);
+        let _b = topic.subscribe(notify(), 0);
         assert!(!producer.wait(Duration::from_millis(1)));
         drop(a);
     }

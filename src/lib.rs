@@ -20,7 +20,8 @@
 //! and where a change goes):
 //! - wire formats, bytes only: [`sse`] (events), [`http1`] (HTTP/1.1
 //!   heads, framing, chunks), [`pyjson`] (JSON as Python writes it);
-//! - the hub, no HTTP: [`hub`] (topics, ids, replay), [`waker`];
+//! - the hub, no HTTP: [`hub`] (topics, ids, replay), [`fanout`] (the
+//!   threads that tell subscribers), [`waker`];
 //! - connections, the only room that accepts sockets: [`conn`];
 //! - the application, no sockets: [`routes`] (request to action),
 //!   [`stream`] (a stream's write loop), [`publish`], [`auth`], [`cors`],
@@ -38,6 +39,7 @@ pub mod config;
 pub mod conn;
 pub mod cors;
 pub mod demos;
+pub mod fanout;
 pub mod http;
 pub mod http1;
 pub mod hub;

@@ -7,15 +7,18 @@
 //! publish body into the hub, or turns the connection into a stream.
 
 use crate::config::Config;
-use crate::conn::{self, Conns, Exchange, Handler, StreamBody, StreamOut};
+use crate::conn::{self, Conns, Exchange, Handler, StreamBody};
 use crate::cors::Cors;
 use crate::demos::{Clock, Demos, JsonLines, Ticker, Training};
+use crate::fanout::Fanouts;
 use crate::http1::Response;
-use crate::hub::{Hub, Retention, Topic, TopicError};
+use crate::hub::{Hub, Published, Retention, Topic, TopicError};
 use crate::log::Throttled;
 use crate::routes::{self, Action, Feed, Post, PublishTo, MESSAGES_TOPIC};
 use crate::sse::Event;
-use crate::stream::{pump, Format, Scripted, Sink, Slot, Source, Streams, Subscribed};
+use crate::stream::{
+    pump, Feed as TopicFeed, Format, Framer, Outlet, Scripted, Slot, Source, Streams, Wire,
+};
 use crate::waker::Waker;
 use crate::www::Pages;
 use crate::{metrics, publish, pyjson, sys};
@@ -30,6 +33,9 @@ use std::time::Duration;
 /// than the backlog loses SYNs, and those clients retry only after 1 to 31 s.
 /// (Linux cuts it to `net.core.somaxconn`, 4096 by default.)
 const BACKLOG: i32 = 4096;
+
+/// Threads that fan publishes out to subscribers.
+const FANOUT_WORKERS: usize = 1;
 
 /// The longest `Last-Event-ID` quoted back in a gap notice: longer ones are
 /// not ids of ours, and a stream keeps what it quotes for its whole life.
@@ -68,6 +74,8 @@ pub struct App {
     demo_streams: Arc<Streams>,
     conn_counters: Arc<conn::Counters>,
     max_connections: usize,
+    /// Carries what is published to the subscribers.
+    fanouts: Fanouts,
     refused_streams: Throttled,
     refused_topics: Throttled,
     too_large: Throttled,
@@ -133,6 +141,7 @@ impl Server {
             demo_streams: Streams::new(config.max_demo_streams),
             conn_counters: Arc::clone(&conn_counters),
             max_connections,
+            fanouts: Fanouts::start(FANOUT_WORKERS)?,
             refused_streams: Throttled::new("streams refused: the stream cap was reached"),
             refused_topics: Throttled::new(
                 "publishes or subscriptions refused: --max-topics reached",
@@ -185,6 +194,7 @@ impl Server {
 
     fn stop(&mut self) {
         self.conns.stop();
+        self.app.fanouts.stop();
         self.demos.stop();
         for t in [
             &self.app.refused_streams,
@@ -257,7 +267,20 @@ impl Handler for App {
                 })
                 .into_bytes(),
             ),
-            Action::Publish { to, event } => self.publish(ex, &to, event.as_deref()),
+            Action::Publish { to, event } => {
+                let (mut res, fanout) = match self.publish(ex, &to, event.as_deref()) {
+                    Ok((res, fanout)) => (res, Some(fanout)),
+                    Err(res) => (res, None),
+                };
+                res.fields.extend(cors.fields());
+                // The publisher has its answer before the subscribers their
+                // event: a publish never waits for them.
+                ex.respond(res);
+                if let Some(published) = fanout {
+                    self.fanouts.dispatch(published);
+                }
+                return None;
+            }
             Action::Stream { feed, format } => match self.stream(ex, feed, format, &cors) {
                 Ok(body) => return body,
                 Err(res) => res,
@@ -300,48 +323,53 @@ impl App {
         Value::Array(list)
     }
 
-    /// Reads the body, makes it an event, publishes it.
+    /// Reads the body, makes it an event, publishes it: the answer, and the
+    /// fan-out to run once the answer is sent.
     fn publish(
         &self,
         ex: &mut Exchange<'_>,
         to: &PublishTo,
         query_event: Option<&str>,
-    ) -> Response {
+    ) -> Result<(Response, Published), Response> {
         let limit = self.config.max_event_bytes;
         let body = match ex.read_body(limit) {
             Ok(body) => body,
             Err(r) if r.status == 413 => {
                 self.too_large.note(&format!("{}", ex.peer()));
-                return Response::error(
+                return Err(Response::error(
                     413,
                     &format!("body is larger than {limit} bytes (--max-event-bytes)"),
-                );
+                ));
             }
-            Err(r) => return r.into(),
+            Err(r) => return Err(r.into()),
         };
         let req = ex.request();
         let (topic, event, answer) = match to {
             PublishTo::Seed(post) => match seed_message(*post, &body) {
                 Ok((event, answer)) => (MESSAGES_TOPIC, event, Some(answer)),
-                Err(why) => return Response::error(400, &why),
+                Err(why) => return Err(Response::error(400, &why)),
             },
             PublishTo::Topic(topic) => {
                 match publish::event_from_body(req.header("Content-Type"), &body, query_event) {
                     Ok(event) => (topic.as_str(), event, None),
-                    Err(why) => return Response::error(400, &why),
+                    Err(why) => return Err(Response::error(400, &why)),
                 }
             }
         };
-        match (self.hub.publish(topic, event), answer) {
-            // The seed's endpoints answer as the tutorial does; the hub's with
-            // the event's id.
-            (Ok(_), Some(answer)) => Response::json(200, &answer),
-            (Ok((id, subscribers)), None) => Response::json(
+        let (id, published) = self
+            .hub
+            .publish(topic, event)
+            .map_err(|e| self.topic_refused(e, ex))?;
+        // The seed's endpoints answer as the tutorial does; the hub's with
+        // the event's id.
+        let res = match answer {
+            Some(answer) => Response::json(200, &answer),
+            None => Response::json(
                 200,
-                &json!({ "id": id, "topic": topic, "subscribers": subscribers }),
+                &json!({ "id": id, "topic": topic, "subscribers": published.subscribers() }),
             ),
-            (Err(e), _) => self.topic_refused(e, ex),
-        }
+        };
+        Ok((res, published))
     }
 
     /// The answer to a topic that cannot be had: a bad name, or too many topics.
@@ -396,51 +424,47 @@ impl App {
             );
         };
         let waker = ex.waker();
-        let mut topics = Vec::new();
-        let source: Box<dyn Source> = match feed {
-            Feed::Clock { interval } => Box::new(Scripted::new(Clock::new(interval))),
-            Feed::Ticker { interval } => Box::new(Scripted::new(Ticker::new(interval))),
+        let topic_feed = |topic: &Arc<Topic>, latest: usize| {
+            let outlet = Outlet::new(Arc::clone(waker), format);
+            let sub = topic.subscribe(outlet.as_notify(), latest);
+            outlet.attach(TopicFeed::new(vec![sub], None, Vec::new(), None));
+            outlet
+        };
+        let (kind, topics) = match feed {
+            Feed::Clock { interval } => (Kind::script(Clock::new(interval)), Vec::new()),
+            Feed::Ticker { interval } => (Kind::script(Ticker::new(interval)), Vec::new()),
             Feed::Json { count, interval } => {
-                Box::new(Scripted::new(JsonLines::new(count, interval)))
+                (Kind::script(JsonLines::new(count, interval)), Vec::new())
             }
             Feed::Training {
                 epochs,
                 steps,
                 step,
-            } => Box::new(Scripted::new(Training::new(epochs, steps, step))),
-            Feed::SystemStats => Box::new(Subscribed::new(
-                vec![self.stats.subscribe(Arc::clone(waker), 1)],
-                None,
-                Vec::new(),
-                None,
-            )),
-            Feed::Stocks => Box::new(Subscribed::new(
-                vec![self.stocks.subscribe(Arc::clone(waker), 0)],
-                None,
-                Vec::new(),
-                None,
-            )),
+            } => (Kind::script(Training::new(epochs, steps, step)), Vec::new()),
+            Feed::SystemStats => (Kind::Topics(topic_feed(&self.stats, 1)), Vec::new()),
+            Feed::Stocks => (Kind::Topics(topic_feed(&self.stocks, 0)), Vec::new()),
             Feed::Hub {
                 topics: names,
                 last_event_id,
             } => {
+                let outlet = Outlet::new(Arc::clone(waker), format);
                 let resume = self.hub.resume(last_event_id.as_deref());
-                let (subs, gaps) = match self.hub.subscribe(&names, waker, &resume) {
+                let (subs, gaps) = match self.hub.subscribe(&names, &outlet.as_notify(), &resume) {
                     Ok(subscribed) => subscribed,
                     Err(e) => return Err(self.topic_refused(e, ex)),
                 };
-                topics = names;
                 let quoted = last_event_id.filter(|id| id.len() <= MAX_QUOTED_ID);
-                Box::new(Subscribed::new(
+                outlet.attach(TopicFeed::new(
                     subs,
                     Some(Arc::clone(&self.hub)),
                     gaps,
                     quoted,
-                ))
+                ));
+                (Kind::Topics(outlet), names)
             }
         };
         let body = Box::new(Body {
-            source,
+            kind,
             format,
             keepalive: self.config.keepalive,
             hub: Arc::clone(&self.hub),
@@ -448,17 +472,31 @@ impl App {
             slot,
         });
         sys::yield_to_wakers();
-        // Without a head, the body is dropped here: it unsubscribes.
+        // Without a head, the body is dropped here: it lets its topics go.
         Ok(ex
             .start_stream(&fields)
             .then_some(body as Box<dyn StreamBody>))
     }
 }
 
+/// What a stream writes.
+enum Kind {
+    /// A per-client script, written by the stream's thread as it comes due.
+    Script(Box<dyn Source>),
+    /// Topics, written by publishers and by the stream's thread.
+    Topics(Arc<Outlet>),
+}
+
+impl Kind {
+    fn script(script: impl crate::stream::Script + 'static) -> Kind {
+        Kind::Script(Box::new(Scripted::new(script)))
+    }
+}
+
 /// A stream's body: its events, how to write them, and what to let go
 /// when it ends.
 struct Body {
-    source: Box<dyn Source>,
+    kind: Kind,
     format: Format,
     keepalive: Duration,
     hub: Arc<Hub>,
@@ -469,23 +507,38 @@ struct Body {
 }
 
 impl StreamBody for Body {
-    fn run(self: Box<Self>, out: StreamOut<'_>, waker: &Waker, stopping: &AtomicBool) {
-        let Body {
-            mut source,
-            format,
-            keepalive,
-            hub,
-            topics,
-            slot,
-        } = *self;
-        let chunked = out.chunked();
-        let mut sink = Sink::new(out, chunked, format);
-        let result = sink
-            .start()
-            .and_then(|()| pump(&mut sink, source.as_mut(), waker, stopping, keepalive));
-        slot.counters().ended(&result);
-        drop(source);
-        hub.release(&topics);
+    fn run(
+        mut self: Box<Self>,
+        wire: Arc<dyn Wire>,
+        chunked: bool,
+        waker: &Arc<Waker>,
+        stopping: &AtomicBool,
+    ) {
+        let result = match &mut self.kind {
+            Kind::Script(source) => {
+                let mut framer = Framer::new(chunked, self.format);
+                pump(
+                    &mut framer,
+                    &*wire,
+                    source.as_mut(),
+                    waker,
+                    stopping,
+                    self.keepalive,
+                )
+            }
+            Kind::Topics(outlet) => outlet.run(wire, chunked, stopping, self.keepalive),
+        };
+        self.slot.counters().ended(&result);
+    }
+}
+
+impl Drop for Body {
+    fn drop(&mut self) {
+        // The topics hold the outlet: let go of them, then free idle ones.
+        if let Kind::Topics(outlet) = &self.kind {
+            outlet.close();
+        }
+        self.hub.release(&self.topics);
     }
 }
 

@@ -11,8 +11,10 @@ use std::sync::OnceLock;
 /// One event as the server sends it.
 ///
 /// Its `text/event-stream` bytes are made once, on first use, and shared by
-/// every subscriber that writes it ([`Event::sse_bytes`]): change an event
-/// only before it is sent.
+/// every subscriber that writes it ([`Event::sse_bytes`]), together with the
+/// HTTP/1.1 chunk that carries it alone ([`Event::sse_chunk`]), so that a
+/// subscriber that is caught up is written from these very bytes: change an
+/// event only before it is sent.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Event {
     /// `id:` field; never contains CR, LF or NUL (see [`check_field`]).
@@ -70,10 +72,23 @@ impl Event {
 
     /// The `text/event-stream` form of this event, made once.
     pub fn sse_bytes(&self) -> &[u8] {
+        let chunk = self.sse_chunk();
+        // Inside the chunk: after its size line, before its closing CRLF.
+        let start = chunk.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1);
+        &chunk[start..chunk.len() - 2]
+    }
+
+    /// This event alone as an HTTP/1.1 chunk: its size line, its
+    /// `text/event-stream` form and CRLF. Made once.
+    pub fn sse_chunk(&self) -> &[u8] {
         self.encoded.0.get_or_init(|| {
-            let mut out = Vec::with_capacity(self.data.len() + 32);
-            encode(self, &mut out);
-            out.into_boxed_slice()
+            let mut body = Vec::with_capacity(self.data.len() + 32);
+            encode(self, &mut body);
+            let mut chunk = format!("{:x}\r\n", body.len()).into_bytes();
+            chunk.reserve_exact(body.len() + 2);
+            chunk.extend_from_slice(&body);
+            chunk.extend_from_slice(b"\r\n");
+            chunk.into_boxed_slice()
         })
     }
 
@@ -378,6 +393,17 @@ mod tests {
         for (ev, expected) in cases {
             check(ev, expected);
         }
+    }
+
+    #[test]
+    fn an_event_and_its_chunk_are_made_once() {
+        let ev = Event::named("x", "hello");
+        assert_eq!(ev.sse_bytes(), b"event: x\ndata: hello\n\n");
+        assert_eq!(ev.sse_chunk(), b"16\r\nevent: x\ndata: hello\n\n\r\n");
+        assert!(std::ptr::eq(
+            ev.sse_bytes().as_ptr(),
+            ev.sse_chunk()[4..].as_ptr()
+        ));
     }
 
     #[test]

@@ -1,20 +1,32 @@
-//! A stream's write loop: events from a [`Source`] (a topic subscription or
-//! a per-client script), framed by a [`Sink`], written to the connection one
-//! batch at a time. A failed write means the client left: the loop returns,
-//! and the connection layer closes the connection.
+//! A stream's body: events framed as chunks and written to its connection.
+//!
+//! Two kinds of stream, one framing ([`Framer`]):
+//!
+//! - A per-client script (the clock, a training run) is written by its own
+//!   thread, which sleeps until its next event is due ([`pump`]).
+//! - A stream of topics (the hub's, and the shared demos') is an [`Outlet`].
+//!   Whoever holds its lock writes everything from its cursors up to the
+//!   hub's watermark, in order, so that no event is written twice or out of
+//!   order. A publisher that finds it unlocked and caught up writes the new
+//!   events itself, with one write that does not wait: no thread is woken
+//!   and no context is switched for that delivery. The stream's own thread
+//!   is woken only when that write could not be made in full (the socket's
+//!   buffer is full), when another holds the lock, for the replay at
+//!   subscribe time, for keep-alives, and at shutdown; it finishes what is
+//!   owed with writes that wait, up to `--write-timeout`.
 //!
 //! Also the stream caps ([`Streams`]): hub streams and demo streams are
 //! counted apart, so that demos cannot take the hub's places.
 //!
-//! This module writes bytes to any `io::Write`; it knows no socket.
+//! This module writes to a [`Wire`]; it knows no socket.
 
 use crate::http1;
-use crate::hub::{Entry, Gap, Hub, Subscription};
+use crate::hub::{Entry, Gap, Hub, Notify, Subscription};
 use crate::sse::{self, Event, GAP_EVENT};
 use crate::waker::Waker;
-use std::io::{self, Write};
+use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
 /// A stream's write buffer and batch keep at most this capacity after a
@@ -47,92 +59,97 @@ impl Format {
     }
 }
 
-/// Frames events for one connection and writes them.
-pub struct Sink<W: Write> {
-    out: W,
-    /// HTTP/1.1 chunked framing; HTTP/1.0 clients get the bare body, ended by
-    /// closing the connection.
+/// Where a stream's bytes go: its connection. Its own thread writes and
+/// waits; a publisher writes only what fits at once.
+pub trait Wire: Send + Sync {
+    /// Writes all of `bytes`, waiting for room up to the write timeout.
+    fn write_all(&self, bytes: &[u8]) -> io::Result<()>;
+    /// Writes what fits now, without waiting: possibly fewer bytes than
+    /// asked, or an error of kind `WouldBlock` when nothing fits.
+    fn write_now(&self, bytes: &[u8]) -> io::Result<usize>;
+}
+
+/// Frames a stream's events: in the stream's format, as one HTTP/1.1 chunk
+/// per batch (or bare, for HTTP/1.0), made in one buffer that keeps room in
+/// front for the chunk's size line, so that the body is never moved.
+pub struct Framer {
     chunked: bool,
     format: Format,
-    /// The next chunk: room for its size line, then the body. Each chunk is
-    /// one write, and the size goes in front without moving the body.
     buf: Vec<u8>,
 }
 
-impl<W: Write> Sink<W> {
-    pub fn new(out: W, chunked: bool, format: Format) -> Self {
+impl Framer {
+    pub fn new(chunked: bool, format: Format) -> Framer {
         let mut buf = Vec::with_capacity(256);
         buf.resize(http1::CHUNK_SIZE_ROOM, 0);
-        Sink {
-            out,
+        Framer {
             chunked,
             format,
             buf,
         }
     }
 
-    /// For SSE, writes a `retry:` field, so that the client sees a live
-    /// stream before the first event.
-    pub fn start(&mut self) -> io::Result<()> {
-        if self.format == Format::Sse {
-            sse::retry(RETRY_MS, &mut self.buf);
-        }
-        self.flush_body()
+    fn is_empty(&self) -> bool {
+        self.buf.len() == http1::CHUNK_SIZE_ROOM
     }
 
-    pub fn send(&mut self, events: &[Arc<Event>]) -> io::Result<()> {
-        for ev in events {
-            match self.format {
-                Format::Sse => self.buf.extend_from_slice(ev.sse_bytes()),
-                Format::Ndjson => sse::encode_ndjson(ev, &mut self.buf),
-                Format::Lines => {
-                    self.buf.extend_from_slice(ev.data.as_bytes());
-                    self.buf.push(b'\n');
-                }
+    pub fn event(&mut self, ev: &Event) {
+        match self.format {
+            Format::Sse => self.buf.extend_from_slice(ev.sse_bytes()),
+            Format::Ndjson => sse::encode_ndjson(ev, &mut self.buf),
+            Format::Lines => {
+                self.buf.extend_from_slice(ev.data.as_bytes());
+                self.buf.push(b'\n');
             }
         }
-        self.flush_body()
     }
 
     /// Something to write on an idle stream: a comment for SSE, an empty line
     /// (which NDJSON readers skip) otherwise.
-    pub fn keepalive(&mut self) -> io::Result<()> {
+    pub fn keepalive(&mut self) {
         match self.format {
             Format::Sse => sse::comment("keep-alive", &mut self.buf),
             Format::Ndjson | Format::Lines => self.buf.push(b'\n'),
         }
-        self.flush_body()
     }
 
-    /// Ends the body: the last chunk for HTTP/1.1.
-    pub fn finish(&mut self) -> io::Result<()> {
-        if self.chunked {
-            self.out.write_all(http1::LAST_CHUNK)?;
+    /// For SSE, a `retry:` field, so that the client sees a live stream
+    /// before the first event.
+    pub fn retry(&mut self) {
+        if self.format == Format::Sse {
+            sse::retry(RETRY_MS, &mut self.buf);
         }
-        self.out.flush()
     }
 
-    /// Writes what is in `buf` as one chunk, in one write.
-    fn flush_body(&mut self) -> io::Result<()> {
+    /// What was added, framed as one chunk: the bytes to write.
+    pub fn frame(&mut self) -> &[u8] {
         let room = http1::CHUNK_SIZE_ROOM;
-        let len = self.buf.len() - room;
-        if len == 0 {
-            return Ok(());
-        }
         let start = if self.chunked {
-            let start = http1::put_chunk_size(len, &mut self.buf[..room]);
+            let start = http1::put_chunk_size(self.buf.len() - room, &mut self.buf[..room]);
             self.buf.extend_from_slice(b"\r\n");
             start
         } else {
             room
         };
-        let written = self.out.write_all(&self.buf[start..]);
-        self.buf.truncate(room);
+        &self.buf[start..]
+    }
+
+    /// Empties the buffer for the next chunk, giving back what a burst made
+    /// it take.
+    pub fn clear(&mut self) {
+        self.buf.truncate(http1::CHUNK_SIZE_ROOM);
         if self.buf.capacity() > KEEP_BUFFER {
             self.buf.shrink_to(256);
         }
-        written?;
-        self.out.flush()
+    }
+
+    /// The end of the body: the last chunk for HTTP/1.1, nothing for 1.0.
+    fn end(&self) -> &'static [u8] {
+        if self.chunked {
+            http1::LAST_CHUNK
+        } else {
+            b""
+        }
     }
 }
 
@@ -146,97 +163,11 @@ pub enum Next {
     End,
 }
 
-/// Where a stream's events come from.
+/// Where a scripted stream's events come from.
 pub trait Source: Send {
     /// Adds what is ready to `out`, or sleeps on `waker` for at most `budget`
     /// and returns [`Next::Idle`].
     fn next(&mut self, waker: &Waker, budget: Duration, out: &mut Vec<Arc<Event>>) -> Next;
-
-    /// `events` of those given were written to the client.
-    fn sent(&mut self, _events: usize) {}
-}
-
-/// Subscriptions to one or more topics, read as one stream.
-pub struct Subscribed {
-    subs: Vec<Subscription>,
-    /// The hub the topics belong to: its watermark keeps several topics in
-    /// one order, and it names ids in gap notices. `None` for demo topics.
-    hub: Option<Arc<Hub>>,
-    /// Gaps found when subscribing, sent before anything else.
-    gaps: Vec<Gap>,
-    /// The `Last-Event-ID` the client resumed from, quoted in those gaps.
-    resumed_from: Option<String>,
-    entries: Vec<Entry>,
-}
-
-impl Subscribed {
-    pub fn new(
-        subs: Vec<Subscription>,
-        hub: Option<Arc<Hub>>,
-        gaps: Vec<Gap>,
-        resumed_from: Option<String>,
-    ) -> Self {
-        Subscribed {
-            subs,
-            hub,
-            gaps,
-            resumed_from,
-            entries: Vec::new(),
-        }
-    }
-}
-
-/// `event: gap` with what is known of the lost events, counted in `hub`.
-fn gap_event(hub: Option<&Hub>, gap: &Gap, after: Option<&str>) -> Arc<Event> {
-    let data = serde_json::json!({
-        "topic": gap.topic,
-        "missed": gap.missed,
-        "after": after,
-        "through": gap.through.and_then(|seq| hub.map(|h| h.id(seq))),
-    });
-    if let Some(hub) = hub {
-        hub.counters.gaps.fetch_add(1, Ordering::Relaxed);
-    }
-    Arc::new(Event::named(GAP_EVENT, data.to_string()))
-}
-
-impl Source for Subscribed {
-    fn next(&mut self, waker: &Waker, budget: Duration, out: &mut Vec<Arc<Event>>) -> Next {
-        let hub = self.hub.as_deref();
-        for gap in self.gaps.drain(..) {
-            out.push(gap_event(hub, &gap, self.resumed_from.as_deref()));
-        }
-        // Read the watermark first: every event at or below it is already in
-        // its topic, so what is taken below is complete up to it.
-        let watermark = hub.map_or(u64::MAX, Hub::watermark);
-        for sub in &mut self.subs {
-            if let Some(gap) = sub.take(watermark, &mut self.entries) {
-                // A live subscriber the topic's memory moved past: it skips
-                // ahead, told so, rather than being dropped.
-                if let Some(hub) = hub {
-                    hub.counters.lagged.fetch_add(1, Ordering::Relaxed);
-                }
-                out.push(gap_event(hub, &gap, None));
-            }
-        }
-        if self.subs.len() > 1 {
-            self.entries.sort_by_key(|e| e.seq);
-        }
-        out.extend(self.entries.drain(..).map(|e| e.event));
-        if !out.is_empty() {
-            return Next::Events;
-        }
-        waker.wait(budget);
-        Next::Idle
-    }
-
-    fn sent(&mut self, events: usize) {
-        if let Some(hub) = &self.hub {
-            hub.counters
-                .delivered
-                .fetch_add(events as u64, Ordering::Relaxed);
-        }
-    }
 }
 
 /// A per-client sequence of events with pauses before each.
@@ -283,39 +214,386 @@ impl<S: Script> Source for Scripted<S> {
     }
 }
 
-/// Writes `source` to `sink` until the source ends, the client leaves (a
+/// Writes a scripted stream until the source ends, the client leaves (a
 /// write fails) or the server stops (`stopping`, with `waker` rung).
-pub fn pump<W: Write>(
-    sink: &mut Sink<W>,
+pub fn pump(
+    framer: &mut Framer,
+    wire: &dyn Wire,
     source: &mut dyn Source,
     waker: &Waker,
     stopping: &AtomicBool,
     keepalive: Duration,
 ) -> io::Result<()> {
+    framer.retry();
+    if !framer.is_empty() {
+        wire.write_all(framer.frame())?;
+        framer.clear();
+    }
     let mut batch = Vec::new();
     let mut last_write = Instant::now();
     while !stopping.load(Ordering::Acquire) {
         let budget = keepalive.saturating_sub(last_write.elapsed());
         match source.next(waker, budget, &mut batch) {
             Next::Events => {
-                sink.send(&batch)?;
-                source.sent(batch.len());
-                batch.clear();
-                if batch.capacity() > KEEP_BATCH {
-                    batch.shrink_to(16);
+                for ev in batch.drain(..) {
+                    framer.event(&ev);
                 }
+                wire.write_all(framer.frame())?;
+                framer.clear();
                 last_write = Instant::now();
             }
             Next::Idle => {
                 if last_write.elapsed() >= keepalive {
-                    sink.keepalive()?;
+                    framer.keepalive();
+                    wire.write_all(framer.frame())?;
+                    framer.clear();
                     last_write = Instant::now();
                 }
             }
             Next::End => break,
         }
     }
-    sink.finish()
+    wire.write_all(framer.end())
+}
+
+/// Subscriptions to one or more topics, read as one stream in id order.
+pub struct Feed {
+    subs: Vec<Subscription>,
+    /// The hub the topics belong to: its watermark keeps several topics in
+    /// one order, and it names ids in gap notices. `None` for demo topics.
+    hub: Option<Arc<Hub>>,
+    /// Gaps found when subscribing, sent before anything else.
+    gaps: Vec<Gap>,
+    /// The `Last-Event-ID` the client resumed from, quoted in those gaps.
+    resumed_from: Option<String>,
+    entries: Vec<Entry>,
+}
+
+impl Feed {
+    pub fn new(
+        subs: Vec<Subscription>,
+        hub: Option<Arc<Hub>>,
+        gaps: Vec<Gap>,
+        resumed_from: Option<String>,
+    ) -> Feed {
+        Feed {
+            subs,
+            hub,
+            gaps,
+            resumed_from,
+            entries: Vec::new(),
+        }
+    }
+
+    /// Moves every event owed up to the watermark into `out`, gaps first,
+    /// in id order; returns how many.
+    fn collect(&mut self, out: &mut Vec<Arc<Event>>) -> usize {
+        let hub = self.hub.as_deref();
+        for gap in self.gaps.drain(..) {
+            out.push(gap_event(hub, &gap, self.resumed_from.as_deref()));
+        }
+        // Read the watermark first: every event at or below it is already in
+        // its topic, so what is taken below is complete up to it.
+        let watermark = hub.map_or(u64::MAX, Hub::watermark);
+        for sub in &mut self.subs {
+            if let Some(gap) = sub.take(watermark, &mut self.entries) {
+                // A live subscriber the topic's memory moved past: it skips
+                // ahead, told so, rather than being dropped.
+                if let Some(hub) = hub {
+                    hub.counters.lagged.fetch_add(1, Ordering::Relaxed);
+                }
+                out.push(gap_event(hub, &gap, None));
+            }
+        }
+        if self.subs.len() > 1 {
+            self.entries.sort_by_key(|e| e.seq);
+        }
+        out.extend(self.entries.drain(..).map(|e| e.event));
+        out.len()
+    }
+
+    fn sent(&self, events: usize) {
+        if let Some(hub) = &self.hub {
+            hub.counters
+                .delivered
+                .fetch_add(events as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+/// `event: gap` with what is known of the lost events, counted in `hub`.
+fn gap_event(hub: Option<&Hub>, gap: &Gap, after: Option<&str>) -> Arc<Event> {
+    let data = serde_json::json!({
+        "topic": gap.topic,
+        "missed": gap.missed,
+        "after": after,
+        "through": gap.through.and_then(|seq| hub.map(|h| h.id(seq))),
+    });
+    if let Some(hub) = hub {
+        hub.counters.gaps.fetch_add(1, Ordering::Relaxed);
+    }
+    Arc::new(Event::named(GAP_EVENT, data.to_string()))
+}
+
+/// A stream of topics, written by whoever holds its lock: a publisher that
+/// finds it free and caught up, or its own thread (see the module's doc).
+pub struct Outlet {
+    core: Mutex<Core>,
+    /// The stream's thread sleeps on it.
+    waker: Arc<Waker>,
+    /// Set once the head is out and the body may be written.
+    wire: OnceLock<Arc<dyn Wire>>,
+    format: Format,
+}
+
+struct Core {
+    feed: Feed,
+    /// `None` until the stream's thread starts writing the body.
+    framer: Option<Framer>,
+    /// Bytes owed to the client from a write that could not be made in
+    /// full: written before anything else, by the stream's thread.
+    unsent: Vec<u8>,
+    batch: Vec<Arc<Event>>,
+    /// False once the stream has ended: nothing more is written.
+    open: bool,
+    /// A write failed: how. The stream ends.
+    failed: Option<io::ErrorKind>,
+    last_write: Instant,
+}
+
+impl Outlet {
+    /// An outlet whose thread sleeps on `waker`; subscribe it to topics (it
+    /// is the [`Notify`] they hold), then [`Outlet::attach`] the feed.
+    pub fn new(waker: Arc<Waker>, format: Format) -> Arc<Outlet> {
+        Arc::new(Outlet {
+            core: Mutex::new(Core {
+                feed: Feed::new(Vec::new(), None, Vec::new(), None),
+                framer: None,
+                unsent: Vec::new(),
+                batch: Vec::new(),
+                open: true,
+                failed: None,
+                last_write: Instant::now(),
+            }),
+            waker,
+            wire: OnceLock::new(),
+            format,
+        })
+    }
+
+    /// This outlet as the topics hold it.
+    pub fn as_notify(self: &Arc<Self>) -> Arc<dyn Notify> {
+        Arc::clone(self) as Arc<dyn Notify>
+    }
+
+    /// Gives the outlet the subscriptions made for it.
+    pub fn attach(&self, feed: Feed) {
+        self.lock().feed = feed;
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Core> {
+        self.core.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Writes the stream's body to `wire` until the client leaves (a write
+    /// fails) or the server stops (`stopping`, with the waker rung); then
+    /// lets go of every subscription. Publishers write to it meanwhile.
+    pub fn run(
+        &self,
+        wire: Arc<dyn Wire>,
+        chunked: bool,
+        stopping: &AtomicBool,
+        keepalive: Duration,
+    ) -> io::Result<()> {
+        let result = self.serve(wire, chunked, stopping, keepalive);
+        self.close();
+        result
+    }
+
+    fn serve(
+        &self,
+        wire: Arc<dyn Wire>,
+        chunked: bool,
+        stopping: &AtomicBool,
+        keepalive: Duration,
+    ) -> io::Result<()> {
+        {
+            let mut core = self.lock();
+            let framer = core.framer.insert(Framer::new(chunked, self.format));
+            framer.retry();
+            if !framer.is_empty() {
+                wire.write_all(framer.frame())?;
+                framer.clear();
+            }
+        }
+        // From now on a publisher may write what it brings.
+        let _ = self.wire.set(Arc::clone(&wire));
+        loop {
+            let wait = {
+                let mut core = self.lock();
+                if stopping.load(Ordering::Acquire) {
+                    core.open = false;
+                    return wire.write_all(core.framer.as_ref().map_or(b"", Framer::end));
+                }
+                core.catch_up(&*wire)?;
+                let mut idle = keepalive.saturating_sub(core.last_write.elapsed());
+                if idle.is_zero() {
+                    core.write_keepalive(&*wire)?;
+                    idle = keepalive;
+                }
+                idle
+            };
+            self.waker.wait(wait);
+        }
+    }
+
+    /// Ends the stream: nothing more is written, and every subscription is
+    /// let go (which breaks the cycle between the topics and this outlet).
+    pub fn close(&self) {
+        let mut core = self.lock();
+        core.open = false;
+        core.feed.subs.clear();
+    }
+
+    /// Writes what is new now, if that can be done at once; wakes the
+    /// stream's thread otherwise.
+    fn write_now(&self) {
+        let Some(wire) = self.wire.get() else {
+            // Not writing yet: the thread collects everything when it starts.
+            return self.waker.wake();
+        };
+        let mut core = match self.core.try_lock() {
+            Ok(core) => core,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            // Its thread or another publisher is writing: the thread will
+            // look again once it is free.
+            Err(TryLockError::WouldBlock) => return self.waker.wake(),
+        };
+        if !core.open
+            || core.failed.is_some()
+            || !core.unsent.is_empty()
+            || !core.try_write(&**wire)
+        {
+            drop(core);
+            self.waker.wake();
+        }
+    }
+}
+
+impl Notify for Outlet {
+    fn notify(&self) {
+        self.write_now();
+    }
+}
+
+impl Core {
+    /// Frames what is owed; returns the count of events, and whether it is
+    /// one SSE event alone (written from its own encoded chunk, no copy).
+    fn collect(&mut self) -> (usize, Option<Arc<Event>>) {
+        let n = self.feed.collect(&mut self.batch);
+        let Some(framer) = self.framer.as_mut() else {
+            return (0, None);
+        };
+        if n == 1 && framer.chunked && framer.format == Format::Sse {
+            return (1, self.batch.pop());
+        }
+        for ev in self.batch.drain(..) {
+            framer.event(&ev);
+        }
+        if self.batch.capacity() > KEEP_BATCH {
+            self.batch.shrink_to(16);
+        }
+        (n, None)
+    }
+
+    /// A publisher's write: what is owed, in one write that does not wait.
+    /// Returns whether all of it went out.
+    fn try_write(&mut self, wire: &dyn Wire) -> bool {
+        let (n, alone) = self.collect();
+        if n == 0 {
+            return true;
+        }
+        let Some(framer) = self.framer.as_mut() else {
+            return false;
+        };
+        let bytes = match &alone {
+            Some(ev) => ev.sse_chunk(),
+            None => framer.frame(),
+        };
+        let done = match wire.write_now(bytes) {
+            Ok(k) if k == bytes.len() => true,
+            Ok(k) => {
+                self.unsent.extend_from_slice(&bytes[k..]);
+                false
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.unsent.extend_from_slice(bytes);
+                false
+            }
+            Err(e) => {
+                self.failed = Some(e.kind());
+                false
+            }
+        };
+        framer.clear();
+        self.feed.sent(n);
+        if done {
+            self.last_write = Instant::now();
+        }
+        done
+    }
+
+    /// The stream's thread: writes what is owed, waiting as needed.
+    fn catch_up(&mut self, wire: &dyn Wire) -> io::Result<()> {
+        if let Some(kind) = self.failed {
+            return Err(kind.into());
+        }
+        if !self.unsent.is_empty() {
+            let written = wire.write_all(&self.unsent);
+            self.unsent.clear();
+            if self.unsent.capacity() > KEEP_BUFFER {
+                self.unsent = Vec::new();
+            }
+            self.note(written)?;
+        }
+        let (n, alone) = self.collect();
+        if n == 0 {
+            return Ok(());
+        }
+        let Some(framer) = self.framer.as_mut() else {
+            return Ok(());
+        };
+        let written = match &alone {
+            Some(ev) => wire.write_all(ev.sse_chunk()),
+            None => wire.write_all(framer.frame()),
+        };
+        framer.clear();
+        self.feed.sent(n);
+        self.note(written)
+    }
+
+    fn write_keepalive(&mut self, wire: &dyn Wire) -> io::Result<()> {
+        let Some(framer) = self.framer.as_mut() else {
+            return Ok(());
+        };
+        framer.keepalive();
+        let written = wire.write_all(framer.frame());
+        framer.clear();
+        self.note(written)
+    }
+
+    fn note(&mut self, written: io::Result<()>) -> io::Result<()> {
+        match written {
+            Ok(()) => {
+                self.last_write = Instant::now();
+                Ok(())
+            }
+            Err(e) => {
+                self.failed = Some(e.kind());
+                Err(e)
+            }
+        }
+    }
 }
 
 /// How streams ended or were refused, for `/metrics`.
@@ -406,30 +684,73 @@ impl Streams {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hub::{Resume, Retention, Topic};
 
-    fn sink_bytes(
-        chunked: bool,
-        format: Format,
-        f: impl FnOnce(&mut Sink<&mut Vec<u8>>),
-    ) -> String {
-        let mut out = Vec::new();
-        let mut sink = Sink::new(&mut out, chunked, format);
-        f(&mut sink);
-        String::from_utf8(out).unwrap()
+    /// A connection in memory: `write_now` takes at most `room` bytes at a
+    /// time (then `WouldBlock`), as a socket whose buffer fills.
+    #[derive(Default)]
+    struct Memory {
+        bytes: Mutex<Vec<u8>>,
+        room: Mutex<Option<usize>>,
+        now_writes: AtomicUsize,
+    }
+
+    impl Memory {
+        fn with_room(room: usize) -> Arc<Memory> {
+            let m = Memory::default();
+            *m.room.lock().unwrap() = Some(room);
+            Arc::new(m)
+        }
+
+        fn text(&self) -> String {
+            String::from_utf8(self.bytes.lock().unwrap().clone()).unwrap()
+        }
+    }
+
+    impl Wire for Memory {
+        fn write_all(&self, bytes: &[u8]) -> io::Result<()> {
+            self.bytes.lock().unwrap().extend_from_slice(bytes);
+            Ok(())
+        }
+
+        fn write_now(&self, bytes: &[u8]) -> io::Result<usize> {
+            self.now_writes.fetch_add(1, Ordering::Relaxed);
+            let mut room = self.room.lock().unwrap();
+            let n = room.map_or(bytes.len(), |r| r.min(bytes.len()));
+            if n == 0 && !bytes.is_empty() {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            if let Some(r) = room.as_mut() {
+                *r -= n;
+            }
+            self.bytes.lock().unwrap().extend_from_slice(&bytes[..n]);
+            Ok(n)
+        }
+    }
+
+    fn framed(chunked: bool, format: Format, f: impl FnOnce(&mut Framer, &Memory)) -> String {
+        let wire = Memory::default();
+        let mut framer = Framer::new(chunked, format);
+        f(&mut framer, &wire);
+        wire.text()
+    }
+
+    fn write(framer: &mut Framer, wire: &Memory) {
+        wire.write_all(framer.frame()).unwrap();
+        framer.clear();
     }
 
     #[test]
     fn frames_chunks() {
-        let ev = [
-            Arc::new(Event::message("hi")),
-            Arc::new(Event::named("x", "y")),
-        ];
-        let got = sink_bytes(true, Format::Sse, |s| {
-            s.start().unwrap();
-            s.send(&ev).unwrap();
-            s.keepalive().unwrap();
-            s.send(&[]).unwrap();
-            s.finish().unwrap();
+        let got = framed(true, Format::Sse, |f, w| {
+            f.retry();
+            write(f, w);
+            f.event(&Event::message("hi"));
+            f.event(&Event::named("x", "y"));
+            write(f, w);
+            f.keepalive();
+            write(f, w);
+            w.write_all(f.end()).unwrap();
         });
         assert_eq!(
             got,
@@ -441,52 +762,209 @@ mod tests {
 
     #[test]
     fn http10_gets_the_bare_body() {
-        let ev = [Arc::new(Event::message("hi"))];
-        let got = sink_bytes(false, Format::Sse, |s| {
-            s.start().unwrap();
-            s.send(&ev).unwrap();
-            s.finish().unwrap();
+        let got = framed(false, Format::Sse, |f, w| {
+            f.retry();
+            f.event(&Event::message("hi"));
+            write(f, w);
+            w.write_all(f.end()).unwrap();
         });
         assert_eq!(got, "retry: 2000\n\ndata: hi\n\n");
     }
 
     #[test]
     fn ndjson_and_lines() {
-        let ev = [Arc::new(Event::named("p", "{\"a\": 1}"))];
-        let got = sink_bytes(false, Format::Ndjson, |s| {
-            s.start().unwrap();
-            s.send(&ev).unwrap();
-            s.keepalive().unwrap();
+        let ev = Event::named("p", "{\"a\": 1}");
+        let got = framed(false, Format::Ndjson, |f, w| {
+            f.retry();
+            f.event(&ev);
+            f.keepalive();
+            write(f, w);
         });
         assert_eq!(
             got,
             "{\"id\":null,\"event\":\"p\",\"data\":\"{\\\"a\\\": 1}\"}\n\n"
         );
-        let got = sink_bytes(false, Format::Lines, |s| s.send(&ev).unwrap());
+        let got = framed(false, Format::Lines, |f, w| {
+            f.event(&ev);
+            write(f, w);
+        });
         assert_eq!(got, "{\"a\": 1}\n");
     }
 
     #[test]
     fn a_large_batch_does_not_stay_in_memory() {
-        let big: Vec<_> = (0..100)
-            .map(|i| Arc::new(Event::message(format!("{i:01000}"))))
-            .collect();
-        let mut out = Vec::new();
-        let mut sink = Sink::new(&mut out, true, Format::Sse);
-        sink.send(&big).unwrap();
+        let wire = Memory::default();
+        let mut framer = Framer::new(true, Format::Sse);
+        for i in 0..100 {
+            framer.event(&Event::message(format!("{i:01000}")));
+        }
+        write(&mut framer, &wire);
         assert!(
-            sink.buf.capacity() <= KEEP_BUFFER,
+            framer.buf.capacity() <= KEEP_BUFFER,
             "{}",
-            sink.buf.capacity()
+            framer.buf.capacity()
         );
-        sink.send(&big[..1]).unwrap();
-        drop(sink);
+        framer.event(&Event::message(format!("{:01000}", 0)));
+        write(&mut framer, &wire);
         // The big chunk, then a small one, each framed by its size: each
         // event is "data: " and 1000 digits and a blank line.
-        let text = String::from_utf8(out).unwrap();
+        let text = wire.text();
         let one = 6 + 1000 + 2;
         assert!(text.starts_with(&format!("{:x}\r\ndata: 0000", 100 * one)));
         assert!(text.ends_with(&format!("\r\n{one:x}\r\ndata: {:01000}\n\n\r\n", 0)));
+    }
+
+    fn keep(history: usize) -> Retention {
+        Retention {
+            history,
+            bytes: usize::MAX,
+        }
+    }
+
+    /// An outlet subscribed to `names` of `hub`, live.
+    fn outlet(hub: &Arc<Hub>, names: &[&str]) -> (Arc<Outlet>, Arc<Waker>) {
+        let waker = Arc::new(Waker::default());
+        let outlet = Outlet::new(Arc::clone(&waker), Format::Sse);
+        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        let (subs, gaps) = hub
+            .subscribe(&names, &outlet.as_notify(), &Resume::Live)
+            .unwrap();
+        outlet.attach(Feed::new(subs, Some(Arc::clone(hub)), gaps, None));
+        (outlet, waker)
+    }
+
+    /// The outlet's body as if its thread had written the retry and set the
+    /// wire, without running the thread's loop.
+    fn open(outlet: &Outlet, wire: Arc<dyn Wire>) {
+        outlet.lock().framer = Some(Framer::new(true, Format::Sse));
+        let _ = outlet.wire.set(wire);
+    }
+
+    fn publish(hub: &Hub, topic: &str, data: &str) {
+        let (_, published) = hub.publish(topic, Event::message(data)).unwrap();
+        published.run();
+    }
+
+    fn data_of(text: &str) -> Vec<String> {
+        let mut d = sse::Decoder::new();
+        let mut items = Vec::new();
+        // De-chunk: keep the lines that are not chunk sizes.
+        let body: String = text
+            .split("\r\n")
+            .enumerate()
+            .filter(|(i, _)| i % 2 == 1)
+            .map(|(_, s)| s)
+            .collect();
+        d.feed(body.as_bytes(), &mut items);
+        items
+            .into_iter()
+            .filter_map(|i| match i {
+                sse::Item::Event(m) => Some(m.data),
+                sse::Item::Comment(_) => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_caught_up_stream_is_written_by_the_publisher_without_a_wake() {
+        let hub = Arc::new(Hub::new(keep(10), 10, usize::MAX));
+        let (outlet, waker) = outlet(&hub, &["a"]);
+        let wire = Arc::new(Memory::default());
+        open(&outlet, wire.clone());
+        publish(&hub, "a", "one");
+        publish(&hub, "a", "two");
+        assert_eq!(data_of(&wire.text()), ["one", "two"]);
+        assert_eq!(wire.now_writes.load(Ordering::Relaxed), 2, "one write each");
+        assert!(
+            !waker.wait(Duration::ZERO),
+            "the stream's thread was not woken"
+        );
+        assert_eq!(hub.counters.delivered.load(Ordering::Relaxed), 2);
+        outlet.close();
+        assert_eq!(
+            hub.topics()[0].subscribers(),
+            0,
+            "closing lets go of the topic"
+        );
+    }
+
+    #[test]
+    fn a_short_write_leaves_the_rest_to_the_thread_in_order() {
+        let hub = Arc::new(Hub::new(keep(10), 10, usize::MAX));
+        let (outlet, waker) = outlet(&hub, &["a"]);
+        // Room for the first chunk (34 bytes) and 10 of the second (41).
+        let wire = Memory::with_room(44);
+        open(&outlet, wire.clone());
+        publish(&hub, "a", "first");
+        publish(&hub, "a", "second event");
+        assert!(
+            waker.wait(Duration::ZERO),
+            "the thread is woken for the rest"
+        );
+        // A third publish finds bytes owed: it writes nothing itself.
+        publish(&hub, "a", "third");
+        assert_eq!(wire.now_writes.load(Ordering::Relaxed), 2);
+        // The thread finishes the frame, then everything after it.
+        outlet.lock().catch_up(&*wire).unwrap();
+        assert_eq!(data_of(&wire.text()), ["first", "second event", "third"]);
+    }
+
+    #[test]
+    fn a_busy_stream_is_woken_not_waited_for() {
+        let hub = Arc::new(Hub::new(keep(10), 10, usize::MAX));
+        let (outlet, waker) = outlet(&hub, &["a"]);
+        let wire = Arc::new(Memory::default());
+        open(&outlet, wire.clone());
+        let held = outlet.lock();
+        publish(&hub, "a", "x");
+        assert!(waker.wait(Duration::ZERO));
+        assert_eq!(wire.now_writes.load(Ordering::Relaxed), 0);
+        drop(held);
+        outlet.lock().catch_up(&*wire).unwrap();
+        assert_eq!(data_of(&wire.text()), ["x"]);
+    }
+
+    #[test]
+    fn concurrent_publishers_keep_one_order_across_topics() {
+        let hub = Arc::new(Hub::new(keep(10_000), 10, usize::MAX));
+        let outlets: Vec<_> = (0..8).map(|_| outlet(&hub, &["a", "b"])).collect();
+        let wires: Vec<_> = outlets
+            .iter()
+            .map(|(o, _)| {
+                let w = Arc::new(Memory::default());
+                open(o, w.clone());
+                w
+            })
+            .collect();
+        let publishers: Vec<_> = (0..4)
+            .map(|p| {
+                let hub = Arc::clone(&hub);
+                std::thread::spawn(move || {
+                    for i in 0..500 {
+                        let topic = if (p + i) % 2 == 0 { "a" } else { "b" };
+                        publish(&hub, topic, &format!("{p}-{i}"));
+                    }
+                })
+            })
+            .collect();
+        for p in publishers {
+            p.join().unwrap();
+        }
+        for ((outlet, _), wire) in outlets.iter().zip(&wires) {
+            // What publishers could not write, the thread writes.
+            outlet.lock().catch_up(&**wire).unwrap();
+            let text = wire.text();
+            let ids: Vec<u64> = text
+                .lines()
+                .filter_map(|l| l.strip_prefix("id: "))
+                .map(|id| id.rsplit_once('-').unwrap().1.parse().unwrap())
+                .collect();
+            assert_eq!(
+                ids,
+                (1..=2000).collect::<Vec<u64>>(),
+                "every event once, in id order"
+            );
+        }
     }
 
     #[test]
@@ -499,5 +977,18 @@ mod tests {
         drop(a);
         assert_eq!(streams.open(), 1);
         assert!(streams.reserve().is_some());
+    }
+
+    #[test]
+    fn demo_topics_feed_an_outlet_too() {
+        let topic = Topic::standalone("t", 4, None);
+        let waker = Arc::new(Waker::default());
+        let outlet = Outlet::new(Arc::clone(&waker), Format::Sse);
+        let sub = topic.subscribe(outlet.as_notify(), 0);
+        outlet.attach(Feed::new(vec![sub], None, Vec::new(), None));
+        let wire = Arc::new(Memory::default());
+        open(&outlet, wire.clone());
+        topic.publish(1, Event::message("tick"));
+        assert_eq!(data_of(&wire.text()), ["tick"]);
     }
 }

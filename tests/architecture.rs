@@ -19,8 +19,8 @@ fn code(text: &str) -> String {
 #[test]
 fn only_the_connection_layer_and_the_client_touch_sockets() {
     let socketless = [
-        "sse", "http1", "pyjson", "calendar", "waker", "hub", "stream", "routes", "publish",
-        "auth", "cors", "www", "metrics", "demos", "config", "args", "log",
+        "sse", "http1", "pyjson", "calendar", "waker", "hub", "fanout", "stream", "routes",
+        "publish", "auth", "cors", "www", "metrics", "demos", "config", "args", "log",
     ];
     for module in socketless {
         let text = source(module);

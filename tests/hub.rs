@@ -183,6 +183,202 @@ fn nothing_lost_or_doubled_across_reconnects_during_publishing() {
     assert_eq!(got, expected);
 }
 
+/// A subscriber whose socket holds little, so that its buffers fill fast.
+fn small_buffer_subscriber(addr: SocketAddr, target: &str) -> Conn {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    let mut stream: std::net::TcpStream = socket.into();
+    use std::io::Write;
+    stream
+        .write_all(format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut c = Conn::from_stream(stream);
+    assert_eq!(c.head().status, 200);
+    assert_eq!(c.chunk_str().as_deref(), Some("retry: 2000\n\n"));
+    c
+}
+
+#[test]
+fn concurrent_publishers_reach_every_subscriber_in_id_order() {
+    let server = start(|_| {});
+    let addr = server.addr();
+    let mut subs: Vec<Conn> = (0..20)
+        .map(|_| Conn::open_stream(addr, "/events/c"))
+        .collect();
+    let publishers: Vec<_> = (0..4)
+        .map(|p| {
+            std::thread::spawn(move || {
+                for i in 0..100 {
+                    publish(addr, "c", &format!("{p}-{i}"));
+                }
+            })
+        })
+        .collect();
+    for p in publishers {
+        p.join().unwrap();
+    }
+    for sub in &mut subs {
+        let events = sub.events(400);
+        let seqs: Vec<u64> = events
+            .iter()
+            .map(|e| e.id.rsplit_once('-').unwrap().1.parse().unwrap())
+            .collect();
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "out of order: {seqs:?}"
+        );
+        // And each publisher's own events in the order it sent them.
+        for p in 0..4 {
+            let mine: Vec<&str> = events
+                .iter()
+                .map(|e| e.data.as_str())
+                .filter(|d| d.starts_with(&format!("{p}-")))
+                .collect();
+            let expected: Vec<String> = (0..100).map(|i| format!("{p}-{i}")).collect();
+            assert_eq!(mine, expected);
+        }
+    }
+}
+
+#[test]
+fn a_socket_that_fills_mid_frame_gets_the_rest_then_all_after_it() {
+    let server = start(|c| {
+        c.write_timeout = Duration::from_secs(20);
+        c.max_event_bytes = 256 * 1024;
+        c.history_bytes = 16 << 20;
+    });
+    let addr = server.addr();
+    let mut slow = small_buffer_subscriber(addr, "/events/big");
+    let mut fast = Conn::open_stream(addr, "/events/big");
+    // 8 MB for a client that does not read: more than Linux lets a socket
+    // buffer grow to (4 MiB), so a publisher's write to it comes up short in
+    // the middle of a frame, and its thread finishes it; then small events,
+    // which must follow in order.
+    let mut bodies: Vec<String> = (0..40)
+        .map(|i| format!("{i}:{}", "x".repeat(200_000)))
+        .collect();
+    bodies.extend((40..60).map(|i| format!("{i}:{}", "y".repeat(1000))));
+    for b in &bodies {
+        publish(addr, "big", b);
+        assert_eq!(&fast.events(1)[0].data, b);
+    }
+    // Every frame whole and every event once, in order.
+    let got: Vec<String> = slow
+        .events(bodies.len())
+        .into_iter()
+        .map(|e| e.data)
+        .collect();
+    assert_eq!(got, bodies);
+}
+
+#[test]
+fn a_socket_that_fills_past_the_history_gets_a_gap_then_the_rest() {
+    let server = start(|c| {
+        c.write_timeout = Duration::from_secs(20);
+        c.max_event_bytes = 128 * 1024;
+    });
+    let addr = server.addr();
+    let mut slow = small_buffer_subscriber(addr, "/events/big");
+    // 10 MB against a history of 1 MiB, for a client that does not read:
+    // past what its socket buffers hold, the topic moves on without it.
+    for i in 0..100 {
+        publish(addr, "big", &format!("{i}:{}", "x".repeat(100_000)));
+    }
+    let mut next = 0;
+    let mut gaps = 0;
+    while next < 100 {
+        let ev = slow.events(1).remove(0);
+        if ev.event == "gap" {
+            gaps += 1;
+            let missed = json(&ev.data)["missed"].as_u64().unwrap();
+            next += missed as usize;
+            continue;
+        }
+        let n: usize = ev.data.split(':').next().unwrap().parse().unwrap();
+        assert_eq!(n, next, "after a gap, events go on in order");
+        next += 1;
+    }
+    assert!(gaps >= 1, "the slow client was told what it missed");
+}
+
+#[test]
+fn a_subscriber_that_leaves_during_direct_writes_is_released() {
+    let server = start(|c| c.write_timeout = Duration::from_secs(20));
+    let addr = server.addr();
+    let slow = small_buffer_subscriber(addr, "/events/gone");
+    for i in 0..20 {
+        publish(addr, "gone", &format!("{i}:{}", "x".repeat(10_000)));
+    }
+    // Leave with a reset, in the middle of what is owed to it.
+    socket2::SockRef::from(&slow.stream)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(slow);
+    let mut n = 20;
+    wait_until(SOON, "the stream to be released", || {
+        n += 1;
+        publish(addr, "gone", &n.to_string());
+        server.open_streams() == 0
+    });
+    let topics = json(&fetch(addr, "GET", "/topics", &[], b"").1);
+    assert_eq!(topics[0]["subscribers"], 0, "{topics}");
+}
+
+#[test]
+fn replay_joins_live_writes_without_loss_or_duplicate_under_load() {
+    let server = start(|c| c.history = 5000);
+    let addr = server.addr();
+    const N: usize = 2000;
+    let ids = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let publisher = {
+        let ids = std::sync::Arc::clone(&ids);
+        std::thread::spawn(move || {
+            for i in 1..=N {
+                let id = publish(addr, "r", &i.to_string())["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string();
+                ids.lock().unwrap().push(id);
+            }
+        })
+    };
+    // Subscribers join while events pour in, each resuming after an event
+    // some way back, and must see every event after it exactly once.
+    let readers: Vec<_> = (0..100)
+        .map(|k| {
+            let ids = std::sync::Arc::clone(&ids);
+            std::thread::spawn(move || {
+                let after = loop {
+                    let ids = ids.lock().unwrap();
+                    if ids.len() > k * 15 + 5 {
+                        break k * 15 + 1;
+                    }
+                    drop(ids);
+                    std::thread::yield_now();
+                };
+                let id = ids.lock().unwrap()[after - 1].clone();
+                let mut sub = subscribe(addr, "/events/r", &[("Last-Event-ID", &id)]);
+                let got: Vec<usize> = sub
+                    .events(N - after)
+                    .into_iter()
+                    .map(|e| e.data.parse().unwrap())
+                    .collect();
+                assert_eq!(
+                    got,
+                    (after + 1..=N).collect::<Vec<_>>(),
+                    "resumed after {after}"
+                );
+            })
+        })
+        .collect();
+    publisher.join().unwrap();
+    for r in readers {
+        r.join().unwrap();
+    }
+}
+
 #[test]
 fn one_id_resumes_several_topics() {
     let server = start(|_| {});

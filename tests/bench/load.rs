@@ -6,7 +6,7 @@
 //! the two cores and for pid_max), and one publisher thread that POSTs E
 //! events at R per second, each carrying its sequence number and send time.
 //!
-//! Usage: load [--bin PATH] [--only a,b,c,flood,stats] [--subs N --events E --rate R]
+//! Usage: load [--bin PATH] [--only a,b,c,d,flood,stats] [--subs N --events E --rate R]
 //! (the last three run one custom scenario instead of the defaults).
 
 use mio::net::TcpStream;
@@ -158,6 +158,12 @@ fn main() {
                 events: 1,
                 rate: 1.0,
             },
+            Scenario {
+                name: "d",
+                subs: 10_000,
+                events: 100,
+                rate: 50.0,
+            },
         ],
         _ => die("--subs, --events and --rate go together"),
     };
@@ -166,8 +172,8 @@ fn main() {
         .iter()
         .filter(|s| s.name == "custom" || wanted(s.name))
     {
-        // The comparison is about fan-out, scenarios a and b: c measures
-        // how many connections one ssed holds.
+        // The comparison is about fan-out (a, b, d): c measures how many
+        // connections one ssed holds.
         for t in targets.iter().filter(|t| t.name == "ssed" || s.name != "c") {
             rows.push(run(t, s));
         }
