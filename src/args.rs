@@ -60,6 +60,23 @@ pub fn invalid(name: &str, value: &str, why: &str) -> UsageError {
     UsageError(format!("invalid value {value:?} for {name}: {why}"))
 }
 
+/// Bytes, with an optional K or M suffix (1024 and 1024²).
+pub fn bytes(value: &str, min: usize, max: usize) -> Result<usize, String> {
+    let (digits, unit) = match value.strip_suffix(['K', 'k']) {
+        Some(d) => (d, 1024),
+        None => match value.strip_suffix(['M', 'm']) {
+            Some(d) => (d, 1024 * 1024),
+            None => (value, 1),
+        },
+    };
+    digits
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .filter(|n| (min..=max).contains(n))
+        .ok_or_else(|| format!("expected bytes from {min} to {max}, such as 65536, 64K or 1M"))
+}
+
 /// The error for an option no command knows.
 pub fn unknown(name: &str, command: &str) -> UsageError {
     UsageError(format!("unknown option {name:?} for {command}"))

@@ -196,7 +196,7 @@ pub const FLAGS: &[Flag] = &[
         value: Some("SIZE"),
         help: "bytes of event data each topic keeps, at most (K and M suffixes)",
         default: "1M",
-        set: |c, v| set(&mut c.history_bytes, size(v, 1024, 1 << 34)),
+        set: |c, v| set(&mut c.history_bytes, args::bytes(v, 1024, 1 << 34)),
     },
     Flag {
         name: "--history-total",
@@ -204,7 +204,7 @@ pub const FLAGS: &[Flag] = &[
         value: Some("SIZE"),
         help: "what all topics keep together; past it the oldest events of the largest topics go first",
         default: "64M",
-        set: |c, v| set(&mut c.history_total, size(v, 1024, 1 << 40)),
+        set: |c, v| set(&mut c.history_total, args::bytes(v, 1024, 1 << 40)),
     },
     Flag {
         name: "--max-topics",
@@ -220,7 +220,7 @@ pub const FLAGS: &[Flag] = &[
         value: Some("SIZE"),
         help: "largest publish body; larger get 413",
         default: "64K",
-        set: |c, v| set(&mut c.max_event_bytes, size(v, 16, 64 << 20)),
+        set: |c, v| set(&mut c.max_event_bytes, args::bytes(v, 16, 64 << 20)),
     },
     Flag {
         name: "--publish-token",
@@ -401,23 +401,6 @@ fn switch(value: &str) -> Result<bool, String> {
         "0" | "false" | "no" | "off" | "" => Ok(false),
         _ => Err("expected 1 or 0".into()),
     }
-}
-
-/// Bytes, with an optional K or M suffix (1024 and 1024²).
-fn size(value: &str, min: usize, max: usize) -> Result<usize, String> {
-    let (digits, unit) = match value.strip_suffix(['K', 'k']) {
-        Some(d) => (d, 1024),
-        None => match value.strip_suffix(['M', 'm']) {
-            Some(d) => (d, 1024 * 1024),
-            None => (value, 1),
-        },
-    };
-    digits
-        .parse::<usize>()
-        .ok()
-        .and_then(|n| n.checked_mul(unit))
-        .filter(|n| (min..=max).contains(n))
-        .ok_or_else(|| format!("expected bytes from {min} to {max}, such as 65536, 64K or 1M"))
 }
 
 /// Tokens go into HTTP headers and cookies: printable ASCII, no spaces or

@@ -26,7 +26,8 @@
 //! - the application, no sockets: [`routes`] (request to action),
 //!   [`stream`] (a stream's write loop), [`publish`], [`auth`], [`cors`],
 //!   [`www`], [`metrics`], [`demos`], and [`server`], which starts it all;
-//! - the client: [`client`] (`ssed listen`, `ssed publish`) on [`http`];
+//! - the client: [`client`] (`ssed listen`, `ssed publish`, and their
+//!   HTTP on [`http1`]);
 //! - the edges: [`config`] and [`args`] (the command line), [`log`],
 //!   [`calendar`], [`sys`] (the only `unsafe` code).
 #![deny(unsafe_code)]
@@ -40,7 +41,6 @@ pub mod conn;
 pub mod cors;
 pub mod demos;
 pub mod fanout;
-pub mod http;
 pub mod http1;
 pub mod hub;
 pub mod log;

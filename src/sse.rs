@@ -205,11 +205,72 @@ pub struct Message {
     pub retry: Option<u64>,
 }
 
+/// How much a [`Decoder`] holds at most, so that no stream can make it
+/// grow without end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes of one line.
+    pub line: usize,
+    /// Bytes of one event's data, its `data:` lines together.
+    pub data: usize,
+    /// Bytes of an `id:` or an `event:` value.
+    pub field: usize,
+}
+
+impl Limits {
+    /// No limit (for streams one trusts, such as ssed's own in tests).
+    pub const NONE: Limits = Limits {
+        line: usize::MAX,
+        data: usize::MAX,
+        field: usize::MAX,
+    };
+
+    /// Events of up to `data` bytes; a line may hold all of it and its
+    /// field name; ids and event types are far smaller.
+    pub fn for_data(data: usize) -> Limits {
+        Limits {
+            line: data.saturating_add(64),
+            data,
+            field: MAX_FIELD,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::NONE
+    }
+}
+
+/// The longest id or event type a bounded decoder accepts.
+pub const MAX_FIELD: usize = 4096;
+
+/// A stream broke a [`Limits`]: what it was.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Overflow {
+    Line(usize),
+    Data(usize),
+    Id(usize),
+    EventType(usize),
+}
+
+impl std::fmt::Display for Overflow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Overflow::Line(n) => write!(f, "a line of the stream is longer than {n} bytes"),
+            Overflow::Data(n) => write!(f, "an event's data is longer than {n} bytes"),
+            Overflow::Id(n) => write!(f, "an event id is longer than {n} bytes"),
+            Overflow::EventType(n) => write!(f, "an event type is longer than {n} bytes"),
+        }
+    }
+}
+
 /// Incremental parser of `text/event-stream`, following the WHATWG HTML
 /// standard, "Interpreting an event stream". Feed it bytes as they arrive, in
 /// pieces of any size.
 #[derive(Debug, Default)]
 pub struct Decoder {
+    limits: Limits,
     /// Bytes of the line being read (decoded once the line is complete, so a
     /// character split between two reads survives).
     line: Vec<u8>,
@@ -232,8 +293,17 @@ pub struct Decoder {
 }
 
 impl Decoder {
+    /// A decoder without limits.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A decoder that refuses to hold more than `limits` allow.
+    pub fn with_limits(limits: Limits) -> Self {
+        Decoder {
+            limits,
+            ..Self::default()
+        }
     }
 
     /// The last event ID, as a reconnecting client sends it in `Last-Event-ID`.
@@ -253,8 +323,10 @@ impl Decoder {
         self.reconnection_time
     }
 
-    /// Parses `bytes`, appending what they complete to `out`.
-    pub fn feed(&mut self, mut bytes: &[u8], out: &mut Vec<Item>) {
+    /// Parses `bytes`, appending what they complete to `out`. Past a limit,
+    /// returns what was broken: the event being read is lost, and the
+    /// stream cannot be read on (call [`Decoder::finish`] before the next).
+    pub fn feed(&mut self, mut bytes: &[u8], out: &mut Vec<Item>) -> Result<(), Overflow> {
         if !self.started {
             // "One leading U+FEFF BYTE ORDER MARK character must be ignored if
             // any are present", at the very start of the stream only.
@@ -265,7 +337,7 @@ impl Decoder {
             if have < BOM.len() && BOM.starts_with(&head) {
                 // Could still be a BOM: wait for more bytes.
                 self.line = head;
-                return;
+                return Ok(());
             }
             self.started = true;
             if head.starts_with(BOM) {
@@ -279,15 +351,24 @@ impl Decoder {
                 b'\n' if self.after_cr => self.after_cr = false,
                 b'\r' | b'\n' => {
                     self.after_cr = b == b'\r';
-                    let line = std::mem::take(&mut self.line);
-                    self.process_line(&line, out);
+                    let mut line = std::mem::take(&mut self.line);
+                    self.process_line(&line, out)?;
+                    // Keep the allocation for the next line, unless large.
+                    line.clear();
+                    if line.capacity() <= 4096 {
+                        self.line = line;
+                    }
                 }
                 _ => {
                     self.after_cr = false;
+                    if self.line.len() >= self.limits.line {
+                        return Err(Overflow::Line(self.limits.line));
+                    }
                     self.line.push(b);
                 }
             }
         }
+        Ok(())
     }
 
     /// The stream ended. "If the file ends in the middle of an event, before
@@ -304,27 +385,34 @@ impl Decoder {
         self.started = false;
     }
 
-    fn process_line(&mut self, line: &[u8], out: &mut Vec<Item>) {
+    fn process_line(&mut self, line: &[u8], out: &mut Vec<Item>) -> Result<(), Overflow> {
         let line = String::from_utf8_lossy(line);
         if line.is_empty() {
-            return self.dispatch(out);
+            self.dispatch(out);
+            return Ok(());
         }
         if let Some(comment) = line.strip_prefix(':') {
             out.push(Item::Comment(
                 comment.strip_prefix(' ').unwrap_or(comment).to_string(),
             ));
-            return;
+            return Ok(());
         }
         let (name, value) = match line.split_once(':') {
             Some((name, value)) => (name, value.strip_prefix(' ').unwrap_or(value)),
             None => (&*line, ""),
         };
+        let limits = self.limits;
         match name {
+            "event" if value.len() > limits.field => return Err(Overflow::EventType(limits.field)),
             "event" => self.event_type = value.to_string(),
             "data" => {
+                if self.data.len() + value.len() > limits.data {
+                    return Err(Overflow::Data(limits.data));
+                }
                 self.data.push_str(value);
                 self.data.push('\n');
             }
+            "id" if value.len() > limits.field => return Err(Overflow::Id(limits.field)),
             "id" if !value.contains('\0') => self.id_buffer = value.to_string(),
             "retry" if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
                 // Digits too many for u64 are still digits; saturate.
@@ -333,6 +421,7 @@ impl Decoder {
             }
             _ => {}
         }
+        Ok(())
     }
 
     fn dispatch(&mut self, out: &mut Vec<Item>) {
@@ -455,7 +544,7 @@ mod tests {
         let mut out = Vec::new();
         let mut from = 0;
         for &cut in cuts.iter().chain([input.len()].iter()) {
-            d.feed(&input[from..cut], &mut out);
+            d.feed(&input[from..cut], &mut out).unwrap();
             from = cut;
         }
         d.finish();
@@ -580,13 +669,52 @@ mod tests {
     }
 
     #[test]
+    fn limits_bound_what_a_stream_can_make_it_hold() {
+        let limits = Limits {
+            line: 20,
+            data: 10,
+            field: 4,
+        };
+        let cases: Vec<(&[u8], Result<usize, Overflow>)> = vec![
+            (b"data: 0123456789\n\n", Ok(1)),
+            (b"data: 01234\ndata: 56789\n\n", Err(Overflow::Data(10))),
+            (b"data: 0123456789a\n\n", Err(Overflow::Data(10))),
+            (b"id: 1234\ndata: x\n\n", Ok(1)),
+            (b"id: 12345\n", Err(Overflow::Id(4))),
+            (b"event: abcde\n", Err(Overflow::EventType(4))),
+            // A line that never ends is refused at the bound, not held.
+            (b"data: 01234567890123456789", Err(Overflow::Line(20))),
+            (
+                b": a comment far longer than twenty bytes",
+                Err(Overflow::Line(20)),
+            ),
+        ];
+        for (input, expected) in cases {
+            let mut d = Decoder::with_limits(limits);
+            let mut out = Vec::new();
+            let got = d.feed(input, &mut out).map(|()| out.len());
+            assert_eq!(got, expected, "{}", String::from_utf8_lossy(input));
+            assert!(d.line.len() <= limits.line && d.data.len() <= limits.data + 1);
+            // Byte by byte, the same.
+            let mut d = Decoder::with_limits(limits);
+            let mut out = Vec::new();
+            let got = input
+                .iter()
+                .try_for_each(|b| d.feed(std::slice::from_ref(b), &mut out))
+                .map(|()| out.len());
+            assert_eq!(got, expected, "bytewise {}", String::from_utf8_lossy(input));
+        }
+    }
+
+    #[test]
     fn an_id_in_an_unfinished_event_is_not_the_last_event_id() {
         let mut d = Decoder::new();
         let mut out = Vec::new();
-        d.feed(b"id: 1\ndata: a\n\nid: 2\ndata: half", &mut out);
+        d.feed(b"id: 1\ndata: a\n\nid: 2\ndata: half", &mut out)
+            .unwrap();
         assert_eq!(d.last_event_id(), "1");
         d.finish();
-        d.feed(b"data: b\n\nid: 3\n\n", &mut out);
+        d.feed(b"data: b\n\nid: 3\n\n", &mut out).unwrap();
         assert_eq!(out, [ev("message", "a", "1"), ev("message", "b", "1")]);
         // An id with no data still becomes the last event ID.
         assert_eq!(d.last_event_id(), "3");
@@ -611,7 +739,7 @@ mod tests {
             encode(e, &mut bytes);
         }
         let mut out = Vec::new();
-        Decoder::new().feed(&bytes, &mut out);
+        Decoder::new().feed(&bytes, &mut out).unwrap();
         let got: Vec<(String, String)> = out
             .into_iter()
             .map(|i| match i {

@@ -855,7 +855,7 @@ mod tests {
             .filter(|(i, _)| i % 2 == 1)
             .map(|(_, s)| s)
             .collect();
-        d.feed(body.as_bytes(), &mut items);
+        d.feed(body.as_bytes(), &mut items).unwrap();
         items
             .into_iter()
             .filter_map(|i| match i {

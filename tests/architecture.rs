@@ -33,17 +33,37 @@ fn only_the_connection_layer_and_the_client_touch_sockets() {
     }
 }
 
+/// Every `.rs` file under `src/`, as (path from `src/`, code).
+fn sources() -> Vec<(String, String)> {
+    fn walk(dir: &Path, root: &Path, out: &mut Vec<(String, String)>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, root, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let name = path
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .to_string();
+                out.push((name, code(&std::fs::read_to_string(&path).unwrap())));
+            }
+        }
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut out = Vec::new();
+    walk(&root, &root, &mut out);
+    assert!(out.len() > 20, "the sources were found");
+    out
+}
+
 #[test]
 fn only_the_connection_layer_accepts() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_stem().unwrap().to_string_lossy().to_string();
-        let text = code(&std::fs::read_to_string(&path).unwrap());
-        if name != "conn" {
+    for (name, text) in sources() {
+        if name != "conn.rs" {
             assert!(
                 !text.contains(".accept()"),
-                "src/{name}.rs accepts connections"
+                "src/{name} accepts connections"
             );
         }
     }
@@ -51,13 +71,9 @@ fn only_the_connection_layer_accepts() {
 
 #[test]
 fn unsafe_code_lives_in_sys_only() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_stem().unwrap().to_string_lossy().to_string();
-        let text = code(&std::fs::read_to_string(&path).unwrap());
-        if name != "sys" {
-            assert!(!text.contains("unsafe {"), "src/{name}.rs has unsafe code");
+    for (name, text) in sources() {
+        if name != "sys.rs" {
+            assert!(!text.contains("unsafe {"), "src/{name} has unsafe code");
         }
     }
 }

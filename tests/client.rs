@@ -90,6 +90,22 @@ impl Scripted {
     fn requests(&self) -> Vec<String> {
         self.requests.lock().unwrap().clone()
     }
+
+    /// The request lines received, in order.
+    fn request_lines(&self) -> Vec<String> {
+        self.requests()
+            .iter()
+            .map(|r| r.lines().next().unwrap_or("").to_string())
+            .collect()
+    }
+}
+
+/// A script that answers with a 302 to `location`.
+fn redirect(location: &str) -> Vec<Vec<u8>> {
+    vec![
+        format!("HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n")
+            .into_bytes(),
+    ]
 }
 
 impl Drop for Scripted {
@@ -192,7 +208,7 @@ fn a_silent_connection_times_out_and_reconnects() {
         "--timeout",
         "0.2",
         "--retry",
-        "10",
+        "100",
         "--json",
         "--events",
         "2",
@@ -203,7 +219,7 @@ fn a_silent_connection_times_out_and_reconnects() {
     assert_eq!(
         lines[1]["error"],
         format!(
-            "{}: no data for 0.2 s; reconnecting in 0.0 s",
+            "{}: no event or comment for 0.2 s; reconnecting in 0.1 s",
             server.url("/")
         )
     );
@@ -247,11 +263,7 @@ fn redirects_are_followed() {
     ]);
     let out = ssed(&["listen", &server.url("/start"), "--events", "1"]);
     assert_eq!(stdout(&out), "arrived\n", "{}", stderr(&out));
-    let targets: Vec<_> = server
-        .requests()
-        .iter()
-        .map(|r| r.lines().next().unwrap().to_string())
-        .collect();
+    let targets = server.request_lines();
     assert_eq!(
         targets,
         [
@@ -416,4 +428,269 @@ fn publish_prints_the_reply_or_the_error() {
     );
     assert!(req.contains("Authorization: Bearer s3cret\r\n"), "{req}");
     assert!(req.contains("Content-Length: 17\r\n"), "{req}");
+}
+
+/// The peak resident memory of process `pid` since it started its
+/// program, in KiB (`VmHWM`: it starts afresh at exec, unlike `wait4`'s,
+/// which counts the parent's pages shared before it).
+fn peak_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn what_a_server_sends_cannot_grow_the_client() {
+    const MIB: usize = 1 << 20;
+    // 64 MiB each: a line that never ends, data lines with no blank line,
+    // an id line that never ends; and an id over its own limit.
+    let endless: Vec<(Vec<u8>, &str)> = vec![
+        (
+            vec![b'a'; 64 * MIB],
+            "a line of the stream is longer than 1048640 bytes (--max-event-bytes)",
+        ),
+        (
+            b"data: xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n"
+                .repeat(64 * MIB / 64),
+            "an event's data is longer than 1048576 bytes (--max-event-bytes)",
+        ),
+        (
+            [b"id: ".to_vec(), vec![b'9'; 64 * MIB]].concat(),
+            "a line of the stream is longer than 1048640 bytes (--max-event-bytes)",
+        ),
+        (
+            [b"id: ".to_vec(), vec![b'9'; 8192], b"\n".to_vec()].concat(),
+            "an event id is longer than 4096 bytes",
+        ),
+    ];
+    for (body, why) in endless {
+        // The stream breaks the limit; the client drops the event, says so,
+        // and reconnects, to a server that then holds the connection open.
+        let server = Scripted::new(vec![
+            vec![
+                SSE_HEAD.as_bytes().to_vec(),
+                b"data: first\n\n".to_vec(),
+                body,
+            ],
+            pieces(&[SSE_HEAD.as_bytes(), b""]),
+        ]);
+        let url = server.url("/");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ssed"))
+            .args(["listen", &url, "--json", "--retry", "100"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = lines.next().unwrap().unwrap();
+        let note = lines.next().unwrap().unwrap();
+        common::wait_until(common::READ_TIMEOUT, "the reconnection", || {
+            server.requests().len() == 2
+        });
+        let peak = peak_kib(child.id());
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(
+            first,
+            "{\"event\":\"message\",\"data\":\"first\",\"id\":\"\"}"
+        );
+        let note = common::json(&note)["error"].as_str().unwrap().to_string();
+        assert!(
+            note.starts_with(&format!(
+                "{url}: {why}; the event was dropped; reconnecting in "
+            )),
+            "{note}"
+        );
+        assert!(peak < 16 * 1024, "{why}: the client grew to {peak} KiB");
+    }
+}
+
+#[test]
+fn retry_from_the_server_is_kept_between_100_ms_and_an_hour() {
+    // retry: 0, with nothing delivered: at least 100 ms, then backing off.
+    let zero = pieces(&[SSE_HEAD.as_bytes(), b"retry: 0\n\n"]);
+    let server = Scripted::new(vec![zero.clone(), zero.clone(), zero.clone(), zero]);
+    let out = ssed(&["listen", &server.url("/"), "--json", "--max-retries", "3"]);
+    assert_eq!(out.status.code(), Some(1));
+    let waits: Vec<f64> = stdout(&out)
+        .lines()
+        .map(common::json)
+        .map(|l| {
+            let note = l["error"].as_str().unwrap().to_string();
+            note.rsplit_once("reconnecting in ")
+                .unwrap()
+                .1
+                .trim_end_matches(" s")
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(waits.len(), 3, "{}", stdout(&out));
+    for (wait, base) in waits.iter().zip([0.1, 0.2, 0.4]) {
+        assert!(*wait >= base && *wait <= base * 1.25 + 0.05, "{waits:?}");
+    }
+    assert!(
+        stderr(&out).ends_with("gave up after 3 retries\n"),
+        "{}",
+        stderr(&out)
+    );
+    // A retry that would be 3 billion years: an hour.
+    let server = Scripted::new(vec![pieces(&[
+        SSE_HEAD.as_bytes(),
+        b"retry: 99999999999999999999\n\n",
+    ])]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ssed"))
+        .args(["listen", &server.url("/"), "--json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        line.ends_with("the stream ended; reconnecting in 3600.0 s\"}\n"),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_server_that_answers_then_says_nothing_counts_against_max_retries() {
+    let silent = pieces(&[SSE_HEAD.as_bytes(), b""]);
+    let server = Scripted::new(vec![silent.clone(), silent.clone(), silent]);
+    let out = ssed(&[
+        "listen",
+        &server.url("/"),
+        "--timeout",
+        "0.2",
+        "--retry",
+        "100",
+        "--max-retries",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out).lines().last().unwrap(),
+        format!(
+            "ssed: {}: no event or comment for 0.2 s; gave up after 1 retries",
+            server.url("/")
+        )
+    );
+    assert_eq!(server.requests().len(), 2);
+}
+
+#[test]
+fn a_drip_of_bytes_does_not_keep_a_dead_stream_alive() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let dripper = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut head = [0u8; 1024];
+        let _ = conn.read(&mut head);
+        conn.write_all(SSE_HEAD.as_bytes()).unwrap();
+        conn.write_all(b"data: ").unwrap();
+        // A byte every 20 ms, never a whole line: until the client leaves.
+        for _ in 0..500 {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            if conn.write_all(b"x").is_err() {
+                return true;
+            }
+        }
+        false
+    });
+    let url = format!("http://{addr}/");
+    let out = ssed(&["listen", &url, "--timeout", "0.3", "--no-reconnect"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        format!("ssed: {url}: no event or comment for 0.3 s\n")
+    );
+    assert!(
+        dripper.join().unwrap(),
+        "the client left while the server dripped"
+    );
+}
+
+#[test]
+fn credentials_are_not_sent_to_another_origin_after_a_redirect() {
+    let credentials = [
+        "-H",
+        "Authorization: Bearer s3cret",
+        "-H",
+        "Cookie: session=1",
+        "-H",
+        "X-Other: kept",
+    ];
+    let stream = || pieces(&[SSE_HEAD.as_bytes(), b"data: ok\n\n"]);
+    // Another host, another port, and with --location-trusted; then the
+    // same origin, where they are kept.
+    for (to_host, trusted) in [
+        ("localhost", false),
+        ("127.0.0.1", false),
+        ("localhost", true),
+    ] {
+        let b = Scripted::new(vec![stream()]);
+        let a = Scripted::new(vec![redirect(&format!(
+            "http://{to_host}:{}/there",
+            b.addr.port()
+        ))]);
+        let url = a.url("/start");
+        let mut args = vec!["listen", url.as_str(), "--events", "1"];
+        args.extend(credentials);
+        if trusted {
+            args.push("--location-trusted");
+        }
+        let out = ssed(&args);
+        assert_eq!(stdout(&out), "ok\n", "{}", stderr(&out));
+        assert!(a.requests()[0].contains("Authorization: Bearer s3cret\r\n"));
+        let req = &b.requests()[0];
+        assert!(req.contains("X-Other: kept\r\n"), "{req}");
+        assert_eq!(
+            req.contains("Authorization:"),
+            trusted,
+            "to {to_host}, trusted {trusted}: {req}"
+        );
+        assert_eq!(req.contains("Cookie:"), trusted, "{req}");
+    }
+    let a = Scripted::new(vec![redirect("/there"), stream()]);
+    let url = a.url("/start");
+    let mut args = vec!["listen", url.as_str(), "--events", "1"];
+    args.extend(credentials);
+    assert_eq!(stdout(&ssed(&args)), "ok\n");
+    let req = &a.requests()[1];
+    assert!(
+        req.starts_with("GET /there ") && req.contains("Authorization: Bearer s3cret\r\n"),
+        "{req}"
+    );
+}
+
+#[test]
+fn redirects_are_resolved_as_rfc_3986_says() {
+    let server = Scripted::new(vec![
+        redirect(""),
+        redirect("?page=2"),
+        redirect("../up"),
+        redirect("#f"),
+        redirect("/next?u=http://example.invalid/"),
+        pieces(&[SSE_HEAD.as_bytes(), b"data: arrived\n\n"]),
+    ]);
+    let out = ssed(&["listen", &server.url("/start/c/y?orig=1"), "--events", "1"]);
+    assert_eq!(stdout(&out), "arrived\n", "{}", stderr(&out));
+    let targets = server.request_lines();
+    assert_eq!(
+        targets,
+        [
+            "GET /start/c/y?orig=1 HTTP/1.1",
+            "GET /start/c/y?orig=1 HTTP/1.1",
+            "GET /start/c/y?page=2 HTTP/1.1",
+            "GET /start/up HTTP/1.1",
+            "GET /start/up HTTP/1.1",
+            "GET /next?u=http://example.invalid/ HTTP/1.1",
+        ]
+    );
 }

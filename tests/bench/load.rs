@@ -613,7 +613,9 @@ fn drive(sub: &mut Sub, request: &str, base: Instant, latencies: &mut Vec<f64>) 
             p.subscribed += 1;
         }
     }
-    sub.decoder.feed(&body, &mut sub.items);
+    sub.decoder
+        .feed(&body, &mut sub.items)
+        .expect("an unbounded decoder never overflows");
     let now = base.elapsed().as_secs_f64();
     for item in sub.items.drain(..) {
         if let Item::Event(m) = item {

@@ -187,7 +187,9 @@ impl Conn {
     pub fn items(&mut self, n: usize) -> Vec<Item> {
         while self.items.len() < n {
             let chunk = self.chunk().expect("stream ended early");
-            self.decoder.feed(&chunk, &mut self.items);
+            self.decoder
+                .feed(&chunk, &mut self.items)
+                .expect("an unbounded decoder never overflows");
         }
         self.items.drain(..n).collect()
     }
@@ -206,7 +208,9 @@ impl Conn {
     /// Every remaining event until the last chunk.
     pub fn events_to_end(&mut self) -> Vec<Message> {
         while let Some(chunk) = self.chunk() {
-            self.decoder.feed(&chunk, &mut self.items);
+            self.decoder
+                .feed(&chunk, &mut self.items)
+                .expect("an unbounded decoder never overflows");
         }
         self.items
             .drain(..)

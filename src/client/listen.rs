@@ -1,17 +1,21 @@
-//! `ssed listen` and `ssed publish`: the client for scripts.
+//! `ssed listen`: prints a stream's events as a browser's EventSource
+//! receives them, and reconnects as it does.
 //!
-//! `listen` behaves like a browser's EventSource: it parses the stream with
-//! [`sse::Decoder`] (the same module the server encodes with), and when the
-//! connection ends or fails it waits the reconnection time and connects again
-//! to the same URL with `Last-Event-ID`. What it prints is pipe-friendly: the
-//! data of each event, or one JSON object per line with `--json`.
+//! It parses with [`sse::Decoder`] (the module the server encodes with), and
+//! holds against any server: memory is bounded whatever it sends (a line, an
+//! event's data, an id), its `retry:` is kept between 100 ms and an hour,
+//! a connection that delivers no event counts as a failure (backoff, and
+//! `--max-retries`), `--timeout` bounds the silence between complete events
+//! or comments, and a redirect to another origin drops the credentials.
 
-use crate::config::UsageError;
-use crate::http::{self, Url};
-use crate::sse::{self, Decoder, Item};
+use super::http;
+use super::Url;
+use super::{header_arg, read_data, Outcome};
+use crate::args::{self, Arg, Args, UsageError};
+use crate::sse::{self, Decoder, Item, Limits};
 use serde_json::json;
 use std::io::{self, Read, Write};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub const LISTEN_USAGE: &str = "\
 Usage: ssed listen URL [OPTIONS]
@@ -21,51 +25,45 @@ Prints the events of an SSE stream, reconnecting as a browser does.
 Options:
   -H, --header 'NAME: VALUE'  add a request header; repeatable
   -X, --request METHOD        request method [GET, or POST with -d]
-  -d, --data DATA             send DATA as the request body; @FILE reads a file, - reads stdin
+  -d, --data DATA             send DATA as the request body; @FILE reads a file,
+                              - reads stdin
       --json                  print {\"event\", \"data\", \"id\"} objects, one per line
       --comments              print comments too
       --events N              exit after N events
       --last-event-id ID      send this Last-Event-ID on the first connection
-      --retry MS              reconnection time until the stream sets one [3000]
+      --retry MS              reconnection time until the stream sets one
+                              (100 to 3600000) [3000]
       --no-reconnect          exit when the connection ends
-      --max-retries N         give up after N reconnections in a row that fail
-      --timeout SECS          no bytes for this long counts as a dead connection
+      --max-retries N         give up after N connections in a row that
+                              deliver no event
+      --timeout SECS          no event or comment for this long counts as a
+                              dead connection
+      --max-event-bytes SIZE  largest event data accepted (K, M suffixes) [1M]
+      --location-trusted      send credentials on to another host after a
+                              redirect
   -h, --help                  print this help
 
 Exit status: 0 when done (--events reached, a 204 answer, the stream ended with
 --no-reconnect, or stdout closed), 1 on an error, 2 on a bad command line.
 ";
 
-pub const PUBLISH_USAGE: &str = "\
-Usage: ssed publish URL [DATA] [OPTIONS]
-
-POSTs DATA (or standard input, when DATA is - or absent) to a topic URL and
-prints the server's reply.
-
-Options:
-      --event NAME     the event's name (sent as ?event=NAME)
-      --token TOKEN    send Authorization: Bearer TOKEN [SSED_PUBLISH_TOKEN]
-  -H, --header 'NAME: VALUE'  add a request header; repeatable
-  -h, --help           print this help
-
-Exit status: 0 on a 2xx answer, 1 otherwise (the status and the server's
-error are printed on stderr), 2 on a bad command line.
-";
-
 /// Redirects followed before giving up, as browsers do.
 const MAX_REDIRECTS: usize = 10;
-/// The longest wait between reconnection attempts while a server is down.
+/// The reconnection time's bounds, whatever a server asks (`retry:`) or a
+/// user gives: a server cannot make a client hammer it, nor make it wait
+/// for ever.
+pub const MIN_RETRY: Duration = Duration::from_millis(100);
+pub const MAX_RETRY: Duration = Duration::from_secs(3600);
+/// The longest wait between attempts while a server keeps failing, unless
+/// the reconnection time is longer.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// How much of an error body to quote.
 const ERROR_BODY_LIMIT: u64 = 4096;
-
-/// What a command ended with.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Outcome {
-    Done,
-    /// One line saying what went wrong, starting with the URL.
-    Failed(String),
-}
+/// Bytes read from the socket at a time.
+const READ_BUF: usize = 16 * 1024;
+/// Headers that carry credentials: not sent to another origin after a
+/// redirect, unless `--location-trusted` (as curl does).
+const CREDENTIALS: [&str; 3] = ["Authorization", "Cookie", "Proxy-Authorization"];
 
 #[derive(Debug)]
 pub struct Listen {
@@ -81,56 +79,8 @@ pub struct Listen {
     pub reconnect: bool,
     pub max_retries: Option<u32>,
     pub timeout: Option<Duration>,
-}
-
-/// Takes the value of option `flag`: inline (`--flag=value`) or the next argument.
-fn value(
-    flag: &str,
-    inline: Option<String>,
-    args: &mut impl Iterator<Item = String>,
-) -> Result<String, UsageError> {
-    inline
-        .or_else(|| args.next())
-        .ok_or_else(|| UsageError(format!("{flag} needs a value")))
-}
-
-fn invalid(flag: &str, value: &str, why: &str) -> UsageError {
-    UsageError(format!("invalid value {value:?} for {flag}: {why}"))
-}
-
-fn header_arg(raw: &str) -> Result<(String, String), UsageError> {
-    match raw.split_once(':') {
-        Some((name, value))
-            if !name.trim().is_empty()
-                && name.bytes().all(|b| b.is_ascii_graphic())
-                && !value.contains(['\r', '\n']) =>
-        {
-            Ok((name.trim().to_string(), value.trim().to_string()))
-        }
-        _ => Err(invalid("-H", raw, "expected 'Name: value'")),
-    }
-}
-
-/// Splits `--flag=value` (long options only).
-fn split_flag(arg: String) -> (String, Option<String>) {
-    match arg.split_once('=') {
-        Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
-        _ => (arg, None),
-    }
-}
-
-fn read_data(arg: &str, stdin: &mut dyn Read) -> Result<Vec<u8>, String> {
-    if arg == "-" {
-        let mut data = Vec::new();
-        stdin
-            .read_to_end(&mut data)
-            .map_err(|e| format!("cannot read standard input: {e}"))?;
-        Ok(data)
-    } else if let Some(path) = arg.strip_prefix('@') {
-        std::fs::read(path).map_err(|e| format!("{path}: {e}"))
-    } else {
-        Ok(arg.as_bytes().to_vec())
-    }
+    pub max_event_bytes: usize,
+    pub location_trusted: bool,
 }
 
 /// Parses the arguments after `listen`.
@@ -138,7 +88,7 @@ pub fn parse_listen(
     args: impl IntoIterator<Item = String>,
     stdin: &mut dyn Read,
 ) -> Result<Result<Listen, &'static str>, UsageError> {
-    let mut args = args.into_iter();
+    let mut args = Args::new(args);
     let mut url = None;
     let mut l = Listen {
         url: Url {
@@ -157,78 +107,100 @@ pub fn parse_listen(
         reconnect: true,
         max_retries: None,
         timeout: None,
+        max_event_bytes: 1024 * 1024,
+        location_trusted: false,
     };
     while let Some(arg) = args.next() {
-        let (flag, inline) = split_flag(arg);
+        let (flag, inline) = match arg {
+            Arg::Plain(value) if url.is_none() => {
+                url = Some(value);
+                continue;
+            }
+            Arg::Plain(value) => return Err(UsageError(format!("unexpected argument {value:?}"))),
+            Arg::Option(flag, inline) => (flag, inline),
+        };
+        let mut value = || args.value(&flag, inline.clone());
         match flag.as_str() {
             "-h" | "--help" => return Ok(Err(LISTEN_USAGE)),
             "--json" => l.json = true,
             "--comments" => l.comments = true,
             "--no-reconnect" => l.reconnect = false,
-            "-H" | "--header" => l
-                .headers
-                .push(header_arg(&value(&flag, inline, &mut args)?)?),
+            "--location-trusted" => l.location_trusted = true,
+            "-H" | "--header" => l.headers.push(header_arg(&value()?)?),
             "-X" | "--request" => {
-                let m = value(&flag, inline, &mut args)?;
+                let m = value()?;
                 if m.is_empty() || !m.bytes().all(|b| b.is_ascii_alphabetic()) {
-                    return Err(invalid(&flag, &m, "expected a method such as GET or POST"));
+                    return Err(args::invalid(
+                        &flag,
+                        &m,
+                        "expected a method such as GET or POST",
+                    ));
                 }
                 l.method = Some(m.to_ascii_uppercase());
             }
             "-d" | "--data" => {
-                let v = value(&flag, inline, &mut args)?;
-                l.body = Some(read_data(&v, stdin).map_err(|why| invalid(&flag, &v, &why))?);
+                let v = value()?;
+                l.body = Some(read_data(&v, stdin).map_err(|why| args::invalid(&flag, &v, &why))?);
             }
             "--events" => {
-                let v = value(&flag, inline, &mut args)?;
-                l.events = Some(
-                    v.parse()
-                        .ok()
-                        .filter(|&n| n > 0)
-                        .ok_or_else(|| invalid(&flag, &v, "expected a whole number above 0"))?,
-                );
+                let v = value()?;
+                l.events =
+                    Some(v.parse().ok().filter(|&n| n > 0).ok_or_else(|| {
+                        args::invalid(&flag, &v, "expected a whole number above 0")
+                    })?);
             }
             "--last-event-id" => {
-                let v = value(&flag, inline, &mut args)?;
-                sse::check_field("an event id", &v).map_err(|why| invalid(&flag, &v, &why))?;
+                let v = value()?;
+                sse::check_field("an event id", &v)
+                    .map_err(|why| args::invalid(&flag, &v, &why))?;
                 l.last_event_id = Some(v);
             }
             "--retry" => {
-                let v = value(&flag, inline, &mut args)?;
+                let v = value()?;
+                let (min, max) = (MIN_RETRY.as_millis() as u64, MAX_RETRY.as_millis() as u64);
                 let ms: u64 = v
                     .parse()
                     .ok()
-                    .filter(|&ms| ms <= 3_600_000)
-                    .ok_or_else(|| invalid(&flag, &v, "expected milliseconds from 0 to 3600000"))?;
+                    .filter(|ms| (min..=max).contains(ms))
+                    .ok_or_else(|| {
+                        args::invalid(
+                            &flag,
+                            &v,
+                            &format!("expected milliseconds from {min} to {max}"),
+                        )
+                    })?;
                 l.retry = Duration::from_millis(ms);
             }
             "--max-retries" => {
-                let v = value(&flag, inline, &mut args)?;
+                let v = value()?;
                 l.max_retries = Some(
                     v.parse()
-                        .map_err(|_| invalid(&flag, &v, "expected a whole number"))?,
+                        .map_err(|_| args::invalid(&flag, &v, "expected a whole number"))?,
                 );
             }
             "--timeout" => {
-                let v = value(&flag, inline, &mut args)?;
+                let v = value()?;
                 let secs: f64 = v
                     .parse()
                     .ok()
                     .filter(|s| (0.01..=86_400.0).contains(s))
-                    .ok_or_else(|| invalid(&flag, &v, "expected seconds from 0.01 to 86400"))?;
+                    .ok_or_else(|| {
+                        args::invalid(&flag, &v, "expected seconds from 0.01 to 86400")
+                    })?;
                 l.timeout = Some(Duration::from_secs_f64(secs));
             }
-            f if f.starts_with('-') && f.len() > 1 => {
-                return Err(UsageError(format!("unknown option {f:?} for listen")))
+            "--max-event-bytes" => {
+                let v = value()?;
+                l.max_event_bytes =
+                    args::bytes(&v, 16, 64 << 20).map_err(|why| args::invalid(&flag, &v, &why))?;
             }
-            _ if url.is_none() => url = Some(flag),
-            _ => return Err(UsageError(format!("unexpected argument {flag:?}"))),
+            _ => return Err(args::unknown(&flag, "listen")),
         }
     }
     let raw = url.ok_or_else(|| {
         UsageError("listen needs a URL, such as http://127.0.0.1:8000/stream-time".into())
     })?;
-    l.url = Url::parse(&raw).map_err(|why| invalid("URL", &raw, &why))?;
+    l.url = Url::parse(&raw).map_err(|why| args::invalid("URL", &raw, &why))?;
     Ok(Ok(l))
 }
 
@@ -238,11 +210,8 @@ enum Ended {
     Finished,
     /// The server said not to reconnect (204).
     NoContent,
-    /// The stream ended or broke after it was open; reconnect after the
-    /// reconnection time.
-    Dropped(String),
-    /// The connection could not be made; reconnect with backoff.
-    Unreachable(String),
+    /// The connection could not be made, or ended, or broke: reconnect.
+    Broken(String),
     /// An answer that is not a stream: do not reconnect.
     Fatal(String),
 }
@@ -250,27 +219,27 @@ enum Ended {
 /// Runs `ssed listen` until it is done; events go to `out`, reconnection
 /// notes to `err` (or to `out` as `{"error": ...}` with `--json`).
 pub fn listen(l: &Listen, out: &mut dyn Write, err: &mut dyn Write) -> Outcome {
-    let mut decoder = Decoder::new();
+    let mut decoder = Decoder::with_limits(Limits::for_data(l.max_event_bytes));
     if let Some(id) = &l.last_event_id {
         decoder.set_last_event_id(id);
     }
     let mut printer = Printer { l, out, count: 0 };
     let mut retry = l.retry;
+    // Connections in a row that delivered no event.
     let mut failures: u32 = 0;
     loop {
+        let before = printer.count;
         let ended = connect_and_read(l, &mut decoder, &mut printer, &mut retry);
         decoder.finish();
-        let (why, wait) = match ended {
+        let why = match ended {
             Ended::Finished | Ended::NoContent => return Outcome::Done,
             Ended::Fatal(why) => return Outcome::Failed(why),
-            Ended::Dropped(why) => {
-                failures = 0;
-                (why, retry)
-            }
-            Ended::Unreachable(why) => {
-                failures += 1;
-                (why, backoff(retry, failures))
-            }
+            Ended::Broken(why) => why,
+        };
+        failures = if printer.count > before {
+            0
+        } else {
+            failures + 1
         };
         if !l.reconnect {
             return match why.as_str() {
@@ -285,6 +254,7 @@ pub fn listen(l: &Listen, out: &mut dyn Write, err: &mut dyn Write) -> Outcome {
                 failures - 1
             ));
         }
+        let wait = wait_before_reconnecting(retry, failures);
         let note = format!(
             "{}: {why}; reconnecting in {:.1} s",
             l.url,
@@ -302,13 +272,22 @@ pub fn listen(l: &Listen, out: &mut dyn Write, err: &mut dyn Write) -> Outcome {
     }
 }
 
-/// The wait before reconnection attempt `failures` (from 1) to a server
-/// that cannot be reached: doubling from the reconnection time, capped,
-/// with up to a quarter more at random so that many clients spread out.
-fn backoff(retry: Duration, failures: u32) -> Duration {
-    let doubled = retry.saturating_mul(1 << failures.saturating_sub(1).min(16));
-    let base = doubled.min(MAX_BACKOFF.max(retry));
-    base + base.mul_f64(fastrand::f64() * 0.25)
+/// The wait before the next connection: the reconnection time after a
+/// connection that delivered events; while the server keeps failing
+/// (`failures` in a row), doubling from it, up to a minute (or the
+/// reconnection time, if longer). Never under [`MIN_RETRY`], never over
+/// [`MAX_RETRY`], and up to a quarter more at random, so that many clients
+/// do not come back at once.
+fn wait_before_reconnecting(retry: Duration, failures: u32) -> Duration {
+    let retry = retry.clamp(MIN_RETRY, MAX_RETRY);
+    let base = if failures == 0 {
+        retry
+    } else {
+        retry
+            .saturating_mul(1 << failures.saturating_sub(1).min(16))
+            .min(MAX_BACKOFF.max(retry))
+    };
+    (base + base.mul_f64(fastrand::f64() * 0.25)).min(MAX_RETRY)
 }
 
 struct Printer<'a> {
@@ -363,10 +342,7 @@ fn connect_and_read(
     let mut headers = vec![
         ("Accept".to_string(), "text/event-stream".to_string()),
         ("Cache-Control".to_string(), "no-cache".to_string()),
-        (
-            "User-Agent".to_string(),
-            concat!("ssed/", env!("CARGO_PKG_VERSION")).to_string(),
-        ),
+        ("User-Agent".to_string(), crate::http1::SERVER.to_string()),
     ];
     headers.retain(|(n, _)| !l.headers.iter().any(|(m, _)| m.eq_ignore_ascii_case(n)));
     if !decoder.last_event_id().is_empty() {
@@ -384,7 +360,7 @@ fn connect_and_read(
     let mut response = loop {
         let res = match http::request(&url, &method, &headers, body.as_deref(), l.timeout) {
             Ok(res) => res,
-            Err(e) => return Ended::Unreachable(describe(&e, l.timeout)),
+            Err(e) => return Ended::Broken(describe(&e, l.timeout)),
         };
         match res.status {
             301 | 302 | 303 | 307 | 308 => {
@@ -398,7 +374,7 @@ fn connect_and_read(
                         res.status
                     ));
                 };
-                url = match url.join(location) {
+                let next = match url.join(location) {
                     Ok(next) => next,
                     Err(why) => {
                         return Ended::Fatal(format!(
@@ -406,6 +382,10 @@ fn connect_and_read(
                         ))
                     }
                 };
+                if !next.same_origin(&url) && !l.location_trusted {
+                    headers.retain(|(n, _)| !CREDENTIALS.iter().any(|c| c.eq_ignore_ascii_case(n)));
+                }
+                url = next;
                 // As browsers do: 303, and 301/302 after a POST, turn into a GET.
                 if res.status == 303 || (matches!(res.status, 301 | 302) && method == "POST") {
                     method = "GET".into();
@@ -428,17 +408,30 @@ fn connect_and_read(
         ));
     }
 
-    let mut buf = vec![0u8; 16 * 1024];
+    let mut buf = vec![0u8; READ_BUF];
     let mut items = Vec::new();
+    // --timeout bounds the silence between complete items, not between
+    // bytes: a server that drips a byte at a time cannot keep a dead
+    // stream open.
+    let mut last_item = Instant::now();
     loop {
+        if let Some(timeout) = l.timeout {
+            let left = timeout.saturating_sub(last_item.elapsed());
+            if left.is_zero() || response.set_read_timeout(left).is_err() {
+                return Ended::Broken(silence(timeout));
+            }
+        }
         let n = match response.body().read(&mut buf) {
-            Ok(0) => return Ended::Dropped("the stream ended".into()),
+            Ok(0) => return Ended::Broken("the stream ended".into()),
             Ok(n) => n,
-            Err(e) => return Ended::Dropped(describe(&e, l.timeout)),
+            Err(e) => return Ended::Broken(describe(&e, l.timeout)),
         };
-        decoder.feed(&buf[..n], &mut items);
+        let fed = decoder.feed(&buf[..n], &mut items);
         if let Some(ms) = decoder.reconnection_time() {
-            *retry = Duration::from_millis(ms);
+            *retry = Duration::from_millis(ms).clamp(MIN_RETRY, MAX_RETRY);
+        }
+        if !items.is_empty() {
+            last_item = Instant::now();
         }
         for item in items.drain(..) {
             match printer.item(item) {
@@ -447,7 +440,18 @@ fn connect_and_read(
                 Ok(true) | Err(_) => return Ended::Finished,
             }
         }
+        if let Err(overflow) = fed {
+            let hint = match overflow {
+                sse::Overflow::Data(_) | sse::Overflow::Line(_) => " (--max-event-bytes)",
+                _ => "",
+            };
+            return Ended::Broken(format!("{overflow}{hint}; the event was dropped"));
+        }
     }
+}
+
+fn silence(timeout: Duration) -> String {
+    format!("no event or comment for {} s", timeout.as_secs_f64())
 }
 
 /// `URL: 404 Not Found: reason`, the reason being a JSON body's `error`
@@ -465,136 +469,12 @@ fn status_error(url: &Url, mut res: http::Response) -> String {
 fn describe(e: &io::Error, timeout: Option<Duration>) -> String {
     match e.kind() {
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => match timeout {
-            Some(t) => format!("no data for {} s", t.as_secs_f64()),
+            Some(t) => silence(t),
             None => "timed out".into(),
         },
         io::ErrorKind::UnexpectedEof => format!("the connection broke: {e}"),
         _ => e.to_string(),
     }
-}
-
-#[derive(Debug)]
-pub struct Publish {
-    pub url: Url,
-    pub data: Vec<u8>,
-    pub headers: Vec<(String, String)>,
-}
-
-/// Parses the arguments after `publish`; `env` looks up `SSED_PUBLISH_TOKEN`.
-pub fn parse_publish(
-    args: impl IntoIterator<Item = String>,
-    env: impl Fn(&str) -> Option<String>,
-    stdin: &mut dyn Read,
-) -> Result<Result<Publish, &'static str>, UsageError> {
-    let mut args = args.into_iter();
-    let mut positional = Vec::new();
-    let mut event = None;
-    let mut token = env("SSED_PUBLISH_TOKEN").filter(|t| !t.is_empty());
-    let mut headers = Vec::new();
-    while let Some(arg) = args.next() {
-        let (flag, inline) = split_flag(arg);
-        match flag.as_str() {
-            "-h" | "--help" => return Ok(Err(PUBLISH_USAGE)),
-            "--event" => {
-                let v = value(&flag, inline, &mut args)?;
-                sse::check_field("an event name", &v).map_err(|why| invalid(&flag, &v, &why))?;
-                event = Some(v);
-            }
-            "--token" => {
-                let v = value(&flag, inline, &mut args)?;
-                if v.is_empty() || !v.bytes().all(|b| b.is_ascii_graphic()) {
-                    return Err(invalid(
-                        &flag,
-                        "(hidden)",
-                        "expected printable ASCII without spaces",
-                    ));
-                }
-                token = Some(v);
-            }
-            "-H" | "--header" => headers.push(header_arg(&value(&flag, inline, &mut args)?)?),
-            "-" => positional.push(flag),
-            f if f.starts_with('-') => {
-                return Err(UsageError(format!("unknown option {f:?} for publish")))
-            }
-            _ => positional.push(flag),
-        }
-    }
-    let mut positional = positional.into_iter();
-    let raw = positional.next().ok_or_else(|| {
-        UsageError("publish needs a URL, such as http://127.0.0.1:8000/events/news".into())
-    })?;
-    let mut url = Url::parse(&raw).map_err(|why| invalid("URL", &raw, &why))?;
-    let data = match positional.next() {
-        None => read_data("-", stdin),
-        Some(d) if d == "-" => read_data("-", stdin),
-        Some(d) => Ok(d.into_bytes()),
-    }
-    .map_err(UsageError)?;
-    if let Some(extra) = positional.next() {
-        return Err(UsageError(format!("unexpected argument {extra:?}")));
-    }
-    if let Some(name) = event {
-        let sep = if url.target.contains('?') { '&' } else { '?' };
-        url.target = format!("{}{sep}event={}", url.target, percent_encode(&name));
-    }
-    if !headers
-        .iter()
-        .any(|(n, _): &(String, String)| n.eq_ignore_ascii_case("Content-Type"))
-    {
-        headers.push(("Content-Type".into(), "text/plain; charset=utf-8".into()));
-    }
-    if let Some(token) = token {
-        headers.push(("Authorization".into(), format!("Bearer {token}")));
-    }
-    Ok(Ok(Publish { url, data, headers }))
-}
-
-/// Sends the publish and prints the reply.
-pub fn publish(p: &Publish, out: &mut dyn Write) -> Outcome {
-    let mut res = match http::request(
-        &p.url,
-        "POST",
-        &p.headers,
-        Some(&p.data),
-        Some(Duration::from_secs(30)),
-    ) {
-        Ok(res) => res,
-        Err(e) => return Outcome::Failed(format!("{}: {e}", p.url)),
-    };
-    let text = match res.text(16 * 1024 * 1024) {
-        Ok(text) => text,
-        Err(e) => return Outcome::Failed(format!("{}: reading the reply: {e}", p.url)),
-    };
-    if !(200..300).contains(&res.status) {
-        let detail = serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
-            .and_then(|v| v["error"].as_str().map(String::from))
-            .unwrap_or_else(|| text.trim().to_string());
-        let sep = if detail.is_empty() { "" } else { ": " };
-        return Outcome::Failed(format!(
-            "{}: {} {}{sep}{detail}",
-            p.url, res.status, res.reason
-        ));
-    }
-    let newline = if text.ends_with('\n') || text.is_empty() {
-        ""
-    } else {
-        "\n"
-    };
-    // A closed stdout is not an error: the publish happened.
-    let _ = write!(out, "{text}{newline}").and_then(|()| out.flush());
-    Outcome::Done
-}
-
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -615,19 +495,23 @@ mod tests {
                 "X-A: b",
                 "--events=3",
                 "--retry",
-                "10",
+                "100",
                 "--timeout",
                 "0.5",
+                "--max-event-bytes",
+                "64K",
+                "--location-trusted",
             ]),
             &mut io::empty(),
         )
         .unwrap()
         .unwrap();
-        assert!(l.json);
+        assert!(l.json && l.location_trusted);
         assert_eq!(l.events, Some(3));
         assert_eq!(l.headers, [("X-A".to_string(), "b".to_string())]);
-        assert_eq!(l.retry, Duration::from_millis(10));
+        assert_eq!(l.retry, Duration::from_millis(100));
         assert_eq!(l.timeout, Some(Duration::from_millis(500)));
+        assert_eq!(l.max_event_bytes, 64 * 1024);
         let l = parse_listen(args(&["http://h/", "-d", "-"]), &mut &b"body"[..])
             .unwrap()
             .unwrap();
@@ -639,6 +523,9 @@ mod tests {
             (args(&["http://h/", "--frobnicate"]), "unknown option \"--frobnicate\" for listen"),
             (args(&["http://h/", "--last-event-id", "a\nb"]), "invalid value \"a\\nb\" for --last-event-id: an event id must not contain CR, LF or NUL"),
             (args(&["http://h/", "-d", "@/no/such/file"]), "invalid value \"@/no/such/file\" for -d: /no/such/file: No such file or directory (os error 2)"),
+            (args(&["http://h/", "--retry", "10"]), "invalid value \"10\" for --retry: expected milliseconds from 100 to 3600000"),
+            (args(&["http://h/", "--max-event-bytes", "huge"]), "invalid value \"huge\" for --max-event-bytes: expected bytes from 16 to 67108864, such as 65536, 64K or 1M"),
+            (args(&["http://h/", "http://other/"]), "unexpected argument \"http://other/\""),
         ];
         for (a, why) in errors {
             assert_eq!(
@@ -654,36 +541,23 @@ mod tests {
     }
 
     #[test]
-    fn publish_arguments() {
-        let p = parse_publish(
-            args(&["http://h/events/a?x=1", "hi", "--event", "a b"]),
-            |_| Some("tok".into()),
-            &mut io::empty(),
-        )
-        .unwrap()
-        .unwrap();
-        assert_eq!(p.url.target, "/events/a?x=1&event=a%20b");
-        assert_eq!(p.data, b"hi");
-        assert!(p
-            .headers
-            .contains(&("Authorization".into(), "Bearer tok".into())));
-        let p = parse_publish(args(&["http://h/t"]), |_| None, &mut &b"from stdin"[..])
-            .unwrap()
-            .unwrap();
-        assert_eq!(p.data, b"from stdin");
-        assert!(!p.headers.iter().any(|(n, _)| n == "Authorization"));
-        assert!(
-            parse_publish(args(&["http://h/t", "a", "b"]), |_| None, &mut io::empty()).is_err()
-        );
-    }
-
-    #[test]
-    fn backoff_doubles_with_jitter_and_caps() {
-        let r = Duration::from_millis(100);
-        for (failures, base) in [(1, 100), (2, 200), (3, 400), (20, 60_000)] {
-            let d = backoff(r, failures);
-            let base = Duration::from_millis(base);
-            assert!(d >= base && d <= base + base / 4, "{failures}: {d:?}");
+    fn waits_are_bounded_backed_off_and_jittered() {
+        let ms = Duration::from_millis;
+        for (retry, failures, base) in [
+            (ms(3000), 0, ms(3000)),
+            (ms(0), 0, MIN_RETRY),
+            (ms(100), 1, ms(100)),
+            (ms(100), 2, ms(200)),
+            (ms(100), 3, ms(400)),
+            (ms(100), 20, MAX_BACKOFF),
+            (Duration::MAX, 0, MAX_RETRY),
+            (Duration::MAX, 5, MAX_RETRY),
+        ] {
+            let d = wait_before_reconnecting(retry, failures);
+            assert!(
+                d >= base && d <= (base + base / 4).min(MAX_RETRY),
+                "{retry:?} x{failures}: {d:?}"
+            );
         }
     }
 }

@@ -5,6 +5,7 @@
 //!
 //! Errors here carry no URL; the commands put the URL in front.
 
+use super::Url;
 use crate::http1;
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -19,114 +20,6 @@ const READ_CHUNK: usize = 16 * 1024;
 
 /// The media type of a `Content-Type` value (see [`http1::media_type`]).
 pub use crate::http1::media_type;
-
-/// An `http://` URL, split for the request line and the Host header.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Url {
-    /// As a socket address wants it: IPv6 without brackets.
-    pub host: String,
-    pub port: u16,
-    /// Path and query, at least `/`.
-    pub target: String,
-}
-
-impl Url {
-    pub fn parse(url: &str) -> Result<Url, String> {
-        let rest = if let Some(rest) = url.strip_prefix("http://") {
-            rest
-        } else if url.starts_with("https://") {
-            return Err(
-                "https is not supported: ssed has no TLS built in; put a TLS-terminating proxy \
-                 in front, or use `curl -N` for https"
-                    .into(),
-            );
-        } else {
-            return Err("expected a URL starting with http://".into());
-        };
-        let (authority, target) = match rest.find(['/', '?']) {
-            Some(i) if rest[i..].starts_with('?') => (&rest[..i], format!("/{}", &rest[i..])),
-            Some(i) => (&rest[..i], rest[i..].to_string()),
-            None => (rest, "/".to_string()),
-        };
-        let target = target.split('#').next().unwrap_or("/").to_string();
-        if authority.contains('@') {
-            return Err(
-                "user names and passwords in URLs are not supported; use -H 'Authorization: ...'"
-                    .into(),
-            );
-        }
-        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-            let (host, after) = v6.split_once(']').ok_or("unclosed [ in the host")?;
-            (host, after.strip_prefix(':'))
-        } else {
-            match authority.rsplit_once(':') {
-                Some((h, p)) => (h, Some(p)),
-                None => (authority, None),
-            }
-        };
-        if host.is_empty() {
-            return Err("the URL has no host".into());
-        }
-        let port = match port {
-            None | Some("") => 80,
-            Some(p) => p.parse().map_err(|_| format!("invalid port {p:?}"))?,
-        };
-        if target
-            .bytes()
-            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
-        {
-            return Err(
-                "the URL contains spaces or control characters; percent-encode them".into(),
-            );
-        }
-        Ok(Url {
-            host: host.to_string(),
-            port,
-            target,
-        })
-    }
-
-    /// The Host header value.
-    pub fn authority(&self) -> String {
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
-        if self.port == 80 {
-            host
-        } else {
-            format!("{host}:{}", self.port)
-        }
-    }
-
-    /// The URL a `Location` header points to, relative to this one.
-    pub fn join(&self, location: &str) -> Result<Url, String> {
-        if location.contains("://") {
-            return Url::parse(location);
-        }
-        if let Some(rest) = location.strip_prefix("//") {
-            return Url::parse(&format!("http://{rest}"));
-        }
-        let target = if location.starts_with('/') {
-            location.to_string()
-        } else {
-            let path = self.target.split('?').next().unwrap_or("/");
-            let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
-            format!("{dir}{location}")
-        };
-        Ok(Url {
-            target,
-            ..self.clone()
-        })
-    }
-}
-
-impl std::fmt::Display for Url {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "http://{}{}", self.authority(), self.target)
-    }
-}
 
 /// A response whose head has been read; the body is read through [`Response::body`].
 pub struct Response {
@@ -144,6 +37,13 @@ impl Response {
     /// The body, de-chunked.
     pub fn body(&mut self) -> &mut dyn Read {
         &mut self.body
+    }
+
+    /// Bounds every later read of the body to `timeout`.
+    pub fn set_read_timeout(&self, timeout: Duration) -> io::Result<()> {
+        self.body
+            .sock
+            .set_read_timeout(Some(timeout.max(Duration::from_millis(1))))
     }
 
     /// Reads the whole body, at most `limit` bytes.
@@ -360,51 +260,5 @@ impl Read for Body {
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_urls() {
-        let u = Url::parse("http://127.0.0.1:8000/events/news?x=1#frag").unwrap();
-        assert_eq!(
-            (u.host.as_str(), u.port, u.target.as_str()),
-            ("127.0.0.1", 8000, "/events/news?x=1")
-        );
-        assert_eq!(u.to_string(), "http://127.0.0.1:8000/events/news?x=1");
-        let u = Url::parse("http://example.com").unwrap();
-        assert_eq!(
-            (u.port, u.target.as_str(), u.authority()),
-            (80, "/", "example.com".to_string())
-        );
-        let u = Url::parse("http://[::1]:9/a").unwrap();
-        assert_eq!(
-            (u.host.as_str(), u.authority()),
-            ("::1", "[::1]:9".to_string())
-        );
-        let u = Url::parse("http://h?q=1").unwrap();
-        assert_eq!(u.target, "/?q=1");
-        assert!(Url::parse("https://x/")
-            .unwrap_err()
-            .contains("no TLS built in"));
-        assert!(Url::parse("ftp://x/").is_err());
-        assert!(Url::parse("http://:80/").is_err());
-        assert!(Url::parse("http://h:99999/").is_err());
-        assert!(Url::parse("http://h/a b").is_err());
-    }
-
-    #[test]
-    fn joins_locations() {
-        let base = Url::parse("http://h:1/a/b?q").unwrap();
-        assert_eq!(base.join("/x").unwrap().to_string(), "http://h:1/x");
-        assert_eq!(base.join("c").unwrap().to_string(), "http://h:1/a/c");
-        assert_eq!(
-            base.join("http://o:2/y").unwrap().to_string(),
-            "http://o:2/y"
-        );
-        assert_eq!(base.join("//o/z").unwrap().to_string(), "http://o/z");
     }
 }

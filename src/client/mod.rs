@@ -1,0 +1,58 @@
+//! The client for scripts, on hosts without Python or curl.
+//!
+//! - `ssed listen` ([`listen()`]) prints a stream's events as a browser's
+//!   EventSource receives them, and reconnects as it does;
+//! - `ssed publish` ([`publish()`]) sends an event and prints the reply.
+//!
+//! Both speak HTTP/1.1 through [`http`] (on the server's own `http1` bytes)
+//! to `http://` [`Url`]s. What they print is pipe-friendly.
+
+pub mod http;
+mod listen;
+mod publish;
+pub mod url;
+
+pub use listen::{listen, parse_listen, Listen, LISTEN_USAGE, MAX_RETRY, MIN_RETRY};
+pub use publish::{parse_publish, publish, Publish, PUBLISH_USAGE};
+pub use url::Url;
+
+use crate::args::{self, UsageError};
+use std::io::Read;
+
+/// What a command ended with.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    /// One line saying what went wrong, starting with the URL.
+    Failed(String),
+}
+
+/// A `-H 'Name: value'` argument.
+fn header_arg(raw: &str) -> Result<(String, String), UsageError> {
+    match raw.split_once(':') {
+        Some((name, value))
+            if !name.trim().is_empty()
+                && name.bytes().all(|b| b.is_ascii_graphic())
+                && !value.contains(['\r', '\n']) =>
+        {
+            Ok((name.trim().to_string(), value.trim().to_string()))
+        }
+        _ => Err(args::invalid("-H", raw, "expected 'Name: value'")),
+    }
+}
+
+/// A body argument: `-` reads stdin, `@FILE` a file, anything else is the
+/// body itself.
+fn read_data(arg: &str, stdin: &mut dyn Read) -> Result<Vec<u8>, String> {
+    if arg == "-" {
+        let mut data = Vec::new();
+        stdin
+            .read_to_end(&mut data)
+            .map_err(|e| format!("cannot read standard input: {e}"))?;
+        Ok(data)
+    } else if let Some(path) = arg.strip_prefix('@') {
+        std::fs::read(path).map_err(|e| format!("{path}: {e}"))
+    } else {
+        Ok(arg.as_bytes().to_vec())
+    }
+}
