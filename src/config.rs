@@ -8,6 +8,8 @@
 pub use crate::args::UsageError;
 use crate::args::{self, Arg, Args};
 use crate::demos::Pace;
+use crate::hub;
+use crate::sources::{self, Kind, Spec};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -37,6 +39,11 @@ pub struct Config {
     pub max_event_bytes: usize,
     pub publish_token: Option<String>,
     pub subscribe_token: Option<String>,
+    /// `--source` and `--tail`: what feeds topics.
+    pub sources: Vec<sources::Spec>,
+    pub source_restart: sources::Restart,
+    pub source_restart_delay: Duration,
+    pub tail_poll: Duration,
 }
 
 impl Default for Config {
@@ -61,6 +68,10 @@ impl Default for Config {
             max_event_bytes: 64 * 1024,
             publish_token: None,
             subscribe_token: None,
+            sources: Vec::new(),
+            source_restart: sources::Restart::Always,
+            source_restart_delay: Duration::from_secs(1),
+            tail_poll: Duration::from_millis(250),
         }
     }
 }
@@ -76,6 +87,17 @@ pub struct Flag {
     /// Shown after the variable's name in the usage.
     pub default: &'static str,
     set: fn(&mut Config, &str) -> Result<(), String>,
+    /// Set for a repeatable flag.
+    repeat: Option<Repeat>,
+}
+
+/// A flag given several times adds to a list.
+struct Repeat {
+    /// What separates its values in the environment variable.
+    separator: char,
+    /// Empties its list: given on the command line, the flag replaces the
+    /// variable's values.
+    clear: fn(&mut Config),
 }
 
 /// Every flag of `ssed serve`, in the order of the usage.
@@ -91,6 +113,7 @@ pub const FLAGS: &[Flag] = &[
             c.addr = v.to_string();
             Ok(())
         },
+        repeat: None,
     },
     Flag {
         name: "--www",
@@ -105,6 +128,7 @@ pub const FLAGS: &[Flag] = &[
             c.www = Some(PathBuf::from(v));
             Ok(())
         },
+        repeat: None,
     },
     Flag {
         name: "--cors-origin",
@@ -117,6 +141,10 @@ pub const FLAGS: &[Flag] = &[
             c.cors_origins.push(v.to_string());
             Ok(())
         },
+        repeat: Some(Repeat {
+            separator: ',',
+            clear: |c| c.cors_origins.clear(),
+        }),
     },
     Flag {
         name: "--keepalive",
@@ -125,6 +153,7 @@ pub const FLAGS: &[Flag] = &[
         help: "comment sent on a stream idle this long",
         default: "15",
         set: |c, v| set(&mut c.keepalive, seconds(v, 0.01, 3600.0)),
+        repeat: None,
     },
     Flag {
         name: "--max-connections",
@@ -133,6 +162,7 @@ pub const FLAGS: &[Flag] = &[
         help: "connections open at once; more get 503",
         default: "from system limits",
         set: |c, v| set(&mut c.max_connections, whole(v, 1, 1_000_000).map(Some)),
+        repeat: None,
     },
     Flag {
         name: "--max-streams",
@@ -141,6 +171,7 @@ pub const FLAGS: &[Flag] = &[
         help: "hub streams (/events, /sse) open at once; more get 503",
         default: "connections less 1/16",
         set: |c, v| set(&mut c.max_streams, whole(v, 1, 1_000_000).map(Some)),
+        repeat: None,
     },
     Flag {
         name: "--max-demo-streams",
@@ -149,6 +180,7 @@ pub const FLAGS: &[Flag] = &[
         help: "demo streams open at once; more get 503",
         default: "1024",
         set: |c, v| set(&mut c.max_demo_streams, whole(v, 1, 1_000_000)),
+        repeat: None,
     },
     Flag {
         name: "--header-timeout",
@@ -157,6 +189,7 @@ pub const FLAGS: &[Flag] = &[
         help: "a request head must arrive within this, and a body may not stall longer; else 408 and the connection closes",
         default: "10",
         set: |c, v| set(&mut c.header_timeout, seconds(v, 0.01, 3600.0)),
+        repeat: None,
     },
     Flag {
         name: "--idle-timeout",
@@ -165,6 +198,7 @@ pub const FLAGS: &[Flag] = &[
         help: "a keep-alive connection with no request for this long is closed",
         default: "60",
         set: |c, v| set(&mut c.idle_timeout, seconds(v, 0.01, 86_400.0)),
+        repeat: None,
     },
     Flag {
         name: "--write-timeout",
@@ -173,6 +207,7 @@ pub const FLAGS: &[Flag] = &[
         help: "drop a client whose socket accepts nothing for this long",
         default: "30",
         set: |c, v| set(&mut c.write_timeout, seconds(v, 0.1, 3600.0)),
+        repeat: None,
     },
     Flag {
         name: "--access-log",
@@ -181,6 +216,7 @@ pub const FLAGS: &[Flag] = &[
         help: "print one line per request on stderr",
         default: "1 turns it on",
         set: |c, v| set(&mut c.access_log, switch(v)),
+        repeat: None,
     },
     Flag {
         name: "--history",
@@ -189,6 +225,7 @@ pub const FLAGS: &[Flag] = &[
         help: "events each topic keeps for clients that reconnect; 0 keeps none",
         default: "1000",
         set: |c, v| set(&mut c.history, whole(v, 0, 1_000_000)),
+        repeat: None,
     },
     Flag {
         name: "--history-bytes",
@@ -197,6 +234,7 @@ pub const FLAGS: &[Flag] = &[
         help: "bytes of event data each topic keeps, at most (K and M suffixes)",
         default: "1M",
         set: |c, v| set(&mut c.history_bytes, args::bytes(v, 1024, 1 << 34)),
+        repeat: None,
     },
     Flag {
         name: "--history-total",
@@ -205,6 +243,7 @@ pub const FLAGS: &[Flag] = &[
         help: "what all topics keep together; past it the oldest events of the largest topics go first",
         default: "64M",
         set: |c, v| set(&mut c.history_total, args::bytes(v, 1024, 1 << 40)),
+        repeat: None,
     },
     Flag {
         name: "--max-topics",
@@ -213,6 +252,7 @@ pub const FLAGS: &[Flag] = &[
         help: "topics at once; more are refused with 429",
         default: "1000",
         set: |c, v| set(&mut c.max_topics, whole(v, 1, 1_000_000)),
+        repeat: None,
     },
     Flag {
         name: "--max-event-bytes",
@@ -221,6 +261,7 @@ pub const FLAGS: &[Flag] = &[
         help: "largest publish body; larger get 413",
         default: "64K",
         set: |c, v| set(&mut c.max_event_bytes, args::bytes(v, 16, 64 << 20)),
+        repeat: None,
     },
     Flag {
         name: "--publish-token",
@@ -229,6 +270,7 @@ pub const FLAGS: &[Flag] = &[
         help: "require Authorization: Bearer TOKEN to publish",
         default: "the variable keeps it out of ps",
         set: |c, v| set(&mut c.publish_token, token(v).map(Some)),
+        repeat: None,
     },
     Flag {
         name: "--subscribe-token",
@@ -237,6 +279,80 @@ pub const FLAGS: &[Flag] = &[
         help: "require TOKEN to subscribe: as a Bearer header, ?token= or the cookie ssed_token",
         default: "",
         set: |c, v| set(&mut c.subscribe_token, token(v).map(Some)),
+        repeat: None,
+    },
+    Flag {
+        name: "--source",
+        var: "SSED_SOURCE",
+        value: Some("TOPIC=COMMAND"),
+        help: "run COMMAND (sh -c) and publish each line it prints to TOPIC; repeatable, one a line in the variable",
+        default: "",
+        set: |c, v| {
+            let (topic, command) = feed(v, "COMMAND")?;
+            c.sources.push(Spec {
+                topic,
+                kind: Kind::Command(command),
+            });
+            Ok(())
+        },
+        repeat: Some(Repeat {
+            separator: '\n',
+            clear: |c| c.sources.retain(|s| !matches!(s.kind, Kind::Command(_))),
+        }),
+    },
+    Flag {
+        name: "--tail",
+        var: "SSED_TAIL",
+        value: Some("TOPIC=FILE"),
+        help: "follow FILE as tail -F does and publish each new line to TOPIC; repeatable, one a line in the variable",
+        default: "",
+        set: |c, v| {
+            let (topic, file) = feed(v, "FILE")?;
+            c.sources.push(Spec {
+                topic,
+                kind: Kind::File(PathBuf::from(file)),
+            });
+            Ok(())
+        },
+        repeat: Some(Repeat {
+            separator: '\n',
+            clear: |c| c.sources.retain(|s| !matches!(s.kind, Kind::File(_))),
+        }),
+    },
+    Flag {
+        name: "--source-restart",
+        var: "SSED_SOURCE_RESTART",
+        value: Some("WHEN"),
+        help: "start a --source again when it exits: always, on-failure or never",
+        default: "always",
+        set: |c, v| {
+            c.source_restart = match v {
+                "always" => sources::Restart::Always,
+                "on-failure" => sources::Restart::OnFailure,
+                "never" => sources::Restart::Never,
+                _ => return Err("expected always, on-failure or never".into()),
+            };
+            Ok(())
+        },
+        repeat: None,
+    },
+    Flag {
+        name: "--source-restart-delay",
+        var: "SSED_SOURCE_RESTART_DELAY",
+        value: Some("SECS"),
+        help: "first pause before a --source starts again; it doubles, up to a minute, while the source keeps failing fast",
+        default: "1",
+        set: |c, v| set(&mut c.source_restart_delay, seconds(v, 0.01, 3600.0)),
+        repeat: None,
+    },
+    Flag {
+        name: "--tail-poll-ms",
+        var: "SSED_TAIL_POLL_MS",
+        value: Some("MS"),
+        help: "how often a --tail file with nothing new is looked at",
+        default: "250",
+        set: |c, v| set(&mut c.tail_poll, millis(v, 10, 60_000)),
+        repeat: None,
     },
     Flag {
         name: "--stats-interval-ms",
@@ -245,6 +361,7 @@ pub const FLAGS: &[Flag] = &[
         help: "period of /system-stats samples",
         default: "1000",
         set: |c, v| set(&mut c.pace.stats, millis(v, 200, 3_600_000)),
+        repeat: None,
     },
     Flag {
         name: "--stocks-interval-ms",
@@ -253,6 +370,7 @@ pub const FLAGS: &[Flag] = &[
         help: "mean pause between /stream-stocks ticks (each is 0.5x to 1.5x)",
         default: "1000",
         set: |c, v| set(&mut c.pace.stocks, millis(v, 1, 3_600_000)),
+        repeat: None,
     },
 ];
 
@@ -296,7 +414,12 @@ pub fn usage() -> String {
                 line.push_str(word);
             }
         }
-        out.push_str(&format!("{left:<COLUMN$}{}\n", lines[0]));
+        // A name too long for its column has its help on the next line.
+        if left.len() < COLUMN {
+            out.push_str(&format!("{left:<COLUMN$}{}\n", lines[0]));
+        } else {
+            out.push_str(&format!("{left}\n{:COLUMN$}{}\n", "", lines[0]));
+        }
         for line in &lines[1..] {
             out.push_str(&format!("{:COLUMN$}{line}\n", ""));
         }
@@ -333,20 +456,21 @@ pub fn parse(
         let Some(value) = env(flag.var) else {
             continue;
         };
-        let values: Vec<&str> = if flag.name == "--cors-origin" {
-            value
-                .split(',')
+        let values: Vec<&str> = match &flag.repeat {
+            Some(repeat) => value
+                .split(repeat.separator)
                 .map(str::trim)
                 .filter(|o| !o.is_empty())
-                .collect()
-        } else {
-            vec![value.as_str()]
+                .collect(),
+            None => vec![value.as_str()],
         };
         for v in values {
             (flag.set)(&mut config, v).map_err(|why| args::invalid(flag.var, v, &why))?;
         }
     }
-    let mut origins_from_flags = false;
+    // Repeatable flags given on the command line, whose list from the
+    // variable was dropped.
+    let mut replaced: Vec<&str> = Vec::new();
     let mut args = Args::new(args);
     while let Some(arg) = args.next() {
         let (name, inline) = match arg {
@@ -371,11 +495,21 @@ pub fn parse(
             (None, None) => "1".into(),
         };
         // Repeated flags replace the variable's list, not add to it.
-        if flag.name == "--cors-origin" && !origins_from_flags {
-            config.cors_origins.clear();
-            origins_from_flags = true;
+        if let Some(repeat) = &flag.repeat {
+            if !replaced.contains(&flag.name) {
+                (repeat.clear)(&mut config);
+                replaced.push(flag.name);
+            }
         }
         (flag.set)(&mut config, &value).map_err(|why| args::invalid(&name, &value, &why))?;
+    }
+    for (i, spec) in config.sources.iter().enumerate() {
+        if config.sources[..i].iter().any(|s| s.topic == spec.topic) {
+            return Err(UsageError(format!(
+                "topic {:?} is fed twice (--source and --tail each need a topic of their own)",
+                spec.topic
+            )));
+        }
     }
     if config.history_total < config.max_event_bytes {
         return Err(UsageError(format!(
@@ -384,6 +518,21 @@ pub fn parse(
         )));
     }
     Ok(Command::Serve(Box::new(config)))
+}
+
+/// `TOPIC=VALUE`, the topic checked as the hub checks it.
+fn feed(value: &str, what: &str) -> Result<(String, String), String> {
+    let (topic, rest) = value
+        .split_once('=')
+        .ok_or_else(|| format!("expected TOPIC={what}"))?;
+    hub::check_topic(topic)?;
+    if rest.trim().is_empty() {
+        return Err(format!(
+            "expected TOPIC={what}; the {} is empty",
+            what.to_lowercase()
+        ));
+    }
+    Ok((topic.to_string(), rest.to_string()))
 }
 
 fn whole(value: &str, min: usize, max: usize) -> Result<usize, String> {
@@ -582,6 +731,66 @@ mod tests {
     }
 
     #[test]
+    fn sources_and_tails() {
+        let c = parse_with(
+            &[
+                "--source",
+                "build=make -j2 all",
+                "--tail",
+                "syslog=/var/log/syslog",
+                "--source-restart=never",
+            ],
+            &[
+                ("SSED_SOURCE", "a=echo a\nb=echo b"),
+                ("SSED_TAIL", "t=/tmp/x"),
+            ],
+        )
+        .unwrap();
+        // Flags replace the variable's list of the same flag.
+        assert_eq!(
+            c.sources,
+            [
+                Spec {
+                    topic: "build".into(),
+                    kind: Kind::Command("make -j2 all".into())
+                },
+                Spec {
+                    topic: "syslog".into(),
+                    kind: Kind::File("/var/log/syslog".into())
+                },
+            ]
+        );
+        // ...and not the other's.
+        let other = parse_with(&["--source", "build=make"], &[("SSED_TAIL", "t=/tmp/x")]).unwrap();
+        assert_eq!(
+            other.sources,
+            [
+                Spec {
+                    topic: "t".into(),
+                    kind: Kind::File("/tmp/x".into())
+                },
+                Spec {
+                    topic: "build".into(),
+                    kind: Kind::Command("make".into())
+                },
+            ]
+        );
+        assert_eq!(c.source_restart, sources::Restart::Never);
+        let c = parse_with(&[], &[("SSED_SOURCE", "a=echo a\n\nb=echo b\n")]).unwrap();
+        assert_eq!(c.sources.len(), 2);
+        let cases: [(&[&str], &str); 5] = [
+            (&["--source", "nocommand"], "invalid value \"nocommand\" for --source: expected TOPIC=COMMAND"),
+            (&["--source", "a b=ls"], "invalid value \"a b=ls\" for --source: topic names are 1 to 128 characters of A-Z a-z 0-9 . _ ~ - and /, not \"a b\""),
+            (&["--tail", "t= "], "invalid value \"t= \" for --tail: expected TOPIC=FILE; the file is empty"),
+            (&["--source", "x=ls", "--tail", "x=/f"], "topic \"x\" is fed twice (--source and --tail each need a topic of their own)"),
+            (&["--source-restart", "sometimes"], "invalid value \"sometimes\" for --source-restart: expected always, on-failure or never"),
+        ];
+        for (args, expected) in cases {
+            assert_eq!(parse_with(args, &[]).unwrap_err(), expected, "{args:?}");
+        }
+    }
+
+    #[test]
     fn help_and_version() {
         assert!(matches!(
             parse(["--help".to_string()], |_| None),
@@ -602,6 +811,11 @@ mod tests {
         }
         for line in text.lines() {
             assert!(line.chars().count() <= 80, "{line:?}");
+            // A flag's name and its help never run together.
+            if let Some(flag) = line.trim_start().strip_prefix("--") {
+                let name_and_value = flag.split("  ").next().unwrap_or("");
+                assert!(name_and_value.split(' ').count() <= 2, "{line:?}");
+            }
         }
     }
 }

@@ -134,6 +134,8 @@ pub struct Topic {
     hub_total: Option<Arc<AtomicUsize>>,
     /// Waiting for a fan-out pass (see `fanout`).
     queued: AtomicBool,
+    /// Kept even when idle: a source feeds it (see [`Hub::pin`]).
+    pinned: AtomicBool,
 }
 
 /// One retained event and its sequence number.
@@ -237,6 +239,7 @@ impl Topic {
             published: AtomicU64::new(0),
             hub_total,
             queued: AtomicBool::new(false),
+            pinned: AtomicBool::new(false),
         })
     }
 
@@ -387,8 +390,22 @@ impl Topic {
     }
 
     fn is_idle(&self) -> bool {
+        if self.pinned.load(Ordering::Relaxed) {
+            return false;
+        }
         let ring = read(&self.ring);
         ring.subscribers.is_empty() && ring.entries.is_empty()
+    }
+
+    /// The sequence numbers of the newest `n` events that may be replayed.
+    fn newest(&self, n: usize) -> Vec<u64> {
+        let ring = read(&self.ring);
+        let replayable = ring.entries.len().min(ring.history);
+        ring.entries
+            .iter()
+            .skip(ring.entries.len() - replayable.min(n))
+            .map(|e| e.seq)
+            .collect()
     }
 }
 
@@ -504,6 +521,9 @@ pub enum Resume {
     After(u64),
     /// An id this run did not give out.
     Foreign(String),
+    /// No id, but the newest `n` retained events of the topics first (a new
+    /// client asking for context, not a returning one).
+    Last(usize),
 }
 
 impl Hub {
@@ -651,6 +671,23 @@ impl Hub {
         }
         let mut subs = Vec::with_capacity(names.len());
         let mut gaps = Vec::new();
+        // The newest n events across the topics start after the event just
+        // before the oldest of them.
+        let last_cut = match from {
+            Resume::Last(n) => {
+                let mut seqs: Vec<u64> = names
+                    .iter()
+                    .flat_map(|name| topics[name.as_str()].newest(*n))
+                    .collect();
+                seqs.sort_unstable();
+                let skip = seqs.len().saturating_sub(*n);
+                Some(
+                    seqs.get(skip)
+                        .map_or(u64::MAX, |&oldest| oldest.saturating_sub(1)),
+                )
+            }
+            _ => None,
+        };
         for name in names {
             let topic = &topics[name.as_str()];
             match from {
@@ -662,6 +699,16 @@ impl Hub {
                         .fetch_add(replayed as u64, Ordering::Relaxed);
                     subs.push(sub);
                     gaps.extend(gap);
+                }
+                Resume::Last(_) => {
+                    // Context, not a resumption: nothing was owed, so
+                    // nothing older is reported missing.
+                    let after = last_cut.unwrap_or(u64::MAX).min(self.watermark());
+                    let (sub, _, replayed) = topic.subscribe_after(Arc::clone(notify), after);
+                    self.counters
+                        .replayed
+                        .fetch_add(replayed as u64, Ordering::Relaxed);
+                    subs.push(sub);
                 }
                 Resume::Foreign(_) => {
                     // Nothing of this run was seen: replay all there is, after
@@ -680,6 +727,15 @@ impl Hub {
             }
         }
         Ok((subs, gaps))
+    }
+
+    /// Keeps topic `name` even while idle, making it if need be: a source
+    /// feeds it.
+    pub fn pin(&self, name: &str) -> Result<(), TopicError> {
+        let mut topics = lock(&self.topics);
+        let topic = self.topic(&mut topics, name)?;
+        topic.pinned.store(true, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Frees those of `names` that have no subscribers and nothing retained.
@@ -859,6 +915,18 @@ mod tests {
         list.iter().map(|s| s.to_string()).collect()
     }
 
+    /// What a new subscriber to `list` gets at once, in id order; no gap.
+    fn taken(hub: &Hub, list: &[&str], from: &Resume) -> Vec<String> {
+        let (mut subs, gaps) = hub.subscribe(&names(list), &notify(), from).unwrap();
+        assert!(gaps.is_empty());
+        let mut out = Vec::new();
+        for sub in &mut subs {
+            sub.take(hub.watermark(), &mut out);
+        }
+        out.sort_by_key(|e| e.seq);
+        data(&out).into_iter().map(String::from).collect()
+    }
+
     #[test]
     fn the_hub_numbers_events_and_reads_ids() {
         let hub = Hub::new(keep(10), 2, usize::MAX);
@@ -893,17 +961,8 @@ mod tests {
         for (topic, data) in [("a", "1"), ("b", "2"), ("a", "3"), ("b", "4")] {
             hub.publish(topic, Event::message(data)).unwrap().1.run();
         }
+        assert_eq!(taken(&hub, &["a", "b"], &Resume::After(1)), ["2", "3", "4"]);
         let w = notify();
-        let (mut subs, gaps) = hub
-            .subscribe(&names(&["a", "b"]), &w, &Resume::After(1))
-            .unwrap();
-        assert!(gaps.is_empty());
-        let mut out = Vec::new();
-        for sub in &mut subs {
-            sub.take(hub.watermark(), &mut out);
-        }
-        out.sort_by_key(|e| e.seq);
-        assert_eq!(data(&out), ["2", "3", "4"]);
         let (_, gaps) = hub
             .subscribe(&names(&["a"]), &w, &Resume::Foreign("x-1".into()))
             .unwrap();
@@ -915,6 +974,36 @@ mod tests {
                 through: None
             }]
         );
+    }
+
+    #[test]
+    fn the_last_n_events_of_several_topics() {
+        let hub = Hub::new(keep(10), 10, usize::MAX);
+        for (topic, data) in [
+            ("a", "1"),
+            ("b", "2"),
+            ("a", "3"),
+            ("c", "x"),
+            ("b", "4"),
+            ("a", "5"),
+        ] {
+            hub.publish(topic, Event::message(data)).unwrap().1.run();
+        }
+        let taken = |list: &[&str], n: usize| taken(&hub, list, &Resume::Last(n));
+        assert_eq!(taken(&["a", "b"], 3), ["3", "4", "5"]);
+        assert_eq!(taken(&["a", "b"], 10), ["1", "2", "3", "4", "5"]);
+        assert_eq!(taken(&["b"], 1), ["4"]);
+        assert_eq!(taken(&["a"], 0), Vec::<String>::new());
+        assert_eq!(taken(&["empty"], 5), Vec::<String>::new());
+    }
+
+    #[test]
+    fn pinned_topics_are_kept_when_idle() {
+        let hub = Hub::new(keep(10), 10, usize::MAX);
+        hub.pin("logs").unwrap();
+        hub.release(&names(&["logs"]));
+        assert_eq!(hub.topics().len(), 1);
+        assert!(matches!(hub.pin("a b"), Err(TopicError::BadName(_))));
     }
 
     #[test]

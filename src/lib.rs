@@ -28,6 +28,8 @@
 //!   [`www`], [`metrics`], [`demos`], and [`server`], which starts it all;
 //! - the client: [`client`] (`ssed listen`, `ssed publish`, and their
 //!   HTTP on [`http1`]);
+//! - live logs: [`sources`] (programs and files that feed topics), on
+//!   [`lines`];
 //! - the edges: [`config`] and [`args`] (the command line), [`log`],
 //!   [`calendar`], [`sys`] (the only `unsafe` code).
 #![deny(unsafe_code)]
@@ -43,12 +45,14 @@ pub mod demos;
 pub mod fanout;
 pub mod http1;
 pub mod hub;
+pub mod lines;
 pub mod log;
 pub mod metrics;
 pub mod publish;
 pub mod pyjson;
 pub mod routes;
 pub mod server;
+pub mod sources;
 pub mod sse;
 pub mod stream;
 pub mod sys;

@@ -26,7 +26,15 @@ fn main() -> ExitCode {
         Some("publish") => {
             args.next();
             return match client::parse_publish(args, env, &mut std::io::stdin()) {
-                Ok(Ok(publish)) => finish(client::publish(&publish, &mut std::io::stdout())),
+                Ok(Ok(publish)) => finish(match &publish.lines {
+                    Some(settings) => client::publish_lines(
+                        &publish,
+                        settings,
+                        std::io::stdin(),
+                        &mut std::io::stderr(),
+                    ),
+                    None => client::publish(&publish, &mut std::io::stdout()),
+                }),
                 Ok(Err(help)) => print(help),
                 Err(e) => usage_error(e, "publish"),
             };

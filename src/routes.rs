@@ -182,10 +182,12 @@ pub enum Feed {
     },
     SystemStats,
     Stocks,
-    /// Hub topics, and the id the client resumes after.
+    /// Hub topics, and where the client starts: after the id it resumes
+    /// from, or with the newest `last` retained events, or live.
     Hub {
         topics: Vec<String>,
         last_event_id: Option<String>,
+        last: Option<usize>,
     },
 }
 
@@ -234,10 +236,7 @@ pub fn decide(req: &Request, config: &Config, cors: &Cors) -> Action {
     }
     let feed = match route {
         Route::Demo(demo) => demo_feed(demo, &params),
-        Route::Messages => Ok(Feed::Hub {
-            topics: vec![MESSAGES_TOPIC.to_string()],
-            last_event_id: last_event_id(&params, req),
-        }),
+        Route::Messages => hub_start(vec![MESSAGES_TOPIC.to_string()], &params, req),
         Route::Subscribe(topic) => hub_feed(topic, &params, req),
         Route::Publish(post) => {
             return Action::Publish {
@@ -354,20 +353,33 @@ fn hub_feed(
             topics.len()
         ));
     }
-    Ok(Feed::Hub {
-        topics,
-        last_event_id: last_event_id(params, req),
-    })
+    hub_start(topics, params, req)
 }
 
-/// The id a client resumes after: the `Last-Event-ID` header (what a
-/// reconnecting browser sends), else `?last_event_id=` (for a first connect).
-fn last_event_id(params: &[(String, String)], req: &Request) -> Option<String> {
-    req.header("Last-Event-ID")
+/// Where a hub stream starts. A returning client resumes after the id it
+/// saw last: the `Last-Event-ID` header (what a reconnecting browser sends),
+/// else `?last_event_id=` or its alias `?since=` (for a first connect). A
+/// new client may ask for context instead: `?last=N`, the newest N retained
+/// events. The id wins: a browser that reconnects to a `?last=` URL resumes
+/// exactly where it stopped.
+fn hub_start(
+    topics: Vec<String>,
+    params: &[(String, String)],
+    req: &Request,
+) -> Result<Feed, String> {
+    let last_event_id = req
+        .header("Last-Event-ID")
         .or_else(|| param(params, "last_event_id"))
+        .or_else(|| param(params, "since"))
         .map(str::trim)
         .filter(|id| !id.is_empty())
-        .map(String::from)
+        .map(String::from);
+    let last = number(params, "last", 0, 1_000_000)?.map(|n| n as usize);
+    Ok(Feed::Hub {
+        topics,
+        last_event_id,
+        last,
+    })
 }
 
 /// The format a client asked for: `?format=` wins over `Accept`.
@@ -593,6 +605,10 @@ mod tests {
                 "/events/%zz",
                 "the topic is not valid percent-encoded UTF-8",
             ),
+            (
+                "/events/a?last=x",
+                "last must be a whole number from 0 to 1000000, not \"x\"",
+            ),
         ];
         for (target, why) in cases {
             assert_eq!(
@@ -671,6 +687,7 @@ mod tests {
                 Feed::Hub {
                     topics: vec!["messages".into()],
                     last_event_id: Some("abc-1".into()),
+                    last: None,
                 },
                 Format::Sse,
             ),
@@ -680,6 +697,7 @@ mod tests {
                 Feed::Hub {
                     topics: vec!["a".into(), "b".into()],
                     last_event_id: Some("x-2".into()),
+                    last: None,
                 },
                 Format::Sse,
             ),
@@ -689,6 +707,27 @@ mod tests {
                 Feed::Hub {
                     topics: vec!["a/b".into()],
                     last_event_id: Some("h".into()),
+                    last: None,
+                },
+                Format::Sse,
+            ),
+            (
+                "/events/a?since=s-3&last=5",
+                &[],
+                Feed::Hub {
+                    topics: vec!["a".into()],
+                    last_event_id: Some("s-3".into()),
+                    last: Some(5),
+                },
+                Format::Sse,
+            ),
+            (
+                "/sse?last=20",
+                &[],
+                Feed::Hub {
+                    topics: vec!["messages".into()],
+                    last_event_id: None,
+                    last: Some(20),
                 },
                 Format::Sse,
             ),

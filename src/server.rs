@@ -12,9 +12,10 @@ use crate::cors::Cors;
 use crate::demos::{Clock, Demos, JsonLines, Ticker, Training};
 use crate::fanout::Fanouts;
 use crate::http1::Response;
-use crate::hub::{Hub, Published, Retention, Topic, TopicError};
+use crate::hub::{Hub, Published, Resume, Retention, Topic, TopicError};
 use crate::log::Throttled;
 use crate::routes::{self, Action, Feed, Post, PublishTo, MESSAGES_TOPIC};
+use crate::sources::{self, Sources};
 use crate::sse::Event;
 use crate::stream::{
     pump, Feed as TopicFeed, Format, Framer, Outlet, Scripted, Slot, Source, Streams, Wire,
@@ -75,7 +76,9 @@ pub struct App {
     conn_counters: Arc<conn::Counters>,
     max_connections: usize,
     /// Carries what is published to the subscribers.
-    fanouts: Fanouts,
+    fanouts: Arc<Fanouts>,
+    /// Programs and files that feed topics.
+    sources: Sources,
     refused_streams: Throttled,
     refused_topics: Throttled,
     too_large: Throttled,
@@ -125,23 +128,37 @@ impl Server {
         };
         let demos = Demos::start(&config.pace)?;
         let conn_counters = Arc::new(conn::Counters::default());
+        let hub = Arc::new(Hub::new(
+            Retention {
+                history: config.history,
+                bytes: config.history_bytes,
+            },
+            config.max_topics,
+            config.history_total,
+        ));
+        let fanouts = Arc::new(Fanouts::start(FANOUT_WORKERS)?);
+        let sources = Sources::start(
+            &config.sources,
+            Arc::clone(&hub),
+            Arc::clone(&fanouts),
+            sources::Settings {
+                restart: config.source_restart,
+                restart_delay: config.source_restart_delay,
+                tail_poll: config.tail_poll,
+                max_line: config.max_event_bytes,
+            },
+        )?;
         let app = Arc::new(App {
             pages,
-            hub: Arc::new(Hub::new(
-                Retention {
-                    history: config.history,
-                    bytes: config.history_bytes,
-                },
-                config.max_topics,
-                config.history_total,
-            )),
+            hub,
             stats: Arc::clone(&demos.stats),
             stocks: Arc::clone(&demos.stocks),
             streams: Streams::new(max_streams),
             demo_streams: Streams::new(config.max_demo_streams),
             conn_counters: Arc::clone(&conn_counters),
             max_connections,
-            fanouts: Fanouts::start(FANOUT_WORKERS)?,
+            fanouts,
+            sources,
             refused_streams: Throttled::new("streams refused: the stream cap was reached"),
             refused_topics: Throttled::new(
                 "publishes or subscriptions refused: --max-topics reached",
@@ -193,7 +210,11 @@ impl Server {
     }
 
     fn stop(&mut self) {
+        // Programs get their SIGTERM first: their grace runs while the
+        // connections end.
+        self.app.sources.begin_stop();
         self.conns.stop();
+        self.app.sources.stop();
         self.app.fanouts.stop();
         self.demos.stop();
         for t in [
@@ -312,12 +333,16 @@ impl App {
             .iter()
             .map(|t| {
                 let (subscribers, retained, newest) = t.stats();
-                json!({
+                let mut entry = json!({
                     "topic": t.name(),
                     "subscribers": subscribers,
                     "retained": retained,
                     "last_id": newest.map(|seq| hub.id(seq)),
-                })
+                });
+                if let Some(source) = self.sources.describe(t.name()) {
+                    entry["source"] = source;
+                }
+                entry
             })
             .collect();
         Value::Array(list)
@@ -331,6 +356,16 @@ impl App {
         to: &PublishTo,
         query_event: Option<&str>,
     ) -> Result<(Response, Published), Response> {
+        let topic = match to {
+            PublishTo::Seed(_) => MESSAGES_TOPIC,
+            PublishTo::Topic(topic) => topic.as_str(),
+        };
+        if let Some(flag) = self.sources.owner(topic) {
+            return Err(Response::error(
+                409,
+                &format!("topic {topic} is fed by {flag}; it takes no publishes"),
+            ));
+        }
         let limit = self.config.max_event_bytes;
         let body = match ex.read_body(limit) {
             Ok(body) => body,
@@ -446,9 +481,13 @@ impl App {
             Feed::Hub {
                 topics: names,
                 last_event_id,
+                last,
             } => {
                 let outlet = Outlet::new(Arc::clone(waker), format);
-                let resume = self.hub.resume(last_event_id.as_deref());
+                let resume = match (&last_event_id, last) {
+                    (None, Some(n)) => Resume::Last(n),
+                    _ => self.hub.resume(last_event_id.as_deref()),
+                };
                 let (subs, gaps) = match self.hub.subscribe(&names, &outlet.as_notify(), &resume) {
                     Ok(subscribed) => subscribed,
                     Err(e) => return Err(self.topic_refused(e, ex)),

@@ -207,3 +207,45 @@ fn stop_signals() -> libc::sigset_t {
         set
     }
 }
+
+/// A signal to send to a child's process group.
+#[derive(Clone, Copy, Debug)]
+pub enum Signal {
+    Term,
+    Kill,
+}
+
+/// Sends `signal` to every process of the process group `pgid` (a child
+/// started in a group of its own, whose id is the group's).
+#[allow(unsafe_code)]
+pub fn signal_group(pgid: u32, signal: Signal) {
+    let Ok(pgid) = libc::pid_t::try_from(pgid) else {
+        return;
+    };
+    // Never the caller's own group, nor "every process" (-1).
+    if pgid <= 1 {
+        return;
+    }
+    let sig = match signal {
+        Signal::Term => libc::SIGTERM,
+        Signal::Kill => libc::SIGKILL,
+    };
+    // SAFETY: kill takes plain integers; a group that is gone is ESRCH.
+    unsafe { libc::kill(-pgid, sig) };
+}
+
+/// Has the child `cmd` starts killed when the thread that started it ends,
+/// ssed included, however it ends: a source's program does not outlive
+/// ssed even if ssed is killed outright.
+#[allow(unsafe_code)]
+pub fn die_with_parent(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec and calls
+    // only prctl, which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+}

@@ -26,6 +26,7 @@ pub const EMBEDDED: &[(&str, &[u8])] = embed!(
     "messages.html",
     "events.html",
     "hub.html",
+    "logs.html",
     "style.css",
     "ssed.js",
 );

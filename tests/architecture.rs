@@ -20,7 +20,8 @@ fn code(text: &str) -> String {
 fn only_the_connection_layer_and_the_client_touch_sockets() {
     let socketless = [
         "sse", "http1", "pyjson", "calendar", "waker", "hub", "fanout", "stream", "routes",
-        "publish", "auth", "cors", "www", "metrics", "demos", "config", "args", "log",
+        "publish", "auth", "cors", "www", "metrics", "demos", "config", "args", "log", "sources",
+        "lines",
     ];
     for module in socketless {
         let text = source(module);

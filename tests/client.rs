@@ -8,6 +8,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 fn ssed(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ssed"))
@@ -692,5 +693,154 @@ fn redirects_are_resolved_as_rfc_3986_says() {
             "GET /start/up HTTP/1.1",
             "GET /next?u=http://example.invalid/ HTTP/1.1",
         ]
+    );
+}
+
+/// `ssed publish URL --lines ARGS` with its stdin a pipe, and its stderr
+/// line by line on a channel.
+fn publish_lines(
+    url: &str,
+    args: &[&str],
+) -> (
+    std::process::Child,
+    std::process::ChildStdin,
+    std::sync::mpsc::Receiver<String>,
+) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ssed"))
+        .args(["publish", url, "--lines"])
+        .args(args)
+        .env_remove("SSED_PUBLISH_TOKEN")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ssed publish");
+    let stdin = child.stdin.take().unwrap();
+    let err = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, stdin, rx)
+}
+
+/// Waits for `child` to exit, for at most `within`.
+fn exit_code(child: &mut std::process::Child, within: Duration) -> Option<i32> {
+    let mut status = None;
+    common::wait_until(within, "the process to exit", || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    status.and_then(|s| s.code())
+}
+
+/// The stderr line that contains `text`, within `within`.
+fn line_with(rx: &std::sync::mpsc::Receiver<String>, text: &str, within: Duration) -> String {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains(text) => return line,
+            Ok(_) => {}
+            Err(_) => panic!("no stderr line with {text:?}"),
+        }
+    }
+}
+
+#[test]
+fn publish_lines_sends_each_line_as_it_comes_over_one_connection() {
+    let server = common::start(|c| c.idle_timeout = Duration::from_millis(300));
+    let addr = server.addr();
+    let mut sub = common::Conn::open_stream(addr, "/events/build");
+    let url = format!("http://{addr}/events/build");
+    let (mut child, mut stdin, err) = publish_lines(&url, &["--event", "log"]);
+    // Each line is published while the input is still open.
+    stdin.write_all(b"compiling\n").unwrap();
+    let first = sub.events(1).remove(0);
+    assert_eq!(
+        (first.event.as_str(), first.data.as_str()),
+        ("log", "compiling")
+    );
+    stdin.write_all(b"linking\r\n").unwrap();
+    assert_eq!(sub.events(1)[0].data, "linking");
+    // The subscriber and the publisher's one connection.
+    assert_eq!(server.open_connections(), 2);
+    // A quiet input: the server closes the idle connection, and the next
+    // line goes over a new one, without a word on stderr.
+    common::wait_until(Duration::from_secs(10), "the idle close", || {
+        server.open_connections() == 1
+    });
+    stdin.write_all(b"\xffdone").unwrap();
+    drop(stdin);
+    assert_eq!(sub.events(1)[0].data, "\u{FFFD}done");
+    assert_eq!(exit_code(&mut child, Duration::from_secs(10)), Some(0));
+    assert!(err.try_iter().next().is_none());
+}
+
+#[test]
+fn publish_lines_waits_for_a_server_that_is_away_and_says_what_it_dropped() {
+    use socket2::{Domain, Socket, Type};
+    // A port bound but not listening: connections are refused, and no one
+    // else can take it until ssed does.
+    let holder = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    holder
+        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    let addr = holder.local_addr().unwrap().as_socket().unwrap();
+    let url = format!("http://{addr}/events/job");
+    let (mut child, mut stdin, err) = publish_lines(&url, &["--queue", "1K"]);
+    // Ten lines of 200 bytes; the queue holds five.
+    for i in 0..10 {
+        writeln!(stdin, "{i} {}", "x".repeat(197)).unwrap();
+    }
+    drop(stdin);
+    line_with(&err, "Connection refused", Duration::from_secs(10));
+    let dropped = line_with(&err, "were dropped", Duration::from_secs(10));
+    drop(holder);
+    let server = common::start(|c| c.addr = addr.to_string());
+    assert_eq!(exit_code(&mut child, Duration::from_secs(20)), Some(1));
+    let last = err.iter().last().unwrap();
+    // What arrived is the newest lines, in order; what did not is counted.
+    let (_, topics) = common::fetch(addr, "GET", "/topics", &[], b"");
+    let retained = common::json(&topics)[0]["retained"].as_u64().unwrap() as usize;
+    let mut sub = common::Conn::open_stream(addr, "/events/job?last=10");
+    let got: Vec<String> = sub
+        .events(retained)
+        .into_iter()
+        .map(|e| e.data.split(' ').next().unwrap().to_string())
+        .collect();
+    assert!(
+        got.ends_with(&["5", "6", "7", "8", "9"].map(String::from)),
+        "{got:?}"
+    );
+    let lost = 10 - retained;
+    assert_eq!(
+        last,
+        format!("ssed: {url}: {lost} lines were not published")
+    );
+    assert!(
+        dropped.ends_with(" lines were dropped while the server could not be reached (--queue)"),
+        "{dropped}"
+    );
+    drop(server);
+}
+
+#[test]
+fn publish_lines_gives_up_after_max_retries_and_counts_every_line() {
+    let url = "http://127.0.0.1:1/events/job";
+    let (mut child, mut stdin, err) = publish_lines(url, &["--max-retries", "1"]);
+    stdin.write_all(b"a\nb\nc\n").unwrap();
+    drop(stdin);
+    assert_eq!(exit_code(&mut child, Duration::from_secs(10)), Some(1));
+    let said: Vec<String> = err.iter().collect();
+    assert_eq!(said.len(), 2, "{said:?}");
+    assert!(said[0].ends_with("; trying again in 0.1 s"), "{said:?}");
+    assert!(
+        said[1].ends_with("; gave up after 2 attempts; 3 lines were not published"),
+        "{said:?}"
     );
 }

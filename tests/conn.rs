@@ -154,16 +154,6 @@ fn status(bytes: &[u8]) -> u16 {
         .unwrap_or_else(|| panic!("not a response: {text:?}"))
 }
 
-fn rss_kb(d: &Daemon) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", d.child.id())).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap()
-}
-
 #[test]
 fn a_huge_content_length_on_any_route_is_answered_and_the_connection_closed() {
     let mut t = Target::new(&[]);
@@ -452,7 +442,7 @@ fn every_limit_has_its_status_and_closes() {
 fn endless_lines_cost_no_memory() {
     let mut t = Target::new(&[]);
     let addr = t.addr();
-    let before = rss_kb(&t.d);
+    let before = t.d.rss_kb();
     // Each sender writes until the server closes or 64 MiB went out.
     let attacks: Vec<(&[u8], u8, u16)> = vec![
         // A header line that never ends.
@@ -482,7 +472,7 @@ fn endless_lines_cost_no_memory() {
         feeder.join().unwrap();
     }
     // Each was refused at its bound (16 KiB and a read), not read whole.
-    let grown = rss_kb(&t.d).saturating_sub(before);
+    let grown = t.d.rss_kb().saturating_sub(before);
     assert!(grown < 8 * 1024, "RSS grew by {grown} KiB");
     t.assert_alive();
     t.settles();

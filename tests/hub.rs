@@ -765,3 +765,39 @@ fn metrics_move() {
     assert_eq!(d.events(1)[0].event, "gap");
     assert_eq!(metric("ssed_gaps_total "), 1);
 }
+
+#[test]
+fn last_gives_a_new_client_the_newest_events_and_an_id_still_wins() {
+    let server = start(|_| {});
+    let addr = server.addr();
+    let ids: Vec<String> = ["a1", "b1", "a2", "b2", "a3"]
+        .iter()
+        .map(|d| {
+            let topic = &d[..1];
+            publish(addr, topic, d)["id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    // The newest two of one topic, then live.
+    let mut sub = subscribe(addr, "/events/a?last=2", &[]);
+    assert_eq!(data(&sub.events(2)), ["a2", "a3"]);
+    publish(addr, "a", "a4");
+    assert_eq!(data(&sub.events(1)), ["a4"]);
+    // The newest three across topics, in the order published.
+    let mut sub = subscribe(addr, "/events?topic=a&topic=b&last=3", &[]);
+    assert_eq!(data(&sub.events(3)), ["b2", "a3", "a4"]);
+    // More than there is: all of it, and no gap.
+    let mut sub = subscribe(addr, "/events/b?last=1000", &[]);
+    assert_eq!(data(&sub.events(2)), ["b1", "b2"]);
+    // A reconnecting browser sends Last-Event-ID: it wins over ?last.
+    let mut sub = subscribe(addr, "/events/a?last=1", &[("Last-Event-ID", &ids[0])]);
+    assert_eq!(data(&sub.events(3)), ["a2", "a3", "a4"]);
+    // ?since= is ?last_event_id= by another name.
+    let mut sub = subscribe(addr, &format!("/events/a?since={}", ids[2]), &[]);
+    assert_eq!(data(&sub.events(2)), ["a3", "a4"]);
+    let (head, body) = fetch(addr, "GET", "/events/a?last=x", &[], b"");
+    assert_eq!(head.status, 400);
+    assert_eq!(
+        json(&body),
+        serde_json::json!({"error": "last must be a whole number from 0 to 1000000, not \"x\""})
+    );
+}

@@ -46,6 +46,21 @@ impl Response {
             .set_read_timeout(Some(timeout.max(Duration::from_millis(1))))
     }
 
+    /// The connection, for another request, if this answer was read to its
+    /// end and the server keeps the connection open.
+    fn into_connection(self) -> Option<(TcpStream, Vec<u8>)> {
+        let done = match &self.body.framing {
+            Framing::Length(0) => true,
+            Framing::Chunked(decoder) => decoder.done(),
+            _ => false,
+        };
+        let close = self
+            .header("Connection")
+            .is_some_and(|c| c.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")));
+        (done && !close && self.body.pos >= self.body.decoded.len())
+            .then_some((self.body.sock, self.body.raw))
+    }
+
     /// Reads the whole body, at most `limit` bytes.
     pub fn text(&mut self, limit: u64) -> io::Result<String> {
         let mut bytes = Vec::new();
@@ -82,7 +97,94 @@ pub fn request(
     let mut out = head.into_bytes();
     out.extend_from_slice(body.unwrap_or_default());
     (&stream).write_all(&out)?;
-    read_response(stream, method == "HEAD")
+    read_response(stream, Vec::new(), method == "HEAD")
+}
+
+/// One server's answer, read whole.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub reason: String,
+    pub body: String,
+}
+
+/// Requests to one server over one kept-open connection, made anew when
+/// there is none or the server closed it.
+pub struct Session {
+    url: Url,
+    timeout: Duration,
+    open: Option<(TcpStream, Vec<u8>)>,
+}
+
+impl Session {
+    pub fn new(url: Url, timeout: Duration) -> Session {
+        Session {
+            url,
+            timeout,
+            open: None,
+        }
+    }
+
+    /// Sends a request to this session's URL and reads the whole answer
+    /// (at most `limit` bytes of body). A kept connection the server closed
+    /// while idle is replaced once, at once: the request never reached it.
+    pub fn request(
+        &mut self,
+        method: &str,
+        headers: &[(String, String)],
+        body: &[u8],
+        limit: u64,
+    ) -> io::Result<Answer> {
+        use io::ErrorKind::{BrokenPipe, ConnectionReset, UnexpectedEof};
+        let reused = self.open.is_some();
+        match self.try_request(method, headers, body, limit) {
+            Err(e)
+                if reused && matches!(e.kind(), UnexpectedEof | ConnectionReset | BrokenPipe) =>
+            {
+                self.try_request(method, headers, body, limit)
+            }
+            other => other,
+        }
+    }
+
+    fn try_request(
+        &mut self,
+        method: &str,
+        headers: &[(String, String)],
+        body: &[u8],
+        limit: u64,
+    ) -> io::Result<Answer> {
+        let (sock, leftover) = match self.open.take() {
+            Some(open) => open,
+            None => {
+                let sock = connect(&self.url, Some(self.timeout))?;
+                sock.set_read_timeout(Some(self.timeout))?;
+                sock.set_write_timeout(Some(self.timeout))?;
+                (sock, Vec::new())
+            }
+        };
+        let mut head = format!(
+            "{method} {} HTTP/1.1\r\nHost: {}\r\n",
+            self.url.target,
+            self.url.authority()
+        );
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+        let mut out = head.into_bytes();
+        out.extend_from_slice(body);
+        (&sock).write_all(&out)?;
+        let mut res = read_response(sock, leftover, method == "HEAD")?;
+        let text = res.text(limit)?;
+        let answer = Answer {
+            status: res.status,
+            reason: res.reason.clone(),
+            body: text,
+        };
+        self.open = res.into_connection();
+        Ok(answer)
+    }
 }
 
 fn connect(url: &Url, timeout: Option<Duration>) -> io::Result<TcpStream> {
@@ -107,9 +209,9 @@ fn bad(why: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, why.into())
 }
 
-/// Reads a response head (at most [`MAX_HEAD`] bytes) and sets up its body.
-fn read_response(sock: TcpStream, head_only: bool) -> io::Result<Response> {
-    let mut buf = Vec::new();
+/// Reads a response head (at most [`MAX_HEAD`] bytes), after what `buf`
+/// already holds, and sets up its body.
+fn read_response(sock: TcpStream, mut buf: Vec<u8>, head_only: bool) -> io::Result<Response> {
     let mut scanned: usize = 0;
     let end = loop {
         let from = scanned.saturating_sub(3);

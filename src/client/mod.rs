@@ -13,7 +13,7 @@ mod publish;
 pub mod url;
 
 pub use listen::{listen, parse_listen, Listen, LISTEN_USAGE, MAX_RETRY, MIN_RETRY};
-pub use publish::{parse_publish, publish, Publish, PUBLISH_USAGE};
+pub use publish::{parse_publish, publish, publish_lines, LineSettings, Publish, PUBLISH_USAGE};
 pub use url::Url;
 
 use crate::args::{self, UsageError};

@@ -32,6 +32,10 @@ function startSsed(addr = "127.0.0.1:0") {
     "--stats-interval-ms", "200",
     "--stocks-interval-ms", "40",
     "--keepalive", "1",
+    // Numbered lines, a warning on stderr every tenth, green every 25th.
+    "--source", "demo-log=i=0; while :; do i=$((i+1)); " +
+      "if [ $((i % 25)) -eq 0 ]; then printf '\\033[32mline %d\\033[0m\\n' $i; else echo \"line $i\"; fi; " +
+      "if [ $((i % 10)) -eq 0 ]; then echo \"warn $i\" >&2; fi; sleep 0.02; done",
   ], { stdio: ["ignore", "pipe", "inherit"] });
   return new Promise((resolve, reject) => {
     child.on("error", reject);
@@ -258,4 +262,67 @@ test("reconnect: a page shows the outage and receives again after a restart", as
   await page.locator("#state.open").waitFor({ timeout: WAIT });
   await until("new events", async () => Number(await text(page, "#count")) > before);
   await finish(page, "reconnect");
+});
+
+test("logs: a program's lines in order, follow and pause, filter, stderr marked", async () => {
+  // The page opens the first topic a source feeds.
+  const page = await open("/logs.html");
+  await page.locator("#state.open").waitFor({ timeout: WAIT });
+  assert.equal(await page.locator("#topic").inputValue(), "demo-log");
+  const count = async () => Number((await text(page, "#count")).replace(/,/g, ""));
+  await until("60 lines", async () => (await count()) >= 60);
+
+  // stdout lines in order, no number skipped; ANSI colour shown as colour.
+  const numbers = (await page.locator("#term .ln:not(.stderr):not(.mark)").allInnerTexts())
+    .map((t) => Number(t.match(/^line (\d+)$/)[1]));
+  numbers.forEach((n, i) => i > 0 && assert.equal(n, numbers[i - 1] + 1));
+  const all = await text(page, "#term");
+  assert.ok(!all.includes("\x1b") && !all.includes("[32m"), "raw escape codes on screen");
+  assert.match(await page.locator("#term .ln .c32").first().innerText(), /^line \d*25$/);
+  // stderr lines are marked.
+  const warnings = await page.locator("#term .ln.stderr").allInnerTexts();
+  assert.ok(warnings.length > 0 && warnings.every((t) => /^warn \d+0$/.test(t)), warnings.join("|"));
+
+  // Following: the end stays in view as lines come.
+  const atEnd = () => page.$eval("#term", (t) => t.scrollTop + t.clientHeight >= t.scrollHeight - 8);
+  const seen = await count();
+  await until("more lines", async () => (await count()) > seen + 5);
+  assert.ok(await atEnd(), "not following the end");
+
+  // Scrolling up pauses following: lines still come, the view stays.
+  await page.$eval("#term", (t) => { t.scrollTop = 0; });
+  await page.locator("#jump").waitFor({ state: "visible", timeout: WAIT });
+  const paused = await count();
+  await until("lines while paused", async () => (await count()) > paused + 10);
+  assert.equal(await page.$eval("#term", (t) => t.scrollTop), 0);
+
+  // The button resumes following.
+  await page.click("#jump");
+  await page.locator("#jump").waitFor({ state: "hidden", timeout: WAIT });
+  const resumed = await count();
+  await until("lines after resuming", async () => (await count()) > resumed + 5);
+  assert.ok(await atEnd(), "not following after the jump");
+
+  // The filter hides every line that does not match.
+  await page.fill("#filter", "warn");
+  const shown = await page.locator("#term .ln:visible").allInnerTexts();
+  assert.ok(shown.length > 0 && shown.every((t) => t.startsWith("warn ")), shown.join("|"));
+  assert.match(await text(page, "#matching"), /^\d+ match$/);
+  await page.fill("#filter", "");
+  assert.ok((await page.locator("#term .ln:visible").count()) > shown.length);
+  assert.equal(await text(page, "#matching"), "");
+  await finish(page, "logs");
+});
+
+test("logs: 100,000 lines at once keep the page bounded and counted", async () => {
+  const page = await open("/logs.html?topic=demo-log");
+  await page.locator("#state.open").waitFor({ timeout: WAIT });
+  const before = await page.evaluate(() => total);
+  await page.evaluate(() => { for (let i = 0; i < 100000; i++) add(`burst ${i}`, ""); });
+  await until("the burst counted", async () =>
+    Number((await text(page, "#count")).replace(/,/g, "")) >= before + 100000);
+  // At most MAX_LINES stay, the newest.
+  assert.ok((await page.locator("#term .ln").count()) <= 5000);
+  await until("the burst's last line shown", async () =>
+    (await page.locator("#term .ln", { hasText: "burst 99999" }).count()) === 1);
 });

@@ -326,6 +326,18 @@ impl Daemon {
         self.count("fd")
     }
 
+    /// Resident memory now, in KiB (`VmRSS`).
+    pub fn rss_kb(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("the daemon's /proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .expect("VmRSS in /proc status")
+    }
+
     /// (threads, descriptors) now.
     pub fn usage(&self) -> (usize, usize) {
         (self.threads(), self.fds())

@@ -1,0 +1,528 @@
+//! Programs and files that feed topics: live logs.
+//!
+//! `--source TOPIC=COMMAND` runs COMMAND once for every viewer (`sh -c`, in
+//! a process group of its own, stdin closed) and publishes each line of its
+//! standard output to TOPIC, each line of its standard error as an event
+//! named `stderr`, and, when it exits, an event named `exit`. It is started
+//! again after a pause that doubles (up to a minute) while it keeps failing
+//! fast. `--tail TOPIC=FILE` follows FILE as `tail -F` does: from its end,
+//! across rotation (rename and re-create) and truncation (an event named
+//! `truncated`), and waits for a file that does not exist yet.
+//!
+//! Lines are split on LF, a trailing CR removed, invalid UTF-8 replaced; a
+//! line longer than the event limit is cut and marked. The hub's history
+//! bounds what a fast program costs in memory, as for any topic.
+//!
+//! [`Sources`] owns every thread and child: at shutdown it asks each
+//! process group to end (SIGTERM), kills what is left after a grace period,
+//! and joins every thread.
+
+use crate::fanout::Fanouts;
+use crate::hub::Hub;
+use crate::lines::{each_line, Lines};
+use crate::log;
+use crate::sse::Event;
+use crate::sys;
+use crate::waker::{lock, Waker};
+use serde_json::{json, Value};
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+/// A run shorter than this that ends counts as failing fast: the pause
+/// before the next one doubles.
+const FAST_FAILURE: Duration = Duration::from_secs(10);
+/// The longest pause before a restart (unless the first pause is longer).
+const MAX_RESTART_DELAY: Duration = Duration::from_secs(60);
+/// At shutdown, how long programs have to end after SIGTERM before the
+/// rest of their process group is killed.
+const STOP_GRACE: Duration = Duration::from_millis(800);
+/// Bytes read from a file at a time.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// What feeds a topic.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A command for `sh -c`.
+    Command(String),
+    /// A file to follow.
+    File(PathBuf),
+}
+
+/// One `--source` or `--tail`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Spec {
+    pub topic: String,
+    pub kind: Kind,
+}
+
+impl Spec {
+    /// How the user wrote it, for messages: `--source logs=make build`.
+    pub fn flag(&self) -> String {
+        match &self.kind {
+            Kind::Command(c) => format!("--source {}={c}", self.topic),
+            Kind::File(f) => format!("--tail {}={}", self.topic, f.display()),
+        }
+    }
+}
+
+/// When a command is started again after it exits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Restart {
+    Always,
+    OnFailure,
+    Never,
+}
+
+/// How sources run.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub restart: Restart,
+    /// The first pause before a restart; it doubles while a command keeps
+    /// failing fast.
+    pub restart_delay: Duration,
+    /// How often a followed file is looked at when nothing new was read.
+    pub tail_poll: Duration,
+    /// The longest line published whole.
+    pub max_line: usize,
+}
+
+/// Every source, and the threads that run them.
+pub struct Sources {
+    shared: Arc<Shared>,
+    sources: Vec<Arc<Source>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+struct Shared {
+    hub: Arc<Hub>,
+    fanouts: Arc<Fanouts>,
+    settings: Settings,
+    stopping: AtomicBool,
+    /// When the programs were sent SIGTERM: their grace runs from then.
+    stop_began: Mutex<Option<Instant>>,
+}
+
+struct Source {
+    spec: Spec,
+    state: Mutex<State>,
+    /// Cuts its pauses short at shutdown.
+    waker: Waker,
+}
+
+#[derive(Clone, Default)]
+struct State {
+    running: bool,
+    pid: Option<u32>,
+    restarts: u64,
+    last_exit: Option<Value>,
+}
+
+impl Sources {
+    /// Pins each source's topic in the hub and starts its thread.
+    pub fn start(
+        specs: &[Spec],
+        hub: Arc<Hub>,
+        fanouts: Arc<Fanouts>,
+        settings: Settings,
+    ) -> io::Result<Sources> {
+        let shared = Arc::new(Shared {
+            hub,
+            fanouts,
+            settings,
+            stopping: AtomicBool::new(false),
+            stop_began: Mutex::default(),
+        });
+        let sources = Sources {
+            shared: Arc::clone(&shared),
+            sources: Vec::new(),
+            threads: Mutex::default(),
+        };
+        let mut sources = sources;
+        for spec in specs {
+            shared
+                .hub
+                .pin(&spec.topic)
+                .map_err(|e| io::Error::other(format!("{}: {e:?}", spec.flag())))?;
+            let source = Arc::new(Source {
+                spec: spec.clone(),
+                state: Mutex::default(),
+                waker: Waker::default(),
+            });
+            let (name, body): (String, Box<dyn FnOnce() + Send>) = {
+                let shared = Arc::clone(&shared);
+                let s = Arc::clone(&source);
+                match &spec.kind {
+                    Kind::Command(_) => (
+                        "ssed-source".into(),
+                        Box::new(move || supervise(&shared, &s)),
+                    ),
+                    Kind::File(_) => ("ssed-tail".into(), Box::new(move || follow(&shared, &s))),
+                }
+            };
+            let thread = thread::Builder::new().name(name).spawn(body)?;
+            lock(&sources.threads).push(thread);
+            sources.sources.push(source);
+        }
+        Ok(sources)
+    }
+
+    fn find(&self, topic: &str) -> Option<&Arc<Source>> {
+        self.sources.iter().find(|s| s.spec.topic == topic)
+    }
+
+    /// The flag that feeds `topic`, if a source does.
+    pub fn owner(&self, topic: &str) -> Option<String> {
+        self.find(topic).map(|s| s.spec.flag())
+    }
+
+    /// What `/topics` shows of the source of `topic`.
+    pub fn describe(&self, topic: &str) -> Option<Value> {
+        let source = self.find(topic)?;
+        let state = lock(&source.state).clone();
+        Some(match &source.spec.kind {
+            Kind::Command(c) => json!({
+                "command": c,
+                "running": state.running,
+                "pid": state.pid,
+                "restarts": state.restarts,
+                "last_exit": state.last_exit,
+            }),
+            Kind::File(f) => json!({
+                "file": f.display().to_string(),
+                "running": state.running,
+            }),
+        })
+    }
+
+    /// Asks every program to end (SIGTERM to its process group) and wakes
+    /// every source; [`Sources::stop`] finishes the job.
+    pub fn begin_stop(&self) {
+        // Once: a second SIGTERM means "hurry" to some programs.
+        if self.shared.stopping.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        lock(&self.shared.stop_began).get_or_insert_with(Instant::now);
+        for source in &self.sources {
+            if let Some(pid) = lock(&source.state).pid {
+                sys::signal_group(pid, sys::Signal::Term);
+            }
+            source.waker.wake();
+        }
+    }
+
+    /// Stops every source: what has not ended a grace period after SIGTERM
+    /// is killed, with its whole process group; every thread is joined. No
+    /// child outlives ssed.
+    pub fn stop(&self) {
+        self.begin_stop();
+        let began = lock(&self.shared.stop_began).unwrap_or_else(Instant::now);
+        let deadline = began + STOP_GRACE;
+        let finished = |threads: &[JoinHandle<()>]| threads.iter().all(JoinHandle::is_finished);
+        while !finished(&lock(&self.threads)) && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(5));
+        }
+        for source in &self.sources {
+            if let Some(pid) = lock(&source.state).pid {
+                sys::signal_group(pid, sys::Signal::Kill);
+            }
+        }
+        let threads: Vec<_> = lock(&self.threads).drain(..).collect();
+        for thread in threads {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Sources {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Shared {
+    fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    fn publish(&self, topic: &str, event: Event) {
+        match self.hub.publish(topic, event) {
+            Ok((_, published)) => self.fanouts.dispatch(published),
+            Err(e) => log::internal(&format!("a source could not publish to {topic}: {e:?}")),
+        }
+    }
+}
+
+/// Runs a `--source` command, again and again as `--source-restart` says.
+fn supervise(shared: &Shared, source: &Source) {
+    let Kind::Command(command) = &source.spec.kind else {
+        return;
+    };
+    let topic = source.spec.topic.as_str();
+    let settings = &shared.settings;
+    let mut delay = settings.restart_delay;
+    while !shared.stopping() {
+        let started = Instant::now();
+        let mut exit = run_once(shared, source, command);
+        let success = exit["code"] == 0;
+        let again = !shared.stopping()
+            && match settings.restart {
+                Restart::Always => true,
+                Restart::OnFailure => !success,
+                Restart::Never => false,
+            };
+        // A run that lasted is not failing: the pause starts over.
+        if started.elapsed() >= FAST_FAILURE {
+            delay = settings.restart_delay;
+        }
+        // The exit says when the next run starts, if one does.
+        exit["restart_in_ms"] = json!(again.then_some(delay.as_millis() as u64));
+        shared.publish(topic, Event::named("exit", exit.to_string()));
+        {
+            let mut state = lock(&source.state);
+            state.running = false;
+            state.pid = None;
+            state.last_exit = Some(exit.clone());
+        }
+        if !shared.stopping() {
+            log::line(&format!(
+                "{}: {}; {}",
+                source.spec.flag(),
+                ended(&exit),
+                if again {
+                    format!("starting again in {}", pause(delay))
+                } else {
+                    "not started again (--source-restart)".into()
+                }
+            ));
+        }
+        if !again {
+            break;
+        }
+        source.waker.wait(delay);
+        if shared.stopping() {
+            break;
+        }
+        delay = (delay * 2).min(MAX_RESTART_DELAY.max(settings.restart_delay));
+        lock(&source.state).restarts += 1;
+    }
+}
+
+/// A pause, for the log: `250 ms`, `2 s`.
+fn pause(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{} ms", d.as_millis())
+    } else {
+        format!("{} s", d.as_secs_f64())
+    }
+}
+
+/// How a run ended, for the log: `exited with code 3`.
+fn ended(exit: &Value) -> String {
+    match (&exit["code"], &exit["signal"], &exit["error"]) {
+        (_, _, Value::String(e)) => format!("could not start: {e}"),
+        (Value::Number(c), _, _) => format!("exited with code {c}"),
+        (_, Value::Number(s), _) => format!("ended by signal {s}"),
+        _ => "ended".into(),
+    }
+}
+
+/// One run of a command: its lines published as they come. Returns what
+/// the `exit` event says.
+fn run_once(shared: &Shared, source: &Source, command: &str) -> Value {
+    let topic = source.spec.topic.as_str();
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(command)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own process group, so that everything it starts can be
+        // stopped together.
+        .process_group(0);
+    sys::die_with_parent(&mut cmd);
+    let spawned = cmd.spawn();
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(e) => return json!({ "code": null, "signal": null, "error": e.to_string() }),
+    };
+    {
+        let mut state = lock(&source.state);
+        state.running = true;
+        state.pid = Some(child.id());
+        // Stopping began between the check and the spawn: end it now.
+        if shared.stopping() {
+            sys::signal_group(child.id(), sys::Signal::Term);
+        }
+    }
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    let max = shared.settings.max_line;
+    thread::scope(|scope| {
+        if let Some(err) = stderr {
+            scope.spawn(move || {
+                each_line(err, max, |line| {
+                    shared.publish(topic, Event::named("stderr", line))
+                });
+            });
+        }
+        if let Some(out) = stdout {
+            each_line(out, max, |line| shared.publish(topic, Event::message(line)));
+        }
+    });
+    let exit = match child.wait() {
+        Ok(status) => json!({ "code": status.code(), "signal": status.signal() }),
+        Err(e) => json!({ "code": null, "signal": null, "error": e.to_string() }),
+    };
+    // What it left running in its group (started in the background, its
+    // output sent elsewhere) ends with it, as under systemd: runs do not
+    // pile up across restarts.
+    sys::signal_group(child.id(), sys::Signal::Kill);
+    exit
+}
+
+/// Follows a `--tail` file as `tail -F` does.
+fn follow(shared: &Shared, source: &Source) {
+    let Kind::File(path) = &source.spec.kind else {
+        return;
+    };
+    let topic = source.spec.topic.as_str();
+    let poll = shared.settings.tail_poll;
+    let mut lines = Lines::new(shared.settings.max_line);
+    let mut emit = |line: String| shared.publish(topic, Event::message(line));
+    // Only a file there from the start is read from its end; one that
+    // appears, or replaces it, is read whole.
+    let mut from_end = true;
+    let mut open: Option<(File, u64, u64)> = None;
+    let mut missing_said = false;
+    let mut buf = vec![0u8; READ_CHUNK];
+    while !shared.stopping() {
+        let Some((file, inode, pos)) = open.as_mut() else {
+            match File::open(path).and_then(|f| {
+                let meta = f.metadata()?;
+                Ok((f, meta.ino(), meta.len()))
+            }) {
+                Ok((mut f, ino, len)) => {
+                    let start = if from_end { len } else { 0 };
+                    if f.seek(SeekFrom::Start(start)).is_ok() {
+                        open = Some((f, ino, start));
+                        lock(&source.state).running = true;
+                        missing_said = false;
+                    }
+                }
+                Err(e) => {
+                    // Said once each time it goes missing.
+                    if !missing_said {
+                        missing_said = true;
+                        log::line(&format!("{}: {e}; waiting for it", source.spec.flag()));
+                    }
+                    source.waker.wait(poll);
+                }
+            }
+            from_end = false;
+            continue;
+        };
+        let mut read_any = false;
+        loop {
+            match file.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    *pos += n as u64;
+                    read_any = true;
+                    lines.feed(&buf[..n], &mut emit);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        let next = match std::fs::metadata(path) {
+            // Renamed away and created anew: what the old one held is read;
+            // the new one is read from its start.
+            Ok(meta) if meta.ino() != *inode => Next::Reopen,
+            Ok(meta) if meta.len() < *pos => {
+                if file.seek(SeekFrom::Start(0)).is_ok() {
+                    *pos = 0;
+                }
+                Next::Truncated
+            }
+            Ok(_) if read_any => Next::Read,
+            Ok(_) => Next::Wait,
+            // Removed: wait for it to come back.
+            Err(_) => Next::Gone,
+        };
+        match next {
+            Next::Read => {}
+            Next::Wait => {
+                source.waker.wait(poll);
+            }
+            Next::Reopen => {
+                lines.finish(&mut emit);
+                open = None;
+            }
+            Next::Truncated => {
+                lines.finish(&mut emit);
+                shared.publish(topic, Event::named("truncated", path.display().to_string()));
+            }
+            Next::Gone => {
+                lines.finish(&mut emit);
+                open = None;
+                lock(&source.state).running = false;
+            }
+        }
+    }
+}
+
+/// What a followed file needs after a read.
+enum Next {
+    /// More may be there: read again.
+    Read,
+    /// Nothing new: wait a poll period.
+    Wait,
+    /// Another file has its name.
+    Reopen,
+    /// It was cut short: read it from the start.
+    Truncated,
+    /// It is gone.
+    Gone,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags() {
+        let s = Spec {
+            topic: "build".into(),
+            kind: Kind::Command("make -j2".into()),
+        };
+        assert_eq!(s.flag(), "--source build=make -j2");
+    }
+
+    #[test]
+    fn log_words() {
+        assert_eq!(pause(Duration::from_millis(20)), "20 ms");
+        assert_eq!(pause(Duration::from_secs(2)), "2 s");
+        assert_eq!(pause(Duration::from_millis(1500)), "1.5 s");
+        let exit = |v: Value| ended(&v);
+        assert_eq!(
+            exit(json!({"code": 3, "signal": null})),
+            "exited with code 3"
+        );
+        assert_eq!(
+            exit(json!({"code": null, "signal": 9})),
+            "ended by signal 9"
+        );
+        assert_eq!(
+            exit(json!({"code": null, "signal": null, "error": "no sh"})),
+            "could not start: no sh"
+        );
+    }
+}
