@@ -1,8 +1,9 @@
 # ssed: `make run` to try it, `make test` before every commit.
 CARGO ?= cargo
 CHROMIUM ?= /usr/bin/chromium
+PREFIX ?= /usr/local
 
-.PHONY: all build run test check browser-test bench bench-compare fmt clippy clean
+.PHONY: all build run install uninstall test check browser-test compat-test bench bench-compare fmt clippy clean
 
 all: build
 
@@ -12,10 +13,19 @@ build:
 run: build
 	./target/release/ssed $(ARGS)
 
-# The whole suite: formatting, lints as errors, every Rust test, then the
-# pages in headless Chromium when it is installed (apt-get install chromium).
+# The binary to $(DESTDIR)$(PREFIX)/bin (PREFIX=/usr/local by default).
+install: build
+	install -D -m 755 target/release/ssed $(DESTDIR)$(PREFIX)/bin/ssed
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/ssed
+
+# The whole suite: formatting, lints as errors, every Rust test, the
+# third-party clients, then the pages in headless Chromium when it is
+# installed (apt-get install chromium).
 test: check
 	$(CARGO) test --locked --all-targets
+	$(MAKE) --no-print-directory compat-test
 	@if [ -x "$(CHROMIUM)" ]; then \
 		$(MAKE) --no-print-directory browser-test; \
 	else \
@@ -27,10 +37,22 @@ check:
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
 # Every page in headless Chromium; screenshots go to screenshots/.
-browser-test:
+browser-test: tests/browser/node_modules/.package-lock.json
 	$(CARGO) build --locked
-	cd tests/browser && npm ci --no-audit --no-fund --loglevel=error && \
-		CHROMIUM=$(CHROMIUM) SSED_BIN=$(CURDIR)/target/debug/ssed npm test --silent
+	cd tests/browser && CHROMIUM=$(CHROMIUM) SSED_BIN=$(CURDIR)/target/debug/ssed npm test --silent
+
+# httpx-sse, sseclient-py and undici's EventSource read ssed's streams and
+# must see exactly the events sent (pinned: tests/compat/requirements.txt,
+# tests/browser/package.json).
+COMPAT_VENV := target/compat-venv
+compat-test: tests/browser/node_modules/.package-lock.json
+	$(CARGO) build --locked
+	test -x $(COMPAT_VENV)/bin/python || python3 -m venv $(COMPAT_VENV)
+	$(COMPAT_VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/compat/requirements.txt
+	SSED_BIN=$(CURDIR)/target/debug/ssed $(COMPAT_VENV)/bin/python tests/compat/clients.py
+
+tests/browser/node_modules/.package-lock.json: tests/browser/package-lock.json
+	cd tests/browser && npm ci --no-audit --no-fund --loglevel=error
 
 # Load benchmark: starts release servers on free loopback ports and prints a
 # table (see README, Performance). BENCH_ARGS='--subs 2000 --events 50 --rate 20'.

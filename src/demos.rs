@@ -158,25 +158,40 @@ impl Script for Training {
     }
 }
 
-/// The JSON streaming example (seed 002): `count` objects `interval` apart,
-/// `{"event_id": i, "data": "some data", "is_last_event": ...}`.
-pub struct JsonLines {
+/// The streaming examples of seed 002: `count` items `interval` apart,
+/// numbered from 0.
+pub struct Numbered {
     count: u32,
     interval: Duration,
     i: u32,
+    /// The data of item `i` of `count`.
+    make: fn(u32, u32) -> String,
 }
 
-impl JsonLines {
-    pub fn new(count: u32, interval: Duration) -> Self {
-        JsonLines {
+impl Numbered {
+    /// `{"event_id": i, "data": "some data", "is_last_event": ...}`.
+    pub fn json(count: u32, interval: Duration) -> Self {
+        Numbered::new(count, interval, |i, count| {
+            dumps(&json!({"event_id": i, "data": "some data", "is_last_event": i + 1 == count}))
+        })
+    }
+
+    /// `some data 0`, the plain text the seed streams before its JSON.
+    pub fn text(count: u32, interval: Duration) -> Self {
+        Numbered::new(count, interval, |i, _| format!("some data {i}"))
+    }
+
+    fn new(count: u32, interval: Duration, make: fn(u32, u32) -> String) -> Self {
+        Numbered {
             count,
             interval,
             i: 0,
+            make,
         }
     }
 }
 
-impl Script for JsonLines {
+impl Script for Numbered {
     fn pause(&self) -> Option<Duration> {
         match self.i {
             0 if self.count > 0 => Some(Duration::ZERO),
@@ -186,10 +201,7 @@ impl Script for JsonLines {
     }
 
     fn fire(&mut self, out: &mut Vec<Arc<Event>>) {
-        let i = self.i;
-        let data =
-            json!({"event_id": i, "data": "some data", "is_last_event": i + 1 == self.count});
-        out.push(Arc::new(Event::message(dumps(&data))));
+        out.push(Arc::new(Event::message((self.make)(self.i, self.count))));
         self.i += 1;
     }
 }
@@ -469,16 +481,21 @@ mod tests {
     }
 
     #[test]
-    fn json_lines_mark_the_last() {
-        let events = run(&mut JsonLines::new(2, Duration::from_millis(5)));
-        let data: Vec<_> = events.iter().map(|(_, e)| e.data.as_str()).collect();
+    fn numbered_json_marks_the_last_and_text_counts() {
+        let data = |script: &mut Numbered| -> Vec<String> {
+            run(script).into_iter().map(|(_, e)| e.data).collect()
+        };
         assert_eq!(
-            data,
+            data(&mut Numbered::json(2, Duration::from_millis(5))),
             [
                 r#"{"event_id": 0, "data": "some data", "is_last_event": false}"#,
                 r#"{"event_id": 1, "data": "some data", "is_last_event": true}"#
             ]
         );
-        assert!(run(&mut JsonLines::new(0, Duration::ZERO)).is_empty());
+        assert_eq!(
+            data(&mut Numbered::text(3, Duration::ZERO)),
+            ["some data 0", "some data 1", "some data 2"]
+        );
+        assert!(data(&mut Numbered::json(0, Duration::ZERO)).is_empty());
     }
 }

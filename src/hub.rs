@@ -190,6 +190,7 @@ fn cost(event: &Event) -> usize {
     event.data.len()
         + event.id.as_ref().map_or(0, String::len)
         + event.event.as_ref().map_or(0, String::len)
+        + event.topic.as_ref().map_or(0, String::len)
         + OVERHEAD
 }
 
@@ -642,6 +643,7 @@ impl Hub {
         *seq += 1;
         let id = self.id(*seq);
         event.id = Some(id.clone());
+        event.topic = Some(name.to_string());
         topic.insert(*seq, event);
         // The watermark moves before anyone is notified: a subscriber told
         // of this event must find it at or below the watermark, or it would
@@ -1042,6 +1044,7 @@ mod tests {
     fn the_hub_wide_budget_trims_the_largest_topics_first() {
         let one = cost(&Event {
             id: Some("00000000-1".into()),
+            topic: Some("big".into()),
             data: "x".repeat(100),
             ..Event::default()
         });
@@ -1056,16 +1059,16 @@ mod tests {
                 .run();
         }
         for _ in 0..2 {
-            hub.publish("small", Event::message("x".repeat(100)))
+            hub.publish("few", Event::message("x".repeat(100)))
                 .unwrap()
                 .1
                 .run();
         }
         // (Ids from 10 on are one byte longer.)
         assert!((10 * one..10 * one + 10).contains(&hub.retained()));
-        // Two more to "small": "big" is the largest and pays for both.
+        // Two more to "few": "big" is the largest and pays for both.
         for _ in 0..2 {
-            hub.publish("small", Event::message("x".repeat(100)))
+            hub.publish("few", Event::message("x".repeat(100)))
                 .unwrap()
                 .1
                 .run();
@@ -1079,7 +1082,7 @@ mod tests {
                 .stats()
                 .1
         };
-        assert_eq!((held("big"), held("small")), (6, 4));
+        assert_eq!((held("big"), held("few")), (6, 4));
         assert_eq!(hub.counters.trimmed.load(Ordering::Relaxed), 2);
         // Its subscriber, who read nothing yet, is told of the two it lost.
         let mut out = Vec::new();
@@ -1087,12 +1090,12 @@ mod tests {
         assert_eq!((gap.missed, out.len()), (Some(2), 6));
         // Then both are trimmed in turn, the largest first each time.
         for _ in 0..4 {
-            hub.publish("small", Event::message("x".repeat(100)))
+            hub.publish("few", Event::message("x".repeat(100)))
                 .unwrap()
                 .1
                 .run();
         }
-        assert_eq!((held("big"), held("small")), (5, 5));
+        assert_eq!((held("big"), held("few")), (5, 5));
     }
 
     #[test]

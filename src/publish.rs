@@ -11,12 +11,13 @@ use serde_json::Value;
 /// Longest event name.
 pub const MAX_EVENT_NAME: usize = 128;
 
-/// Event names: 1 to 128 characters, no CR, LF or NUL (they would end the
+/// Event names: 1 to 128 characters (not bytes: `é` is one), no CR, LF or
+/// NUL (they would end the
 /// `event:` line), no leading space (the reader would strip it), and not
 /// `gap`, which ssed sends itself.
 pub fn check_event_name(name: &str) -> Result<(), String> {
     if name.is_empty()
-        || name.len() > MAX_EVENT_NAME
+        || name.chars().count() > MAX_EVENT_NAME
         || name.contains(['\r', '\n', '\0'])
         || name.starts_with(' ')
     {

@@ -38,6 +38,8 @@ pub enum Demo {
     EventStream,
     /// `/stream-json`: ten JSON objects, natively NDJSON.
     Json,
+    /// `/stream-text`: ten lines, natively plain text.
+    Text,
 }
 
 /// The two publish endpoints of the messages example.
@@ -91,6 +93,7 @@ pub fn route<'a>(method: &str, path: &'a str) -> Route<'a> {
         "/stream-stocks" => Some(Demo::Stocks),
         "/event_stream" => Some(Demo::EventStream),
         "/stream-json" => Some(Demo::Json),
+        "/stream-text" => Some(Demo::Text),
         _ => None,
     };
     let post = match path {
@@ -172,6 +175,10 @@ pub enum Feed {
         interval: Duration,
     },
     Json {
+        count: u32,
+        interval: Duration,
+    },
+    Text {
         count: u32,
         interval: Duration,
     },
@@ -272,10 +279,36 @@ pub fn decide(req: &Request, config: &Config, cors: &Cors) -> Action {
         Ok(feed) => feed,
         Err(why) => return bad(why),
     };
-    let json_native = matches!(feed, Feed::Json { .. });
-    match format_for(json_native, &params, req.header("Accept")) {
+    let native = match feed {
+        Feed::Json { .. } => Some(Format::Lines),
+        Feed::Text { .. } => Some(Format::Text),
+        _ => None,
+    };
+    let format = match format_for(native, &params, req.header("Accept")) {
+        Ok(format) => format,
+        Err(why) => return bad(why),
+    };
+    match tagged(&feed, format, &params) {
         Ok(format) => Action::Stream { feed, format },
         Err(why) => bad(why),
+    }
+}
+
+/// `?tag=topic`: each event's data in an envelope that names its topic, for
+/// clients that read several topics on one stream. NDJSON lines of the hub
+/// carry the topic anyway.
+fn tagged(feed: &Feed, format: Format, params: &[(String, String)]) -> Result<Format, String> {
+    match param(params, "tag") {
+        None => Ok(format),
+        Some("topic") if !matches!(feed, Feed::Hub { .. }) => {
+            Err("tag=topic is for hub streams (/events, /sse)".into())
+        }
+        Some("topic") => Ok(match format {
+            Format::Sse => Format::SseTagged,
+            Format::Text => Format::TextTagged,
+            other => other,
+        }),
+        Some(other) => Err(format!("tag must be topic, not {other:?}")),
     }
 }
 
@@ -305,6 +338,10 @@ fn demo_feed(demo: Demo, params: &[(String, String)]) -> Result<Feed, String> {
             interval: interval(2000, 10)?,
         },
         Demo::Json => Feed::Json {
+            count: number(params, "count", 1, 10_000)?.unwrap_or(10) as u32,
+            interval: interval(1000, 0)?,
+        },
+        Demo::Text => Feed::Text {
             count: number(params, "count", 1, 10_000)?.unwrap_or(10) as u32,
             interval: interval(1000, 0)?,
         },
@@ -382,9 +419,10 @@ fn hub_start(
     })
 }
 
-/// The format a client asked for: `?format=` wins over `Accept`.
+/// The format a client asked for: `?format=` wins over `Accept`, which
+/// wins over the stream's `native` format (its data as lines), else SSE.
 fn format_for(
-    json_native: bool,
+    native: Option<Format>,
     params: &[(String, String)],
     accept: Option<&str>,
 ) -> Result<Format, String> {
@@ -392,14 +430,15 @@ fn format_for(
     let wanted = match param(params, "format") {
         Some("sse") => Format::Sse,
         Some("ndjson") => Format::Ndjson,
-        Some(other) => return Err(format!("format must be sse or ndjson, not {other:?}")),
+        Some("text") => Format::Text,
+        Some(other) => return Err(format!("format must be sse, ndjson or text, not {other:?}")),
         None if accept.contains("application/x-ndjson") => Format::Ndjson,
-        None if json_native && !accept.contains("text/event-stream") => Format::Ndjson,
-        None => Format::Sse,
+        None if accept.contains("text/event-stream") => Format::Sse,
+        None => native.unwrap_or(Format::Sse),
     };
     // /stream-json's events are JSON objects already: its NDJSON is them.
-    Ok(match (json_native, wanted) {
-        (true, Format::Ndjson) => Format::Lines,
+    Ok(match (native, wanted) {
+        (Some(Format::Lines), Format::Ndjson) => Format::Lines,
         (_, f) => f,
     })
 }
@@ -457,6 +496,7 @@ mod tests {
             ("GET", "/stream-stocks", Route::Demo(Demo::Stocks)),
             ("GET", "/event_stream", Route::Demo(Demo::EventStream)),
             ("GET", "/stream-json", Route::Demo(Demo::Json)),
+            ("GET", "/stream-text", Route::Demo(Demo::Text)),
             (
                 "POST",
                 "/stream-json",
@@ -591,7 +631,7 @@ mod tests {
             ),
             (
                 "/stream-time?format=xml",
-                "format must be sse or ndjson, not \"xml\"",
+                "format must be sse, ndjson or text, not \"xml\"",
             ),
             (
                 "/stream-time?x=%ff",
@@ -670,6 +710,41 @@ mod tests {
                     interval: Duration::from_secs(1),
                 },
                 Format::Sse,
+            ),
+            (
+                "/stream-json?format=text",
+                &[],
+                Feed::Json {
+                    count: 10,
+                    interval: Duration::from_secs(1),
+                },
+                Format::Text,
+            ),
+            (
+                "/stream-text?count=2&interval_ms=5",
+                &[("Accept", "text/plain")],
+                Feed::Text {
+                    count: 2,
+                    interval: Duration::from_millis(5),
+                },
+                Format::Text,
+            ),
+            (
+                "/stream-text",
+                &[("Accept", "application/x-ndjson")],
+                Feed::Text {
+                    count: 10,
+                    interval: Duration::from_secs(1),
+                },
+                Format::Ndjson,
+            ),
+            (
+                "/stream-time?format=text",
+                &[("Accept", "text/event-stream")],
+                Feed::Clock {
+                    interval: Duration::from_secs(1),
+                },
+                Format::Text,
             ),
             (
                 "/stream-training?epochs=2&steps=3&step_ms=0",

@@ -9,7 +9,7 @@
 use crate::config::Config;
 use crate::conn::{self, Conns, Exchange, Handler, StreamBody};
 use crate::cors::Cors;
-use crate::demos::{Clock, Demos, JsonLines, Ticker, Training};
+use crate::demos::{Clock, Demos, Numbered, Ticker, Training};
 use crate::fanout::Fanouts;
 use crate::http1::Response;
 use crate::hub::{Hub, Published, Resume, Retention, Topic, TopicError};
@@ -469,7 +469,10 @@ impl App {
             Feed::Clock { interval } => (Kind::script(Clock::new(interval)), Vec::new()),
             Feed::Ticker { interval } => (Kind::script(Ticker::new(interval)), Vec::new()),
             Feed::Json { count, interval } => {
-                (Kind::script(JsonLines::new(count, interval)), Vec::new())
+                (Kind::script(Numbered::json(count, interval)), Vec::new())
+            }
+            Feed::Text { count, interval } => {
+                (Kind::script(Numbered::text(count, interval)), Vec::new())
             }
             Feed::Training {
                 epochs,

@@ -23,6 +23,10 @@ pub struct Event {
     pub event: Option<String>,
     /// Payload; line breaks of any kind become separate `data:` lines.
     pub data: String,
+    /// The hub topic it was published to, set by the hub: it goes out in
+    /// NDJSON lines and, when a client asks (`?tag=topic`), in an envelope;
+    /// never in the plain `text/event-stream` form.
+    pub topic: Option<String>,
     /// The encoding, once made.
     pub encoded: Encoded,
 }
@@ -129,28 +133,53 @@ pub fn encode(ev: &Event, out: &mut Vec<u8>) {
     out.push(b'\n');
 }
 
-/// Appends the NDJSON form of `ev`: `{"id":..,"event":..,"data":..}` and a newline.
+/// Appends the NDJSON form of `ev`: `{"id":..,"event":..,"data":..}`, with
+/// `"topic":..` after them for a hub event, and a newline.
 pub fn encode_ndjson(ev: &Event, out: &mut Vec<u8>) {
-    let line = json!({"id": ev.id, "event": ev.kind(), "data": ev.data});
+    let mut line = json!({"id": ev.id, "event": ev.kind(), "data": ev.data});
+    if let Some(topic) = &ev.topic {
+        line["topic"] = json!(topic);
+    }
     out.extend_from_slice(line.to_string().as_bytes());
     out.push(b'\n');
 }
 
-/// Appends a comment line (`: text`) and a blank line, which browsers ignore;
-/// it keeps proxies and the connection alive and shows whether the client is
-/// still there.
+/// `{"topic":..,"data":..}`: an event's data with the topic it came from,
+/// for clients that read several topics on one stream (`?tag=topic`).
+pub fn envelope(ev: &Event) -> String {
+    json!({"topic": ev.topic, "data": ev.data}).to_string()
+}
+
+/// Appends the `text/event-stream` form of `ev` with its data in an
+/// [`envelope`]; its name and id as they are.
+pub fn encode_tagged(ev: &Event, out: &mut Vec<u8>) {
+    let tagged = Event {
+        id: ev.id.clone(),
+        event: ev.event.clone(),
+        data: envelope(ev),
+        ..Event::default()
+    };
+    encode(&tagged, out);
+}
+
+/// Appends a comment line (`: text`), which readers ignore; it keeps
+/// proxies and the connection alive and shows whether the client is still
+/// there. No blank line follows: a comment needs none, and some clients
+/// (httpx-sse) report an empty event for each blank line that ends a block
+/// without data.
 pub fn comment(text: &str, out: &mut Vec<u8>) {
     for line in split_lines(text) {
         out.extend_from_slice(b": ");
         out.extend_from_slice(line.as_bytes());
         out.push(b'\n');
     }
-    out.push(b'\n');
 }
 
-/// Appends a `retry:` field, which sets the browser's reconnection delay.
+/// Appends a `retry:` field, which sets the reader's reconnection delay as
+/// soon as the line is read; as for a comment, no blank line follows (the
+/// next event's ends its block).
 pub fn retry(ms: u64, out: &mut Vec<u8>) {
-    out.extend_from_slice(format!("retry: {ms}\n\n").as_bytes());
+    out.extend_from_slice(format!("retry: {ms}\n").as_bytes());
 }
 
 fn field(out: &mut Vec<u8>, name: &str, value: &str) {
@@ -515,7 +544,7 @@ mod tests {
         retry(3000, &mut out);
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            ": keep-alive\n\n: two\n: lines\n\nretry: 3000\n\n"
+            ": keep-alive\n: two\n: lines\nretry: 3000\n"
         );
     }
 

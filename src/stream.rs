@@ -48,13 +48,20 @@ pub enum Format {
     /// `application/x-ndjson` whose lines are the events' data as they are
     /// (for streams whose data is already one JSON object per event).
     Lines,
+    /// `text/plain`: each event's data as it is, and a line break.
+    Text,
+    /// SSE whose data is an envelope `{"topic":..,"data":..}` (`?tag=topic`).
+    SseTagged,
+    /// Text whose lines are envelopes `{"topic":..,"data":..}`.
+    TextTagged,
 }
 
 impl Format {
     pub fn content_type(self) -> &'static str {
         match self {
-            Format::Sse => "text/event-stream",
+            Format::Sse | Format::SseTagged => "text/event-stream",
             Format::Ndjson | Format::Lines => "application/x-ndjson",
+            Format::Text | Format::TextTagged => "text/plain; charset=utf-8",
         }
     }
 }
@@ -97,26 +104,33 @@ impl Framer {
         match self.format {
             Format::Sse => self.buf.extend_from_slice(ev.sse_bytes()),
             Format::Ndjson => sse::encode_ndjson(ev, &mut self.buf),
-            Format::Lines => {
+            Format::Lines | Format::Text => {
                 self.buf.extend_from_slice(ev.data.as_bytes());
+                self.buf.push(b'\n');
+            }
+            Format::SseTagged => sse::encode_tagged(ev, &mut self.buf),
+            Format::TextTagged => {
+                self.buf.extend_from_slice(sse::envelope(ev).as_bytes());
                 self.buf.push(b'\n');
             }
         }
     }
 
     /// Something to write on an idle stream: a comment for SSE, an empty line
-    /// (which NDJSON readers skip) otherwise.
+    /// (which NDJSON and text readers skip) otherwise.
     pub fn keepalive(&mut self) {
         match self.format {
-            Format::Sse => sse::comment("keep-alive", &mut self.buf),
-            Format::Ndjson | Format::Lines => self.buf.push(b'\n'),
+            Format::Sse | Format::SseTagged => sse::comment("keep-alive", &mut self.buf),
+            Format::Ndjson | Format::Lines | Format::Text | Format::TextTagged => {
+                self.buf.push(b'\n')
+            }
         }
     }
 
     /// For SSE, a `retry:` field, so that the client sees a live stream
     /// before the first event.
     pub fn retry(&mut self) {
-        if self.format == Format::Sse {
+        if matches!(self.format, Format::Sse | Format::SseTagged) {
             sse::retry(RETRY_MS, &mut self.buf);
         }
     }
@@ -329,10 +343,13 @@ fn gap_event(hub: Option<&Hub>, gap: &Gap, after: Option<&str>) -> Arc<Event> {
         "after": after,
         "through": gap.through.and_then(|seq| hub.map(|h| h.id(seq))),
     });
+    let mut event = Event::named(GAP_EVENT, data.to_string());
     if let Some(hub) = hub {
         hub.counters.gaps.fetch_add(1, Ordering::Relaxed);
+        // A hub gap is about a topic, as the hub's events are.
+        event.topic = Some(gap.topic.clone());
     }
-    Arc::new(Event::named(GAP_EVENT, data.to_string()))
+    Arc::new(event)
 }
 
 /// A stream of topics, written by whoever holds its lock: a publisher that
@@ -754,9 +771,9 @@ mod tests {
         });
         assert_eq!(
             got,
-            "d\r\nretry: 2000\n\n\r\n\
+            "c\r\nretry: 2000\n\r\n\
              1c\r\ndata: hi\n\nevent: x\ndata: y\n\n\r\n\
-             e\r\n: keep-alive\n\n\r\n0\r\n\r\n"
+             d\r\n: keep-alive\n\r\n0\r\n\r\n"
         );
     }
 
@@ -768,7 +785,7 @@ mod tests {
             write(f, w);
             w.write_all(f.end()).unwrap();
         });
-        assert_eq!(got, "retry: 2000\n\ndata: hi\n\n");
+        assert_eq!(got, "retry: 2000\ndata: hi\n\n");
     }
 
     #[test]

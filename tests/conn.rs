@@ -316,7 +316,7 @@ fn one_slow_client_delays_no_one() {
     assert_eq!(status(&reply.split_off(25)), 408);
     let mut c = Conn::from_stream(pipelined.try_clone().unwrap());
     assert_eq!(c.head().status, 200);
-    assert_eq!(c.chunk_str().as_deref(), Some("retry: 2000\n\n"));
+    assert_eq!(c.chunk_str().as_deref(), Some("retry: 2000\n"));
     pipelined.shutdown(Shutdown::Both).unwrap();
     for mut u in uploads {
         assert_eq!(status(&until_closed(&mut u)), 408);
@@ -687,9 +687,9 @@ fn sigterm_ends_every_stream_with_its_last_chunk_and_exits_0() {
     }
     assert_eq!(chunked.chunk(), None, "the last chunk");
     assert!(until_closed(&mut chunked.stream).is_empty());
-    // The HTTP/1.0 stream ends by closing, after whole events only.
+    // The HTTP/1.0 stream ends by closing, after whole lines only.
     let rest = until_closed(&mut plain.stream);
-    assert!(rest.is_empty() || rest.ends_with(b"\n\n"), "{rest:?}");
+    assert!(rest.is_empty() || rest.ends_with(b"\n"), "{rest:?}");
     assert!(until_closed(&mut idle.stream).is_empty());
     assert!(until_closed(&mut half).is_empty());
     let deadline = Instant::now() + Duration::from_secs(2);

@@ -33,7 +33,7 @@ fn subscribe(addr: SocketAddr, target: &str, headers: &[(&str, &str)]) -> Conn {
     let mut c = Conn::send(addr, "GET", target, headers, b"");
     let head = c.head();
     assert_eq!(head.status, 200, "{}", head.raw);
-    assert_eq!(c.chunk_str().as_deref(), Some("retry: 2000\n\n"));
+    assert_eq!(c.chunk_str().as_deref(), Some("retry: 2000\n"));
     c
 }
 
@@ -196,7 +196,7 @@ fn small_buffer_subscriber(addr: SocketAddr, target: &str) -> Conn {
         .unwrap();
     let mut c = Conn::from_stream(stream);
     assert_eq!(c.head().status, 200);
-    assert_eq!(c.chunk_str().as_deref(), Some("retry: 2000\n\n"));
+    assert_eq!(c.chunk_str().as_deref(), Some("retry: 2000\n"));
     c
 }
 
@@ -438,6 +438,20 @@ fn ids_of_another_run_are_a_gap_then_all_history() {
         );
         assert_eq!(data(&events[1..]), ["a", "b"]);
     }
+    // When the topic has dropped events, `through` is the newest dropped.
+    let server = start(|c| c.history = 2);
+    let addr = server.addr();
+    let ids: Vec<String> = ["a", "b", "c"]
+        .iter()
+        .map(|d| publish(addr, "t", d)["id"].as_str().unwrap().to_string())
+        .collect();
+    let mut sub = subscribe(addr, "/events/t", &[("Last-Event-ID", "0badc0de-2")]);
+    let events = sub.events(3);
+    assert_eq!(
+        json(&events[0].data),
+        serde_json::json!({"topic": "t", "missed": null, "after": "0badc0de-2", "through": ids[0]})
+    );
+    assert_eq!(data(&events[1..]), ["b", "c"]);
 }
 
 #[test]
@@ -800,4 +814,96 @@ fn last_gives_a_new_client_the_newest_events_and_an_id_still_wins() {
         json(&body),
         serde_json::json!({"error": "last must be a whole number from 0 to 1000000, not \"x\""})
     );
+}
+
+#[test]
+fn event_names_are_counted_in_characters() {
+    let server = start(|_| {});
+    let addr = server.addr();
+    // 128 two-byte characters (256 bytes) pass; 129 do not.
+    let name = |n: usize| "%C3%A9".repeat(n);
+    let (head, body) = fetch(
+        addr,
+        "POST",
+        &format!("/events/t?event={}", name(128)),
+        &[],
+        b"x",
+    );
+    assert_eq!(head.status, 200, "{body}");
+    let (head, body) = fetch(
+        addr,
+        "POST",
+        &format!("/events/t?event={}", name(129)),
+        &[],
+        b"x",
+    );
+    assert_eq!(head.status, 400);
+    assert!(
+        json(&body)["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("event names are 1 to 128 characters"),
+        "{body}"
+    );
+}
+
+#[test]
+fn tag_topic_names_each_event_s_topic_and_ndjson_always_does() {
+    let server = start(|_| {});
+    let addr = server.addr();
+    let mut tagged = subscribe(addr, "/events?topic=a&topic=b&tag=topic", &[]);
+    let mut plain = subscribe(addr, "/events?topic=a&topic=b", &[]);
+    let mut ndjson = Conn::get(addr, "/events?topic=a&topic=b&format=ndjson");
+    assert_eq!(ndjson.head().status, 200);
+    let mut text = Conn::get(addr, "/events?topic=a&topic=b&format=text&tag=topic");
+    assert_eq!(text.head().status, 200);
+    let a = publish(addr, "a", "one")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (head, reply) = fetch(addr, "POST", "/events/b?event=alert", &[], b"two\nlines");
+    assert_eq!(head.status, 200);
+    let b = json(&reply)["id"].as_str().unwrap().to_string();
+    // The bytes of both events, however they were batched into chunks.
+    let read = |c: &mut Conn, want: String| {
+        let mut got = String::new();
+        while got.len() < want.len() {
+            got.push_str(&c.chunk_str().unwrap());
+        }
+        assert_eq!(got, want);
+    };
+    read(
+        &mut tagged,
+        format!(
+            "data: {{\"topic\":\"a\",\"data\":\"one\"}}\nid: {a}\n\n\
+             event: alert\ndata: {{\"topic\":\"b\",\"data\":\"two\\nlines\"}}\nid: {b}\n\n"
+        ),
+    );
+    // Without the tag, the data is as published.
+    read(
+        &mut plain,
+        format!("data: one\nid: {a}\n\nevent: alert\ndata: two\ndata: lines\nid: {b}\n\n"),
+    );
+    read(
+        &mut ndjson,
+        format!(
+            "{{\"id\":\"{a}\",\"event\":\"message\",\"data\":\"one\",\"topic\":\"a\"}}\n\
+             {{\"id\":\"{b}\",\"event\":\"alert\",\"data\":\"two\\nlines\",\"topic\":\"b\"}}\n"
+        ),
+    );
+    read(
+        &mut text,
+        "{\"topic\":\"a\",\"data\":\"one\"}\n{\"topic\":\"b\",\"data\":\"two\\nlines\"}\n".into(),
+    );
+    for (target, why) in [
+        ("/events/a?tag=name", "tag must be topic, not \"name\""),
+        (
+            "/stream-time?tag=topic",
+            "tag=topic is for hub streams (/events, /sse)",
+        ),
+    ] {
+        let (head, body) = fetch(addr, "GET", target, &[], b"");
+        assert_eq!(head.status, 400, "{target}");
+        assert_eq!(json(&body)["error"], why, "{target}");
+    }
 }

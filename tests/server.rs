@@ -37,7 +37,7 @@ fn stream_time_wire_format() {
          X-Accel-Buffering: no\r\nTransfer-Encoding: chunked\r\n\r\n"
     );
     // The first bytes come at once, then one event per chunk.
-    assert_eq!(c.chunk_str().unwrap(), "retry: 2000\n\n");
+    assert_eq!(c.chunk_str().unwrap(), "retry: 2000\n");
     let first = c.chunk_str().unwrap();
     assert!(
         first.starts_with("data: The time is ") && first.ends_with("\n\n") && first.len() == 28,
@@ -274,6 +274,83 @@ fn stream_json_is_ndjson() {
 }
 
 #[test]
+fn stream_text_is_plain_text_line_by_line() {
+    let server = start(|_| {});
+    let addr = server.addr();
+    // Exact bytes: one chunk per line, then the last chunk.
+    let mut c = Conn::get(addr, "/stream-text?count=3&interval_ms=0");
+    let head = c.head();
+    assert_eq!(head.status, 200);
+    assert_eq!(
+        head.header("Content-Type"),
+        Some("text/plain; charset=utf-8")
+    );
+    assert_eq!(head.header("Transfer-Encoding"), Some("chunked"));
+    let mut chunks = Vec::new();
+    while let Some(chunk) = c.chunk_str() {
+        chunks.push(chunk);
+    }
+    assert_eq!(chunks, ["some data 0\n", "some data 1\n", "some data 2\n"]);
+    // The same lines as SSE events, for an EventSource.
+    let mut c = Conn::send(
+        addr,
+        "GET",
+        "/stream-text?count=2&interval_ms=0",
+        &[("Accept", "text/event-stream")],
+        b"",
+    );
+    assert_eq!(c.head().header("Content-Type"), Some("text/event-stream"));
+    let data: Vec<_> = c.events_to_end().into_iter().map(|e| e.data).collect();
+    assert_eq!(data, ["some data 0", "some data 1"]);
+    let (head, body) = fetch(addr, "GET", "/stream-text?count=0", &[], b"");
+    assert_eq!(head.status, 400);
+    assert_eq!(
+        json(&body)["error"],
+        "count must be a whole number from 1 to 10000, not \"0\""
+    );
+}
+
+#[test]
+fn any_stream_as_text_is_each_event_s_data_and_a_line_break() {
+    let server = start(|c| c.keepalive = Duration::from_millis(20));
+    let addr = server.addr();
+    let (head, body) = fetch(
+        addr,
+        "GET",
+        "/stream-json?count=2&interval_ms=0&format=text",
+        &[],
+        b"",
+    );
+    assert_eq!(
+        head.header("Content-Type"),
+        Some("text/plain; charset=utf-8")
+    );
+    assert_eq!(
+        body,
+        "{\"event_id\": 0, \"data\": \"some data\", \"is_last_event\": false}\n\
+         {\"event_id\": 1, \"data\": \"some data\", \"is_last_event\": true}\n"
+    );
+    let (_, body) = fetch(
+        addr,
+        "GET",
+        "/stream-training?epochs=1&steps=1&step_ms=0&format=text",
+        &[],
+        b"",
+    );
+    assert!(body.ends_with("}\nTraining complete!\n"), "{body}");
+    // A hub topic as text: data as it is (line breaks kept), and an idle
+    // stream gets empty lines.
+    let mut c = Conn::get(addr, "/events/notes?format=text");
+    assert_eq!(c.head().status, 200);
+    let (head, _) = fetch(addr, "POST", "/events/notes", &[], b"two\nlines");
+    assert_eq!(head.status, 200);
+    // (Keep-alives may come first: the stream was idle until the publish.)
+    let first = std::iter::from_fn(|| c.chunk_str()).find(|chunk| chunk != "\n");
+    assert_eq!(first.as_deref(), Some("two\nlines\n"));
+    assert_eq!(c.chunk_str().as_deref(), Some("\n"));
+}
+
+#[test]
 fn any_stream_as_ndjson() {
     let server = start(|_| {});
     for (target, accept) in [
@@ -413,7 +490,7 @@ fn bad_publish_bodies() {
 fn keepalive_comments_on_idle_streams() {
     let server = start(|c| c.keepalive = Duration::from_millis(30));
     let mut c = Conn::open_stream(server.addr(), "/sse");
-    assert_eq!(c.chunk_str().as_deref(), Some(": keep-alive\n\n"));
+    assert_eq!(c.chunk_str().as_deref(), Some(": keep-alive\n"));
     assert_eq!(c.items(1), [Item::Comment("keep-alive".into())]);
 }
 
@@ -486,7 +563,7 @@ fn http10_clients_get_an_unchunked_stream() {
     let body = String::from_utf8(c.read_to_end()).unwrap();
     assert_eq!(
         body,
-        "retry: 2000\n\nevent: progress\ndata: {\"epoch\": 1, \"total_epochs\": 1, \"progress_percent\": 100.0, \"loss\": 0.1}\n\n\
+        "retry: 2000\nevent: progress\ndata: {\"epoch\": 1, \"total_epochs\": 1, \"progress_percent\": 100.0, \"loss\": 0.1}\n\n\
          event: complete\ndata: Training complete!\n\n"
     );
 }
@@ -733,7 +810,7 @@ fn a_burst_of_streams_all_start() {
         .collect();
     for c in &mut conns {
         assert_eq!(c.head().status, 200);
-        assert_eq!(c.chunk_str().as_deref(), Some("retry: 2000\n\n"));
+        assert_eq!(c.chunk_str().as_deref(), Some("retry: 2000\n"));
     }
     assert_eq!(server.open_streams(), 400);
 }

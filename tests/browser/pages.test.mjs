@@ -326,3 +326,46 @@ test("logs: 100,000 lines at once keep the page bounded and counted", async () =
   await until("the burst's last line shown", async () =>
     (await page.locator("#term .ln", { hasText: "burst 99999" }).count()) === 1);
 });
+
+test("EventSource sees exactly the events sent: nothing for retry: or keep-alive lines", async () => {
+  const topic = "compat-chromium";
+  const publish = async (data, name) => {
+    const res = await fetch(`${base}/events/${topic}${name ? "?event=" + name : ""}`, {
+      method: "POST", body: data, headers: { "Content-Type": "text/plain" },
+    });
+    return (await res.json()).id;
+  };
+  const sent = [["hello"], ["two\nlines"], ["disk full", "alert"]];
+  const ids = [];
+  for (const [data, name] of sent) ids.push(await publish(data, name));
+  const page = await open("/");
+  await page.evaluate((url) => {
+    window.seen = [];
+    const source = new EventSource(url);
+    const keep = (e) => window.seen.push({ event: e.type, data: e.data, id: e.lastEventId });
+    source.onmessage = keep;
+    source.addEventListener("alert", keep);
+  }, `/events/${topic}?last=3`);
+  const seen = () => page.evaluate(() => window.seen.length);
+  await until("the replayed events", async () => (await seen()) >= 3);
+  // A stream opened after the page's has two keep-alives: the page's, idle
+  // as long, has had at least one.
+  const watcher = await fetch(`${base}/events/${topic}`);
+  const reader = watcher.body.getReader();
+  let raw = "";
+  while ((raw.match(/: keep-alive\n/g) || []).length < 2) {
+    const { value, done } = await reader.read();
+    if (done) assert.fail("the watcher's stream ended");
+    raw += new TextDecoder().decode(value);
+  }
+  await reader.cancel();
+  const more = [['{"temp": 21.5}'], ["  spaces kept", "alert"]];
+  for (const [data, name] of more) ids.push(await publish(data, name));
+  sent.push(...more);
+  await until("the live events", async () => (await seen()) >= 5);
+  assert.deepEqual(
+    await page.evaluate(() => window.seen),
+    sent.map(([data, name], i) => ({ event: name || "message", data, id: ids[i] })),
+  );
+  assert.deepEqual(problems, [], "the page logged errors");
+});

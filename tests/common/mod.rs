@@ -234,7 +234,7 @@ impl Conn {
         let mut conn = Conn::get(addr, target);
         let head = conn.head();
         assert_eq!(head.status, 200, "{}", head.raw);
-        assert_eq!(conn.chunk_str().as_deref(), Some("retry: 2000\n\n"));
+        assert_eq!(conn.chunk_str().as_deref(), Some("retry: 2000\n"));
         conn
     }
 }
