@@ -364,6 +364,15 @@ pub const FLAGS: &[Flag] = &[
         repeat: None,
     },
     Flag {
+        name: "--stats-history",
+        var: "SSED_STATS_HISTORY",
+        value: Some("SECS"),
+        help: "system samples kept for new viewers (/system-stats?last=N); sampling goes on while nobody watches; 0 samples only for viewers and keeps the latest",
+        default: "60",
+        set: |c, v| set(&mut c.pace.stats_history, seconds(v, 0.0, 3600.0)),
+        repeat: None,
+    },
+    Flag {
         name: "--stocks-interval-ms",
         var: "SSED_STOCKS_INTERVAL_MS",
         value: Some("MS"),

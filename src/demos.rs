@@ -14,10 +14,10 @@ use crate::hub::Topic;
 use crate::pyjson::{dumps, round};
 use crate::sse::Event;
 use crate::stream::Script;
-use crate::waker::Waker;
+use crate::waker::{lock, Waker};
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -211,6 +211,9 @@ impl Script for Numbered {
 pub struct Pace {
     /// Between two system samples.
     pub stats: Duration,
+    /// How far back the system samples go for a new viewer. Zero: sample
+    /// only while someone watches, and keep the latest alone.
+    pub stats_history: Duration,
     /// Mean pause between two stock ticks; each pause is drawn from 0.5x to
     /// 1.5x of it, the seed's 0.5 s to 1.5 s for the default of 1 s.
     pub stocks: Duration,
@@ -220,6 +223,7 @@ impl Default for Pace {
     fn default() -> Self {
         Pace {
             stats: Duration::from_secs(1),
+            stats_history: Duration::from_secs(60),
             stocks: Duration::from_secs(1),
         }
     }
@@ -229,6 +233,8 @@ impl Default for Pace {
 pub struct Demos {
     pub stats: Arc<Topic>,
     pub stocks: Arc<Topic>,
+    /// The latest quote of each symbol, for a new viewer of the market.
+    pub quotes: Arc<Mutex<Vec<Arc<Event>>>>,
     producers: Producers,
 }
 
@@ -236,16 +242,33 @@ pub struct Demos {
 /// slow write to catch up, small enough not to matter.
 const DEMO_RING: usize = 16;
 
+/// The most system samples kept, whatever `--stats-history` and the
+/// interval make.
+pub const MAX_STATS_KEPT: usize = 3600;
+
 impl Demos {
     pub fn start(pace: &Pace) -> std::io::Result<Demos> {
         let mut producers = Producers::default();
         let every = pace.stats;
-        let stats = producers.spawn("system-stats", move |p| sample_system(p, every))?;
+        let history = pace.stats_history;
+        let kept = stats_kept(pace);
+        let stats = producers.spawn("system-stats", kept, move |p| {
+            sample_system(p, every, !history.is_zero())
+        })?;
         let mean = pace.stocks;
-        let stocks = producers.spawn("stream-stocks", move |p| run_market(p, mean))?;
+        let quotes: Vec<Arc<Event>> = STOCKS
+            .iter()
+            .map(|&(symbol, price)| Arc::new(quote(symbol, price, 0.0)))
+            .collect();
+        let quotes = Arc::new(Mutex::new(quotes));
+        let latest = Arc::clone(&quotes);
+        let stocks = producers.spawn("stream-stocks", DEMO_RING, move |p| {
+            run_market(p, mean, &latest)
+        })?;
         Ok(Demos {
             stats,
             stocks,
+            quotes,
             producers,
         })
     }
@@ -269,10 +292,11 @@ impl Producers {
     fn spawn(
         &mut self,
         name: &str,
+        ring: usize,
         run: impl FnOnce(Producer) + Send + 'static,
     ) -> std::io::Result<Arc<Topic>> {
         let waker = Arc::new(Waker::default());
-        let topic = Topic::standalone(name, DEMO_RING, Some(Arc::clone(&waker)));
+        let topic = Topic::standalone(name, ring, Some(Arc::clone(&waker)));
         let producer = Producer {
             topic: Arc::clone(&topic),
             waker: Arc::clone(&waker),
@@ -349,7 +373,20 @@ impl Producer {
     }
 }
 
-fn sample_system(mut p: Producer, every: Duration) {
+/// System samples kept: those of the last `--stats-history` (at least one),
+/// or without a history what a slow viewer may need to catch up.
+pub fn stats_kept(pace: &Pace) -> usize {
+    if pace.stats_history.is_zero() {
+        return DEMO_RING;
+    }
+    let every = pace.stats.max(sysinfo::MINIMUM_CPU_UPDATE_INTERVAL);
+    let samples = pace.stats_history.as_millis() / every.as_millis().max(1);
+    (samples as usize).clamp(1, MAX_STATS_KEPT)
+}
+
+/// Samples CPU and memory every `every`: always when `always` (so that a
+/// new viewer sees the history), else only while someone watches.
+fn sample_system(mut p: Producer, every: Duration, always: bool) {
     use sysinfo::System;
     let mut sys = match System::new() {
         Ok(sys) => sys,
@@ -358,14 +395,14 @@ fn sample_system(mut p: Producer, every: Duration) {
             return;
         }
     };
-    while p.await_viewers() {
+    while always || p.await_viewers() {
         // CPU usage is the change between two readings at least
         // MINIMUM_CPU_UPDATE_INTERVAL apart: take the first one now.
         sys.refresh_cpu_usage();
         if !p.rest(sysinfo::MINIMUM_CPU_UPDATE_INTERVAL) {
             return;
         }
-        while p.topic.subscribers() > 0 {
+        while always || p.topic.subscribers() > 0 {
             sys.refresh_cpu_usage();
             sys.refresh_memory();
             let total = sys.total_memory() as f64;
@@ -387,18 +424,32 @@ fn sample_system(mut p: Producer, every: Duration) {
     }
 }
 
-fn run_market(mut p: Producer, mean: Duration) {
+/// `event: AAPL` `data: {"symbol": "AAPL", "price": 150.0, "change": 0.0}`.
+fn quote(symbol: &str, price: f64, change: f64) -> Event {
+    let update = json!({
+        "symbol": symbol,
+        "price": round(price, 2),
+        "change": round(change, 2),
+    });
+    Event::named(symbol, dumps(&update))
+}
+
+fn run_market(mut p: Producer, mean: Duration, latest: &Mutex<Vec<Arc<Event>>>) {
     let mut prices = STOCKS;
     while p.await_viewers() {
-        let (symbol, price) = &mut prices[fastrand::usize(..STOCKS.len())];
+        let i = fastrand::usize(..STOCKS.len());
+        let (symbol, price) = &mut prices[i];
         let change = fastrand::f64() - 0.5;
         *price = (*price + change).max(0.0);
-        let update = json!({
-            "symbol": symbol,
-            "price": round(*price, 2),
-            "change": round(change, 2),
-        });
-        p.publish(Event::named(symbol, dumps(&update)));
+        let event = quote(symbol, *price, change);
+        // The newest quote last: a new viewer gets them in the order they
+        // changed.
+        {
+            let mut quotes = lock(latest);
+            quotes.retain(|q| q.event.as_deref() != Some(*symbol));
+            quotes.push(Arc::new(event.clone()));
+        }
+        p.publish(event);
         if !p.rest(mean.mul_f64(0.5 + fastrand::f64())) {
             return;
         }

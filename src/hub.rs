@@ -299,7 +299,10 @@ impl Topic {
     /// in the ring (for a late viewer of a slow-changing value).
     pub fn subscribe(self: &Arc<Self>, notify: Arc<dyn Notify>, latest: usize) -> Subscription {
         let ring = self.register(&notify);
-        let cursor = ring.next() - latest.min(ring.entries.len()) as u64;
+        // What is kept beyond the history is for live readers catching up,
+        // not for replay.
+        let replayable = ring.entries.len().min(ring.history);
+        let cursor = ring.next() - latest.min(replayable) as u64;
         drop(ring);
         self.subscription(notify, cursor)
     }

@@ -187,7 +187,13 @@ pub enum Feed {
         steps: u32,
         step: Duration,
     },
-    SystemStats,
+    /// The shared sampler; a new viewer gets the newest `last` samples
+    /// first.
+    SystemStats {
+        last: usize,
+    },
+    /// The shared market; a new viewer gets each symbol's latest quote
+    /// first.
     Stocks,
     /// Hub topics, and where the client starts: after the id it resumes
     /// from, or with the newest `last` retained events, or live.
@@ -359,7 +365,10 @@ fn demo_feed(demo: Demo, params: &[(String, String)]) -> Result<Feed, String> {
                 step: ms(number(params, "step_ms", 0, 10_000)?.unwrap_or(20)),
             }
         }
-        Demo::SystemStats => Feed::SystemStats,
+        Demo::SystemStats => Feed::SystemStats {
+            last: number(params, "last", 0, crate::demos::MAX_STATS_KEPT as u64)?.unwrap_or(1)
+                as usize,
+        },
         Demo::Stocks => Feed::Stocks,
     })
 }

@@ -20,14 +20,14 @@ use crate::sse::Event;
 use crate::stream::{
     pump, Feed as TopicFeed, Format, Framer, Outlet, Scripted, Slot, Source, Streams, Wire,
 };
-use crate::waker::Waker;
+use crate::waker::{lock, Waker};
 use crate::www::Pages;
 use crate::{metrics, publish, pyjson, sys};
 use serde_json::{json, Value};
 use std::io;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Pending connections the kernel queues for us. A burst of connects larger
@@ -70,6 +70,8 @@ pub struct App {
     hub: Arc<Hub>,
     stats: Arc<Topic>,
     stocks: Arc<Topic>,
+    /// The latest quote of each symbol.
+    quotes: Arc<Mutex<Vec<Arc<Event>>>>,
     /// Hub streams (`/events`, `/sse`).
     streams: Arc<Streams>,
     demo_streams: Arc<Streams>,
@@ -153,6 +155,7 @@ impl Server {
             hub,
             stats: Arc::clone(&demos.stats),
             stocks: Arc::clone(&demos.stocks),
+            quotes: Arc::clone(&demos.quotes),
             streams: Streams::new(max_streams),
             demo_streams: Streams::new(config.max_demo_streams),
             conn_counters: Arc::clone(&conn_counters),
@@ -459,10 +462,10 @@ impl App {
             );
         };
         let waker = ex.waker();
-        let topic_feed = |topic: &Arc<Topic>, latest: usize| {
+        let topic_feed = |topic: &Arc<Topic>, latest: usize, first: Vec<Arc<Event>>| {
             let outlet = Outlet::new(Arc::clone(waker), format);
             let sub = topic.subscribe(outlet.as_notify(), latest);
-            outlet.attach(TopicFeed::new(vec![sub], None, Vec::new(), None));
+            outlet.attach(TopicFeed::new(vec![sub], None, Vec::new(), None).first(first));
             outlet
         };
         let (kind, topics) = match feed {
@@ -479,8 +482,16 @@ impl App {
                 steps,
                 step,
             } => (Kind::script(Training::new(epochs, steps, step)), Vec::new()),
-            Feed::SystemStats => (Kind::Topics(topic_feed(&self.stats, 1)), Vec::new()),
-            Feed::Stocks => (Kind::Topics(topic_feed(&self.stocks, 0)), Vec::new()),
+            Feed::SystemStats { last } => (
+                Kind::Topics(topic_feed(&self.stats, last, Vec::new())),
+                Vec::new(),
+            ),
+            // Quotes read after subscribing: a tick in between comes twice,
+            // none is missed.
+            Feed::Stocks => {
+                let outlet = topic_feed(&self.stocks, 0, lock(&self.quotes).clone());
+                (Kind::Topics(outlet), Vec::new())
+            }
             Feed::Hub {
                 topics: names,
                 last_event_id,

@@ -280,6 +280,8 @@ pub struct Feed {
     gaps: Vec<Gap>,
     /// The `Last-Event-ID` the client resumed from, quoted in those gaps.
     resumed_from: Option<String>,
+    /// Events sent first, after the gaps: a snapshot of the state.
+    first: Vec<Arc<Event>>,
     entries: Vec<Entry>,
 }
 
@@ -295,8 +297,15 @@ impl Feed {
             hub,
             gaps,
             resumed_from,
+            first: Vec::new(),
             entries: Vec::new(),
         }
+    }
+
+    /// Sends `events` before anything else (after gaps).
+    pub fn first(mut self, events: Vec<Arc<Event>>) -> Feed {
+        self.first = events;
+        self
     }
 
     /// Moves every event owed up to the watermark into `out`, gaps first,
@@ -306,6 +315,7 @@ impl Feed {
         for gap in self.gaps.drain(..) {
             out.push(gap_event(hub, &gap, self.resumed_from.as_deref()));
         }
+        out.append(&mut self.first);
         // Read the watermark first: every event at or below it is already in
         // its topic, so what is taken below is complete up to it.
         let watermark = hub.map_or(u64::MAX, Hub::watermark);

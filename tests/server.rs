@@ -96,6 +96,47 @@ fn system_stats_are_json_like_the_seed() {
 }
 
 #[test]
+fn system_stats_keep_their_history_for_new_viewers() {
+    // 200 ms apart, 1 s kept: five samples at most.
+    let server = start(|c| c.pace.stats_history = Duration::from_secs(1));
+    let addr = server.addr();
+    // Nobody watches, yet samples are taken: a first viewer asking for the
+    // last ten gets every one kept, at once, in its first chunk.
+    let mut kept = 0;
+    wait_until(SOON, "five samples kept", || {
+        let mut c = Conn::open_stream(addr, "/system-stats?last=10");
+        let mut items = Vec::new();
+        ssed::sse::Decoder::new()
+            .feed(&c.chunk().unwrap(), &mut items)
+            .unwrap();
+        kept = items.len();
+        kept >= 5
+    });
+    // One more sample is taken: still five kept, the oldest let go.
+    let mut live = Conn::open_stream(addr, "/system-stats?last=0");
+    live.events(1);
+    let mut c = Conn::open_stream(addr, "/system-stats?last=10");
+    let mut items = Vec::new();
+    ssed::sse::Decoder::new()
+        .feed(&c.chunk().unwrap(), &mut items)
+        .unwrap();
+    assert_eq!(items.len(), 5, "not what --stats-history holds");
+    // Without ?last, the latest alone, as the seed's stream starts.
+    let mut c = Conn::open_stream(addr, "/system-stats");
+    let mut items = Vec::new();
+    ssed::sse::Decoder::new()
+        .feed(&c.chunk().unwrap(), &mut items)
+        .unwrap();
+    assert_eq!(items.len(), 1);
+    let (head, body) = fetch(addr, "GET", "/system-stats?last=3601", &[], b"");
+    assert_eq!(head.status, 400);
+    assert_eq!(
+        json(&body)["error"],
+        "last must be a whole number from 0 to 3600, not \"3601\""
+    );
+}
+
+#[test]
 fn many_stats_viewers_share_one_sampler() {
     let server = start(|c| c.pace.stats = Duration::from_millis(300));
     let mut viewers: Vec<_> = (0..5)
@@ -179,6 +220,9 @@ fn stocks_are_named_events_from_one_market() {
     let mut a = Conn::open_stream(server.addr(), "/stream-stocks");
     let first = a.events(5);
     let mut b = Conn::open_stream(server.addr(), "/stream-stocks");
+    // A new viewer gets each symbol's latest quote at once: one a market's
+    // tick that a saw, or the opening price if it has not moved yet.
+    let snapshot: Vec<_> = b.events(3).into_iter().map(|e| (e.event, e.data)).collect();
     let a_later: Vec<_> = a
         .events(40)
         .into_iter()
@@ -189,6 +233,27 @@ fn stocks_are_named_events_from_one_market() {
         .into_iter()
         .map(|e| (e.event, e.data))
         .collect();
+    let snapshot_symbols: HashSet<_> = snapshot.iter().map(|(e, _)| e.as_str()).collect();
+    assert_eq!(snapshot_symbols, ["AAPL", "GOOGL", "MSFT"].into());
+    let opening = |symbol: &str, price: &str| {
+        (
+            symbol.to_string(),
+            format!("{{\"symbol\": \"{symbol}\", \"price\": {price}, \"change\": 0.0}}"),
+        )
+    };
+    let seen_by_a: Vec<_> = first
+        .iter()
+        .map(|e| (e.event.clone(), e.data.clone()))
+        .chain(a_later.iter().cloned())
+        .chain([
+            opening("AAPL", "150.0"),
+            opening("GOOGL", "2800.0"),
+            opening("MSFT", "300.0"),
+        ])
+        .collect();
+    for quote in &snapshot {
+        assert!(seen_by_a.contains(quote), "{quote:?} not in {seen_by_a:?}");
+    }
     // b's ticks are a run of a's: the same market, the same prices.
     assert!(
         a_later

@@ -47,44 +47,87 @@ function parseJson(text) {
   }
 }
 
-/** A line chart of the last `size` values on a canvas. */
+/**
+ * A line chart of the last `size` samples on a canvas, one line per series
+ * (`series`: [{color}]). With `axes`, the value range is labelled on the
+ * left (with `unit`) and `xLabels` ([oldest, newest]) under the ends.
+ * `push(a, b, ...)` adds one sample: a value per series.
+ */
 class Chart {
-  constructor(canvas, { size = 60, min = 0, max = null, color = "#2b6cb0" } = {}) {
+  constructor(canvas, { size = 60, min = 0, max = null, series = [{ color: "#2b6cb0" }], axes = false, unit = "", xLabels = null } = {}) {
     this.canvas = canvas;
     this.size = size;
     this.min = min;
     this.max = max;
-    this.color = color;
-    this.values = [];
+    this.series = series;
+    this.axes = axes;
+    this.unit = unit;
+    this.xLabels = xLabels;
+    this.samples = [];
   }
 
-  push(value) {
-    this.values.push(value);
-    if (this.values.length > this.size) this.values.shift();
+  push(...values) {
+    this.samples.push(values);
+    if (this.samples.length > this.size) this.samples.shift();
     this.draw();
   }
 
   draw() {
     const c = this.canvas;
     const ctx = c.getContext("2d");
-    const w = (c.width = c.clientWidth * devicePixelRatio);
-    const h = (c.height = c.clientHeight * devicePixelRatio);
+    const dpr = devicePixelRatio;
+    const w = (c.width = c.clientWidth * dpr);
+    const h = (c.height = c.clientHeight * dpr);
     ctx.clearRect(0, 0, w, h);
-    const vs = this.values;
-    if (vs.length < 2) return;
-    let lo = this.min === null ? Math.min(...vs) : this.min;
-    let hi = this.max === null ? Math.max(...vs) : this.max;
+    c.dataset.points = String(this.samples.length);
+    const all = this.samples.flat();
+    if (all.length === 0) return;
+    let lo = this.min === null ? Math.min(...all) : this.min;
+    let hi = this.max === null ? Math.max(...all) : this.max;
     if (hi - lo < 1e-9) { hi += 1; lo -= 1; }
-    ctx.strokeStyle = this.color;
-    ctx.lineWidth = 2 * devicePixelRatio;
-    ctx.beginPath();
-    vs.forEach((v, i) => {
-      const x = (i / (this.size - 1)) * w;
-      const y = h - ((v - lo) / (hi - lo)) * (h - 4) - 2;
-      if (i === 0) ctx.moveTo(x, y);
-      else ctx.lineTo(x, y);
+    // The plot area, inside room for the labels.
+    const left = this.axes ? 40 * dpr : 0;
+    const bottom = this.axes ? 16 * dpr : 0;
+    const top = this.axes ? 6 * dpr : 2 * dpr;
+    const pw = w - left - 2 * dpr;
+    const ph = h - bottom - top;
+    const y = (v) => top + ph - ((v - lo) / (hi - lo)) * ph;
+    const x = (i) => left + (i / (this.size - 1)) * pw;
+    if (this.axes) {
+      ctx.font = `${11 * dpr}px system-ui, sans-serif`;
+      ctx.fillStyle = "#5a6478";
+      ctx.strokeStyle = "#e2e8f0";
+      ctx.lineWidth = dpr;
+      ctx.textBaseline = "middle";
+      ctx.textAlign = "right";
+      for (const v of [lo, (lo + hi) / 2, hi]) {
+        ctx.beginPath();
+        ctx.moveTo(left, y(v));
+        ctx.lineTo(w, y(v));
+        ctx.stroke();
+        ctx.fillText(`${Math.round(v * 10) / 10}${this.unit}`, left - 4 * dpr, y(v));
+      }
+      if (this.xLabels) {
+        ctx.textBaseline = "bottom";
+        ctx.textAlign = "left";
+        ctx.fillText(this.xLabels[0], left, h);
+        ctx.textAlign = "right";
+        ctx.fillText(this.xLabels[1], w, h);
+      }
+    }
+    // The newest sample at the right edge.
+    const offset = this.size - this.samples.length;
+    this.series.forEach((s, k) => {
+      ctx.strokeStyle = s.color;
+      ctx.lineWidth = 2 * dpr;
+      ctx.beginPath();
+      this.samples.forEach((vs, i) => {
+        if (i === 0) ctx.moveTo(x(offset + i), y(vs[k]));
+        else ctx.lineTo(x(offset + i), y(vs[k]));
+      });
+      // A single sample is a dot.
+      if (this.samples.length === 1) ctx.lineTo(x(offset) + dpr, y(this.samples[0][k]));
+      ctx.stroke();
     });
-    ctx.stroke();
-    c.dataset.points = String(vs.length);
   }
 }
