@@ -52,9 +52,14 @@ impl<I: Iterator<Item = String>> Iterator for Args<I> {
 }
 
 /// `invalid value "x" for --flag: why`. A secret (a name with `token` in
-/// it) is not echoed to a terminal or a log.
+/// it, or a URL with a password: `redis://user:pw@host`) is not echoed to
+/// a terminal or a log.
 pub fn invalid(name: &str, value: &str, why: &str) -> UsageError {
-    if name.to_ascii_lowercase().contains("token") {
+    let with_password = value
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split('/').next())
+        .is_some_and(|authority| authority.contains('@'));
+    if name.to_ascii_lowercase().contains("token") || with_password {
         return UsageError(format!("invalid value for {name}: {why}"));
     }
     UsageError(format!("invalid value {value:?} for {name}: {why}"))

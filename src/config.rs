@@ -44,6 +44,10 @@ pub struct Config {
     pub source_restart: sources::Restart,
     pub source_restart_delay: Duration,
     pub tail_poll: Duration,
+    /// `--redis`: the hub shared with other instances.
+    pub redis: Option<crate::redis::Target>,
+    /// Connecting to Redis, and each command.
+    pub redis_timeout: Duration,
 }
 
 impl Default for Config {
@@ -72,6 +76,8 @@ impl Default for Config {
             source_restart: sources::Restart::Always,
             source_restart_delay: Duration::from_secs(1),
             tail_poll: Duration::from_millis(250),
+            redis: None,
+            redis_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -252,6 +258,27 @@ pub const FLAGS: &[Flag] = &[
         help: "topics at once; more are refused with 429",
         default: "1000",
         set: |c, v| set(&mut c.max_topics, whole(v, 1, 1_000_000)),
+        repeat: None,
+    },
+    Flag {
+        name: "--redis",
+        var: "SSED_REDIS",
+        value: Some("URL"),
+        help: "share topics, history and ids with other instances through Redis or Valkey: redis://[user:password@]host[:port][/db]",
+        default: "",
+        set: |c, v| {
+            c.redis = Some(crate::redis::Target::parse(v)?);
+            Ok(())
+        },
+        repeat: None,
+    },
+    Flag {
+        name: "--redis-timeout",
+        var: "SSED_REDIS_TIMEOUT",
+        value: Some("SECS"),
+        help: "connecting to Redis, and each command, before the link counts as down",
+        default: "2",
+        set: |c, v| set(&mut c.redis_timeout, seconds(v, 0.05, 60.0)),
         repeat: None,
     },
     Flag {

@@ -752,6 +752,20 @@ pub fn parse_query(query: &str) -> Result<Vec<(String, String)>, String> {
         .collect()
 }
 
+/// Splits a URL authority's `host[:port]`, the host of an IPv6 address in
+/// brackets (`[::1]:7000`): the host and the port's text, if any. `None`
+/// when a `[` is not closed.
+pub fn split_host_port(authority: &str) -> Option<(&str, Option<&str>)> {
+    if let Some(v6) = authority.strip_prefix('[') {
+        let (host, after) = v6.split_once(']')?;
+        return Some((host, after.strip_prefix(':')));
+    }
+    Some(match authority.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (authority, None),
+    })
+}
+
 /// Decodes `%XX` escapes (exactly two hex digits); `None` if an escape is
 /// malformed or the result is not UTF-8.
 pub fn percent_decode(s: &str) -> Option<String> {

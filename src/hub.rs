@@ -33,6 +33,12 @@ pub trait Notify: Send + Sync {
     /// Called after events were added, on the publisher's thread; must not
     /// wait for anything a reader controls.
     fn notify(&self);
+
+    /// The topic was closed ([`Hub::reset`]): the reader's own thread must
+    /// look, even if nothing new is there to write.
+    fn closed(&self) {
+        self.notify();
+    }
 }
 
 impl Notify for Waker {
@@ -136,6 +142,8 @@ pub struct Topic {
     queued: AtomicBool,
     /// Kept even when idle: a source feeds it (see [`Hub::pin`]).
     pinned: AtomicBool,
+    /// The hub was reset under it: its readers' streams end.
+    closed: AtomicBool,
 }
 
 /// One retained event and its sequence number.
@@ -241,6 +249,7 @@ impl Topic {
             hub_total,
             queued: AtomicBool::new(false),
             pinned: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
         })
     }
 
@@ -401,6 +410,20 @@ impl Topic {
         ring.subscribers.is_empty() && ring.entries.is_empty()
     }
 
+    /// Whether the hub was reset under this topic: its readers must end.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Closes the topic and tells every reader.
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        let subscribers = read(&self.ring).subscribers.clone();
+        for s in subscribers {
+            s.closed();
+        }
+    }
+
     /// The sequence numbers of the newest `n` events that may be replayed.
     fn newest(&self, n: usize) -> Vec<u64> {
         let ring = read(&self.ring);
@@ -421,6 +444,11 @@ pub struct Subscription {
 }
 
 impl Subscription {
+    /// Whether its topic was closed by a reset of the hub.
+    pub fn is_closed(&self) -> bool {
+        self.topic.is_closed()
+    }
+
     /// Moves the events past the cursor numbered at most `watermark` into
     /// `out`. If the ring no longer holds some of them, skips to the oldest
     /// it holds and returns the gap.
@@ -487,8 +515,13 @@ pub fn check_topic(name: &str) -> Result<(), String> {
 
 /// The named topics, their numbering, and the counters behind `/metrics`.
 pub struct Hub {
-    /// This run's token, the first part of every id.
-    run: String,
+    /// This run's token, the first part of every id. With Redis, the token
+    /// that Redis holds, learnt when the link comes up.
+    run: RwLock<String>,
+    /// A mirror of a shared log (Redis): events come from there with their
+    /// numbers ([`Hub::insert_remote`]), replays are read there, and a topic
+    /// nobody here watches is forgotten.
+    mirror: bool,
     /// The last sequence number given out; held while an event is inserted,
     /// so that insertions happen in sequence order.
     seq: Mutex<u64>,
@@ -530,12 +563,18 @@ pub enum Resume {
     Last(usize),
 }
 
+/// A token for a new run: 8 hex digits.
+pub fn new_run() -> String {
+    format!("{:08x}", fastrand::u32(..))
+}
+
 impl Hub {
     /// A hub whose topics each keep `keep`, at most `max_topics` of them,
     /// and whose retained events cost at most `budget` in all.
     pub fn new(keep: Retention, max_topics: usize, budget: usize) -> Hub {
         Hub {
-            run: format!("{:08x}", fastrand::u32(..)),
+            run: RwLock::new(new_run()),
+            mirror: false,
             seq: Mutex::new(0),
             watermark: AtomicU64::new(0),
             topics: Mutex::default(),
@@ -589,9 +628,20 @@ impl Hub {
         }
     }
 
+    /// This hub as a mirror of a shared log (see [`Hub::insert_remote`]).
+    pub fn mirrored(mut self) -> Hub {
+        self.mirror = true;
+        self
+    }
+
+    /// The token of this run.
+    pub fn run(&self) -> String {
+        read(&self.run).clone()
+    }
+
     /// The id of event number `seq`.
     pub fn id(&self, seq: u64) -> String {
-        format!("{}-{seq}", self.run)
+        format!("{}-{seq}", read(&self.run))
     }
 
     /// Reads a `Last-Event-ID`.
@@ -599,8 +649,9 @@ impl Hub {
         let Some(id) = last_event_id.filter(|id| !id.is_empty()) else {
             return Resume::Live;
         };
+        let current = read(&self.run);
         match id.split_once('-') {
-            Some((run, seq)) if run == self.run => match seq.parse() {
+            Some((run, seq)) if run == *current => match seq.parse() {
                 Ok(seq) if seq <= self.watermark() => Resume::After(seq),
                 _ => Resume::Foreign(id.to_string()),
             },
@@ -743,14 +794,95 @@ impl Hub {
         Ok(())
     }
 
-    /// Frees those of `names` that have no subscribers and nothing retained.
+    /// Frees those of `names` that have no subscribers and nothing retained
+    /// (in a mirror, no subscribers: the shared log keeps the events).
     pub fn release(&self, names: &[String]) {
         let mut topics = lock(&self.topics);
         for name in names {
-            if topics.get(name.as_str()).is_some_and(|t| t.is_idle()) {
+            let free = topics.get(name.as_str()).is_some_and(|t| {
+                if self.mirror {
+                    t.subscribers() == 0 && !t.pinned.load(Ordering::Relaxed)
+                } else {
+                    t.is_idle()
+                }
+            });
+            if free {
                 topics.remove(name.as_str());
             }
         }
+    }
+
+    /// A mirror: inserts event number `seq` of the shared log into `name`,
+    /// if anyone here reads that topic, and moves the watermark to `seq`.
+    /// Events must come in sequence order.
+    pub fn insert_remote(&self, name: &str, seq: u64, mut event: Event) -> Option<Published> {
+        let topics = lock(&self.topics);
+        let published = topics.get(name).map(|topic| {
+            event.id = Some(self.id(seq));
+            event.topic = Some(name.to_string());
+            topic.insert(seq, event);
+            Published(Arc::clone(topic))
+        });
+        self.watermark.store(seq, Ordering::Release);
+        if published.is_some() {
+            self.enforce_budget(&topics);
+        }
+        published
+    }
+
+    /// Subscribes `notify` to `names` for what comes next, and returns the
+    /// watermark at that moment: every event after it comes live, every
+    /// event up to it is the shared log's to replay.
+    pub fn subscribe_live(
+        &self,
+        names: &[String],
+        notify: &Arc<dyn Notify>,
+    ) -> Result<(Vec<Subscription>, u64), TopicError> {
+        let mut topics = lock(&self.topics);
+        for name in names {
+            self.topic(&mut topics, name)?;
+        }
+        let subs = names
+            .iter()
+            .map(|name| topics[name.as_str()].subscribe(Arc::clone(notify), 0))
+            .collect();
+        Ok((subs, self.watermark()))
+    }
+
+    /// A mirror that (re)joins the shared log: takes its run and carries on
+    /// after event `seq`. If `reset`, the log is not the one this hub
+    /// mirrored (it lost its events, or events were missed): every topic is
+    /// closed, which ends its readers' streams (clients reconnect and resume
+    /// from the log, told of the gap), and forgotten.
+    pub fn rejoin(&self, run: &str, seq: u64, reset: bool) {
+        let mut topics = lock(&self.topics);
+        if reset {
+            for topic in topics.values() {
+                topic.close();
+            }
+            let pinned: Vec<String> = topics
+                .values()
+                .filter(|t| t.pinned.load(Ordering::Relaxed))
+                .map(|t| t.name.clone())
+                .collect();
+            for topic in topics.values() {
+                self.total
+                    .fetch_sub(topic.retained_cost(), Ordering::AcqRel);
+            }
+            topics.clear();
+            for name in pinned {
+                if let Ok(topic) = self.topic(&mut topics, &name) {
+                    topic.pinned.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+        *write(&self.run) = run.to_string();
+        self.watermark.store(seq, Ordering::Release);
+    }
+
+    /// Subscribers of `topic` here.
+    pub fn subscribers(&self, topic: &str) -> usize {
+        lock(&self.topics).get(topic).map_or(0, |t| t.subscribers())
     }
 
     /// Every topic, by name.
@@ -946,7 +1078,7 @@ mod tests {
         assert_eq!(hub.resume(None), Resume::Live);
         assert_eq!(hub.resume(Some("")), Resume::Live);
         assert_eq!(hub.resume(Some(&id1)), Resume::After(1));
-        let other_run = if hub.run == "00000000" {
+        let other_run = if hub.run() == "00000000" {
             "00000001-1"
         } else {
             "00000000-1"

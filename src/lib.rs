@@ -50,6 +50,7 @@ pub mod log;
 pub mod metrics;
 pub mod publish;
 pub mod pyjson;
+pub mod redis;
 pub mod routes;
 pub mod server;
 pub mod sources;

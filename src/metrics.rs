@@ -13,6 +13,7 @@ pub struct Sources<'a> {
     pub demo_streams: &'a Streams,
     pub conns: &'a conn::Counters,
     pub max_connections: usize,
+    pub redis: Option<&'a crate::redis::Redis>,
 }
 
 /// Renders every metric; topic names need no escaping (their characters
@@ -176,5 +177,34 @@ pub fn render(s: &Sources) -> String {
         "Gap notices sent: events a client was owed but could not get.",
         &one(h.gaps.load(Relaxed)),
     );
+    if let Some(redis) = s.redis {
+        let (up, rtt) = match redis.health() {
+            crate::redis::Health::Up { rtt } => (1, rtt),
+            crate::redis::Health::Down { .. } => (0, None),
+        };
+        metric(
+            "ssed_redis_up",
+            "gauge",
+            "1 while the link to Redis (--redis) is up.",
+            &one(up),
+        );
+        metric(
+            "ssed_redis_reconnects_total",
+            "counter",
+            "Times the link to Redis came back after it was lost.",
+            &one(redis.reconnects()),
+        );
+        metric(
+            "ssed_redis_resets_total",
+            "counter",
+            "Times this instance's hub streams were ended because Redis lost events they were owed.",
+            &one(redis.resets()),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP ssed_redis_rtt_seconds Round-trip time of a PING to Redis, measured every 2 s.\n# TYPE ssed_redis_rtt_seconds gauge\nssed_redis_rtt_seconds {}",
+            rtt.map_or(f64::NAN, |d| d.as_secs_f64())
+        );
+    }
     out
 }

@@ -144,6 +144,8 @@ pub enum Action {
     },
     Topics,
     Metrics,
+    /// `/healthz`: `200 ok`, or `503` naming what is down (the Redis link).
+    Health,
     /// Read the body and publish it.
     Publish {
         to: PublishTo,
@@ -268,7 +270,7 @@ pub fn decide(req: &Request, config: &Config, cors: &Cors) -> Action {
         }
         Route::Topics => return Action::Topics,
         Route::Metrics => return Action::Metrics,
-        Route::Health => return Action::Reply(Response::text(200, "ok")),
+        Route::Health => return Action::Health,
         Route::Preflight => return Action::Reply(cors.preflight(req)),
         Route::NotAllowed(allow) => {
             let why = format!("{method} is not allowed on {path}; use {allow}");
@@ -913,10 +915,7 @@ mod tests {
                 allowed: true
             }
         );
-        assert_eq!(
-            reply(decide_with(&config, "GET", "/healthz", &[])),
-            (200, "ok\n".into())
-        );
+        assert_eq!(decide_with(&config, "GET", "/healthz", &[]), Action::Health);
         assert_eq!(
             reply(decide_with(&config, "DELETE", "/sse", &[])),
             (

@@ -14,6 +14,7 @@ use crate::fanout::Fanouts;
 use crate::http1::Response;
 use crate::hub::{Hub, Published, Resume, Retention, Topic, TopicError};
 use crate::log::Throttled;
+use crate::redis::{self, Health, PublishError, Redis};
 use crate::routes::{self, Action, Feed, Post, PublishTo, MESSAGES_TOPIC};
 use crate::sources::{self, Sources};
 use crate::sse::Event;
@@ -81,6 +82,8 @@ pub struct App {
     fanouts: Arc<Fanouts>,
     /// Programs and files that feed topics.
     sources: Sources,
+    /// With `--redis`: the shared log the hub mirrors.
+    redis: Option<Arc<Redis>>,
     refused_streams: Throttled,
     refused_topics: Throttled,
     too_large: Throttled,
@@ -130,19 +133,40 @@ impl Server {
         };
         let demos = Demos::start(&config.pace)?;
         let conn_counters = Arc::new(conn::Counters::default());
-        let hub = Arc::new(Hub::new(
+        let hub = Hub::new(
             Retention {
                 history: config.history,
                 bytes: config.history_bytes,
             },
             config.max_topics,
             config.history_total,
-        ));
+        );
+        let hub = Arc::new(match config.redis {
+            Some(_) => hub.mirrored(),
+            None => hub,
+        });
         let fanouts = Arc::new(Fanouts::start(FANOUT_WORKERS)?);
+        let redis = match &config.redis {
+            Some(target) => Some(Arc::new(Redis::start(
+                target.clone(),
+                redis::Settings {
+                    history: config.history,
+                    history_bytes: config.history_bytes,
+                    history_total: config.history_total,
+                    max_topics: config.max_topics,
+                    max_event_bytes: config.max_event_bytes,
+                    timeout: config.redis_timeout,
+                },
+                Arc::clone(&hub),
+                Arc::clone(&fanouts),
+            )?)),
+            None => None,
+        };
+        let publisher = publisher(&hub, &fanouts, redis.as_ref());
         let sources = Sources::start(
             &config.sources,
             Arc::clone(&hub),
-            Arc::clone(&fanouts),
+            publisher,
             sources::Settings {
                 restart: config.source_restart,
                 restart_delay: config.source_restart_delay,
@@ -162,6 +186,7 @@ impl Server {
             max_connections,
             fanouts,
             sources,
+            redis,
             refused_streams: Throttled::new("streams refused: the stream cap was reached"),
             refused_topics: Throttled::new(
                 "publishes or subscriptions refused: --max-topics reached",
@@ -218,6 +243,9 @@ impl Server {
         self.app.sources.begin_stop();
         self.conns.stop();
         self.app.sources.stop();
+        if let Some(redis) = &self.app.redis {
+            redis.stop();
+        }
         self.app.fanouts.stop();
         self.demos.stop();
         for t in [
@@ -234,6 +262,65 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// What publishes for `--source` and `--tail`: the hub, or Redis.
+fn publisher(
+    hub: &Arc<Hub>,
+    fanouts: &Arc<Fanouts>,
+    redis: Option<&Arc<Redis>>,
+) -> sources::Publish {
+    match redis {
+        Some(redis) => {
+            let redis = Arc::clone(redis);
+            Arc::new(move |topic: &str, event: Event| {
+                redis
+                    .publish(topic, &event)
+                    .map(|_| ())
+                    .map_err(|e| match e {
+                        PublishError::Down(why) | PublishError::BadTopic(why) => why,
+                        PublishError::TooManyTopics(max) => {
+                            format!("there are {max} topics already (--max-topics)")
+                        }
+                    })
+            })
+        }
+        None => {
+            let (hub, fanouts) = (Arc::clone(hub), Arc::clone(fanouts));
+            Arc::new(move |topic: &str, event: Event| {
+                let (_, published) = hub.publish(topic, event).map_err(|e| format!("{e:?}"))?;
+                fanouts.dispatch(published);
+                Ok(())
+            })
+        }
+    }
+}
+
+/// Gaps for a replay that Redis could not give (it is away): the client
+/// is told, and its next reconnection after Redis is back resumes.
+fn unreplayed(names: &[String]) -> Vec<crate::hub::Gap> {
+    names
+        .iter()
+        .map(|topic| crate::hub::Gap {
+            topic: topic.clone(),
+            missed: None,
+            through: None,
+        })
+        .collect()
+}
+
+/// The `Redis-Link` header: `up; rtt=0.210ms; reconnects=0; resets=0`.
+fn link_summary(redis: &Redis) -> String {
+    let state = match redis.health() {
+        Health::Up { rtt: Some(rtt) } => format!("up; rtt={:.3}ms", rtt.as_secs_f64() * 1000.0),
+        Health::Up { rtt: None } => "up".into(),
+        Health::Down { for_, .. } => format!("down; for={:.1}s", for_.as_secs_f64()),
+    };
+    format!(
+        "{state}; reconnects={}; resets={}",
+        redis.reconnects(),
+        redis.resets()
+    )
 }
 
 fn listen(config: &Config) -> io::Result<TcpListener> {
@@ -278,7 +365,8 @@ impl Handler for App {
         let res = match action {
             Action::Reply(res) => res,
             Action::Page { path, allowed } => self.page(&path, allowed, &ex.request().method),
-            Action::Topics => Response::json(200, &self.topics_json()),
+            Action::Topics => self.topics(),
+            Action::Health => self.health(),
             Action::Metrics => Response::new(
                 200,
                 "text/plain; version=0.0.4; charset=utf-8",
@@ -288,12 +376,13 @@ impl Handler for App {
                     demo_streams: &self.demo_streams,
                     conns: &self.conn_counters,
                     max_connections: self.max_connections,
+                    redis: self.redis.as_deref(),
                 })
                 .into_bytes(),
             ),
             Action::Publish { to, event } => {
                 let (mut res, fanout) = match self.publish(ex, &to, event.as_deref()) {
-                    Ok((res, fanout)) => (res, Some(fanout)),
+                    Ok((res, fanout)) => (res, fanout),
                     Err(res) => (res, None),
                 };
                 res.fields.extend(cors.fields());
@@ -329,36 +418,76 @@ impl App {
         }
     }
 
-    fn topics_json(&self) -> Value {
+    /// `/topics`: the hub's topics. With Redis, every topic in Redis with
+    /// what Redis keeps of it, and the subscribers of this instance; the
+    /// link's state in the `Redis-Link` header.
+    fn topics(&self) -> Response {
         let hub = &self.hub;
-        let list: Vec<Value> = hub
-            .topics()
-            .iter()
-            .map(|t| {
-                let (subscribers, retained, newest) = t.stats();
-                let mut entry = json!({
-                    "topic": t.name(),
-                    "subscribers": subscribers,
-                    "retained": retained,
-                    "last_id": newest.map(|seq| hub.id(seq)),
-                });
-                if let Some(source) = self.sources.describe(t.name()) {
-                    entry["source"] = source;
-                }
-                entry
-            })
-            .collect();
-        Value::Array(list)
+        let entry = |name: &str, subscribers: usize, retained: usize, newest: Option<u64>| {
+            let mut entry = json!({
+                "topic": name,
+                "subscribers": subscribers,
+                "retained": retained,
+                "last_id": newest.map(|seq| hub.id(seq)),
+            });
+            if let Some(source) = self.sources.describe(name) {
+                entry["source"] = source;
+            }
+            entry
+        };
+        let Some(redis) = &self.redis else {
+            let list: Vec<Value> = hub
+                .topics()
+                .iter()
+                .map(|t| {
+                    let (subscribers, retained, newest) = t.stats();
+                    entry(t.name(), subscribers, retained, newest)
+                })
+                .collect();
+            return Response::json(200, &Value::Array(list));
+        };
+        let link = link_summary(redis);
+        match redis.topics() {
+            Ok(topics) => {
+                let list: Vec<Value> = topics
+                    .into_iter()
+                    .map(|(name, retained, newest)| {
+                        entry(&name, hub.subscribers(&name), retained, newest)
+                    })
+                    .collect();
+                Response::json(200, &Value::Array(list)).with("Redis-Link", link)
+            }
+            Err(why) => Response::error(503, &why)
+                .with("Redis-Link", link)
+                .with("Retry-After", conn::RETRY_AFTER_SECS.to_string()),
+        }
+    }
+
+    /// `/healthz`: `ok`, or with Redis down a 503 that says why.
+    fn health(&self) -> Response {
+        match self.redis.as_ref().map(|r| (r, r.health())) {
+            Some((redis, Health::Down { why, for_ })) => Response::text(
+                503,
+                &format!(
+                    "redis {}: down for {:.1} s: {why}",
+                    redis.target(),
+                    for_.as_secs_f64()
+                ),
+            )
+            .with("Retry-After", conn::RETRY_AFTER_SECS.to_string()),
+            _ => Response::text(200, "ok"),
+        }
     }
 
     /// Reads the body, makes it an event, publishes it: the answer, and the
-    /// fan-out to run once the answer is sent.
+    /// fan-out to run once the answer is sent (with Redis, the event comes
+    /// back through the feed instead).
     fn publish(
         &self,
         ex: &mut Exchange<'_>,
         to: &PublishTo,
         query_event: Option<&str>,
-    ) -> Result<(Response, Published), Response> {
+    ) -> Result<(Response, Option<Published>), Response> {
         let topic = match to {
             PublishTo::Seed(_) => MESSAGES_TOPIC,
             PublishTo::Topic(topic) => topic.as_str(),
@@ -394,17 +523,33 @@ impl App {
                 }
             }
         };
-        let (id, published) = self
-            .hub
-            .publish(topic, event)
-            .map_err(|e| self.topic_refused(e, ex))?;
+        let (id, subscribers, published) = match &self.redis {
+            None => {
+                let (id, published) = self
+                    .hub
+                    .publish(topic, event)
+                    .map_err(|e| self.topic_refused(e, ex))?;
+                (id, published.subscribers(), Some(published))
+            }
+            Some(redis) => match redis.publish(topic, &event) {
+                Ok((id, subscribers)) => (id, subscribers, None),
+                Err(PublishError::BadTopic(why)) => return Err(Response::error(400, &why)),
+                Err(PublishError::TooManyTopics(max)) => {
+                    return Err(self.topic_refused(TopicError::TooMany(max), ex))
+                }
+                Err(PublishError::Down(why)) => {
+                    return Err(Response::error(503, &format!("not published: {why}"))
+                        .with("Retry-After", conn::RETRY_AFTER_SECS.to_string()))
+                }
+            },
+        };
         // The seed's endpoints answer as the tutorial does; the hub's with
         // the event's id.
         let res = match answer {
             Some(answer) => Response::json(200, &answer),
             None => Response::json(
                 200,
-                &json!({ "id": id, "topic": topic, "subscribers": published.subscribers() }),
+                &json!({ "id": id, "topic": topic, "subscribers": subscribers }),
             ),
         };
         Ok((res, published))
@@ -498,21 +643,45 @@ impl App {
                 last,
             } => {
                 let outlet = Outlet::new(Arc::clone(waker), format);
-                let resume = match (&last_event_id, last) {
-                    (None, Some(n)) => Resume::Last(n),
-                    _ => self.hub.resume(last_event_id.as_deref()),
-                };
-                let (subs, gaps) = match self.hub.subscribe(&names, &outlet.as_notify(), &resume) {
-                    Ok(subscribed) => subscribed,
-                    Err(e) => return Err(self.topic_refused(e, ex)),
+                let resume = match (&last_event_id, last, &self.redis) {
+                    (None, Some(n), _) => Resume::Last(n),
+                    (_, _, Some(redis)) => redis.resume(last_event_id.as_deref()),
+                    (_, _, None) => self.hub.resume(last_event_id.as_deref()),
                 };
                 let quoted = last_event_id.filter(|id| id.len() <= MAX_QUOTED_ID);
-                outlet.attach(TopicFeed::new(
-                    subs,
-                    Some(Arc::clone(&self.hub)),
-                    gaps,
-                    quoted,
-                ));
+                let hub = Some(Arc::clone(&self.hub));
+                let feed = match &self.redis {
+                    None => {
+                        let (subs, gaps) =
+                            match self.hub.subscribe(&names, &outlet.as_notify(), &resume) {
+                                Ok(subscribed) => subscribed,
+                                Err(e) => return Err(self.topic_refused(e, ex)),
+                            };
+                        TopicFeed::new(subs, hub, gaps, quoted)
+                    }
+                    // Live from the watermark here; what is owed up to it,
+                    // from Redis. While Redis is away, a gap says the replay
+                    // could not be had.
+                    Some(redis) => {
+                        let (subs, upto) =
+                            match self.hub.subscribe_live(&names, &outlet.as_notify()) {
+                                Ok(subscribed) => subscribed,
+                                Err(e) => return Err(self.topic_refused(e, ex)),
+                            };
+                        let (gaps, first) = match redis.replay(&names, &resume, upto) {
+                            Ok(replay) => replay,
+                            Err(_) => (unreplayed(&names), Vec::new()),
+                        };
+                        let after = match resume {
+                            Resume::After(seq) => seq,
+                            _ => 0,
+                        };
+                        TopicFeed::new(subs, hub, gaps, quoted)
+                            .first(first)
+                            .skip_through(after)
+                    }
+                };
+                outlet.attach(feed);
                 (Kind::Topics(outlet), names)
             }
         };

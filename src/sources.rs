@@ -17,7 +17,6 @@
 //! process group to end (SIGTERM), kills what is left after a grace period,
 //! and joins every thread.
 
-use crate::fanout::Fanouts;
 use crate::hub::Hub;
 use crate::lines::{each_line, Lines};
 use crate::log;
@@ -94,6 +93,10 @@ pub struct Settings {
     pub max_line: usize,
 }
 
+/// How a source publishes a line: to the hub, or through Redis; an error
+/// says why the line was lost.
+pub type Publish = Arc<dyn Fn(&str, Event) -> Result<(), String> + Send + Sync>;
+
 /// Every source, and the threads that run them.
 pub struct Sources {
     shared: Arc<Shared>,
@@ -102,8 +105,9 @@ pub struct Sources {
 }
 
 struct Shared {
-    hub: Arc<Hub>,
-    fanouts: Arc<Fanouts>,
+    publish: Publish,
+    /// Lines that could not be published, said once a second.
+    lost: log::Throttled,
     settings: Settings,
     stopping: AtomicBool,
     /// When the programs were sent SIGTERM: their grace runs from then.
@@ -130,12 +134,12 @@ impl Sources {
     pub fn start(
         specs: &[Spec],
         hub: Arc<Hub>,
-        fanouts: Arc<Fanouts>,
+        publish: Publish,
         settings: Settings,
     ) -> io::Result<Sources> {
         let shared = Arc::new(Shared {
-            hub,
-            fanouts,
+            publish,
+            lost: log::Throttled::new("lines of sources were lost: they could not be published"),
             settings,
             stopping: AtomicBool::new(false),
             stop_began: Mutex::default(),
@@ -147,9 +151,7 @@ impl Sources {
         };
         let mut sources = sources;
         for spec in specs {
-            shared
-                .hub
-                .pin(&spec.topic)
+            hub.pin(&spec.topic)
                 .map_err(|e| io::Error::other(format!("{}: {e:?}", spec.flag())))?;
             let source = Arc::new(Source {
                 spec: spec.clone(),
@@ -253,9 +255,8 @@ impl Shared {
     }
 
     fn publish(&self, topic: &str, event: Event) {
-        match self.hub.publish(topic, event) {
-            Ok((_, published)) => self.fanouts.dispatch(published),
-            Err(e) => log::internal(&format!("a source could not publish to {topic}: {e:?}")),
+        if let Err(why) = (self.publish)(topic, event) {
+            self.lost.note(&format!("{topic}: {why}"));
         }
     }
 }

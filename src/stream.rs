@@ -282,6 +282,9 @@ pub struct Feed {
     resumed_from: Option<String>,
     /// Events sent first, after the gaps: a snapshot of the state.
     first: Vec<Arc<Event>>,
+    /// Live events numbered up to this one are left out: the client has
+    /// them already (it resumed after an id this instance had not reached).
+    skip_through: u64,
     entries: Vec<Entry>,
 }
 
@@ -298,8 +301,15 @@ impl Feed {
             gaps,
             resumed_from,
             first: Vec::new(),
+            skip_through: 0,
             entries: Vec::new(),
         }
+    }
+
+    /// Leaves out live events numbered up to `seq`.
+    pub fn skip_through(mut self, seq: u64) -> Feed {
+        self.skip_through = seq;
+        self
     }
 
     /// Sends `events` before anything else (after gaps).
@@ -332,8 +342,18 @@ impl Feed {
         if self.subs.len() > 1 {
             self.entries.sort_by_key(|e| e.seq);
         }
+        if self.skip_through > 0 {
+            let skip = self.skip_through;
+            self.entries.retain(|e| e.seq > skip);
+        }
         out.extend(self.entries.drain(..).map(|e| e.event));
         out.len()
+    }
+
+    /// Whether a topic was closed under it (the hub was reset): the
+    /// stream ends, and its client reconnects.
+    fn ended(&self) -> bool {
+        self.subs.iter().any(Subscription::is_closed)
     }
 
     fn sent(&self, events: usize) {
@@ -462,6 +482,12 @@ impl Outlet {
                     core.open = false;
                     return wire.write_all(core.framer.as_ref().map_or(b"", Framer::end));
                 }
+                if core.feed.ended() {
+                    // The hub was reset: what is owed goes out, then the end.
+                    core.catch_up(&*wire)?;
+                    core.open = false;
+                    return wire.write_all(core.framer.as_ref().map_or(b"", Framer::end));
+                }
                 core.catch_up(&*wire)?;
                 let mut idle = keepalive.saturating_sub(core.last_write.elapsed());
                 if idle.is_zero() {
@@ -510,6 +536,10 @@ impl Outlet {
 impl Notify for Outlet {
     fn notify(&self) {
         self.write_now();
+    }
+
+    fn closed(&self) {
+        self.waker.wake();
     }
 }
 

@@ -1,5 +1,6 @@
 //! The rooms keep to their doors: the wire formats, the hub and the
-//! application never touch sockets, and only the connection layer accepts.
+//! application never touch sockets (the connection layer, the client and
+//! the Redis link do), and only the connection layer accepts.
 
 use std::path::Path;
 
@@ -17,11 +18,30 @@ fn code(text: &str) -> String {
 }
 
 #[test]
-fn only_the_connection_layer_and_the_client_touch_sockets() {
+fn only_the_connection_layer_the_client_and_the_redis_link_touch_sockets() {
     let socketless = [
-        "sse", "http1", "pyjson", "calendar", "waker", "hub", "fanout", "stream", "routes",
-        "publish", "auth", "cors", "www", "metrics", "demos", "config", "args", "log", "sources",
+        "sse",
+        "http1",
+        "pyjson",
+        "calendar",
+        "waker",
+        "hub",
+        "fanout",
+        "stream",
+        "routes",
+        "publish",
+        "auth",
+        "cors",
+        "www",
+        "metrics",
+        "demos",
+        "config",
+        "args",
+        "log",
+        "sources",
         "lines",
+        "redis/resp",
+        "redis/target",
     ];
     for module in socketless {
         let text = source(module);

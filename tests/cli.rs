@@ -104,11 +104,14 @@ fn help_and_version() {
 
 #[test]
 fn bad_arguments_exit_2_naming_them() {
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 6] = [
         (&["--keepalive", "soon"], "ssed: invalid value \"soon\" for --keepalive: expected seconds from 0.01 to 3600\n"),
         (&["--bogus"], "ssed: unknown option \"--bogus\"\n"),
         (&["--addr", "nowhere"], "ssed: invalid value \"nowhere\" for --addr: expected HOST:PORT, such as 127.0.0.1:8000 or [::1]:0\n"),
         (&["--max-streams"], "ssed: --max-streams needs a value\n"),
+        // A URL with a password is not repeated: it would land in logs.
+        (&["--redis", "http://app:secret@h"], "ssed: invalid value for --redis: expected redis://, not http://\n"),
+        (&["--redis", "redis://app:secret@h/x"], "ssed: invalid value for --redis: the database must be a number, not \"x\"\n"),
     ];
     for (args, first_line) in cases {
         let out = ssed().args(args).output().unwrap();

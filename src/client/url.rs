@@ -38,15 +38,8 @@ impl Url {
                     .into(),
             );
         }
-        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-            let (host, after) = v6.split_once(']').ok_or("unclosed [ in the host")?;
-            (host, after.strip_prefix(':'))
-        } else {
-            match authority.rsplit_once(':') {
-                Some((h, p)) => (h, Some(p)),
-                None => (authority, None),
-            }
-        };
+        let (host, port) =
+            crate::http1::split_host_port(authority).ok_or("unclosed [ in the host")?;
         if host.is_empty() {
             return Err("the URL has no host".into());
         }

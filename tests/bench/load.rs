@@ -6,8 +6,12 @@
 //! the two cores and for pid_max), and one publisher thread that POSTs E
 //! events at R per second, each carrying its sequence number and send time.
 //!
-//! Usage: load [--bin PATH] [--only a,b,c,d,flood,stats] [--subs N --events E --rate R]
+//! Usage: load [--bin PATH] [--only a,b,c,d,r,flood,stats] [--subs N --events E --rate R]
 //! (the last three run one custom scenario instead of the defaults).
+//!
+//! Scenario r runs scenario a three ways: one ssed alone, one ssed on a
+//! `redis-server` started here, and two ssed on that Redis with the
+//! subscribers split between them and the publishes going to one.
 
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
@@ -178,7 +182,12 @@ fn main() {
             rows.push(run(t, s));
         }
     }
-    print_table(&rows);
+    if !rows.is_empty() {
+        print_table(&rows);
+    }
+    if subs.is_none() && wanted("r") && !compare {
+        several_instances(&targets[0]);
+    }
     if subs.is_none() && wanted("flood") && !compare {
         flood(&targets[0], 15_000, 5_000);
     }
@@ -248,36 +257,7 @@ impl Server {
     }
 
     fn proc(&self) -> ProcStats {
-        let pid = self.child.id();
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        // Fields after the command name (which may contain spaces): state is
-        // field 3, utime 14, stime 15.
-        let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        let ticks = |i: usize| {
-            fields
-                .get(i - 3)
-                .and_then(|f| f.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        // SAFETY: sysconf reads a constant.
-        #[allow(unsafe_code)]
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find(|l| l.starts_with(name))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
-        ProcStats {
-            cpu_secs: (ticks(14) + ticks(15)) as f64 / hz,
-            rss_kb: field("VmRSS:"),
-            threads: field("Threads:"),
-            fds: std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u64),
-        }
+        proc_stats(self.child.id())
     }
 
     fn metric(&self, name: &str) -> u64 {
@@ -355,20 +335,45 @@ struct Row {
 }
 
 fn run(target: &Target, s: &Scenario) -> Row {
-    eprintln!("{}:", target.name);
+    run_on(
+        &format!("{} {}", target.name, s.name),
+        &[Server::start(target)],
+        s,
+    )
+}
+
+/// Runs scenario `s` against `servers`: the subscribers split evenly over
+/// them, the publisher posting to the first. Figures are their sums.
+fn run_on(label: &str, servers: &[Server], s: &Scenario) -> Row {
+    eprintln!("{label}:");
     eprintln!(
         "scenario {}: {} subscribers, {} events at {}/s ...",
         s.name, s.subs, s.events, s.rate
     );
-    let server = Server::start(target);
-    let addr = server.addr;
-    let before = server.proc();
+    let addr = servers[0].addr;
+    let proc = || {
+        servers.iter().map(Server::proc).fold(
+            ProcStats {
+                cpu_secs: 0.0,
+                rss_kb: 0,
+                threads: 0,
+                fds: 0,
+            },
+            |a, b| ProcStats {
+                cpu_secs: a.cpu_secs + b.cpu_secs,
+                rss_kb: a.rss_kb + b.rss_kb,
+                threads: a.threads + b.threads,
+                fds: a.fds + b.fds,
+            },
+        )
+    };
+    let before = proc();
     let base = Instant::now();
 
     let mut poll = Poll::new().unwrap();
     let mut subs: Vec<Sub> = Vec::with_capacity(s.subs);
-    let request =
-        format!("GET /events/bench HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n");
+    let request = "GET /events/bench HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n"
+        .to_string();
     let mut events = Events::with_capacity(4096);
     let started = Instant::now();
     let mut subscribed = 0usize;
@@ -381,7 +386,8 @@ fn run(target: &Target, s: &Scenario) -> Row {
     let connect_secs;
     loop {
         while next_to_open < s.subs && next_to_open < subscribed + refused + 1000 {
-            let stream = match TcpStream::connect(addr) {
+            let to = servers[next_to_open % servers.len()].addr;
+            let stream = match TcpStream::connect(to) {
                 Ok(st) => st,
                 Err(e) => die(&format!("connect: {e}")),
             };
@@ -432,10 +438,10 @@ fn run(target: &Target, s: &Scenario) -> Row {
         received += out.received;
         duplicated += out.duplicated;
     }
-    let after_connect = server.proc();
+    let after_connect = proc();
 
     // Publish from another thread, at the rate asked for.
-    let cpu_before = server.proc().cpu_secs;
+    let cpu_before = proc().cpu_secs;
     let client_before = own_cpu_secs();
     let publisher = {
         let (n, rate) = (s.events, s.rate);
@@ -464,11 +470,11 @@ fn run(target: &Target, s: &Scenario) -> Row {
     }
     let delivery_secs = publish_started.elapsed().as_secs_f64();
     let _ = publisher.join();
-    let end = server.proc();
+    let end = proc();
     let lost = expected.saturating_sub(received);
     latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());
     Row {
-        name: format!("{} {}", target.name, s.name),
+        name: label.to_string(),
         subs: s.subs,
         connected: subscribed,
         refused,
@@ -930,4 +936,142 @@ fn flood(target: &Target, n: usize, cap: usize) {
         if during.threads > 0 { "running" } else { "GONE" },
     );
     println!();
+}
+
+/// CPU, memory, threads and descriptors of process `pid`.
+fn proc_stats(pid: u32) -> ProcStats {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may contain spaces): state is
+    // field 3, utime 14, stime 15.
+    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i - 3)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // SAFETY: sysconf reads a constant.
+    #[allow(unsafe_code)]
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    ProcStats {
+        cpu_secs: (ticks(14) + ticks(15)) as f64 / hz,
+        rss_kb: field("VmRSS:"),
+        threads: field("Threads:"),
+        fds: std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u64),
+    }
+}
+
+/// Scenario r: what sharing one hub through Redis costs. Scenario a three
+/// ways, printed side by side; the Redis server's own CPU is reported apart.
+fn several_instances(ssed: &Target) {
+    let s = Scenario {
+        name: "r",
+        subs: 1000,
+        events: 200,
+        rate: 50.0,
+    };
+    let Some(redis) = RedisServer::start() else {
+        println!(
+            "scenario r: SKIPPED, redis-server is not installed (apt-get install redis-server)"
+        );
+        println!();
+        return;
+    };
+    let url = redis.url();
+    let on_redis = ["--redis", url.as_str()];
+    let mut rows = vec![run_on("r: 1 instance", &[Server::start(ssed)], &s)];
+    let mut redis_cpu = Vec::new();
+    for (label, n) in [("r: 1 instance + Redis", 1), ("r: 2 instances + Redis", 2)] {
+        let servers: Vec<Server> = (0..n)
+            .map(|_| Server::start_with(ssed, &on_redis))
+            .collect();
+        for server in &servers {
+            wait_for_link(server);
+        }
+        let before = proc_stats(redis.child.id()).cpu_secs;
+        rows.push(run_on(label, &servers, &s));
+        redis_cpu.push((label, proc_stats(redis.child.id()).cpu_secs - before));
+    }
+    println!("Scenario r: {} subscribers, {} events at {}/s; with two instances the subscribers alternate between them and the publisher posts to the first. Server CPU is the ssed processes' sum.", s.subs, s.events, s.rate);
+    println!();
+    print_table(&rows);
+    let p = |r: &Row, q: f64| percentile(&r.lat, q);
+    for (r, (label, cpu)) in rows[1..].iter().zip(&redis_cpu) {
+        println!(
+            "{label}: p50 {:+.1} ms, p99 {:+.1} ms against one instance alone; redis-server used {cpu:.2} s CPU",
+            p(r, 0.5) - p(&rows[0], 0.5),
+            p(r, 0.99) - p(&rows[0], 0.99),
+        );
+    }
+    println!();
+}
+
+/// Waits until `server` says its Redis link is up.
+fn wait_for_link(server: &Server) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.metric("ssed_redis_up") != 1 {
+        if Instant::now() > deadline {
+            die("ssed did not reach redis-server within 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A `redis-server` of the benchmark's own: a free loopback port, a
+/// temporary directory, no persistence; killed on drop.
+struct RedisServer {
+    child: Child,
+    port: u16,
+    dir: std::path::PathBuf,
+}
+
+impl RedisServer {
+    fn start() -> Option<RedisServer> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap_or_else(|e| die(&format!("a free port: {e}")))
+            .port();
+        let dir = std::env::temp_dir().join(format!("ssed-bench-redis-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| die(&format!("{}: {e}", dir.display())));
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .arg("--dir")
+            .arg(&dir)
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .ok()?;
+        let redis = RedisServer { child, port, dir };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                die("redis-server did not listen within 10 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(redis)
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

@@ -1,0 +1,619 @@
+//! Several instances sharing one hub through a real `redis-server`, started
+//! here on a free loopback port with a temporary directory. Without
+//! `redis-server` the tests say so and pass, unless `SSED_REQUIRE_REDIS` is
+//! set (CI sets it).
+
+mod common;
+
+use common::{fetch, json, start, wait_until, Conn};
+use ssed::sse::Message;
+use ssed::{Config, Server};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const SOON: Duration = Duration::from_secs(15);
+
+/// A `redis-server` of our own.
+struct Redis {
+    child: Option<Child>,
+    port: u16,
+    dir: PathBuf,
+    persist: bool,
+}
+
+impl Redis {
+    /// Starts one, or says why not: `None` means skip the test.
+    fn start(persist: bool) -> Option<Redis> {
+        if Command::new("redis-server")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            assert!(
+                std::env::var_os("SSED_REQUIRE_REDIS").is_none(),
+                "redis-server is not installed, and SSED_REQUIRE_REDIS is set"
+            );
+            eprintln!("SKIPPED: redis-server is not installed (apt-get install redis-server)");
+            return None;
+        }
+        let dir = std::env::temp_dir().join(format!(
+            "ssed-redis-{}-{}",
+            std::process::id(),
+            fastrand::u32(..)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut redis = Redis {
+            child: None,
+            port,
+            dir,
+            persist,
+        };
+        redis.run();
+        Some(redis)
+    }
+
+    /// (Re)starts the server on the same port and directory.
+    fn run(&mut self) {
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .args(["--save", ""]);
+        if self.persist {
+            cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
+        } else {
+            cmd.args(["--appendonly", "no"]);
+        }
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        self.child = Some(child);
+        let port = self.port;
+        wait_until(SOON, "redis-server to answer PING", || ping(port));
+    }
+
+    /// Stops it at once, as a crash would.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Runs one command and returns the raw reply.
+    fn cmd(&self, args: &[&str]) -> String {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(SOON)).unwrap();
+        let mut out = format!("*{}\r\n", args.len());
+        for a in args {
+            out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        s.write_all(out.as_bytes()).unwrap();
+        let mut buf = [0u8; 4096];
+        let n = s.read(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn ping(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut buf = [0u8; 16];
+    s.write_all(b"*1\r\n$4\r\nPING\r\n").is_ok()
+        && s.read(&mut buf).is_ok_and(|n| &buf[..n] == b"+PONG\r\n")
+}
+
+/// An ssed instance on `redis`, its link up.
+fn instance(redis: &Redis, tweak: impl FnOnce(&mut Config)) -> Server {
+    let url = redis.url();
+    let server = start(|c| {
+        c.redis = Some(ssed::redis::Target::parse(&url).unwrap());
+        c.redis_timeout = Duration::from_millis(500);
+        c.keepalive = Duration::from_millis(200);
+        tweak(c);
+    });
+    linked(server.addr());
+    server
+}
+
+/// Waits for `/healthz` to say ok.
+fn linked(addr: SocketAddr) {
+    wait_until(SOON, "the Redis link", || {
+        fetch(addr, "GET", "/healthz", &[], b"").0.status == 200
+    });
+}
+
+fn publish(addr: SocketAddr, target: &str, body: &str) -> String {
+    let (head, reply) = fetch(addr, "POST", target, &[], body.as_bytes());
+    assert_eq!(head.status, 200, "{reply}");
+    json(&reply)["id"].as_str().unwrap().to_string()
+}
+
+fn subscribe(addr: SocketAddr, target: &str, headers: &[(&str, &str)]) -> Conn {
+    let mut c = Conn::send(addr, "GET", target, headers, b"");
+    let head = c.head();
+    assert_eq!(head.status, 200, "{}", head.raw);
+    assert_eq!(c.chunk_str().as_deref(), Some("retry: 2000\n"));
+    c
+}
+
+fn seen(events: &[Message]) -> Vec<(String, String, String)> {
+    events
+        .iter()
+        .map(|e| (e.event.clone(), e.data.clone(), e.id.clone()))
+        .collect()
+}
+
+fn seq(id: &str) -> u64 {
+    id.rsplit_once('-').unwrap().1.parse().unwrap()
+}
+
+#[test]
+fn a_publish_on_one_instance_reaches_subscribers_on_both() {
+    let Some(redis) = Redis::start(false) else {
+        return;
+    };
+    let a = instance(&redis, |_| {});
+    let b = instance(&redis, |_| {});
+    let mut on_a = subscribe(a.addr(), "/events/news", &[]);
+    let mut on_b = subscribe(b.addr(), "/events/news", &[]);
+    let text = publish(a.addr(), "/events/news", "hello");
+    let named = publish(b.addr(), "/events/news?event=alert", "two\nlines");
+    let (head, reply) = fetch(
+        a.addr(),
+        "POST",
+        "/events/news",
+        &[("Content-Type", "application/json")],
+        br#"{"data": {"temp": 21.5}, "event": "reading"}"#,
+    );
+    assert_eq!(head.status, 200);
+    let jsonid = json(&reply)["id"].as_str().unwrap().to_string();
+    let want = vec![
+        ("message".to_string(), "hello".to_string(), text.clone()),
+        ("alert".into(), "two\nlines".into(), named.clone()),
+        ("reading".into(), "{\"temp\":21.5}".into(), jsonid.clone()),
+    ];
+    assert_eq!(seen(&on_a.events(3)), want);
+    assert_eq!(seen(&on_b.events(3)), want);
+    // One id space: both instances number from the same counter.
+    assert_eq!(seq(&named), seq(&text) + 1);
+    assert_eq!(
+        text.split_once('-').unwrap().0,
+        jsonid.split_once('-').unwrap().0
+    );
+    // /sse and /messages go through Redis too.
+    let mut sse_b = subscribe(b.addr(), "/sse", &[]);
+    let (head, _) = fetch(
+        a.addr(),
+        "POST",
+        "/messages",
+        &[("Content-Type", "application/json")],
+        br#"{"message": "from A"}"#,
+    );
+    assert_eq!(head.status, 200);
+    assert_eq!(
+        sse_b.events(1)[0].data,
+        r#"{"status": "Received", "message": "from A"}"#
+    );
+}
+
+#[test]
+fn concurrent_publishes_to_both_instances_arrive_in_one_order_everywhere() {
+    let Some(redis) = Redis::start(false) else {
+        return;
+    };
+    let a = instance(&redis, |_| {});
+    let b = instance(&redis, |_| {});
+    let mut subs = [
+        subscribe(a.addr(), "/events?topic=x&topic=y", &[]),
+        subscribe(b.addr(), "/events?topic=x&topic=y", &[]),
+    ];
+    const EACH: usize = 50;
+    let publishers: Vec<_> = [
+        (a.addr(), "x"),
+        (b.addr(), "y"),
+        (a.addr(), "y"),
+        (b.addr(), "x"),
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(p, (addr, topic))| {
+        std::thread::spawn(move || {
+            for i in 0..EACH {
+                publish(addr, &format!("/events/{topic}"), &format!("{p}:{i}"));
+            }
+        })
+    })
+    .collect();
+    for p in publishers {
+        p.join().unwrap();
+    }
+    let total = 4 * EACH;
+    let views: Vec<_> = subs.iter_mut().map(|s| seen(&s.events(total))).collect();
+    assert_eq!(
+        views[0], views[1],
+        "the two instances disagree on the order"
+    );
+    let ids: Vec<u64> = views[0].iter().map(|(_, _, id)| seq(id)).collect();
+    assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "{ids:?}");
+    // Each publisher's events in the order it sent them.
+    for p in 0..4 {
+        let mine: Vec<usize> = views[0]
+            .iter()
+            .filter_map(|(_, d, _)| d.strip_prefix(&format!("{p}:"))?.parse().ok())
+            .collect();
+        assert_eq!(mine, (0..EACH).collect::<Vec<_>>());
+    }
+}
+
+#[test]
+fn a_client_resumes_on_the_other_instance_exactly() {
+    let Some(redis) = Redis::start(false) else {
+        return;
+    };
+    let a = instance(&redis, |_| {});
+    let b = instance(&redis, |_| {});
+    let mut on_a = subscribe(a.addr(), "/events?topic=p&topic=q", &[]);
+    for d in ["p1", "p2"] {
+        publish(a.addr(), "/events/p", d);
+    }
+    publish(b.addr(), "/events/q", "q1");
+    let got = on_a.events(3);
+    let last = got[1].id.clone(); // after p2: q1 is owed
+    drop(on_a);
+    // Published while the client is away, on both instances.
+    publish(b.addr(), "/events/p", "p3");
+    publish(a.addr(), "/events/q", "q2");
+    // It comes back on B with the id from A; more is published meanwhile
+    // from another thread, at the seam between replay and live.
+    // (A watcher on A, to know when A has seen everything.)
+    let mut watch_a = subscribe(a.addr(), "/events/p", &[]);
+    let b_addr = b.addr();
+    let a_addr = a.addr();
+    let during = std::thread::spawn(move || {
+        for i in 0..20 {
+            let addr = if i % 2 == 0 { a_addr } else { b_addr };
+            publish(addr, "/events/p", &format!("live{i}"));
+        }
+    });
+    let mut on_b = subscribe(
+        b.addr(),
+        "/events?topic=p&topic=q",
+        &[("Last-Event-ID", &last)],
+    );
+    during.join().unwrap();
+    let rest = on_b.events(3 + 20);
+    let data: Vec<&str> = rest.iter().map(|e| e.data.as_str()).collect();
+    assert_eq!(&data[..3], ["q1", "p3", "q2"]);
+    let mut live: Vec<&str> = data[3..].to_vec();
+    live.sort_by_key(|d| d[4..].parse::<u32>().unwrap());
+    assert_eq!(
+        live,
+        (0..20).map(|i| format!("live{i}")).collect::<Vec<_>>()
+    );
+    let ids: Vec<u64> = rest.iter().map(|e| seq(&e.id)).collect();
+    assert!(
+        ids.windows(2).all(|w| w[1] > w[0]),
+        "not in id order: {ids:?}"
+    );
+    assert_eq!(ids[0], seq(&last) + 1, "not exactly after the id");
+    // ?last=N works across instances too: the newest 2 of p and q, once A
+    // has them all.
+    watch_a.events(20);
+    let mut newest = subscribe(a.addr(), "/events?topic=p&topic=q&last=2", &[]);
+    let two = newest.events(2);
+    assert_eq!(
+        (two[0].data.as_str(), two[1].data.as_str()),
+        ("live18", "live19")
+    );
+}
+
+#[test]
+fn a_client_ahead_of_an_instance_gets_no_duplicate() {
+    // B has not seen what A gave out: an id from A that B is still
+    // catching up with is resumed exactly, not taken for another run's.
+    let Some(redis) = Redis::start(false) else {
+        return;
+    };
+    let a = instance(&redis, |_| {});
+    let b = instance(&redis, |_| {});
+    let mut on_b = subscribe(b.addr(), "/events/r", &[]);
+    let first = publish(a.addr(), "/events/r", "one");
+    let mut resumed = subscribe(b.addr(), "/events/r", &[("Last-Event-ID", &first)]);
+    let second = publish(a.addr(), "/events/r", "two");
+    assert_eq!(on_b.events(2)[1].id, second);
+    let next = resumed.events(1).remove(0);
+    assert_eq!(
+        (next.data.as_str(), next.id.as_str()),
+        ("two", second.as_str())
+    );
+}
+
+#[test]
+fn trimmed_history_is_a_gap_and_an_instance_restart_loses_nothing() {
+    let Some(redis) = Redis::start(false) else {
+        return;
+    };
+    let a = instance(&redis, |c| c.history = 3);
+    let ids: Vec<String> = (1..=6)
+        .map(|i| publish(a.addr(), "/events/t", &format!("e{i}")))
+        .collect();
+    // Resuming after e1: e2 and e3 were trimmed (3 kept: e4..e6).
+    let mut sub = subscribe(a.addr(), "/events/t", &[("Last-Event-ID", &ids[0])]);
+    let got = sub.events(4);
+    assert_eq!(got[0].event, "gap");
+    assert_eq!(
+        json(&got[0].data),
+        serde_json::json!({"topic": "t", "missed": null, "after": ids[0], "through": ids[2]})
+    );
+    assert_eq!(
+        got[1..].iter().map(|e| e.data.as_str()).collect::<Vec<_>>(),
+        ["e4", "e5", "e6"]
+    );
+    drop(sub);
+    // A restarts; a new instance finds everything Redis kept.
+    a.shutdown();
+    let a = instance(&redis, |c| c.history = 3);
+    let mut sub = subscribe(a.addr(), "/events/t", &[("Last-Event-ID", &ids[4])]);
+    publish(a.addr(), "/events/t", "e7");
+    let got = sub.events(2);
+    assert_eq!(
+        (
+            got[0].data.as_str(),
+            got[0].id.as_str(),
+            got[1].data.as_str()
+        ),
+        ("e6", ids[5].as_str(), "e7")
+    );
+    // /topics shows what Redis keeps, and the link.
+    let (head, body) = fetch(a.addr(), "GET", "/topics", &[], b"");
+    assert!(
+        head.header("Redis-Link").unwrap().starts_with("up"),
+        "{}",
+        head.raw
+    );
+    let t = &json(&body)[0];
+    assert_eq!(
+        (t["topic"].as_str(), t["retained"].as_u64()),
+        (Some("t"), Some(3))
+    );
+    let (_, metrics) = fetch(a.addr(), "GET", "/metrics", &[], b"");
+    assert!(metrics.contains("\nssed_redis_up 1\n"), "{metrics}");
+}
+
+#[test]
+fn all_topics_together_keep_within_history_total_in_redis() {
+    let Some(redis) = Redis::start(false) else {
+        return;
+    };
+    // An event of 1000 bytes costs about 1150 (data, id, topic, 128): the
+    // budget holds the small topic's event and two of the big ones.
+    let a = instance(&redis, |c| c.history_total = 3000);
+    let small = publish(a.addr(), "/events/small", "s1");
+    let big = "x".repeat(1000);
+    let ids: Vec<String> = (0..5)
+        .map(|_| publish(a.addr(), "/events/big", &big))
+        .collect();
+    // Every instance sees what Redis keeps: another one, started now.
+    let b = instance(&redis, |c| c.history_total = 3000);
+    let (_, body) = fetch(b.addr(), "GET", "/topics", &[], b"");
+    let retained: Vec<(String, u64)> = json(&body)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["topic"].as_str().unwrap().to_string(),
+                t["retained"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        retained,
+        [("big".to_string(), 2), ("small".to_string(), 1)],
+        "{body}"
+    );
+    // A client that had the first big event is told what the budget took.
+    let mut sub = subscribe(
+        b.addr(),
+        "/events?topic=small&topic=big",
+        &[("Last-Event-ID", &small)],
+    );
+    let got = sub.events(3);
+    assert_eq!(
+        json(&got[0].data),
+        serde_json::json!({"topic": "big", "missed": null, "after": small, "through": ids[2]})
+    );
+    assert_eq!(
+        (got[1].id.as_str(), got[2].id.as_str()),
+        (ids[3].as_str(), ids[4].as_str())
+    );
+    let (_, metrics) = fetch(a.addr(), "GET", "/metrics", &[], b"");
+    assert!(
+        metrics.contains("\nssed_history_trimmed_total 3\n"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn redis_away_refuses_publishes_keeps_subscribers_and_catches_them_up() {
+    let Some(mut redis) = Redis::start(true) else {
+        return;
+    };
+    let a = instance(&redis, |_| {});
+    let b = instance(&redis, |_| {});
+    let mut on_a = subscribe(a.addr(), "/events/d", &[]);
+    let before = publish(b.addr(), "/events/d", "before");
+    assert_eq!(on_a.events(1)[0].id, before);
+    redis.kill();
+    wait_until(SOON, "the link to be down", || {
+        fetch(a.addr(), "GET", "/healthz", &[], b"").0.status == 503
+    });
+    let (head, body) = fetch(a.addr(), "GET", "/healthz", &[], b"");
+    assert!(
+        body.starts_with(&format!("redis {}: down for ", redis.url())),
+        "{body}"
+    );
+    assert_eq!(head.header("Retry-After"), Some("5"));
+    let (head, body) = fetch(a.addr(), "POST", "/events/d", &[], b"lost?");
+    assert_eq!(head.status, 503, "a publish Redis did not store: {body}");
+    assert!(json(&body)["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("not published: Redis ("));
+    // The subscriber is kept: keep-alives go on.
+    assert!(std::iter::from_fn(|| on_a.chunk_str()).any(|c| c == ": keep-alive\n"));
+    // Redis comes back with its data (append-only file): the history is
+    // there, and the subscriber gets what is published next.
+    redis.run();
+    linked(a.addr());
+    linked(b.addr());
+    let after = publish(b.addr(), "/events/d", "after");
+    let next = on_a.events(1).remove(0);
+    assert_eq!(
+        (next.data.as_str(), next.id.as_str()),
+        ("after", after.as_str())
+    );
+    assert_eq!(seq(&after), seq(&before) + 1, "the count went on");
+    let mut replay = subscribe(a.addr(), "/events/d", &[("Last-Event-ID", "x-0")]);
+    let got = replay.events(3);
+    assert_eq!(
+        got[1..].iter().map(|e| e.data.as_str()).collect::<Vec<_>>(),
+        ["before", "after"]
+    );
+    let (_, metrics) = fetch(a.addr(), "GET", "/metrics", &[], b"");
+    assert!(
+        metrics.contains("\nssed_redis_reconnects_total 1\n"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn redis_that_lost_its_data_ends_hub_streams_and_clients_resume_with_a_gap() {
+    let Some(mut redis) = Redis::start(false) else {
+        return;
+    };
+    let a = instance(&redis, |_| {});
+    let mut on_a = subscribe(a.addr(), "/events/v", &[]);
+    let old = publish(a.addr(), "/events/v", "old");
+    assert_eq!(on_a.events(1)[0].id, old);
+    redis.kill();
+    redis.run();
+    // The stream ends (its last chunk) once the instance sees the new run.
+    assert!(on_a.events_to_end().is_empty());
+    linked(a.addr());
+    let new = publish(a.addr(), "/events/v", "new");
+    assert_ne!(
+        old.split_once('-').unwrap().0,
+        new.split_once('-').unwrap().0
+    );
+    // The client reconnects with its old id: a gap, then all there is.
+    let mut again = subscribe(a.addr(), "/events/v", &[("Last-Event-ID", &old)]);
+    let got = again.events(2);
+    assert_eq!(got[0].event, "gap");
+    assert_eq!(
+        json(&got[0].data),
+        serde_json::json!({"topic": "v", "missed": null, "after": old, "through": null})
+    );
+    assert_eq!(
+        (got[1].data.as_str(), got[1].id.as_str()),
+        ("new", new.as_str())
+    );
+    let (_, metrics) = fetch(a.addr(), "GET", "/metrics", &[], b"");
+    assert!(
+        metrics.contains("\nssed_redis_resets_total 1\n"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn a_wrong_password_or_not_a_redis_is_said_in_one_line() {
+    let Some(redis) = Redis::start(false) else {
+        return;
+    };
+    redis.cmd(&["CONFIG", "SET", "requirepass", "right"]);
+    let health = |url: String| {
+        let server = start(|c| {
+            c.redis = Some(ssed::redis::Target::parse(&url).unwrap());
+            c.redis_timeout = Duration::from_millis(300);
+        });
+        let addr = server.addr();
+        let mut body = String::new();
+        wait_until(SOON, "the link's state", || {
+            let (head, b) = fetch(addr, "GET", "/healthz", &[], b"");
+            body = b;
+            head.status == 503 && !body.contains("connecting")
+        });
+        body
+    };
+    let wrong = health(format!("redis://:wrong@127.0.0.1:{}", redis.port));
+    assert!(
+        wrong.contains(": the password was refused: WRONGPASS"),
+        "{wrong}"
+    );
+    assert!(wrong.starts_with(&format!(
+        "redis redis://:***@127.0.0.1:{}: down",
+        redis.port
+    )));
+    let db = health(format!("redis://:right@127.0.0.1:{}/99", redis.port));
+    assert!(
+        db.ends_with(": database 99: ERR DB index is out of range\n"),
+        "{db}"
+    );
+    let none = health(redis.url());
+    assert!(
+        none.contains("Redis needs a password (redis://:PASSWORD@host): NOAUTH"),
+        "{none}"
+    );
+    // An HTTP server where Redis was expected, and one that says nothing.
+    let web = TcpListener::bind("127.0.0.1:0").unwrap();
+    let web_addr = web.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut conn in web.incoming().flatten() {
+            let _ = conn.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    let not_redis = health(format!("redis://{web_addr}"));
+    assert!(
+        not_redis
+            .ends_with("not a Redis server: not a Redis reply: \"HTTP/1.1 400 Bad Request\"\n"),
+        "{not_redis}"
+    );
+    let http = start(|_| {});
+    let silent = health(format!("redis://{}", http.addr()));
+    assert!(
+        silent.ends_with("no answer within 300 ms (--redis-timeout): is it a Redis server?\n"),
+        "{silent}"
+    );
+    // And the right one links.
+    let ok = start(|c| {
+        c.redis = Some(
+            ssed::redis::Target::parse(&format!("redis://:right@127.0.0.1:{}", redis.port))
+                .unwrap(),
+        );
+    });
+    linked(ok.addr());
+}
