@@ -299,6 +299,11 @@ impl Topic {
         Fanout(read(&self.ring).subscribers.clone())
     }
 
+    /// Whether the topic waits for a fan-out pass.
+    pub fn is_queued(&self) -> bool {
+        self.queued.load(Ordering::SeqCst)
+    }
+
     /// Marks the topic as waiting for a fan-out pass; false if it was already.
     pub fn queue_for_fanout(&self) -> bool {
         !self.queued.swap(true, Ordering::SeqCst)
