@@ -405,6 +405,29 @@ fn trimmed_history_is_a_gap_and_an_instance_restart_loses_nothing() {
 }
 
 #[test]
+fn a_topic_keeps_within_history_bytes_in_redis() {
+    let Some(redis) = Redis::start(false) else {
+        return;
+    };
+    // 10 bytes of data: two events of 4 bytes, never a third.
+    let a = instance(&redis, |c| c.history_bytes = 10);
+    let ids: Vec<String> = ["aaaa", "bbbb", "cccc", "dddd"]
+        .iter()
+        .map(|d| publish(a.addr(), "/events/t", d))
+        .collect();
+    let mut sub = subscribe(a.addr(), "/events/t", &[("Last-Event-ID", &ids[0])]);
+    let got = sub.events(3);
+    assert_eq!(
+        json(&got[0].data),
+        serde_json::json!({"topic": "t", "missed": null, "after": ids[0], "through": ids[1]})
+    );
+    assert_eq!(
+        got[1..].iter().map(|e| e.data.as_str()).collect::<Vec<_>>(),
+        ["cccc", "dddd"]
+    );
+}
+
+#[test]
 fn all_topics_together_keep_within_history_total_in_redis() {
     let Some(redis) = Redis::start(false) else {
         return;

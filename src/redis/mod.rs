@@ -117,19 +117,20 @@ local run_len = #ARGV[1] + 1
 local function cost(topic, entry_id, fields)
   return #fields[4] + #fields[2] + #topic + run_len + #entry_id - 2 + 128
 end
--- Drops the oldest event of a topic; returns what it cost, or nil.
+-- Drops the oldest event of a topic; returns what it cost and the data
+-- the topic keeps after it, or nil.
 local function drop_oldest(topic, key)
   local oldest = redis.call('xrange', key, '-', '+', 'COUNT', 1)[1]
   if not oldest then
     return nil
   end
   redis.call('xdel', key, oldest[1])
-  redis.call('hincrby', KEYS[6], topic, -#oldest[2][4])
+  local left = redis.call('hincrby', KEYS[6], topic, -#oldest[2][4])
   redis.call('hset', KEYS[7], topic, oldest[1])
   local c = cost(topic, oldest[1], oldest[2])
   redis.call('zincrby', KEYS[8], -c, topic)
   redis.call('incrby', KEYS[9], -c)
-  return c
+  return c, left
 end
 local added = cost(ARGV[2], id, {'e', ARGV[3], 'd', ARGV[4]})
 redis.call('zincrby', KEYS[8], added, ARGV[2])
@@ -139,10 +140,10 @@ local len = redis.call('xlen', KEYS[3])
 local history = tonumber(ARGV[5])
 local max_bytes = tonumber(ARGV[6])
 while len > 0 and (len > history or (bytes > max_bytes and len > 1)) do
-  local c = drop_oldest(ARGV[2], KEYS[3])
+  local c, left = drop_oldest(ARGV[2], KEYS[3])
   if not c then break end
   total = total - c
-  bytes = tonumber(redis.call('hget', KEYS[6], ARGV[2]))
+  bytes = left
   len = len - 1
 end
 local budget = tonumber(ARGV[9])
