@@ -44,6 +44,12 @@ pub struct Config {
     pub source_restart: sources::Restart,
     pub source_restart_delay: Duration,
     pub tail_poll: Duration,
+    /// `--tail-symlinks`: a `--tail` path may be (or become) a symlink.
+    pub tail_symlinks: bool,
+    /// ssed's own binary, which runs each `--source` program as its keeper
+    /// (`ssed` sets `/proc/self/exe`); `None` runs `sh` directly, without
+    /// the guarantee that the program's whole tree ends with it.
+    pub source_keeper: Option<PathBuf>,
     /// `--redis`: the hub shared with other instances.
     pub redis: Option<crate::redis::Target>,
     /// Connecting to Redis, and each command.
@@ -76,6 +82,8 @@ impl Default for Config {
             source_restart: sources::Restart::Always,
             source_restart_delay: Duration::from_secs(1),
             tail_poll: Duration::from_millis(250),
+            tail_symlinks: false,
+            source_keeper: None,
             redis: None,
             redis_timeout: Duration::from_secs(2),
         }
@@ -379,6 +387,15 @@ pub const FLAGS: &[Flag] = &[
         help: "how often a --tail file with nothing new is looked at",
         default: "250",
         set: |c, v| set(&mut c.tail_poll, millis(v, 10, 60_000)),
+        repeat: None,
+    },
+    Flag {
+        name: "--tail-symlinks",
+        var: "SSED_TAIL_SYMLINKS",
+        value: None,
+        help: "let a --tail path be a symlink, also one put in its place at rotation (whoever can write its directory can then publish any file ssed can read)",
+        default: "1 turns it on",
+        set: |c, v| set(&mut c.tail_symlinks, switch(v)),
         repeat: None,
     },
     Flag {

@@ -741,7 +741,7 @@ pub fn parse_query(query: &str) -> Result<Vec<(String, String)>, String> {
         .filter(|pair| !pair.is_empty())
         .map(|pair| {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            match (decode(name, true), decode(value, true)) {
+            match (query_name(name), decode(value, true)) {
                 (Some(n), Some(v)) => Ok((n, v)),
                 _ => Err(format!(
                     "query parameter {:?} is not valid percent-encoded UTF-8",
@@ -750,6 +750,12 @@ pub fn parse_query(query: &str) -> Result<Vec<(String, String)>, String> {
             }
         })
         .collect()
+}
+
+/// A query parameter's name decoded as [`parse_query`] decodes it; `None`
+/// if it does not decode.
+pub fn query_name(raw: &str) -> Option<String> {
+    decode(raw, true)
 }
 
 /// Splits a URL authority's `host[:port]`, the host of an IPv6 address in

@@ -29,7 +29,7 @@
 //! - the client: [`client`] (`ssed listen`, `ssed publish`, and their
 //!   HTTP on [`http1`]);
 //! - live logs: [`sources`] (programs and files that feed topics), on
-//!   [`lines`];
+//!   [`lines`], each program under a [`keeper`] process;
 //! - the edges: [`config`] and [`args`] (the command line), [`log`],
 //!   [`calendar`], [`sys`] (the only `unsafe` code).
 #![deny(unsafe_code)]
@@ -45,6 +45,7 @@ pub mod demos;
 pub mod fanout;
 pub mod http1;
 pub mod hub;
+pub mod keeper;
 pub mod lines;
 pub mod log;
 pub mod metrics;

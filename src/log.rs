@@ -93,7 +93,8 @@ impl Throttled {
 
 /// One access-log line: `2026-11-22T07:37:52Z 127.0.0.1:5123 "GET /sse HTTP/1.1" 200 1234 0.012s`.
 /// The target is shown with control and non-ASCII bytes escaped, and the
-/// value of a `token` query parameter hidden.
+/// value of every `token` query parameter hidden, however its name is
+/// spelled (see [`shown_target`]).
 pub fn access_line(
     peer: &str,
     method: &str,
@@ -110,8 +111,12 @@ pub fn access_line(
     )
 }
 
-/// The target as it can be logged: `token=` values replaced by `***`, and
-/// anything but printable ASCII as `\xNN`.
+/// The target as it can be logged: secret values replaced by `***`, and
+/// anything but printable ASCII as `\xNN`. A value is secret when its
+/// parameter's name, decoded as the server decodes it (`%74oken`,
+/// `tok%65n`, `+` for space), is `token` in any case, or cannot be decoded
+/// at all: the log never holds more than the server could have read as a
+/// token, whatever the spelling, and every repetition is hidden.
 fn shown_target(target: &str) -> String {
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let mut shown = path.to_string();
@@ -120,7 +125,7 @@ fn shown_target(target: &str) -> String {
         let pairs: Vec<String> = query
             .split('&')
             .map(|pair| match pair.split_once('=') {
-                Some((name, _)) if name == "token" => format!("{name}=***"),
+                Some((name, _)) if is_secret(name) => format!("{name}=***"),
                 _ => pair.to_string(),
             })
             .collect();
@@ -137,6 +142,14 @@ fn shown_target(target: &str) -> String {
     out
 }
 
+/// Whether a query parameter named `raw` (as written) may carry a token.
+fn is_secret(raw: &str) -> bool {
+    match crate::http1::query_name(raw) {
+        Some(name) => name.trim().eq_ignore_ascii_case("token"),
+        None => true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,6 +162,16 @@ mod tests {
             ("/a?b=\"c\"", "/a?b=\\x22c\\x22"),
             ("/caf\u{e9}", "/caf\\xc3\\xa9"),
             ("/a?", "/a?"),
+            // Spelled otherwise, the server still reads a token there.
+            ("/e?%74oken=S3CRET", "/e?%74oken=***"),
+            ("/e?tok%65n=S3CRET", "/e?tok%65n=***"),
+            ("/e?%74%6F%6B%65%6E=S3CRET", "/e?%74%6F%6B%65%6E=***"),
+            ("/e?TOKEN=S3CRET&Token=S3CRET", "/e?TOKEN=***&Token=***"),
+            // Every repetition, not only the one the server uses.
+            ("/e?token=a&x=1&token=S3CRET", "/e?token=***&x=1&token=***"),
+            // A name that does not decode is hidden too.
+            ("/e?tok%zzen=S3CRET", "/e?tok%zzen=***"),
+            ("/e?tokens=1", "/e?tokens=1"),
         ];
         for (target, shown) in cases {
             assert_eq!(shown_target(target), shown);

@@ -2,7 +2,7 @@
 
 use ssed::client::{self, Outcome};
 use ssed::config::{self, Command, UsageError};
-use ssed::{log, sys};
+use ssed::{keeper, log, sys};
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -39,6 +39,10 @@ fn main() -> ExitCode {
                 Err(e) => usage_error(e, "publish"),
             };
         }
+        Some(keeper::SUBCOMMAND) => {
+            args.next();
+            keeper::run(&args.collect::<Vec<_>>());
+        }
         _ => {}
     }
     let command = match config::parse(args, env) {
@@ -48,7 +52,11 @@ fn main() -> ExitCode {
     match command {
         Command::Help => print(&config::usage()),
         Command::Version => print(&format!("ssed {}\n", env!("CARGO_PKG_VERSION"))),
-        Command::Serve(config) => serve(*config),
+        Command::Serve(mut config) => {
+            // Each --source program runs under this binary as its keeper.
+            config.source_keeper = Some("/proc/self/exe".into());
+            serve(*config)
+        }
     }
 }
 

@@ -172,6 +172,8 @@ impl Server {
                 restart_delay: config.source_restart_delay,
                 tail_poll: config.tail_poll,
                 max_line: config.max_event_bytes,
+                keeper: config.source_keeper.clone(),
+                tail_symlinks: config.tail_symlinks,
             },
         )?;
         let app = Arc::new(App {

@@ -13,22 +13,33 @@
 //! line longer than the event limit is cut and marked. The hub's history
 //! bounds what a fast program costs in memory, as for any topic.
 //!
+//! What an operator points ssed at is hostile too: a file may be a FIFO,
+//! a device, or replaced by a symlink to a secret; a program may print
+//! without end, leave its process group, or hold its pipes after it exits.
+//! So a followed file is opened without blocking and only if it is a
+//! regular file (by default not through a symlink, and owned by the owner
+//! of the file it replaces); every read loop looks at the stop flag; a
+//! program runs under a [keeper](crate::keeper) that ends its whole tree;
+//! and its pipes are read only so long after it exits.
+//!
 //! [`Sources`] owns every thread and child: at shutdown it asks each
-//! process group to end (SIGTERM), kills what is left after a grace period,
-//! and joins every thread.
+//! keeper to end its program (SIGTERM), kills what is left after a grace
+//! period, and joins every thread.
 
 use crate::hub::Hub;
-use crate::lines::{each_line, Lines};
+use crate::keeper;
+use crate::lines::Lines;
 use crate::log;
 use crate::sse::Event;
 use crate::sys;
 use crate::waker::{lock, Waker};
 use serde_json::{json, Value};
-use std::fs::File;
+use std::fs::{File, Metadata, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
-use std::os::unix::fs::MetadataExt;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -43,8 +54,20 @@ const MAX_RESTART_DELAY: Duration = Duration::from_secs(60);
 /// At shutdown, how long programs have to end after SIGTERM before the
 /// rest of their process group is killed.
 const STOP_GRACE: Duration = Duration::from_millis(800);
-/// Bytes read from a file at a time.
+/// The keeper's own grace: shorter than ssed's, so that the keeper has
+/// killed what is left before ssed kills the keeper.
+const KEEPER_GRACE: Duration = Duration::from_millis(600);
+/// Bytes read from a file or a pipe at a time.
 const READ_CHUNK: usize = 16 * 1024;
+/// Chunks read from a file in one go before the loop looks at the stop
+/// flag and the file's name again: a file that never ends (`yes >> log`)
+/// holds the thread no longer than this.
+const CHUNKS_PER_LOOK: usize = 64;
+/// How long a program's pipes are still read after it exited: what a
+/// process it left behind holds open is not waited on forever.
+const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(1);
+/// How long a read of a pipe waits before it looks at the stop flag.
+const PIPE_LOOK: Duration = Duration::from_millis(100);
 
 /// What feeds a topic.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,6 +114,12 @@ pub struct Settings {
     pub tail_poll: Duration,
     /// The longest line published whole.
     pub max_line: usize,
+    /// ssed's own binary, run as the [keeper](crate::keeper) of each
+    /// program; `None` runs `sh` directly, without the keeper's guarantees
+    /// (for library use, where the binary is not at hand).
+    pub keeper: Option<PathBuf>,
+    /// `--tail-symlinks`: follow a `--tail` path that is a symlink.
+    pub tail_symlinks: bool,
 }
 
 /// How a source publishes a line: to the hub, or through Redis; an error
@@ -151,6 +180,10 @@ impl Sources {
         };
         let mut sources = sources;
         for spec in specs {
+            if let Kind::File(path) = &spec.kind {
+                check_tail_at_start(path, shared.settings.tail_symlinks)
+                    .map_err(|why| io::Error::other(format!("{}: {why}", spec.flag())))?;
+            }
             hub.pin(&spec.topic)
                 .map_err(|e| io::Error::other(format!("{}: {e:?}", spec.flag())))?;
             let source = Arc::new(Source {
@@ -221,8 +254,8 @@ impl Sources {
     }
 
     /// Stops every source: what has not ended a grace period after SIGTERM
-    /// is killed, with its whole process group; every thread is joined. No
-    /// child outlives ssed.
+    /// is killed (by its keeper; its group by ssed if the keeper is stuck);
+    /// every thread is joined. No child outlives ssed.
     pub fn stop(&self) {
         self.begin_stop();
         let began = lock(&self.shared.stop_began).unwrap_or_else(Instant::now);
@@ -339,16 +372,26 @@ fn ended(exit: &Value) -> String {
 /// the `exit` event says.
 fn run_once(shared: &Shared, source: &Source, command: &str) -> Value {
     let topic = source.spec.topic.as_str();
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c")
-        .arg(command)
-        .stdin(Stdio::null())
+    let mut cmd = match &shared.settings.keeper {
+        Some(keeper) => {
+            let mut cmd = keeper::command(keeper, command, KEEPER_GRACE);
+            // The keeper ends the program's tree when ssed goes, however.
+            sys::die_with_parent(&mut cmd, sys::Signal::Term);
+            cmd
+        }
+        None => {
+            let mut cmd = Command::new("sh");
+            cmd.arg("-c").arg(command);
+            sys::die_with_parent(&mut cmd, sys::Signal::Kill);
+            cmd
+        }
+    };
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         // Its own process group, so that everything it starts can be
         // stopped together.
         .process_group(0);
-    sys::die_with_parent(&mut cmd);
     let spawned = cmd.spawn();
     let mut child = match spawned {
         Ok(child) => child,
@@ -366,27 +409,172 @@ fn run_once(shared: &Shared, source: &Source, command: &str) -> Value {
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
     let max = shared.settings.max_line;
-    thread::scope(|scope| {
+    // When the program ended: its pipes are read a little longer, not for
+    // as long as something it left holds them.
+    let exited: Mutex<Option<Instant>> = Mutex::default();
+    let give_up = || {
+        let drained = lock(&exited).is_some_and(|at| at.elapsed() >= DRAIN_AFTER_EXIT);
+        let late = shared.stopping()
+            && lock(&shared.stop_began).is_some_and(|at| at.elapsed() >= STOP_GRACE);
+        drained || late
+    };
+    let status = thread::scope(|scope| {
         if let Some(err) = stderr {
+            let give_up = &give_up;
             scope.spawn(move || {
-                each_line(err, max, |line| {
+                read_lines(err, max, give_up, |line| {
                     shared.publish(topic, Event::named("stderr", line))
                 });
             });
         }
         if let Some(out) = stdout {
-            each_line(out, max, |line| shared.publish(topic, Event::message(line)));
+            let give_up = &give_up;
+            scope.spawn(move || {
+                read_lines(out, max, give_up, |line| {
+                    shared.publish(topic, Event::message(line))
+                });
+            });
         }
+        let status = child.wait();
+        *lock(&exited) = Some(Instant::now());
+        status
     });
-    let exit = match child.wait() {
+    let exit = match status {
         Ok(status) => json!({ "code": status.code(), "signal": status.signal() }),
         Err(e) => json!({ "code": null, "signal": null, "error": e.to_string() }),
     };
     // What it left running in its group (started in the background, its
     // output sent elsewhere) ends with it, as under systemd: runs do not
-    // pile up across restarts.
+    // pile up across restarts. (The keeper has done so for its whole tree.)
     sys::signal_group(child.id(), sys::Signal::Kill);
     exit
+}
+
+/// Calls `line` for each line read from the pipe `r` until it ends or
+/// `give_up` says so (looked at whenever nothing came for a while).
+fn read_lines(
+    mut r: impl Read + AsRawFd,
+    max: usize,
+    give_up: &dyn Fn() -> bool,
+    mut line: impl FnMut(String),
+) {
+    let mut lines = Lines::new(max);
+    let mut buf = vec![0u8; READ_CHUNK];
+    loop {
+        if !sys::wait_readable(r.as_raw_fd(), PIPE_LOOK) {
+            if give_up() {
+                break;
+            }
+            continue;
+        }
+        match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => lines.feed(&buf[..n], &mut line),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    lines.finish(&mut line);
+}
+
+/// Refuses at start a `--tail` path that exists and is not something to
+/// follow: a directory, a FIFO, a device, a socket, or (without
+/// `--tail-symlinks`) a symlink. One that does not exist yet is waited for.
+fn check_tail_at_start(path: &Path, symlinks: bool) -> Result<(), String> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() && !symlinks => Err(format!(
+            "{} is a symlink; name the file itself, or allow symlinks with --tail-symlinks",
+            path.display()
+        )),
+        Ok(meta) => {
+            let meta = if meta.file_type().is_symlink() {
+                match std::fs::metadata(path) {
+                    Ok(target) => target,
+                    // A dangling symlink: waited for, as a missing file.
+                    Err(_) => return Ok(()),
+                }
+            } else {
+                meta
+            };
+            match not_regular(&meta) {
+                Some(what) => Err(format!(
+                    "{} is {what}; --tail follows regular files only",
+                    path.display()
+                )),
+                None => Ok(()),
+            }
+        }
+        Err(_) => Ok(()),
+    }
+}
+
+/// What a file is when it is not a regular file: `a directory`.
+fn not_regular(meta: &Metadata) -> Option<&'static str> {
+    let t = meta.file_type();
+    Some(if t.is_file() {
+        return None;
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_char_device() || t.is_block_device() {
+        "a device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    })
+}
+
+/// Why the file at a `--tail` path is not followed.
+#[derive(Debug, PartialEq, Eq)]
+enum Refused {
+    /// Nothing there (or a dangling symlink): said once, then waited for.
+    Missing(String),
+    /// Something there that must not be read: said once, then waited out.
+    Unsafe(String),
+}
+
+/// Opens the file at `path` to follow it: never blocks (a FIFO or a device
+/// opens at once with `O_NONBLOCK`, then is refused), never follows a
+/// symlink unless `symlinks`, and refuses a file not owned by `owner` (the
+/// owner of the file it replaces), so that whoever can write the log's
+/// directory cannot make ssed publish another file.
+fn open_followed(
+    path: &Path,
+    symlinks: bool,
+    owner: Option<u32>,
+) -> Result<(File, Metadata), Refused> {
+    let mut flags = libc::O_NONBLOCK | libc::O_NOCTTY;
+    if !symlinks {
+        flags |= libc::O_NOFOLLOW;
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(flags)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) if !symlinks => {
+                Refused::Unsafe("is now a symlink; not followed (--tail-symlinks allows it)".into())
+            }
+            _ if e.kind() == io::ErrorKind::NotFound => Refused::Missing(e.to_string()),
+            _ => Refused::Unsafe(e.to_string()),
+        })?;
+    let meta = file
+        .metadata()
+        .map_err(|e| Refused::Unsafe(e.to_string()))?;
+    if let Some(what) = not_regular(&meta) {
+        return Err(Refused::Unsafe(format!(
+            "is now {what}; --tail follows regular files only"
+        )));
+    }
+    if let Some(uid) = owner.filter(|&uid| uid != meta.uid()) {
+        return Err(Refused::Unsafe(format!(
+            "is now owned by uid {}, not uid {uid} as the file it replaces; not followed",
+            meta.uid()
+        )));
+    }
+    Ok((file, meta))
 }
 
 /// Follows a `--tail` file as `tail -F` does.
@@ -396,33 +584,39 @@ fn follow(shared: &Shared, source: &Source) {
     };
     let topic = source.spec.topic.as_str();
     let poll = shared.settings.tail_poll;
+    let symlinks = shared.settings.tail_symlinks;
     let mut lines = Lines::new(shared.settings.max_line);
     let mut emit = |line: String| shared.publish(topic, Event::message(line));
     // Only a file there from the start is read from its end; one that
     // appears, or replaces it, is read whole.
     let mut from_end = true;
     let mut open: Option<(File, u64, u64)> = None;
-    let mut missing_said = false;
+    // The owner of the first file followed: a file that replaces it must
+    // have the same.
+    let mut owner: Option<u32> = None;
+    // What was last said about the path, so that it is said once.
+    let mut said: Option<Refused> = None;
     let mut buf = vec![0u8; READ_CHUNK];
     while !shared.stopping() {
         let Some((file, inode, pos)) = open.as_mut() else {
-            match File::open(path).and_then(|f| {
-                let meta = f.metadata()?;
-                Ok((f, meta.ino(), meta.len()))
-            }) {
-                Ok((mut f, ino, len)) => {
-                    let start = if from_end { len } else { 0 };
+            match open_followed(path, symlinks, owner) {
+                Ok((mut f, meta)) => {
+                    let start = if from_end { meta.len() } else { 0 };
                     if f.seek(SeekFrom::Start(start)).is_ok() {
-                        open = Some((f, ino, start));
+                        owner.get_or_insert(meta.uid());
+                        open = Some((f, meta.ino(), start));
                         lock(&source.state).running = true;
-                        missing_said = false;
+                        said = None;
                     }
                 }
-                Err(e) => {
-                    // Said once each time it goes missing.
-                    if !missing_said {
-                        missing_said = true;
-                        log::line(&format!("{}: {e}; waiting for it", source.spec.flag()));
+                Err(refused) => {
+                    if said.as_ref() != Some(&refused) {
+                        let why = match &refused {
+                            Refused::Missing(e) => format!("{e}; waiting for it"),
+                            Refused::Unsafe(e) => format!("{} {e}", path.display()),
+                        };
+                        log::line(&format!("{}: {why}", source.spec.flag()));
+                        said = Some(refused);
                     }
                     source.waker.wait(poll);
                 }
@@ -431,32 +625,52 @@ fn follow(shared: &Shared, source: &Source) {
             continue;
         };
         let mut read_any = false;
-        loop {
+        // Whether the read came to the file's end (else it stopped to look
+        // around, and more is there).
+        let mut at_end = false;
+        for _ in 0..CHUNKS_PER_LOOK {
+            if shared.stopping() {
+                break;
+            }
             match file.read(&mut buf) {
-                Ok(0) => break,
+                Ok(0) => {
+                    at_end = true;
+                    break;
+                }
                 Ok(n) => {
                     *pos += n as u64;
                     read_any = true;
                     lines.feed(&buf[..n], &mut emit);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => break,
+                // EAGAIN (a file that would block) or a failing disk: look
+                // again after a poll period.
+                Err(_) => {
+                    at_end = true;
+                    break;
+                }
             }
         }
-        let next = match std::fs::metadata(path) {
-            // Renamed away and created anew: what the old one held is read;
-            // the new one is read from its start.
-            Ok(meta) if meta.ino() != *inode => Next::Reopen,
-            Ok(meta) if meta.len() < *pos => {
+        let now = if symlinks {
+            std::fs::metadata(path)
+        } else {
+            std::fs::symlink_metadata(path)
+        };
+        let next = match now {
+            // Renamed away and created anew (or a symlink put in its
+            // place): what the old one held is read to its end; then the
+            // new one from its start, if it may be.
+            Ok(meta) if meta.ino() != *inode && at_end => Next::Reopen,
+            Ok(meta) if meta.ino() == *inode && meta.len() < *pos => {
                 if file.seek(SeekFrom::Start(0)).is_ok() {
                     *pos = 0;
                 }
                 Next::Truncated
             }
-            Ok(_) if read_any => Next::Read,
-            Ok(_) => Next::Wait,
-            // Removed: wait for it to come back.
-            Err(_) => Next::Gone,
+            // Removed: what it held is read, then it is waited for.
+            Err(_) if at_end => Next::Gone,
+            _ if read_any => Next::Read,
+            _ => Next::Wait,
         };
         match next {
             Next::Read => {}
@@ -466,6 +680,7 @@ fn follow(shared: &Shared, source: &Source) {
             Next::Reopen => {
                 lines.finish(&mut emit);
                 open = None;
+                lock(&source.state).running = false;
             }
             Next::Truncated => {
                 lines.finish(&mut emit);

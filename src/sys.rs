@@ -6,10 +6,14 @@
 
 use std::io;
 
-/// File descriptors kept for everything that is not a connection: the
+/// File descriptors kept for everything that is not a connection (the
 /// listener, the spare descriptor kept for running out, files read for
-/// `--www`, the sampler's /proc reads.
-const RESERVED_FDS: u64 = 256;
+/// `--www`, the sampler's /proc reads, the Redis link, the pipes of
+/// sources): an eighth of the open-files limit, at least 16 and at most
+/// 256. A fixed 256 left one connection under a limit of 256.
+fn reserved_fds(open_files: u64) -> u64 {
+    (open_files / 8).clamp(16, 256)
+}
 
 /// Threads left to the rest of the system when sizing the connection cap:
 /// `pid_max` counts every thread of every process.
@@ -57,7 +61,7 @@ pub fn raise_open_files_limit() -> io::Result<u64> {
 pub fn default_max_connections(open_files: u64) -> (usize, &'static str) {
     let limits = [
         (
-            Some(open_files.saturating_sub(RESERVED_FDS)),
+            Some(open_files.saturating_sub(reserved_fds(open_files))),
             "the open-files limit",
         ),
         (
@@ -226,26 +230,181 @@ pub fn signal_group(pgid: u32, signal: Signal) {
     if pgid <= 1 {
         return;
     }
-    let sig = match signal {
-        Signal::Term => libc::SIGTERM,
-        Signal::Kill => libc::SIGKILL,
-    };
     // SAFETY: kill takes plain integers; a group that is gone is ESRCH.
-    unsafe { libc::kill(-pgid, sig) };
+    unsafe { libc::kill(-pgid, signal.number()) };
 }
 
-/// Has the child `cmd` starts killed when the thread that started it ends,
-/// ssed included, however it ends: a source's program does not outlive
-/// ssed even if ssed is killed outright.
+impl Signal {
+    fn number(self) -> libc::c_int {
+        match self {
+            Signal::Term => libc::SIGTERM,
+            Signal::Kill => libc::SIGKILL,
+        }
+    }
+}
+
+/// Sends `signal` to the one process `pid`.
 #[allow(unsafe_code)]
-pub fn die_with_parent(cmd: &mut std::process::Command) {
+pub fn signal_process(pid: u32, signal: Signal) {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return;
+    };
+    if pid <= 1 {
+        return;
+    }
+    // SAFETY: kill takes plain integers; a process that is gone is ESRCH.
+    unsafe { libc::kill(pid, signal.number()) };
+}
+
+/// Has the child `cmd` starts sent `signal` when the thread that started
+/// it ends, ssed included, however it ends (even SIGKILL).
+#[allow(unsafe_code)]
+pub fn die_with_parent(cmd: &mut std::process::Command, signal: Signal) {
     use std::os::unix::process::CommandExt;
+    let sig = signal.number();
     // SAFETY: the closure runs in the child between fork and exec and calls
     // only prctl, which is async-signal-safe.
     unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        cmd.pre_exec(move || {
+            libc::prctl(libc::PR_SET_PDEATHSIG, sig);
             Ok(())
         });
     }
+}
+
+/// Makes the calling process the reaper of its orphaned descendants
+/// (`PR_SET_CHILD_SUBREAPER`): a process that leaves its parent, its
+/// process group or its session still has this one as an ancestor.
+#[allow(unsafe_code)]
+pub fn become_subreaper() -> io::Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Asks for SIGTERM when the parent ends (`PR_SET_PDEATHSIG`).
+#[allow(unsafe_code)]
+pub fn term_with_parent() {
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM, 0, 0, 0) };
+}
+
+/// The parent's process id.
+#[allow(unsafe_code)]
+pub fn parent_pid() -> u32 {
+    // SAFETY: getppid takes nothing and cannot fail.
+    unsafe { libc::getppid() as u32 }
+}
+
+/// The signals a keeper takes by waiting for them: the stop signals,
+/// SIGHUP, and SIGCHLD (a child ended).
+#[allow(unsafe_code)]
+fn keeper_signals() -> libc::sigset_t {
+    let mut set = stop_signals();
+    // SAFETY: sigaddset sets bits of an initialised set.
+    unsafe {
+        libc::sigaddset(&mut set, libc::SIGHUP);
+        libc::sigaddset(&mut set, libc::SIGCHLD);
+    }
+    set
+}
+
+/// Blocks the keeper's signals, so that [`wait_keeper_signal`] takes them.
+#[allow(unsafe_code)]
+pub fn block_keeper_signals() -> io::Result<()> {
+    let set = keeper_signals();
+    // SAFETY: as in block_stop_signals.
+    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    Ok(())
+}
+
+/// What a keeper was told while it waited.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Told {
+    /// SIGTERM, SIGINT or SIGHUP.
+    Stop,
+    /// SIGCHLD, or nothing within the time.
+    Look,
+}
+
+/// Waits at most `timeout` for one of the keeper's signals.
+#[allow(unsafe_code)]
+pub fn wait_keeper_signal(timeout: std::time::Duration) -> Told {
+    let set = keeper_signals();
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: sigtimedwait reads the set and the timespec; no siginfo is asked for.
+    let sig = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) };
+    match sig {
+        libc::SIGTERM | libc::SIGINT | libc::SIGHUP => Told::Stop,
+        _ => Told::Look,
+    }
+}
+
+/// A child that ended, reaped, with its wait status; `Ok(None)` while
+/// every child still runs; an error (ECHILD) when there is none at all.
+#[allow(unsafe_code)]
+pub fn reap_any() -> io::Result<Option<(u32, std::process::ExitStatus)>> {
+    use std::os::unix::process::ExitStatusExt;
+    let mut status: libc::c_int = 0;
+    loop {
+        // SAFETY: waitpid writes one int.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if pid > 0 {
+            return Ok(Some((
+                pid as u32,
+                std::process::ExitStatus::from_raw(status),
+            )));
+        }
+        if pid == 0 {
+            return Ok(None);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Ends the calling process the way `status` says its child ended: by the
+/// same signal (its default action restored), else with its exit code.
+#[allow(unsafe_code)]
+pub fn exit_like(status: std::process::ExitStatus) -> ! {
+    use std::os::unix::process::ExitStatusExt;
+    if let Some(sig) = status.signal() {
+        // SAFETY: signal, sigprocmask and kill take plain values; the
+        // default action of a fatal signal ends this process here.
+        unsafe {
+            libc::signal(sig, libc::SIG_DFL);
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, sig);
+            libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+            libc::kill(libc::getpid(), sig);
+        }
+        // A signal whose default is not to end (SIGCHLD, SIGWINCH).
+        std::process::exit(128 + sig);
+    }
+    std::process::exit(status.code().unwrap_or(1))
+}
+
+/// Waits at most `timeout` for `fd` to have something to read (or its end).
+#[allow(unsafe_code)]
+pub fn wait_readable(fd: std::os::fd::RawFd, timeout: std::time::Duration) -> bool {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+    // SAFETY: poll reads and writes the one pollfd we pass.
+    let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+    n > 0
 }

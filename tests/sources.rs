@@ -35,6 +35,7 @@ fn serve(specs: Vec<Spec>, tweak: impl FnOnce(&mut Config)) -> Server {
         c.sources = specs;
         c.source_restart_delay = Duration::from_millis(20);
         c.tail_poll = Duration::from_millis(10);
+        c.source_keeper = Some(env!("CARGO_BIN_EXE_ssed").into());
         tweak(c);
     })
 }

@@ -368,6 +368,24 @@ impl Daemon {
         }
     }
 
+    /// Sends SIGTERM and waits for the exit: how long it took, and the
+    /// status. Fails the test past `within`.
+    pub fn terminate(&mut self, within: Duration) -> (Duration, std::process::ExitStatus) {
+        let started = Instant::now();
+        // SAFETY: kill takes plain integers.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return (started.elapsed(), status);
+            }
+            assert!(
+                started.elapsed() < within,
+                "ssed did not exit within {within:?} of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// The next stderr line that contains `text`, within `within`.
     pub fn stderr_line(&self, text: &str, within: Duration) -> String {
         let deadline = Instant::now() + within;
