@@ -21,6 +21,8 @@ pub struct Config {
     pub www: Option<PathBuf>,
     pub cors_origins: Vec<String>,
     pub keepalive: Duration,
+    /// `--retry-ms`: the reconnection delay each SSE stream sends first.
+    pub retry_ms: u64,
     /// `None`: what the system's limits allow, found at start.
     pub max_connections: Option<usize>,
     /// `None`: the connection cap less a reserve for short requests.
@@ -63,6 +65,7 @@ impl Default for Config {
             www: None,
             cors_origins: Vec::new(),
             keepalive: Duration::from_secs(15),
+            retry_ms: crate::stream::RETRY_MS,
             max_connections: None,
             max_streams: None,
             max_demo_streams: 1024,
@@ -123,8 +126,7 @@ pub const FLAGS: &[Flag] = &[
         help: "address to listen on; port 0 picks a free one",
         default: "127.0.0.1:8000",
         set: |c, v| {
-            check_addr(v)?;
-            c.addr = v.to_string();
+            c.addr = check_addr(v)?;
             Ok(())
         },
         repeat: None,
@@ -167,6 +169,15 @@ pub const FLAGS: &[Flag] = &[
         help: "comment sent on a stream idle this long",
         default: "15",
         set: |c, v| set(&mut c.keepalive, seconds(v, 0.01, 3600.0)),
+        repeat: None,
+    },
+    Flag {
+        name: "--retry-ms",
+        var: "SSED_RETRY_MS",
+        value: Some("MS"),
+        help: "how long a browser waits before it reconnects, sent first on every SSE stream (retry:)",
+        default: "2000",
+        set: |c, v| set(&mut c.retry_ms, millis(v, 100, 3_600_000).map(|d| d.as_millis() as u64)),
         repeat: None,
     },
     Flag {
@@ -621,13 +632,21 @@ fn token(value: &str) -> Result<String, String> {
     }
 }
 
-fn check_addr(value: &str) -> Result<(), String> {
-    let expected = || "expected HOST:PORT, such as 127.0.0.1:8000 or [::1]:0".to_string();
+/// `HOST:PORT` as given, or `:PORT` (as nginx and Go read it: every IPv4
+/// interface) as `0.0.0.0:PORT`.
+fn check_addr(value: &str) -> Result<String, String> {
+    let expected = || {
+        "expected HOST:PORT, such as 127.0.0.1:8000, [::1]:0 or :8000 (every interface)".to_string()
+    };
     let (host, port) = value.rsplit_once(':').ok_or_else(expected)?;
-    if host.is_empty() || port.parse::<u16>().is_err() {
+    if port.parse::<u16>().is_err() {
         return Err(expected());
     }
-    Ok(())
+    Ok(if host.is_empty() {
+        format!("0.0.0.0:{port}")
+    } else {
+        value.to_string()
+    })
 }
 
 fn check_origin(value: &str) -> Result<(), String> {
@@ -736,7 +755,7 @@ mod tests {
             (&["--frob"], &[], "unknown option \"--frob\""),
             (&["extra"], &[], "unexpected argument \"extra\""),
             (&["--addr"], &[], "--addr needs a value"),
-            (&["--addr", "8000"], &[], "invalid value \"8000\" for --addr: expected HOST:PORT, such as 127.0.0.1:8000 or [::1]:0"),
+            (&["--addr", "8000"], &[], "invalid value \"8000\" for --addr: expected HOST:PORT, such as 127.0.0.1:8000, [::1]:0 or :8000 (every interface)"),
             (&["--keepalive=x"], &[], "invalid value \"x\" for --keepalive: expected seconds from 0.01 to 3600"),
             (&["--max-streams", "0"], &[], "invalid value \"0\" for --max-streams: expected a whole number from 1 to 1000000"),
             (&["--cors-origin", "localhost"], &[], "invalid value \"localhost\" for --cors-origin: expected * or an origin such as http://localhost:8080"),

@@ -46,8 +46,12 @@ impl Cors {
     pub fn fields(&self) -> Vec<(&'static str, String)> {
         match &self.allow_origin {
             Some(o) if o == "*" => vec![("Access-Control-Allow-Origin", o.clone())],
+            // A named origin may send credentials (the `ssed_token`
+            // cookie with `withCredentials`); `*` never may (Fetch forbids
+            // credentials with a wildcard).
             Some(o) => vec![
                 ("Access-Control-Allow-Origin", o.clone()),
+                ("Access-Control-Allow-Credentials", "true".into()),
                 ("Vary", "Origin".into()),
             ],
             None => Vec::new(),
@@ -130,6 +134,7 @@ mod tests {
             Cors::new(&allowed, Some("http://a:1")).fields(),
             [
                 ("Access-Control-Allow-Origin", "http://a:1".to_string()),
+                ("Access-Control-Allow-Credentials", "true".to_string()),
                 ("Vary", "Origin".to_string())
             ]
         );

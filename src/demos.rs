@@ -96,6 +96,18 @@ impl Script for Ticker {
     }
 }
 
+/// The id of the last event of a finite demo stream (a training run, the
+/// JSON and text examples). A browser or `ssed listen` that reconnects
+/// after it sends it as `Last-Event-ID`, and is answered 204: EventSource
+/// stops there, instead of starting the run again and again.
+pub const FINISHED_ID: &str = "end";
+
+/// The last event of a finite stream: it carries [`FINISHED_ID`].
+fn last(mut event: Event) -> Event {
+    event.id = Some(FINISHED_ID.into());
+    event
+}
+
 /// The training task (seed 000, example 3): for each epoch a pause, then
 /// `steps` progress events `step` apart, then `complete`.
 pub struct Training {
@@ -138,7 +150,10 @@ impl Script for Training {
             return;
         };
         if epoch > self.epochs {
-            out.push(Arc::new(Event::named("complete", "Training complete!")));
+            out.push(Arc::new(last(Event::named(
+                "complete",
+                "Training complete!",
+            ))));
             self.next = None;
             return;
         }
@@ -201,8 +216,14 @@ impl Script for Numbered {
     }
 
     fn fire(&mut self, out: &mut Vec<Arc<Event>>) {
-        out.push(Arc::new(Event::message((self.make)(self.i, self.count))));
+        let event = Event::message((self.make)(self.i, self.count));
         self.i += 1;
+        let event = if self.i == self.count {
+            last(event)
+        } else {
+            event
+        };
+        out.push(Arc::new(event));
     }
 }
 
@@ -505,7 +526,10 @@ mod tests {
             events[8],
             (
                 Duration::ZERO,
-                Event::named("complete", "Training complete!")
+                Event {
+                    id: Some("end".into()),
+                    ..Event::named("complete", "Training complete!")
+                }
             )
         );
     }
@@ -548,5 +572,11 @@ mod tests {
             ["some data 0", "some data 1", "some data 2"]
         );
         assert!(data(&mut Numbered::json(0, Duration::ZERO)).is_empty());
+        // Only the last carries the id that says the stream is finished.
+        let ids: Vec<_> = run(&mut Numbered::text(3, Duration::ZERO))
+            .into_iter()
+            .map(|(_, e)| e.id)
+            .collect();
+        assert_eq!(ids, [None, None, Some("end".to_string())]);
     }
 }

@@ -220,10 +220,9 @@ impl HeadParser {
                 431,
                 format!("the request has more than {MAX_FIELDS} header fields"),
             )),
-            Err(httparse::Error::Version) => Err(Refusal::new(
-                505,
-                "only HTTP/1.0 and HTTP/1.1 are served here",
-            )),
+            Err(httparse::Error::Version) => {
+                version_fallback(&buf[..end], start, line_end).map(Some)
+            }
             Err(e) => Err(bad(format!("malformed request head: {e}"))),
         }
     }
@@ -236,6 +235,59 @@ impl HeadParser {
         }
         self.scanned = buf.len();
         Ok(None)
+    }
+}
+
+/// A request line httparse refused for its version: a later HTTP/1.x
+/// (`HTTP/1.2`) is served as HTTP/1.1, the highest minor version known
+/// (RFC 9110, 2.5); a line with more than two spaces has a space in its
+/// target, which RFC 9112 (3.2) answers with 400; another major version
+/// is 505.
+fn version_fallback(
+    head: &[u8],
+    start: usize,
+    line_end: usize,
+) -> Result<(Request, usize), Refusal> {
+    let line = &head[start..line_end];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let spaces = line.iter().filter(|&&b| b == b' ').count();
+    if spaces > 2 {
+        return Err(bad("the request target has a space in it; write it as %20"));
+    }
+    let version = line.rsplit(|&b| b == b' ').next().unwrap_or_default();
+    let later_1x = version.len() == 8
+        && version.starts_with(b"HTTP/1.")
+        && version[7].is_ascii_digit()
+        && version[7] > b'1';
+    if !later_1x {
+        let other_major = version.starts_with(b"HTTP/")
+            && version
+                .get(5)
+                .is_some_and(|&d| d.is_ascii_digit() && d != b'1');
+        return if other_major && spaces == 2 {
+            Err(Refusal::new(
+                505,
+                "only HTTP/1.x is served here (1.0 and 1.1; later 1.x as 1.1)",
+            ))
+        } else {
+            Err(bad(
+                "malformed request line: expected METHOD TARGET HTTP/1.1",
+            ))
+        };
+    }
+    // The same head with the version's minor digit, the line's last
+    // byte, made 1: same length.
+    let mut copy = head.to_vec();
+    copy[start + line.len() - 1] = b'1';
+    let mut fields = vec![httparse::EMPTY_HEADER; MAX_FIELDS];
+    let mut req = httparse::Request::new(&mut fields);
+    match req.parse(&copy) {
+        Ok(httparse::Status::Complete(n)) => Ok((request_from(&req)?, n)),
+        Err(httparse::Error::TooManyHeaders) => Err(Refusal::new(
+            431,
+            format!("the request has more than {MAX_FIELDS} header fields"),
+        )),
+        _ => Err(bad("malformed request head")),
     }
 }
 
@@ -657,21 +709,30 @@ impl Response {
     }
 
     /// Plain text, ended with a newline so that it reads well in a terminal.
+    /// Like every answer made now, not to be kept by a cache.
     pub fn text(status: u16, text: &str) -> Self {
         Response::new(
             status,
             "text/plain; charset=utf-8",
             format!("{text}\n").into_bytes(),
         )
+        .no_store()
     }
 
-    /// JSON: `value` written compactly.
+    /// JSON: `value` written compactly; not to be kept by a cache.
     pub fn json(status: u16, value: &serde_json::Value) -> Self {
         Response::new(
             status,
             "application/json",
             format!("{value}\n").into_bytes(),
         )
+        .no_store()
+    }
+
+    /// `Cache-Control: no-store`: an answer made for this request (the
+    /// hub's state, a health check, a refusal) that a cache must not keep.
+    pub fn no_store(self) -> Self {
+        self.with("Cache-Control", "no-store")
     }
 
     /// `{"error": why}`: every refusal ssed sends.
@@ -908,6 +969,21 @@ mod tests {
     }
 
     #[test]
+    fn a_later_http_1_minor_version_is_served_as_1_1() {
+        // RFC 9110, 2.5: the highest minor version known is used.
+        let r = head("GET /HTTP/1.2 HTTP/1.2\r\nHost: h\r\nX: HTTP/1.2\r\n\r\n").unwrap();
+        assert_eq!((r.method.as_str(), r.target.as_str()), ("GET", "/HTTP/1.2"));
+        assert_eq!(r.version, Version::Http11);
+        assert_eq!(r.header("X"), Some("HTTP/1.2"));
+        let r = head("GET / HTTP/1.9\r\n\r\n");
+        assert_eq!(
+            r.map_err(|e| e.status),
+            Err(400),
+            "1.1 rules: Host required"
+        );
+    }
+
+    #[test]
     fn incomplete_heads_wait() {
         for input in [
             "",
@@ -943,7 +1019,11 @@ mod tests {
             (big[..MAX_HEAD + 10].to_string(), 431),
             ("\r\n".repeat(MAX_HEAD), 431),
             ("GET / HTTP/2.0\r\nHost: h\r\n\r\n".into(), 505),
-            ("GET / HTTP/1.2\r\nHost: h\r\n\r\n".into(), 505),
+            ("GET / HTTP/3\r\nHost: h\r\n\r\n".into(), 505),
+            // RFC 9112, 3.2: a space in the target is a bad request.
+            ("GET /a b HTTP/1.1\r\nHost: h\r\n\r\n".into(), 400),
+            ("GET /a b c HTTP/1.1\r\nHost: h\r\n\r\n".into(), 400),
+            ("GET / HTTP/1.x\r\nHost: h\r\n\r\n".into(), 400),
             ("GET / HTTP/1.1\r\n\r\n".into(), 400),
             ("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n".into(), 400),
             ("GET / HTTP/1.0\r\nHost: a\r\nhost: a\r\n\r\n".into(), 400),

@@ -509,13 +509,19 @@ pub fn check_topic(name: &str) -> Result<(), String> {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._~-/".contains(&b));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
+    if !ok {
+        return Err(format!(
             "topic names are 1 to {MAX_TOPIC_LEN} characters of A-Z a-z 0-9 . _ ~ - and /, not {name:?}"
-        ))
+        ));
     }
+    // `news/`, `/news` and `a//b` would be topics of their own, apart from
+    // `news` and `a/b`: a stray slash is refused, not a new topic.
+    if name.split('/').any(|part| matches!(part, "" | "." | "..")) {
+        return Err(format!(
+            "a topic name's / separates non-empty parts other than . and .. (no leading, trailing or double /), not {name:?}"
+        ));
+    }
+    Ok(())
 }
 
 /// The named topics, their numbering, and the counters behind `/metrics`.
@@ -1151,7 +1157,11 @@ mod tests {
     #[test]
     fn topic_names_the_cap_and_idle_topics() {
         let hub = Hub::new(keep(10), 2, usize::MAX);
-        for bad in ["", "a b", "a?b", "é", &"x".repeat(129)] {
+        let long = "x".repeat(129);
+        let bad_names = [
+            "", "a b", "a?b", "é", &long, "news/", "/news", "a//b", "a/./b", "..", "a/..",
+        ];
+        for bad in bad_names {
             assert!(
                 matches!(
                     hub.publish(bad, Event::message("x")),

@@ -8,7 +8,9 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 fn main() -> ExitCode {
-    let mut args = std::env::args().skip(1).peekable();
+    let mut args = spelled_out(std::env::args().skip(1).collect())
+        .into_iter()
+        .peekable();
     let env = |name: &str| std::env::var(name).ok();
     match args.peek().map(String::as_str) {
         Some("listen") => {
@@ -57,6 +59,19 @@ fn main() -> ExitCode {
             config.source_keeper = Some("/proc/self/exe".into());
             serve(*config)
         }
+    }
+}
+
+/// `ssed help [listen|publish]` and `ssed version`, as commands are often
+/// asked, mean `--help` and `--version`.
+fn spelled_out(mut args: Vec<String>) -> Vec<String> {
+    match args.first().map(String::as_str) {
+        Some("help") => match args.get(1).map(String::as_str) {
+            Some(sub @ ("listen" | "publish" | "serve")) => vec![sub.to_string(), "--help".into()],
+            _ => vec!["--help".into()],
+        },
+        Some("version") if args.len() == 1 => vec!["--version".into()],
+        _ => std::mem::take(&mut args),
     }
 }
 

@@ -249,6 +249,22 @@ pub fn decide(req: &Request, config: &Config, cors: &Cors) -> Action {
             return Action::Reply(unauthorized(denied));
         }
     }
+    if let Some(known) = known_params(&route) {
+        if let Some((name, _)) = params.iter().find(|(n, _)| !known.contains(&n.as_str())) {
+            return bad(format!(
+                "unknown query parameter {:?}; {path} takes {}",
+                name.chars().take(64).collect::<String>(),
+                known.join(", ")
+            ));
+        }
+    }
+    // A finite demo's reconnection after its last event: 204, which tells
+    // EventSource (and `ssed listen`) that the stream is finished.
+    if let Route::Demo(Demo::Training | Demo::Json | Demo::Text) = route {
+        if req.header("Last-Event-ID").map(str::trim) == Some(crate::demos::FINISHED_ID) {
+            return Action::Reply(Response::empty(204));
+        }
+    }
     let feed = match route {
         Route::Demo(demo) => demo_feed(demo, &params),
         Route::Messages => hub_start(vec![MESSAGES_TOPIC.to_string()], &params, req),
@@ -300,6 +316,34 @@ pub fn decide(req: &Request, config: &Config, cors: &Cors) -> Action {
         Ok(format) => Action::Stream { feed, format },
         Err(why) => bad(why),
     }
+}
+
+/// The query parameters a route reads, so that a mistyped one (`?lst=5`)
+/// is refused rather than ignored; `None` for pages, which leave the query
+/// to their scripts (`logs.html?topic=build`).
+fn known_params(route: &Route) -> Option<&'static [&'static str]> {
+    Some(match route {
+        Route::Demo(Demo::Time | Demo::EventStream) => &["interval_ms", "format", "tag", "token"],
+        Route::Demo(Demo::Json | Demo::Text) => &["count", "interval_ms", "format", "tag", "token"],
+        Route::Demo(Demo::Training) => &["epochs", "steps", "step_ms", "format", "tag", "token"],
+        Route::Demo(Demo::SystemStats) => &["last", "format", "tag", "token"],
+        Route::Demo(Demo::Stocks) => &["format", "tag", "token"],
+        Route::Messages | Route::Subscribe(Some(_)) => {
+            &["last", "last_event_id", "since", "format", "tag", "token"]
+        }
+        Route::Subscribe(None) => &[
+            "topic",
+            "last",
+            "last_event_id",
+            "since",
+            "format",
+            "tag",
+            "token",
+        ],
+        Route::PublishTopic(_) => &["event", "token"],
+        Route::Publish(_) | Route::Topics | Route::Metrics | Route::Health => &["token"],
+        Route::Preflight | Route::NotAllowed(_) | Route::File { .. } => return None,
+    })
 }
 
 /// `?tag=topic`: each event's data in an envelope that names its topic, for
@@ -643,6 +687,23 @@ mod tests {
             (
                 "/stream-time?format=xml",
                 "format must be sse, ndjson or text, not \"xml\"",
+            ),
+            // A mistyped parameter is named, with the ones the route reads.
+            (
+                "/events/x?lst=5",
+                "unknown query parameter \"lst\"; /events/x takes last, last_event_id, since, format, tag, token",
+            ),
+            (
+                "/stream-time?intervall_ms=100",
+                "unknown query parameter \"intervall_ms\"; /stream-time takes interval_ms, format, tag, token",
+            ),
+            (
+                "/healthz?verbose=1",
+                "unknown query parameter \"verbose\"; /healthz takes token",
+            ),
+            (
+                "/events?topic=a&topics=b",
+                "unknown query parameter \"topics\"; /events takes topic, last, last_event_id, since, format, tag, token",
             ),
             (
                 "/stream-time?x=%ff",

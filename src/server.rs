@@ -381,7 +381,8 @@ impl Handler for App {
                     redis: self.redis.as_deref(),
                 })
                 .into_bytes(),
-            ),
+            )
+            .no_store(),
             Action::Publish { to, event } => {
                 let (mut res, fanout) = match self.publish(ex, &to, event.as_deref()) {
                     Ok((res, fanout)) => (res, fanout),
@@ -691,6 +692,7 @@ impl App {
             kind,
             format,
             keepalive: self.config.keepalive,
+            retry_ms: self.config.retry_ms,
             hub: Arc::clone(&self.hub),
             topics,
             slot,
@@ -723,6 +725,8 @@ struct Body {
     kind: Kind,
     format: Format,
     keepalive: Duration,
+    /// The reconnection delay the stream's `retry:` field sends.
+    retry_ms: u64,
     hub: Arc<Hub>,
     /// Hub topics to free if they are left idle.
     topics: Vec<String>,
@@ -740,7 +744,7 @@ impl StreamBody for Body {
     ) {
         let result = match &mut self.kind {
             Kind::Script(source) => {
-                let mut framer = Framer::new(chunked, self.format);
+                let mut framer = Framer::new(chunked, self.format).with_retry(self.retry_ms);
                 pump(
                     &mut framer,
                     &*wire,
@@ -750,7 +754,9 @@ impl StreamBody for Body {
                     self.keepalive,
                 )
             }
-            Kind::Topics(outlet) => outlet.run(wire, chunked, stopping, self.keepalive),
+            Kind::Topics(outlet) => {
+                outlet.run(wire, chunked, stopping, self.keepalive, self.retry_ms)
+            }
         };
         self.slot.counters().ended(&result);
     }

@@ -35,7 +35,8 @@ use std::time::{Duration, Instant};
 const KEEP_BUFFER: usize = 16 * 1024;
 const KEEP_BATCH: usize = 256;
 
-/// The reconnection delay sent to browsers as the first bytes of a stream.
+/// The reconnection delay sent to browsers as the first bytes of a stream,
+/// unless `--retry-ms` says otherwise.
 pub const RETRY_MS: u64 = 2000;
 
 /// How the events of one stream are written.
@@ -83,6 +84,8 @@ pub struct Framer {
     chunked: bool,
     format: Format,
     buf: Vec<u8>,
+    /// What [`Framer::retry`] sends.
+    retry_ms: u64,
 }
 
 impl Framer {
@@ -93,7 +96,14 @@ impl Framer {
             chunked,
             format,
             buf,
+            retry_ms: RETRY_MS,
         }
+    }
+
+    /// The reconnection delay that [`Framer::retry`] sends.
+    pub fn with_retry(mut self, ms: u64) -> Framer {
+        self.retry_ms = ms;
+        self
     }
 
     fn is_empty(&self) -> bool {
@@ -131,7 +141,7 @@ impl Framer {
     /// before the first event.
     pub fn retry(&mut self) {
         if matches!(self.format, Format::Sse | Format::SseTagged) {
-            sse::retry(RETRY_MS, &mut self.buf);
+            sse::retry(self.retry_ms, &mut self.buf);
         }
     }
 
@@ -451,8 +461,9 @@ impl Outlet {
         chunked: bool,
         stopping: &AtomicBool,
         keepalive: Duration,
+        retry_ms: u64,
     ) -> io::Result<()> {
-        let result = self.serve(wire, chunked, stopping, keepalive);
+        let result = self.serve(wire, chunked, stopping, keepalive, retry_ms);
         self.close();
         result
     }
@@ -463,10 +474,13 @@ impl Outlet {
         chunked: bool,
         stopping: &AtomicBool,
         keepalive: Duration,
+        retry_ms: u64,
     ) -> io::Result<()> {
         {
             let mut core = self.lock();
-            let framer = core.framer.insert(Framer::new(chunked, self.format));
+            let framer = core
+                .framer
+                .insert(Framer::new(chunked, self.format).with_retry(retry_ms));
             framer.retry();
             if !framer.is_empty() {
                 wire.write_all(framer.frame())?;

@@ -100,6 +100,33 @@ fn help_and_version() {
         String::from_utf8(out.stdout).unwrap(),
         format!("ssed {}\n", env!("CARGO_PKG_VERSION"))
     );
+    // As commands, the same.
+    let run = |args: &[&str]| {
+        let out = ssed().args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(run(&["version"]), run(&["--version"]));
+    assert_eq!(run(&["help"]), help);
+    assert_eq!(run(&["help", "listen"]), run(&["listen", "--help"]));
+    assert_eq!(run(&["help", "publish"]), run(&["publish", "--help"]));
+}
+
+#[test]
+fn a_port_alone_listens_on_every_interface() {
+    let free = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (_running, line) = start_line(&["--addr", &format!(":{free}")], &[]);
+    assert!(
+        line.starts_with(&format!("ssed listening on http://0.0.0.0:{free}/ ")),
+        "{line}"
+    );
+    // Reached through loopback, one of every interface.
+    let addr: SocketAddr = format!("127.0.0.1:{free}").parse().unwrap();
+    assert_eq!(fetch(addr, "GET", "/healthz", &[], b"").0.status, 200);
 }
 
 #[test]
@@ -107,7 +134,7 @@ fn bad_arguments_exit_2_naming_them() {
     let cases: [(&[&str], &str); 6] = [
         (&["--keepalive", "soon"], "ssed: invalid value \"soon\" for --keepalive: expected seconds from 0.01 to 3600\n"),
         (&["--bogus"], "ssed: unknown option \"--bogus\"\n"),
-        (&["--addr", "nowhere"], "ssed: invalid value \"nowhere\" for --addr: expected HOST:PORT, such as 127.0.0.1:8000 or [::1]:0\n"),
+        (&["--addr", "nowhere"], "ssed: invalid value \"nowhere\" for --addr: expected HOST:PORT, such as 127.0.0.1:8000, [::1]:0 or :8000 (every interface)\n"),
         (&["--max-streams"], "ssed: --max-streams needs a value\n"),
         // A URL with a password is not repeated: it would land in logs.
         (&["--redis", "http://app:secret@h"], "ssed: invalid value for --redis: expected redis://, not http://\n"),

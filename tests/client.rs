@@ -181,7 +181,16 @@ fn plain_output_comments_and_multiline_data() {
         b": hi\n\nevent: e\ndata: one\ndata: two\n\n",
     ])]);
     let out = ssed(&["listen", &server.url("/"), "--comments", "--events", "1"]);
-    assert_eq!(stdout(&out), ": hi\none\ntwo\n");
+    // A named event shows its name first.
+    assert_eq!(stdout(&out), ": hi\n[e] one\ntwo\n");
+    // A gap is a notice, not data: on stderr; a message is its data alone.
+    let server = Scripted::new(vec![pieces(&[
+        SSE_HEAD.as_bytes(),
+        b"event: gap\ndata: {\"through\":\"r-5\"}\n\ndata: after\n\n",
+    ])]);
+    let out = ssed(&["listen", &server.url("/"), "--events", "2"]);
+    assert_eq!(stdout(&out), "after\n");
+    assert_eq!(stderr(&out), "ssed: gap: {\"through\":\"r-5\"}\n");
     let server = Scripted::new(vec![pieces(&[SSE_HEAD.as_bytes(), b": hi\n\ndata: x\n\n"])]);
     let out = ssed(&[
         "listen",
@@ -843,4 +852,49 @@ fn publish_lines_gives_up_after_max_retries_and_counts_every_line() {
         said[1].ends_with("; gave up after 2 attempts; 3 lines were not published"),
         "{said:?}"
     );
+}
+
+#[test]
+fn listen_stops_at_the_end_of_a_finished_stream() {
+    let server = common::start(|c| c.retry_ms = 100);
+    let url = format!(
+        "http://{}/stream-training?epochs=1&steps=2&step_ms=0",
+        server.addr()
+    );
+    let out = ssed(&["listen", &url, "--timeout", "10"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // Once: the reconnection after the last event is answered 204.
+    assert_eq!(
+        stdout(&out),
+        "[progress] {\"epoch\": 1, \"total_epochs\": 1, \"progress_percent\": 50.0, \"loss\": 0.6}\n\
+         [progress] {\"epoch\": 1, \"total_epochs\": 1, \"progress_percent\": 100.0, \"loss\": 0.1}\n\
+         [complete] Training complete!\n"
+    );
+}
+
+#[test]
+fn publish_reads_data_as_curl_d_does_unless_text() {
+    let server = common::start(|_| {});
+    let addr = server.addr();
+    let mut sub = common::Conn::open_stream(addr, "/events/x");
+    let url = format!("http://{addr}/events/x");
+    for args in [
+        vec!["publish", &url, r#"{"data": 1}"#],
+        vec!["publish", &url, r#"{"data": 1}"#, "--text"],
+        vec!["publish", &url, "plain words"],
+    ] {
+        let out = ssed(&args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+    }
+    // The same body by curl's rules: a form-typed body.
+    let (head, _) = common::fetch(
+        addr,
+        "POST",
+        "/events/x",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        br#"{"data": 1}"#,
+    );
+    assert_eq!(head.status, 200);
+    let data: Vec<String> = sub.events(4).into_iter().map(|e| e.data).collect();
+    assert_eq!(data, ["1", r#"{"data": 1}"#, "plain words", "1"]);
 }

@@ -624,7 +624,8 @@ fn the_access_log_has_one_line_per_request_with_tokens_hidden() {
     fetch(t.addr(), "GET", "/healthz?token=s3cret&x=1", &[], b"");
     let line = t.d.stderr_line("token=", SETTLE);
     assert!(
-        line.contains(" \"GET /healthz?token=***&x=1 HTTP/1.1\" 200 "),
+        // 400: /healthz reads no x; the line shows it, and hides the token.
+        line.contains(" \"GET /healthz?token=***&x=1 HTTP/1.1\" 400 "),
         "{line}"
     );
     assert!(!line.contains("s3cret"));
@@ -709,4 +710,32 @@ fn sigterm_ends_every_stream_with_its_last_chunk_and_exits_0() {
         line.ends_with("2 streams ended, 4 connections closed"),
         "{line}"
     );
+}
+
+#[test]
+fn a_space_in_the_target_is_400_and_a_later_http_1_minor_version_is_served() {
+    let mut t = Target::new(&[]);
+    // RFC 9112, 3.2: a request target has no space.
+    let mut s = send(t.addr(), b"GET /a b HTTP/1.1\r\nHost: h\r\n\r\n");
+    let got = until_closed(&mut s);
+    assert_eq!(status(&got), 400);
+    assert!(
+        String::from_utf8_lossy(&got)
+            .contains(r#"{"error":"the request target has a space in it; write it as %20"}"#),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    // RFC 9110, 2.5: HTTP/1.2 is answered as the highest 1.x known.
+    let mut s = send(
+        t.addr(),
+        b"GET /healthz HTTP/1.2\r\nHost: h\r\nConnection: close\r\n\r\n",
+    );
+    let got = String::from_utf8(until_closed(&mut s)).unwrap();
+    assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
+    assert!(got.ends_with("\r\n\r\nok\n"), "{got}");
+    // Another major version is 505.
+    let mut s = send(t.addr(), b"GET / HTTP/2.0\r\nHost: h\r\n\r\n");
+    assert_eq!(status(&until_closed(&mut s)), 505);
+    t.assert_alive();
+    t.settles();
 }

@@ -613,11 +613,11 @@ fn limits() {
     for (target, name) in [
         ("/events/a%20b", "a b"),
         ("/events/caf%C3%A9", "caf\u{e9}"),
-        ("/events/a?b", "a"),
+        ("/events/a?event=b", "a"),
     ] {
         let (head, body) = fetch(addr, "POST", target, &[], b"x");
         if name == "a" {
-            // "?b" is a query: the topic "a" is fine.
+            // "?event=b" is a query: the topic "a" is fine.
             assert_eq!(head.status, 200);
             continue;
         }
@@ -626,6 +626,30 @@ fn limits() {
         let (head, _) = fetch(addr, "GET", target, &[], b"");
         assert_eq!(head.status, 400, "GET {target}");
     }
+    // A stray slash is refused the same way everywhere, never a new topic.
+    for (target, name) in [
+        ("/events/news/", "news/"),
+        ("/events//news", "/news"),
+        ("/events/news%2F", "news/"),
+        ("/events/a//b", "a//b"),
+        ("/events/a/../b", "a/../b"),
+    ] {
+        let why = format!(
+            "a topic name's / separates non-empty parts other than . and .. (no leading, trailing or double /), not {name:?}"
+        );
+        for method in ["POST", "GET"] {
+            let (head, body) = fetch(addr, method, target, &[], b"x");
+            assert_eq!(head.status, 400, "{method} {target}");
+            assert_eq!(json(&body)["error"], why, "{method} {target}");
+        }
+    }
+    let (head, body) = fetch(addr, "GET", "/events?topic=news/&topic=a", &[], b"");
+    assert_eq!(head.status, 400, "{}", head.raw);
+    let error = json(&body)["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(error.ends_with("not \"news/\""), "{body}");
     let long = "t".repeat(129);
     assert_eq!(
         fetch(addr, "POST", &format!("/events/{long}"), &[], b"x")

@@ -444,7 +444,9 @@ fn any_stream_as_ndjson() {
         );
         assert_eq!(
             lines[2],
-            serde_json::json!({"id": null, "event": "complete", "data": "Training complete!"})
+            // The last event's id says the run is finished (a reconnection
+            // with it is answered 204).
+            serde_json::json!({"id": "end", "event": "complete", "data": "Training complete!"})
         );
     }
 }
@@ -629,8 +631,26 @@ fn http10_clients_get_an_unchunked_stream() {
     assert_eq!(
         body,
         "retry: 2000\nevent: progress\ndata: {\"epoch\": 1, \"total_epochs\": 1, \"progress_percent\": 100.0, \"loss\": 0.1}\n\n\
-         event: complete\ndata: Training complete!\n\n"
+         event: complete\ndata: Training complete!\nid: end\n\n"
     );
+    // Its reconnection, with the last id: 204, the stream is finished.
+    let (head, body) = fetch(
+        server.addr(),
+        "GET",
+        "/stream-training?epochs=1&steps=1&step_ms=0",
+        &[("Last-Event-ID", "end")],
+        b"",
+    );
+    assert_eq!((head.status, body.as_str()), (204, ""));
+    // Any other id (or none) starts a new run.
+    let mut again = Conn::send(
+        server.addr(),
+        "GET",
+        "/stream-training?epochs=1&steps=1&step_ms=0",
+        &[("Last-Event-ID", "x")],
+        b"",
+    );
+    assert_eq!(again.head().status, 200);
 }
 
 #[test]
@@ -878,4 +898,31 @@ fn a_burst_of_streams_all_start() {
         assert_eq!(c.chunk_str().as_deref(), Some("retry: 2000\n"));
     }
     assert_eq!(server.open_streams(), 400);
+}
+
+#[test]
+fn answers_made_for_the_request_say_no_store_and_pages_do_not() {
+    let server = start(|_| {});
+    let addr = server.addr();
+    let no_store = |method: &str, target: &str, body: &[u8]| {
+        let (head, _) = fetch(addr, method, target, &[], body);
+        assert_eq!(
+            head.header("Cache-Control"),
+            Some("no-store"),
+            "{method} {target}: {}",
+            head.raw
+        );
+    };
+    no_store("GET", "/topics", b"");
+    no_store("GET", "/healthz", b"");
+    no_store("GET", "/metrics", b"");
+    no_store("POST", "/events/news", b"hello");
+    no_store("POST", "/messages", br#"{"message": "hi"}"#);
+    no_store("GET", "/no-such-page", b"");
+    no_store("GET", "/events/x?lst=5", b"");
+    // A stream says no-cache, as EventSource servers do; a page neither.
+    let mut stream = Conn::get(addr, "/events/news");
+    assert_eq!(stream.head().header("Cache-Control"), Some("no-cache"));
+    let (head, _) = fetch(addr, "GET", "/clock.html", &[], b"");
+    assert_eq!(head.header("Cache-Control"), None);
 }

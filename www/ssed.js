@@ -10,6 +10,11 @@ function streamUrl(path, extra) {
   return q ? `${path}?${q}` : path;
 }
 
+/** "1 event", "2 events", "1,000 lines": a count and its noun. */
+function counted(n, noun) {
+  return `${n.toLocaleString("en")} ${noun}${n === 1 ? "" : "s"}`;
+}
+
 /** Shows the state of an EventSource in the element #state. */
 function showState(text, cls) {
   const el = document.getElementById("state");

@@ -28,6 +28,8 @@ Options:
   -d, --data DATA             send DATA as the request body; @FILE reads a file,
                               - reads stdin
       --json                  print {\"event\", \"data\", \"id\"} objects, one per line
+                              (else each event's data; a named event as
+                              [NAME] DATA; a gap on stderr)
       --comments              print comments too
       --events N              exit after N events
       --last-event-id ID      send this Last-Event-ID on the first connection
@@ -42,6 +44,11 @@ Options:
       --location-trusted      send credentials on to another host after a
                               redirect
   -h, --help                  print this help
+
+It reconnects when a stream ends, as a browser does, until one of these ends
+it: --events N reached; a 204 answer (a finished stream, such as a
+/stream-training run, answers its reconnection so); the stream's end with
+--no-reconnect; --max-retries; stdout closed; Ctrl-C.
 
 Exit status: 0 when done (--events reached, a 204 answer, the stream ended with
 --no-reconnect, or stdout closed), 1 on an error, 2 on a bad command line.
@@ -223,7 +230,12 @@ pub fn listen(l: &Listen, out: &mut dyn Write, err: &mut dyn Write) -> Outcome {
     if let Some(id) = &l.last_event_id {
         decoder.set_last_event_id(id);
     }
-    let mut printer = Printer { l, out, count: 0 };
+    let mut printer = Printer {
+        l,
+        out,
+        err,
+        count: 0,
+    };
     let mut retry = l.retry;
     // Connections in a row that delivered no event.
     let mut failures: u32 = 0;
@@ -263,7 +275,7 @@ pub fn listen(l: &Listen, out: &mut dyn Write, err: &mut dyn Write) -> Outcome {
         let shown = if l.json {
             printer.line(&json!({ "error": note }).to_string())
         } else {
-            writeln!(err, "ssed: {note}")
+            writeln!(printer.err, "ssed: {note}")
         };
         if shown.is_err() {
             return Outcome::Done;
@@ -293,6 +305,7 @@ fn wait_before_reconnecting(retry: Duration, failures: u32) -> Duration {
 struct Printer<'a> {
     l: &'a Listen,
     out: &'a mut dyn Write,
+    err: &'a mut dyn Write,
     count: u64,
 }
 
@@ -322,8 +335,15 @@ impl Printer<'_> {
                         obj["retry"] = retry.into();
                     }
                     self.line(&obj.to_string())?;
-                } else {
+                } else if m.event == sse::GAP_EVENT {
+                    // A notice of lost events, not data: on stderr.
+                    let _ = writeln!(self.err, "ssed: gap: {}", m.data);
+                } else if m.event == "message" {
                     self.line(&m.data)?;
+                } else {
+                    // A named event: its name first, so that it does not
+                    // pass for a message.
+                    self.line(&format!("[{}] {}", m.event, m.data))?;
                 }
                 self.count += 1;
                 return Ok(self.l.events.is_some_and(|n| self.count >= n));

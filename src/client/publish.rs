@@ -20,8 +20,14 @@ newline) to a topic URL and prints the server's reply. With --lines, each line
 of standard input is published as its own event, as it comes, until the input
 ends.
 
+DATA means what it means to curl -d: a JSON object with a \"data\" field is
+read as {\"data\": ..., \"event\": \"...\"} (so '{\"data\": 1}' publishes 1);
+anything else is the event's data as it is. --text publishes DATA as it is,
+whatever it looks like. --lines always publishes each line as it is.
+
 Options:
       --event NAME            the event's name (sent as ?event=NAME)
+      --text                  send DATA as text/plain: its data as it is
       --token TOKEN           send Authorization: Bearer TOKEN
                               [SSED_PUBLISH_TOKEN]
   -H, --header 'NAME: VALUE'  add a request header; repeatable
@@ -75,6 +81,7 @@ pub fn parse_publish(
     let mut token = env("SSED_PUBLISH_TOKEN").filter(|t| !t.is_empty());
     let mut headers = Vec::new();
     let mut lines = false;
+    let mut text = false;
     let mut settings = LineSettings {
         queue: 1024 * 1024,
         max_line: 64 * 1024,
@@ -112,6 +119,7 @@ pub fn parse_publish(
             }
             "-H" | "--header" => headers.push(header_arg(&args.value(&flag, inline)?)?),
             "--lines" => lines = true,
+            "--text" => text = true,
             "--queue" => {
                 let v = args.value(&flag, inline)?;
                 settings.queue =
@@ -156,10 +164,12 @@ pub fn parse_publish(
         let sep = if url.target.contains('?') { '&' } else { '?' };
         url.target = format!("{}{sep}event={}", url.target, percent_encode(&name));
     }
-    if !headers
+    // Without a type the server reads DATA as it reads `curl -d`; a line
+    // of a log is text whatever it looks like.
+    let typed = headers
         .iter()
-        .any(|(n, _): &(String, String)| n.eq_ignore_ascii_case("Content-Type"))
-    {
+        .any(|(n, _): &(String, String)| n.eq_ignore_ascii_case("Content-Type"));
+    if !typed && (text || lines) {
         headers.push(("Content-Type".into(), "text/plain; charset=utf-8".into()));
     }
     if let Some(token) = token {

@@ -140,6 +140,8 @@ test("clock: the time changes", async () => {
     if (/^\d\d:\d\d:\d\d$/.test(t)) seen.add(t);
     return seen.size >= 3;
   });
+  // "1 event", "2 events": the count reads as English.
+  assert.match(await text(page, "#count"), /^(1 event|\d+ events)$/);
   await finish(page, "clock");
 });
 
@@ -186,6 +188,10 @@ test("monitor: opens with the samples the server kept", async () => {
 
 test("training: one run fills the bar, shows the loss and completes", async () => {
   const page = await open("/training.html?epochs=2&steps=5&step_ms=10");
+  // Before a run the badge is neutral, not the red of an error.
+  assert.equal(await text(page, "#state"), "idle");
+  const idle = await page.locator("#state").evaluate((e) => getComputedStyle(e).color);
+  assert.notEqual(idle, "rgb(197, 48, 48)", "the idle badge is red");
   let runs = 0;
   page.on("request", (r) => { if (r.url().includes("/stream-training")) runs += 1; });
   await page.click("#start");
@@ -387,10 +393,10 @@ test("reconnect: a page shows the outage and receives again after a restart", as
   await stopSsed(server);
   await page.locator("#state.connecting").waitFor({ timeout: WAIT });
   assert.equal(await text(page, "#state"), "reconnecting…");
-  const before = Number(await text(page, "#count"));
+  const before = parseInt(await text(page, "#count"), 10);
   server = await startSsed(addr);
   await page.locator("#state.open").waitFor({ timeout: WAIT });
-  await until("new events", async () => Number(await text(page, "#count")) > before);
+  await until("new events", async () => parseInt(await text(page, "#count"), 10) > before);
   await finish(page, "reconnect");
 });
 
@@ -399,7 +405,7 @@ test("logs: a program's lines in order, follow and pause, filter, stderr marked"
   const page = await open("/logs.html");
   await page.locator("#state.open").waitFor({ timeout: WAIT });
   assert.equal(await page.locator("#topic").inputValue(), "demo-log");
-  const count = async () => Number((await text(page, "#count")).replace(/,/g, ""));
+  const count = async () => parseInt((await text(page, "#count")).replace(/,/g, ""), 10);
   await until("60 lines", async () => (await count()) >= 60);
 
   // stdout lines in order, no number skipped; ANSI colour shown as colour.
@@ -444,13 +450,69 @@ test("logs: a program's lines in order, follow and pause, filter, stderr marked"
   await finish(page, "logs");
 });
 
+test("logs: opens a topic with lines, and says so where there are none", async () => {
+  // A source that sorts first but has no line yet (its file is missing).
+  const own = await startSsed("127.0.0.1:0", ["--tail", "aaa-empty=/nonexistent/ssed-test.log"]);
+  try {
+    const page = await context.newPage();
+    page.on("pageerror", (err) => problems.push(`exception: ${err.message}`));
+    await page.goto(own.url + "/logs.html");
+    await page.locator("#state.open").waitFor({ timeout: WAIT });
+    assert.equal(await page.locator("#topic").inputValue(), "demo-log");
+    await until("lines", async () => (await page.locator("#term .ln").count()) > 0);
+    // The empty one, picked by hand: a sentence, not a black box.
+    await page.selectOption("#topic-list", "aaa-empty");
+    await until("the empty note", async () => (await page.locator("#term").evaluate((t) =>
+      getComputedStyle(t, "::before").content)) === '"No lines yet in aaa-empty: they appear here as they are printed."');
+    assert.equal(await text(page, "#count"), "0 lines");
+    await finish(page, "logs-empty");
+  } finally {
+    await stopSsed(own);
+  }
+});
+
+test("cors: a page on a named origin reads a token-guarded stream with its cookie", async () => {
+  // Server B allows the pages of A (base), and wants a subscribe token.
+  const b = await startSsed("127.0.0.1:0", ["--cors-origin", base, "--subscribe-token", "cookie-secret"]);
+  try {
+    const page = await open("/clock.html");
+    const got = page.evaluate((url) => new Promise((resolve, reject) => {
+      // Cookies are per host, not per port: B gets this one.
+      document.cookie = "ssed_token=cookie-secret; path=/; SameSite=Lax";
+      const es = new EventSource(url + "/events/news", { withCredentials: true });
+      es.onmessage = (e) => { es.close(); resolve(e.data); };
+      es.onerror = () => { if (es.readyState === EventSource.CLOSED) reject(new Error("refused")); };
+    }), b.url);
+    await streamSubscribed(b.url, "news");
+    await fetch(`${b.url}/events/news`, { method: "POST", body: "for the cookie" });
+    assert.equal(await got, "for the cookie");
+    // Never credentials with a wildcard.
+    const res = await fetch(`${b.url}/healthz`, { headers: { Origin: base } });
+    assert.equal(res.headers.get("access-control-allow-credentials"), "true");
+    assert.equal(res.headers.get("access-control-allow-origin"), base);
+    await page.evaluate(() => { document.cookie = "ssed_token=; path=/; max-age=0"; });
+    await finish(page, "cors-credentials");
+  } finally {
+    await stopSsed(b);
+  }
+});
+
+/** Waits until `topic` at `url` has a subscriber. */
+async function streamSubscribed(url, topic) {
+  await until(`a subscriber to ${topic}`, async () => {
+    const res = await fetch(`${url}/topics`, { headers: { Authorization: "Bearer cookie-secret" } });
+    if (!res.ok) return false;
+    return (await res.json()).some((t) => t.topic === topic && t.subscribers > 0);
+  });
+}
+
 test("logs: 100,000 lines at once keep the page bounded and counted", async () => {
   const page = await open("/logs.html?topic=demo-log");
   await page.locator("#state.open").waitFor({ timeout: WAIT });
   const before = await page.evaluate(() => total);
   await page.evaluate(() => { for (let i = 0; i < 100000; i++) add(`burst ${i}`, ""); });
   await until("the burst counted", async () =>
-    Number((await text(page, "#count")).replace(/,/g, "")) >= before + 100000);
+    parseInt((await text(page, "#count")).replace(/,/g, ""), 10) >= before + 100000);
   // At most MAX_LINES stay, the newest.
   assert.ok((await page.locator("#term .ln").count()) <= 5000);
   await until("the burst's last line shown", async () =>
@@ -503,10 +565,16 @@ test("EventSource sees exactly the events sent: nothing for retry: or keep-alive
 test("narrow screens (390 px): nothing wider than the screen, no code or placeholder cut", async () => {
   const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2 });
   try {
-    for (const path of ["/", "/hub.html", "/logs.html", "/messages.html"]) {
+    // A topic whose count has four digits and whose name is long.
+    for (let i = 0; i < 1000; i++) {
+      await fetch(`${base}/events/sensors/kitchen/temperature-probe-1`, { method: "POST", body: String(i) });
+    }
+    for (const path of ["/", "/hub.html", "/logs.html", "/messages.html", "/events.html?interval_ms=50"]) {
       const page = await phone.newPage();
       page.on("pageerror", (err) => problems.push(`exception: ${err.message}`));
       await page.goto(base + path);
+      if (path === "/hub.html") await page.locator("table.topics td.n").first().waitFor({ timeout: WAIT });
+      if (path.startsWith("/events.html")) await page.locator("ul.log li.custom").first().waitFor({ timeout: WAIT });
       const report = await page.evaluate(() => {
         const out = [];
         if (document.documentElement.scrollWidth > innerWidth) out.push(`the page is ${document.documentElement.scrollWidth} px wide`);
@@ -515,6 +583,27 @@ test("narrow screens (390 px): nothing wider than the screen, no code or placeho
           const r = el.getBoundingClientRect();
           if (r.right > innerWidth + 0.5) out.push(`${el.tagName} "${(el.textContent || el.placeholder).slice(0, 30)}" ends at ${Math.round(r.right)}`);
           if (el.tagName === "PRE" && el.scrollWidth > el.clientWidth) out.push(`a code block scrolls: ${el.textContent.slice(0, 30)}`);
+        }
+        // A number is never broken across lines, nor a word of a topic
+        // name: lines break after / . _ -.
+        for (const td of document.querySelectorAll("table.topics td")) {
+          for (const node of td.childNodes) {
+            if (node.nodeType !== Node.TEXT_NODE || node.textContent.includes(" ")) continue;
+            const r = document.createRange();
+            r.selectNodeContents(node);
+            if (r.getClientRects().length > 1) out.push(`"${node.textContent}" is broken across lines`);
+          }
+        }
+        // No word of an event line is broken across lines ("custo/m").
+        for (const li of document.querySelectorAll("ul.log li")) {
+          const node = li.firstChild;
+          if (!node || node.nodeType !== Node.TEXT_NODE) continue;
+          for (const m of node.textContent.matchAll(/[A-Za-z]+/g)) {
+            const r = document.createRange();
+            r.setStart(node, m.index);
+            r.setEnd(node, m.index + m[0].length);
+            if (r.getClientRects().length > 1) out.push(`the word "${m[0]}" is broken across lines`);
+          }
         }
         // A route name is never broken across lines.
         for (const el of document.querySelectorAll("table.routes td:first-child code")) {
@@ -531,7 +620,7 @@ test("narrow screens (390 px): nothing wider than the screen, no code or placeho
         return out;
       });
       assert.deepEqual(report, [], path);
-      const name = path === "/" ? "index" : path.slice(1, -5);
+      const name = path === "/" ? "index" : path.slice(1).split(".")[0];
       const file = path === "/" ? "narrow-index" : `narrow-${name}`;
       await page.screenshot({ path: path.includes("/") ? `${SHOTS}/${file}.png` : "", fullPage: true });
       console.log(`screenshot: ${SHOTS}/${file}.png`);
