@@ -15,20 +15,33 @@
 //! `--write-timeout`, set on the listener so that every accepted socket
 //! inherits it.
 //!
+//! A stream that is caught up holds no thread. Once its head and what it
+//! owes (a replay) are written, its thread hands it to the *park* and
+//! ends: one thread that watches every parked socket with epoll, for a
+//! hang-up (seen at once, so subscriber counts are exact) and, after a
+//! write that came up short, for room to write. Publishers write to a
+//! parked stream what fits at once, as to any; what is left, keep-alives,
+//! the write timeout and the last chunk at shutdown are the park's. A
+//! parked stream costs its socket and its state: no thread stack, no
+//! kernel task, no place under `pid_max` or `vm.max_map_count`.
+//!
 //! The [`Conns`] registry knows every connection's socket and thread: at
 //! the cap it can close the one that has waited longest for a request head
 //! (an idle keep-alive, or a slowloris), and at shutdown it rings every
-//! stream, wakes every reader, and joins every thread.
+//! stream, wakes every reader, ends every parked stream, and joins every
+//! thread.
 //!
 //! Nothing here knows routes, topics or events.
 
 use crate::http1::{self, Framing, HeadParser, Refusal, Request, Response, Version};
 use crate::log::{self, Throttled};
-use crate::stream::Wire;
+use crate::stream::{Pumped, Wire};
+use crate::sys::{Epoll, EventFd};
 use crate::waker::{lock, Waker};
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
@@ -75,8 +88,15 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub max_connections: usize,
+    /// Connections that hold a thread at once (all but parked streams):
+    /// what `pid_max` and `vm.max_map_count` allow.
+    pub max_threads: usize,
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
+    /// A parked stream silent this long gets a keep-alive.
+    pub keepalive: Duration,
+    /// A parked stream whose socket takes nothing for this long is dropped.
+    pub write_timeout: Duration,
     pub access_log: bool,
 }
 
@@ -97,14 +117,25 @@ pub trait Handler: Send + Sync + 'static {
 /// the life of the stream.
 pub trait StreamBody: Send {
     /// Writes to `wire`: chunked (the body frames its chunks) or, for
-    /// HTTP/1.0, bare, ended by the close.
+    /// HTTP/1.0, bare, ended by the close. Returns the stream to park, if
+    /// it is caught up and may wait without a thread; else it has ended.
     fn run(
         self: Box<Self>,
         wire: Arc<dyn Wire>,
         chunked: bool,
         waker: &Arc<Waker>,
         stopping: &AtomicBool,
-    );
+    ) -> Option<Box<dyn Parkable>>;
+}
+
+/// A stream that waits without a thread. The park calls [`Parkable::pump`]
+/// when its waker rings, when its socket has room after a short write, and
+/// every so often (keep-alives); then [`Parkable::end`] once.
+pub trait Parkable: Send {
+    /// Writes what is owed and due without waiting.
+    fn pump(&mut self, stopping: bool) -> Pumped;
+    /// The stream is over (`result`: how): it lets go of everything.
+    fn end(self: Box<Self>, result: &io::Result<()>);
 }
 
 /// Counts for `/metrics`.
@@ -121,6 +152,8 @@ pub struct Counters {
     pub evicted: AtomicU64,
     /// Closed because a head did not arrive within `--header-timeout`.
     pub header_timeouts: AtomicU64,
+    /// Streams waiting without a thread now (counted in `open`).
+    pub parked: AtomicUsize,
     /// Requests refused by this layer: malformed, over a limit, bad framing.
     pub bad_requests: AtomicU64,
 }
@@ -129,6 +162,7 @@ pub struct Counters {
 pub struct Conns {
     shared: Arc<Shared>,
     accept: Option<JoinHandle<()>>,
+    park: Option<JoinHandle<()>>,
 }
 
 struct Shared {
@@ -148,6 +182,7 @@ struct Shared {
     epoch: Instant,
     counters: Arc<Counters>,
     logs: Logs,
+    park: Park,
 }
 
 /// The classes of refusal this layer logs, each at most once a second.
@@ -214,7 +249,17 @@ impl Conns {
                 ),
                 limits: Throttled::new("requests refused by the HTTP layer"),
             },
+            park: Park {
+                epoll: Epoll::new()?,
+                bell: EventFd::new()?,
+                rung: Mutex::default(),
+                arriving: Mutex::default(),
+            },
         });
+        shared
+            .park
+            .epoll
+            .add_readable(shared.park.bell.raw(), BELL)?;
         // Kept open so that, out of descriptors, one can be freed to accept
         // and refuse a connection instead of leaving it in the backlog, where
         // accept() would fail on it again at once (a busy loop).
@@ -225,9 +270,16 @@ impl Conns {
                 .name("ssed-accept".into())
                 .spawn(move || accept_loop(&shared, spare))?
         };
+        let park = {
+            let shared = Arc::clone(&shared);
+            thread::Builder::new()
+                .name("ssed-park".into())
+                .spawn(move || park_loop(&shared))?
+        };
         Ok(Conns {
             shared,
             accept: Some(accept),
+            park: Some(park),
         })
     }
 
@@ -257,6 +309,11 @@ impl Conns {
         shared.accept_waker.wake();
         if let Some(accept) = self.accept.take() {
             let _ = accept.join();
+        }
+        // Parked streams end with their last chunk, written if it fits.
+        shared.park.bell.ring();
+        if let Some(park) = self.park.take() {
+            let _ = park.join();
         }
         for entry in lock(&shared.registry).conns.values() {
             entry.peer.waker.wake();
@@ -377,6 +434,23 @@ fn admit(shared: &Arc<Shared>, sock: TcpStream, addr: SocketAddr) {
             &format!("the server has {max} connections open (--max-connections); try again later"),
         );
     }
+    // Connections with a thread: all but parked streams.
+    let threads = live.saturating_sub(shared.counters.parked.load(Ordering::Acquire));
+    let max_threads = shared.settings.max_threads;
+    if threads >= max_threads && !make_room(shared, &mut registry) {
+        drop(registry);
+        shared
+            .counters
+            .refused_resources
+            .fetch_add(1, Ordering::Relaxed);
+        shared.logs.resources.note(&format!("{addr}"));
+        return refuse(
+            sock,
+            &format!(
+                "the server has {max_threads} connections busy with requests (the system's thread limits); try again later"
+            ),
+        );
+    }
     let peer = Arc::new(Peer {
         sock,
         waker: Arc::new(Waker::default()),
@@ -401,8 +475,10 @@ fn admit(shared: &Arc<Shared>, sock: TcpStream, addr: SocketAddr) {
             .name("ssed-conn".into())
             .stack_size(CONN_STACK)
             .spawn(move || {
-                Conn::new(Arc::clone(&shared), peer, addr).serve();
-                shared.end(id);
+                // A parked stream's connection ends later, in the park.
+                if !Conn::new(Arc::clone(&shared), peer, addr).serve(id) {
+                    shared.end(id);
+                }
             })
     };
     match spawned {
@@ -567,7 +643,9 @@ impl Conn {
         self.shared.stopping.load(Ordering::Acquire)
     }
 
-    fn serve(&mut self) {
+    /// Serves requests until the connection ends; `true` when its stream
+    /// was parked instead (the park ends the connection).
+    fn serve(&mut self, id: u64) -> bool {
         loop {
             let request = match self.next_request() {
                 Next::Request(request) => request,
@@ -601,7 +679,9 @@ impl Conn {
             } else {
                 let handler = Arc::clone(&ex.conn.shared.handler);
                 if let Some(body) = handler.handle(&mut ex) {
-                    ex.run_stream(body);
+                    if let Some(parked) = ex.run_stream(body, id) {
+                        return Park::take(&self.shared, parked);
+                    }
                 }
                 if ex.status.is_none() {
                     log::internal("a request was left without an answer");
@@ -618,6 +698,7 @@ impl Conn {
             }
         }
         self.close();
+        false
     }
 
     /// Waits for and reads the next request head, within the timeouts.
@@ -1027,10 +1108,11 @@ impl<'c> Exchange<'c> {
         !head_only
     }
 
-    /// Writes a stream's body (see [`StreamBody`]).
-    fn run_stream(&mut self, body: Box<dyn StreamBody>) {
+    /// Writes a stream's body (see [`StreamBody`]); the stream to park, if
+    /// it is caught up and may wait without a thread.
+    fn run_stream(&mut self, body: Box<dyn StreamBody>, id: u64) -> Option<Parked> {
         if self.status != Some(200) || self.request.method == "HEAD" {
-            return;
+            return None;
         }
         // A stream lives long: keep no more buffer than pipelined bytes
         // need, and no stack pages that routing touched.
@@ -1044,14 +1126,40 @@ impl<'c> Exchange<'c> {
             failed: Mutex::new(None),
         });
         let shared = Arc::clone(&self.conn.shared);
-        body.run(
+        let parkable = body.run(
             Arc::clone(&wire) as Arc<dyn Wire>,
             chunked,
             &self.conn.peer.waker,
             &shared.stopping,
         );
+        if let Some(body) = parkable {
+            let version = match self.request.version {
+                Version::Http10 => "HTTP/1.0",
+                Version::Http11 => "HTTP/1.1",
+            };
+            let access = shared.settings.access_log.then(|| {
+                (
+                    self.conn.addr.to_string(),
+                    std::mem::take(&mut self.request.method),
+                    std::mem::take(&mut self.request.target),
+                    version,
+                    self.bytes,
+                    self.started,
+                )
+            });
+            return Some(Parked {
+                id,
+                peer: Arc::clone(&self.conn.peer),
+                wire,
+                body: Some(body),
+                blocked_since: None,
+                watching_out: false,
+                access,
+            });
+        }
         self.bytes += wire.bytes.load(Ordering::Relaxed);
         self.failed = *lock(&wire.failed);
+        None
     }
 
     /// Ends the exchange; whether the connection may serve another request.
@@ -1126,4 +1234,246 @@ impl Wire for SocketWire {
         let sock = socket2::SockRef::from(&self.peer.sock);
         self.count(sock.send_with_flags(bytes, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL))
     }
+}
+
+/// The doorbell's token in the park's epoll set.
+const BELL: u64 = u64::MAX;
+
+/// The longest the park goes without looking at every parked stream (for
+/// keep-alives and the write timeout).
+const PARK_TICK_MAX: Duration = Duration::from_secs(1);
+
+/// Streams that wait without a thread (see the module's doc).
+struct Park {
+    epoll: Epoll,
+    /// Rung when a parked stream's waker rings, a stream arrives, or the
+    /// server stops.
+    bell: EventFd,
+    /// Connections whose waker rang since the park last looked.
+    rung: Mutex<Vec<u64>>,
+    /// Streams handed over and not yet watched; and whether the park has
+    /// closed (the server stops): then a stream is ended by its own thread.
+    arriving: Mutex<(Vec<Parked>, bool)>,
+}
+
+/// A parked stream's access-log fields: peer, method, target, version,
+/// bytes written before it was parked, when its request began.
+type AccessFields = (String, String, String, &'static str, u64, Instant);
+
+/// A stream in the park.
+struct Parked {
+    /// Its connection's id in the registry.
+    id: u64,
+    peer: Arc<Peer>,
+    wire: Arc<SocketWire>,
+    body: Option<Box<dyn Parkable>>,
+    /// Since when bytes have waited for room, if they do.
+    blocked_since: Option<Instant>,
+    /// Watched for room to write (after a short write).
+    watching_out: bool,
+    access: Option<AccessFields>,
+}
+
+impl Park {
+    /// Takes a stream whose thread is about to end. Once the park has
+    /// closed, the stream is ended here instead, with its last chunk.
+    /// Either way the connection is no longer the thread's: `true`.
+    fn take(shared: &Shared, mut parked: Parked) -> bool {
+        let mut arriving = lock(&shared.park.arriving);
+        if !arriving.1 {
+            arriving.0.push(parked);
+            drop(arriving);
+            shared.park.bell.ring();
+            return true;
+        }
+        drop(arriving);
+        let result = match parked.body.as_mut().map(|b| b.pump(true)) {
+            Some(Pumped::Done(result)) => result,
+            _ => Ok(()),
+        };
+        end_parked(shared, parked, result);
+        true
+    }
+}
+
+/// The park's thread: watches every parked socket until the server stops,
+/// then ends every parked stream with its last chunk.
+fn park_loop(shared: &Arc<Shared>) {
+    let park = &shared.park;
+    let settings = &shared.settings;
+    let tick = (settings.keepalive.min(settings.write_timeout) / 4)
+        .clamp(Duration::from_millis(5), PARK_TICK_MAX);
+    let mut streams: HashMap<u64, Parked> = HashMap::new();
+    let mut ready = Vec::new();
+    let mut next_look = Instant::now() + tick;
+    let mut woken = Vec::new();
+    // Parked streams whose connection thread is still to be joined.
+    let mut joining: Vec<u64> = Vec::new();
+    loop {
+        let stopping = shared.stopping.load(Ordering::Acquire);
+        let arriving = {
+            let mut arriving = lock(&park.arriving);
+            // From now on streams are ended by their own threads.
+            arriving.1 = stopping;
+            std::mem::take(&mut arriving.0)
+        };
+        for parked in arriving {
+            let id = parked.id;
+            let fd = parked.peer.sock.as_raw_fd();
+            if let Err(e) = park.epoll.add(fd, id, false) {
+                log::internal(&format!("a stream could not be parked: {e}"));
+                end_parked(shared, parked, Err(e));
+                continue;
+            }
+            shared.counters.parked.fetch_add(1, Ordering::AcqRel);
+            let park_shared = Arc::clone(shared);
+            parked.peer.waker.forward(move || {
+                lock(&park_shared.park.rung).push(id);
+                park_shared.park.bell.ring();
+            });
+            streams.insert(id, parked);
+            // What came while it was handed over.
+            woken.push(id);
+            joining.push(id);
+        }
+        join_threads(shared, &mut joining);
+        if stopping {
+            for (_, mut parked) in streams.drain() {
+                let result = match parked.body.as_mut().map(|b| b.pump(true)) {
+                    Some(Pumped::Done(result)) => result,
+                    _ => Ok(()),
+                };
+                park.epoll.remove(parked.peer.sock.as_raw_fd());
+                shared.counters.parked.fetch_sub(1, Ordering::AcqRel);
+                end_parked(shared, parked, result);
+            }
+            return;
+        }
+        let now = Instant::now();
+        let timeout = if !woken.is_empty() {
+            Duration::ZERO
+        } else if !joining.is_empty() {
+            // A thread that handed its stream over is ending: join it soon,
+            // so that its stack is given back.
+            Duration::from_millis(1)
+        } else {
+            next_look.saturating_duration_since(now)
+        };
+        park.epoll.wait(&mut ready, timeout);
+        for r in ready.drain(..) {
+            if r.token == BELL {
+                park.bell.clear();
+                woken.append(&mut lock(&park.rung));
+            } else if r.hung_up {
+                let gone = io::Error::from(io::ErrorKind::ConnectionReset);
+                unpark(shared, &mut streams, r.token, Err(gone));
+            } else if r.writable {
+                woken.push(r.token);
+            }
+        }
+        let now = Instant::now();
+        if now >= next_look {
+            next_look = now + tick;
+            woken.extend(streams.keys().copied());
+        }
+        woken.sort_unstable();
+        woken.dedup();
+        for id in woken.drain(..) {
+            pump_parked(shared, &mut streams, id, now);
+        }
+    }
+}
+
+/// Joins the threads of connections whose streams were parked: each has
+/// handed its stream over and is returning. A thread the accept thread has
+/// not registered yet is looked for again next time.
+fn join_threads(shared: &Shared, joining: &mut Vec<u64>) {
+    if joining.is_empty() {
+        return;
+    }
+    let mut threads = Vec::new();
+    {
+        let mut registry = lock(&shared.registry);
+        joining.retain(|id| match registry.conns.get_mut(id) {
+            None => false,
+            Some(entry) => match entry.thread.take() {
+                Some(thread) => {
+                    threads.push(thread);
+                    false
+                }
+                None => true,
+            },
+        });
+    }
+    for thread in threads {
+        let _ = thread.join();
+    }
+}
+
+/// Writes what a parked stream owes; ends it when it is over, or when its
+/// bytes have waited longer than the write timeout.
+fn pump_parked(shared: &Shared, streams: &mut HashMap<u64, Parked>, id: u64, now: Instant) {
+    let Some(parked) = streams.get_mut(&id) else {
+        return;
+    };
+    let Some(body) = parked.body.as_mut() else {
+        return;
+    };
+    let fd = parked.peer.sock.as_raw_fd();
+    match body.pump(false) {
+        Pumped::Idle => {
+            parked.blocked_since = None;
+            if parked.watching_out {
+                parked.watching_out = false;
+                let _ = shared.park.epoll.modify(fd, id, false);
+            }
+        }
+        Pumped::Blocked => {
+            if !parked.watching_out {
+                parked.watching_out = true;
+                let _ = shared.park.epoll.modify(fd, id, true);
+            }
+            let since = *parked.blocked_since.get_or_insert(now);
+            if now.duration_since(since) >= shared.settings.write_timeout {
+                let late = io::Error::from(io::ErrorKind::TimedOut);
+                unpark(shared, streams, id, Err(late));
+            }
+        }
+        Pumped::Done(result) => unpark(shared, streams, id, result),
+    }
+}
+
+/// Takes a stream out of the park and ends it.
+fn unpark(shared: &Shared, streams: &mut HashMap<u64, Parked>, id: u64, result: io::Result<()>) {
+    if let Some(parked) = streams.remove(&id) {
+        shared.park.epoll.remove(parked.peer.sock.as_raw_fd());
+        shared.counters.parked.fetch_sub(1, Ordering::AcqRel);
+        end_parked(shared, parked, result);
+    }
+}
+
+/// Ends a parked stream: its body lets go of its topics and its place, its
+/// access-log line is written, its socket closed (reset, if the client
+/// stopped reading), and its connection leaves the registry.
+fn end_parked(shared: &Shared, mut parked: Parked, result: io::Result<()>) {
+    if let Some(body) = parked.body.take() {
+        body.end(&result);
+    }
+    let late = matches!(&result, Err(e) if is_timeout(e));
+    if late {
+        let _ = socket2::SockRef::from(&parked.peer.sock).set_linger(Some(Duration::ZERO));
+    }
+    let _ = parked.peer.sock.shutdown(Shutdown::Both);
+    if let Some((peer, method, target, version, bytes, started)) = parked.access.take() {
+        log::access(&log::access_line(
+            &peer,
+            &method,
+            &target,
+            version,
+            200,
+            bytes + parked.wire.bytes.load(Ordering::Relaxed),
+            started.elapsed().as_secs_f64(),
+        ));
+    }
+    shared.end(parked.id);
 }

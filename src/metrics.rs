@@ -41,6 +41,12 @@ pub fn render(s: &Sources) -> String {
         &one(c.open.load(Relaxed) as u64),
     );
     metric(
+        "ssed_connections_parked",
+        "gauge",
+        "Of those, streams that are caught up and wait without a thread.",
+        &one(c.parked.load(Relaxed) as u64),
+    );
+    metric(
         "ssed_connections_max",
         "gauge",
         "Connections allowed at once (--max-connections).",

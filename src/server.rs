@@ -7,7 +7,7 @@
 //! publish body into the hub, or turns the connection into a stream.
 
 use crate::config::Config;
-use crate::conn::{self, Conns, Exchange, Handler, StreamBody};
+use crate::conn::{self, Conns, Exchange, Handler, Parkable, StreamBody};
 use crate::cors::Cors;
 use crate::demos::{Clock, Demos, Numbered, Ticker, Training};
 use crate::fanout::Fanouts;
@@ -19,7 +19,7 @@ use crate::routes::{self, Action, Feed, Post, PublishTo, MESSAGES_TOPIC};
 use crate::sources::{self, Sources};
 use crate::sse::Event;
 use crate::stream::{
-    pump, Feed as TopicFeed, Format, Framer, Outlet, Scripted, Slot, Source, Streams, Wire,
+    pump, Feed as TopicFeed, Format, Framer, Outlet, Pumped, Scripted, Slot, Source, Streams, Wire,
 };
 use crate::waker::{lock, Waker};
 use crate::www::Pages;
@@ -198,8 +198,11 @@ impl Server {
         });
         let settings = conn::Settings {
             max_connections,
+            max_threads: sys::max_threads().min(max_connections),
             header_timeout: app.config.header_timeout,
             idle_timeout: app.config.idle_timeout,
+            keepalive: app.config.keepalive,
+            write_timeout: app.config.write_timeout,
             access_log: app.config.access_log,
         };
         let handler: Arc<dyn Handler> = Arc::clone(&app) as Arc<dyn Handler>;
@@ -741,8 +744,9 @@ impl StreamBody for Body {
         chunked: bool,
         waker: &Arc<Waker>,
         stopping: &AtomicBool,
-    ) {
+    ) -> Option<Box<dyn Parkable>> {
         let result = match &mut self.kind {
+            // A script has a thread: it sleeps until its next event is due.
             Kind::Script(source) => {
                 let mut framer = Framer::new(chunked, self.format).with_retry(self.retry_ms);
                 pump(
@@ -754,11 +758,28 @@ impl StreamBody for Body {
                     self.keepalive,
                 )
             }
-            Kind::Topics(outlet) => {
-                outlet.run(wire, chunked, stopping, self.keepalive, self.retry_ms)
-            }
+            // Topics: once caught up, the stream waits in the park.
+            Kind::Topics(outlet) => match outlet.start(wire, chunked, self.retry_ms) {
+                Ok(()) => return Some(self),
+                Err(e) => Err(e),
+            },
         };
         self.slot.counters().ended(&result);
+        None
+    }
+}
+
+impl Parkable for Body {
+    fn pump(&mut self, stopping: bool) -> Pumped {
+        match &self.kind {
+            Kind::Topics(outlet) => outlet.pump(self.keepalive, stopping),
+            Kind::Script(_) => Pumped::Done(Ok(())),
+        }
+    }
+
+    fn end(self: Box<Self>, result: &io::Result<()>) {
+        self.slot.counters().ended(result);
+        // Dropped: the topics let go of the outlet, idle ones are freed.
     }
 }
 

@@ -514,6 +514,66 @@ impl Outlet {
         }
     }
 
+    /// Starts a stream that is then written without a thread of its own:
+    /// the `retry:` line and what is owed now (a replay) are written as the
+    /// stream's thread would, waiting as needed; from then on publishers
+    /// write what fits at once, and [`Outlet::pump`] the rest.
+    pub fn start(&self, wire: Arc<dyn Wire>, chunked: bool, retry_ms: u64) -> io::Result<()> {
+        let mut core = self.lock();
+        let framer = core
+            .framer
+            .insert(Framer::new(chunked, self.format).with_retry(retry_ms));
+        framer.retry();
+        if !framer.is_empty() {
+            let written = wire.write_all(framer.frame());
+            framer.clear();
+            core.note(written)?;
+        }
+        let _ = self.wire.set(Arc::clone(&wire));
+        core.catch_up(&*wire)
+    }
+
+    /// Writes, without waiting, what is owed and due: bytes left over from
+    /// a short write first, then new events, then a keep-alive after
+    /// `keepalive` of silence; at `stopping`, or once the hub closed a
+    /// topic under it, the last chunk. [`Pumped::Blocked`] when the socket
+    /// took less than that: call again once it has room.
+    pub fn pump(&self, keepalive: Duration, stopping: bool) -> Pumped {
+        let Some(wire) = self.wire.get() else {
+            return Pumped::Done(Ok(()));
+        };
+        let wire = &**wire;
+        let mut core = self.lock();
+        if let Some(kind) = core.failed {
+            return Pumped::Done(Err(kind.into()));
+        }
+        if stopping {
+            return core.end_now(wire);
+        }
+        if !core.flush_now(wire) {
+            return core.blocked();
+        }
+        if !core.try_write(wire) {
+            return core.blocked();
+        }
+        if core.feed.ended() {
+            return core.end_now(wire);
+        }
+        if core.last_write.elapsed() >= keepalive {
+            if let Some(framer) = core.framer.as_mut() {
+                framer.keepalive();
+                let bytes = framer.frame().to_vec();
+                framer.clear();
+                core.unsent = bytes;
+                core.last_write = Instant::now();
+                if !core.flush_now(wire) {
+                    return core.blocked();
+                }
+            }
+        }
+        Pumped::Idle
+    }
+
     /// Ends the stream: nothing more is written, and every subscription is
     /// let go (which breaks the cycle between the topics and this outlet).
     pub fn close(&self) {
@@ -557,7 +617,63 @@ impl Notify for Outlet {
     }
 }
 
+/// What [`Outlet::pump`] did.
+#[derive(Debug)]
+pub enum Pumped {
+    /// Everything owed went out.
+    Idle,
+    /// The socket is full: bytes wait for room.
+    Blocked,
+    /// The stream is over: the client left (an error), or it ended.
+    Done(io::Result<()>),
+}
+
 impl Core {
+    /// Writes the bytes left over from a short write, without waiting;
+    /// whether none are left.
+    fn flush_now(&mut self, wire: &dyn Wire) -> bool {
+        if self.unsent.is_empty() {
+            return true;
+        }
+        match wire.write_now(&self.unsent) {
+            Ok(k) => {
+                self.unsent.drain(..k);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => {
+                self.failed = Some(e.kind());
+                return false;
+            }
+        }
+        if self.unsent.is_empty() {
+            if self.unsent.capacity() > KEEP_BUFFER {
+                self.unsent = Vec::new();
+            }
+            self.last_write = Instant::now();
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Bytes wait for room, or the write failed.
+    fn blocked(&self) -> Pumped {
+        match self.failed {
+            Some(kind) => Pumped::Done(Err(kind.into())),
+            None => Pumped::Blocked,
+        }
+    }
+
+    /// The last chunk, if it fits at once: the stream is over either way.
+    fn end_now(&mut self, wire: &dyn Wire) -> Pumped {
+        self.open = false;
+        let end = self.framer.as_ref().map_or(&b""[..], Framer::end);
+        if self.unsent.is_empty() && !end.is_empty() {
+            let _ = wire.write_now(end);
+        }
+        Pumped::Done(Ok(()))
+    }
+
     /// Frames what is owed; returns the count of events, and whether it is
     /// one SSE event alone (written from its own encoded chunk, no copy).
     fn collect(&mut self) -> (usize, Option<Arc<Event>>) {

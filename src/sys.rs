@@ -55,31 +55,28 @@ pub fn raise_open_files_limit() -> io::Result<u64> {
     Ok(lim.rlim_cur as u64)
 }
 
-/// The default `--max-connections`, and the limit that set it. Each
-/// connection holds one descriptor, one thread and that thread's memory
-/// mappings; past any of the three a new thread or socket cannot be had.
+/// The default `--max-connections`, and the limit that set it: each
+/// connection holds one descriptor. (A stream that is caught up holds no
+/// thread; see [`max_threads`] for the connections that do.)
 pub fn default_max_connections(open_files: u64) -> (usize, &'static str) {
-    let limits = [
-        (
-            Some(open_files.saturating_sub(reserved_fds(open_files))),
-            "the open-files limit",
-        ),
-        (
-            read_number("/proc/sys/kernel/pid_max").map(|n| n.saturating_sub(RESERVED_THREADS)),
-            "kernel.pid_max",
-        ),
-        (
-            read_number("/proc/sys/vm/max_map_count")
-                .map(|n| n.saturating_sub(RESERVED_MAPS) / MAPS_PER_CONNECTION),
-            "vm.max_map_count",
-        ),
-    ];
-    let (n, why) = limits
-        .iter()
-        .filter_map(|&(n, why)| Some((n?, why)))
-        .min_by_key(|&(n, _)| n)
-        .unwrap_or((1024, "a default"));
-    (n.max(1) as usize, why)
+    let n = open_files.saturating_sub(reserved_fds(open_files));
+    (n.max(1) as usize, "the open-files limit")
+}
+
+/// Connections that may hold a thread at once (reading a request, writing
+/// a reply or a stream that is not caught up): each thread counts against
+/// `kernel.pid_max` (for the whole host) and maps its stack and guard
+/// pages (`vm.max_map_count`); past either a new thread cannot be had.
+pub fn max_threads() -> usize {
+    let pids = read_number("/proc/sys/kernel/pid_max").map(|n| n.saturating_sub(RESERVED_THREADS));
+    let maps = read_number("/proc/sys/vm/max_map_count")
+        .map(|n| n.saturating_sub(RESERVED_MAPS) / MAPS_PER_CONNECTION);
+    [pids, maps]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(4096)
+        .max(1) as usize
 }
 
 /// Asks the kernel not to let the calling thread preempt the one that woke it
@@ -407,4 +404,162 @@ pub fn wait_readable(fd: std::os::fd::RawFd, timeout: std::time::Duration) -> bo
     // SAFETY: poll reads and writes the one pollfd we pass.
     let n = unsafe { libc::poll(&mut pfd, 1, ms) };
     n > 0
+}
+
+/// An epoll instance: one thread watches many sockets with it (see
+/// `conn::park`). Closed when dropped.
+pub struct Epoll {
+    fd: std::os::fd::OwnedFd,
+}
+
+/// What epoll reported for one registered descriptor.
+#[derive(Clone, Copy, Debug)]
+pub struct Ready {
+    pub token: u64,
+    /// Room to write.
+    pub writable: bool,
+    /// The peer hung up (FIN or reset) or the socket failed.
+    pub hung_up: bool,
+    /// Something to read (the doorbell).
+    pub readable: bool,
+}
+
+impl Epoll {
+    #[allow(unsafe_code)]
+    pub fn new() -> io::Result<Epoll> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: epoll_create1 takes a flag and returns a new descriptor,
+        // which the OwnedFd then owns.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd is a descriptor just opened and owned by no one else.
+        Ok(Epoll {
+            fd: unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) },
+        })
+    }
+
+    /// Watches `fd` for a hang-up, and for room to write when `writable`.
+    pub fn add(&self, fd: std::os::fd::RawFd, token: u64, writable: bool) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_ADD, fd, token, writable)
+    }
+
+    /// Changes whether `fd` is watched for room to write.
+    pub fn modify(&self, fd: std::os::fd::RawFd, token: u64, writable: bool) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_MOD, fd, token, writable)
+    }
+
+    /// Watches `fd` for something to read (a doorbell).
+    pub fn add_readable(&self, fd: std::os::fd::RawFd, token: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: token,
+        };
+        self.raw_ctl(libc::EPOLL_CTL_ADD, fd, &mut ev)
+    }
+
+    pub fn remove(&self, fd: std::os::fd::RawFd) {
+        let mut ev = libc::epoll_event { events: 0, u64: 0 };
+        let _ = self.raw_ctl(libc::EPOLL_CTL_DEL, fd, &mut ev);
+    }
+
+    fn ctl(
+        &self,
+        op: libc::c_int,
+        fd: std::os::fd::RawFd,
+        token: u64,
+        writable: bool,
+    ) -> io::Result<()> {
+        let mut events = libc::EPOLLRDHUP as u32;
+        if writable {
+            events |= libc::EPOLLOUT as u32;
+        }
+        let mut ev = libc::epoll_event { events, u64: token };
+        self.raw_ctl(op, fd, &mut ev)
+    }
+
+    #[allow(unsafe_code)]
+    fn raw_ctl(
+        &self,
+        op: libc::c_int,
+        fd: std::os::fd::RawFd,
+        ev: &mut libc::epoll_event,
+    ) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: epoll_ctl reads the one event we pass; the descriptors
+        // are plain integers (a closed one is EBADF).
+        if unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), op, fd, ev) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Waits at most `timeout` for events; appends them to `out`.
+    #[allow(unsafe_code)]
+    pub fn wait(&self, out: &mut Vec<Ready>, timeout: std::time::Duration) {
+        use std::os::fd::AsRawFd;
+        const MAX: usize = 256;
+        let mut events = [libc::epoll_event { events: 0, u64: 0 }; MAX];
+        let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+        // SAFETY: epoll_wait writes at most MAX events into the array.
+        let n = unsafe {
+            libc::epoll_wait(
+                self.fd.as_raw_fd(),
+                events.as_mut_ptr(),
+                MAX as libc::c_int,
+                ms,
+            )
+        };
+        for ev in events.iter().take(n.max(0) as usize) {
+            let bits = ev.events;
+            out.push(Ready {
+                token: ev.u64,
+                writable: bits & libc::EPOLLOUT as u32 != 0,
+                hung_up: bits & (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32 != 0,
+                readable: bits & libc::EPOLLIN as u32 != 0,
+            });
+        }
+    }
+}
+
+/// A doorbell another thread can ring through a descriptor (`eventfd`), so
+/// that an epoll loop wakes for it.
+pub struct EventFd {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl EventFd {
+    #[allow(unsafe_code)]
+    pub fn new() -> io::Result<EventFd> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: eventfd returns a new descriptor, owned by the OwnedFd.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd is a descriptor just opened and owned by no one else.
+        Ok(EventFd {
+            fd: unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) },
+        })
+    }
+
+    pub fn raw(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.fd.as_raw_fd()
+    }
+
+    #[allow(unsafe_code)]
+    pub fn ring(&self) {
+        let one: u64 = 1;
+        // SAFETY: write reads 8 bytes from a u64 on our stack.
+        unsafe { libc::write(self.raw(), std::ptr::addr_of!(one).cast(), 8) };
+    }
+
+    #[allow(unsafe_code)]
+    pub fn clear(&self) {
+        let mut n: u64 = 0;
+        // SAFETY: read writes at most 8 bytes into a u64 on our stack.
+        unsafe { libc::read(self.raw(), std::ptr::addr_of_mut!(n).cast(), 8) };
+    }
 }

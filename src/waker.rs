@@ -29,6 +29,9 @@ pub struct Waker {
     rung: AtomicBool,
     /// The thread that waits, known from its first wait.
     sleeper: OnceLock<Thread>,
+    /// Where rings go once nobody sleeps on it: a stream that waits
+    /// without a thread is looked after by the thread that watches it.
+    forward: OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl Waker {
@@ -36,9 +39,18 @@ impl Waker {
         // SeqCst on both sides: either `wait` sees the flag, or this sees
         // the sleeper and unparks it (a token that ends its next park).
         self.rung.store(true, Ordering::SeqCst);
+        if let Some(forward) = self.forward.get() {
+            return forward();
+        }
         if let Some(t) = self.sleeper.get() {
             t.unpark();
         }
+    }
+
+    /// From now on every ring calls `to` instead (once; later calls are
+    /// ignored).
+    pub fn forward(&self, to: impl Fn() + Send + Sync + 'static) {
+        let _ = self.forward.set(Box::new(to));
     }
 
     /// Sleeps until rung or until `timeout` has passed; a ring that came

@@ -264,8 +264,9 @@ fn at_the_cap_the_connection_idle_longest_makes_room() {
     let mut idle: Vec<TcpStream> = (0..4)
         .map(|_| TcpStream::connect(t.addr()).expect("connect"))
         .collect();
+    // (The subscriber is parked: it holds no thread; the baseline counted one.)
     common::wait_until(SETTLE, "four idle connections held", || {
-        t.d.threads() >= t.baseline.0 + 4
+        t.d.threads() >= t.baseline.0 + 3
     });
     // A new client is served once they have waited a while: the oldest
     // idle connection is closed for it.
@@ -679,7 +680,23 @@ fn sigterm_ends_every_stream_with_its_last_chunk_and_exits_0() {
     let mut idle = Conn::get(addr, "/healthz");
     idle.response();
     let mut half = send(addr, b"GET /heal");
-    common::wait_until(SETTLE, "four connections", || d.threads() >= at_rest + 4);
+    // The two streams are parked (no thread); the other two hold one each.
+    common::wait_until(SETTLE, "two connections with a thread", || {
+        d.threads() >= at_rest + 2
+    });
+    let open = |name: &str| -> u64 {
+        let text = fetch(addr, "GET", "/metrics", &[], b"").1;
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0)
+    };
+    common::wait_until(SETTLE, "two parked streams", || {
+        open("ssed_connections_parked") == 2
+    });
+    // The connections that asked have ended: four are open.
+    common::wait_until(SETTLE, "the metrics connections closed", || {
+        d.threads() == at_rest + 2
+    });
     let pid = d.child.id() as i32;
     // SAFETY: kill sends a signal to a process we started.
     #[allow(unsafe_code)]
@@ -738,4 +755,47 @@ fn a_space_in_the_target_is_400_and_a_later_http_1_minor_version_is_served() {
     assert_eq!(status(&until_closed(&mut s)), 505);
     t.assert_alive();
     t.settles();
+}
+
+#[test]
+fn a_caught_up_stream_holds_no_thread_and_a_hang_up_is_seen_at_once() {
+    // Keep-alives far away: only the hang-up itself can be what is seen.
+    let d = daemon(&["--keepalive", "60"]);
+    let addr = d.addr;
+    let at_rest = d.threads();
+    let mut subs: Vec<Conn> = (0..100)
+        .map(|_| Conn::open_stream(addr, "/events/parked"))
+        .collect();
+    let parked = |d: &Daemon| -> u64 {
+        let text = fetch(d.addr, "GET", "/metrics", &[], b"").1;
+        text.lines()
+            .find_map(|l| l.strip_prefix("ssed_connections_parked ")?.parse().ok())
+            .unwrap_or(0)
+    };
+    common::wait_until(SETTLE, "100 parked streams", || parked(&d) == 100);
+    // No thread per stream: the process has what it had at rest, give or
+    // take the requests of this test.
+    common::wait_until(SETTLE, "the threads back to rest", || {
+        d.threads() <= at_rest + 1
+    });
+    // Every parked stream still gets what is published, once.
+    let (head, body) = fetch(addr, "POST", "/events/parked", &[], b"to all");
+    assert_eq!(head.status, 200);
+    assert_eq!(json(&body)["subscribers"], 100);
+    for sub in &mut subs {
+        assert_eq!(sub.events(1)[0].data, "to all");
+    }
+    // Three leave: they are uncounted within a second, not at the next
+    // keep-alive (a minute away).
+    let left = Instant::now();
+    subs.truncate(97);
+    common::wait_until(Duration::from_secs(1), "the hang-ups to be seen", || {
+        let (_, body) = fetch(addr, "GET", "/topics", &[], b"");
+        json(&body)[0]["subscribers"] == 97
+    });
+    let (_, body) = fetch(addr, "POST", "/events/parked", &[], b"after");
+    assert_eq!(json(&body)["subscribers"], 97);
+    eprintln!("hang-ups seen after {:?}", left.elapsed());
+    drop(subs);
+    common::wait_until(SETTLE, "every stream gone", || parked(&d) == 0);
 }
