@@ -56,6 +56,8 @@ pub struct Config {
     pub redis: Option<crate::redis::Target>,
     /// Connecting to Redis, and each command.
     pub redis_timeout: Duration,
+    /// How long a publish's `Idempotency-Key` is remembered.
+    pub idempotency_ttl: Duration,
 }
 
 impl Default for Config {
@@ -89,6 +91,7 @@ impl Default for Config {
             source_keeper: None,
             redis: None,
             redis_timeout: Duration::from_secs(2),
+            idempotency_ttl: Duration::from_secs(300),
         }
     }
 }
@@ -298,6 +301,15 @@ pub const FLAGS: &[Flag] = &[
         help: "connecting to Redis, and each command, before the link counts as down",
         default: "2",
         set: |c, v| set(&mut c.redis_timeout, seconds(v, 0.05, 60.0)),
+        repeat: None,
+    },
+    Flag {
+        name: "--idempotency-ttl",
+        var: "SSED_IDEMPOTENCY_TTL",
+        value: Some("SECS"),
+        help: "how long a publish's Idempotency-Key is remembered: a retry with it within this is stored once and answered as the first time",
+        default: "300",
+        set: |c, v| set(&mut c.idempotency_ttl, seconds(v, 1.0, 86_400.0)),
         repeat: None,
     },
     Flag {

@@ -45,6 +45,7 @@ pub mod demos;
 pub mod fanout;
 pub mod http1;
 pub mod hub;
+pub mod idempotency;
 pub mod keeper;
 pub mod lines;
 pub mod log;

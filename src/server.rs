@@ -13,6 +13,7 @@ use crate::demos::{Clock, Demos, Numbered, Ticker, Training};
 use crate::fanout::Fanouts;
 use crate::http1::Response;
 use crate::hub::{Hub, Published, Resume, Retention, Topic, TopicError};
+use crate::idempotency::{self, Keys, Seen};
 use crate::log::Throttled;
 use crate::redis::{self, Health, PublishError, Redis};
 use crate::routes::{self, Action, Feed, Post, PublishTo, MESSAGES_TOPIC};
@@ -87,6 +88,8 @@ pub struct App {
     refused_streams: Throttled,
     refused_topics: Throttled,
     too_large: Throttled,
+    /// Answers of recent publishes by `Idempotency-Key` (without Redis).
+    idempotency: Keys,
 }
 
 impl Server {
@@ -156,6 +159,7 @@ impl Server {
                     max_topics: config.max_topics,
                     max_event_bytes: config.max_event_bytes,
                     timeout: config.redis_timeout,
+                    idempotency_ttl: config.idempotency_ttl,
                 },
                 Arc::clone(&hub),
                 Arc::clone(&fanouts),
@@ -194,6 +198,7 @@ impl Server {
                 "publishes or subscriptions refused: --max-topics reached",
             ),
             too_large: Throttled::new("publishes refused: larger than --max-event-bytes"),
+            idempotency: Keys::new(config.idempotency_ttl),
             config,
         });
         let settings = conn::Settings {
@@ -280,10 +285,12 @@ fn publisher(
             let redis = Arc::clone(redis);
             Arc::new(move |topic: &str, event: Event| {
                 redis
-                    .publish(topic, &event)
+                    .publish(topic, &event, &idempotency::draw())
                     .map(|_| ())
                     .map_err(|e| match e {
-                        PublishError::Down(why) | PublishError::BadTopic(why) => why,
+                        PublishError::Down(why)
+                        | PublishError::Unknown(why)
+                        | PublishError::BadTopic(why) => why,
                         PublishError::TooManyTopics(max) => {
                             format!("there are {max} topics already (--max-topics)")
                         }
@@ -517,6 +524,11 @@ impl App {
             Err(r) => return Err(r.into()),
         };
         let req = ex.request();
+        let key = req.header(idempotency::HEADER).map(str::trim);
+        if let Some(Err(why)) = key.map(idempotency::check) {
+            return Err(Response::error(400, &why));
+        }
+        let key = key.map(String::from);
         let (topic, event, answer) = match to {
             PublishTo::Seed(post) => match seed_message(*post, &body) {
                 Ok((event, answer)) => (MESSAGES_TOPIC, event, Some(answer)),
@@ -531,34 +543,75 @@ impl App {
         };
         let (id, subscribers, published) = match &self.redis {
             None => {
-                let (id, published) = self
-                    .hub
-                    .publish(topic, event)
-                    .map_err(|e| self.topic_refused(e, ex))?;
+                // A key seen before: the first answer, nothing published.
+                if let Some(key) = &key {
+                    match self.idempotency.begin(key) {
+                        Seen::New => {}
+                        Seen::Answered(body) => {
+                            return Ok((
+                                Response::new(200, "application/json", body.into_bytes())
+                                    .no_store(),
+                                None,
+                            ))
+                        }
+                        Seen::InProgress => {
+                            return Err(Response::error(
+                                409,
+                                "a publish with this Idempotency-Key is under way; retry with it in a moment",
+                            ))
+                        }
+                    }
+                }
+                let published = self.hub.publish(topic, event);
+                let (id, published) = match published {
+                    Ok(published) => published,
+                    Err(e) => {
+                        if let Some(key) = &key {
+                            self.idempotency.failed(key);
+                        }
+                        return Err(self.topic_refused(e, ex));
+                    }
+                };
                 (id, published.subscribers(), Some(published))
             }
-            Some(redis) => match redis.publish(topic, &event) {
-                Ok((id, subscribers)) => (id, subscribers, None),
-                Err(PublishError::BadTopic(why)) => return Err(Response::error(400, &why)),
-                Err(PublishError::TooManyTopics(max)) => {
-                    return Err(self.topic_refused(TopicError::TooMany(max), ex))
+            Some(redis) => {
+                // Ssed's own retries against Redis need a key too.
+                let key = key.clone().unwrap_or_else(idempotency::draw);
+                match redis.publish(topic, &event, &key) {
+                    Ok((id, subscribers)) => (id, subscribers, None),
+                    Err(PublishError::BadTopic(why)) => return Err(Response::error(400, &why)),
+                    Err(PublishError::TooManyTopics(max)) => {
+                        return Err(self.topic_refused(TopicError::TooMany(max), ex))
+                    }
+                    // Certainly not stored.
+                    Err(PublishError::Down(why)) => {
+                        return Err(Response::error(503, &format!("not published: {why}"))
+                            .with("Retry-After", conn::RETRY_AFTER_SECS.to_string()))
+                    }
+                    // Perhaps stored: say so, and with which key to retry.
+                    Err(PublishError::Unknown(why)) => {
+                        return Err(Response::error(
+                            504,
+                            &format!(
+                                "perhaps published: {why}; retry with the header {}: {key} to publish it at most once",
+                                idempotency::HEADER
+                            ),
+                        )
+                        .with(idempotency::HEADER, key))
+                    }
                 }
-                Err(PublishError::Down(why)) => {
-                    return Err(Response::error(503, &format!("not published: {why}"))
-                        .with("Retry-After", conn::RETRY_AFTER_SECS.to_string()))
-                }
-            },
+            }
         };
         // The seed's endpoints answer as the tutorial does; the hub's with
         // the event's id.
-        let res = match answer {
-            Some(answer) => Response::json(200, &answer),
-            None => Response::json(
-                200,
-                &json!({ "id": id, "topic": topic, "subscribers": subscribers }),
-            ),
+        let body = match answer {
+            Some(answer) => answer,
+            None => json!({ "id": id, "topic": topic, "subscribers": subscribers }),
         };
-        Ok((res, published))
+        if let (Some(key), None) = (&key, &self.redis) {
+            self.idempotency.done(key, format!("{body}\n"));
+        }
+        Ok((Response::json(200, &body), published))
     }
 
     /// The answer to a topic that cannot be had: a bad name, or too many topics.

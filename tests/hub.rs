@@ -931,3 +931,40 @@ fn tag_topic_names_each_event_s_topic_and_ndjson_always_does() {
         assert_eq!(json(&body)["error"], why, "{target}");
     }
 }
+
+#[test]
+fn a_publish_retried_with_its_idempotency_key_is_stored_once() {
+    let server = start(|_| {});
+    let addr = server.addr();
+    let mut sub = Conn::open_stream(addr, "/events/idem");
+    let post = |key: &str, body: &[u8]| {
+        let (head, reply) = fetch(
+            addr,
+            "POST",
+            "/events/idem",
+            &[("Idempotency-Key", key)],
+            body,
+        );
+        (head.status, reply)
+    };
+    let (status, first) = post("k-1", b"once");
+    assert_eq!(status, 200, "{first}");
+    // The retry is answered as the first time; nothing is published.
+    assert_eq!(post("k-1", b"once"), (200, first.clone()));
+    let (status, other) = post("k-2", b"twice");
+    assert_eq!(status, 200);
+    assert_ne!(json(&other)["id"], json(&first)["id"]);
+    let got = sub.events(2);
+    assert_eq!(
+        got.iter().map(|e| e.data.as_str()).collect::<Vec<_>>(),
+        ["once", "twice"]
+    );
+    assert_eq!(got[0].id, json(&first)["id"].as_str().unwrap());
+    // A key that cannot be one is refused.
+    let (status, why) = post("a b", b"x");
+    assert_eq!(status, 400);
+    assert_eq!(
+        json(&why)["error"],
+        "Idempotency-Key is 1 to 128 printable ASCII characters without spaces"
+    );
+}

@@ -503,10 +503,12 @@ fn redis_away_refuses_publishes_keeps_subscribers_and_catches_them_up() {
     assert_eq!(head.header("Retry-After"), Some("5"));
     let (head, body) = fetch(a.addr(), "POST", "/events/d", &[], b"lost?");
     assert_eq!(head.status, 503, "a publish Redis did not store: {body}");
-    assert!(json(&body)["error"]
-        .as_str()
-        .unwrap()
-        .starts_with("not published: Redis ("));
+    // It names Redis and the cause.
+    let error = json(&body)["error"].as_str().unwrap().to_string();
+    assert!(
+        error.starts_with(&format!("not published: redis {}: down: ", redis.url())),
+        "{error}"
+    );
     // The subscriber is kept: keep-alives go on.
     assert!(std::iter::from_fn(|| on_a.chunk_str()).any(|c| c == ": keep-alive\n"));
     // Redis comes back with its data (append-only file): the history is
@@ -639,4 +641,238 @@ fn a_wrong_password_or_not_a_redis_is_said_in_one_line() {
         );
     });
     linked(ok.addr());
+}
+
+/// A TCP proxy between ssed and Redis that can cut one connection after
+/// Redis received a publish (`EVALSHA`) and before its reply reaches ssed:
+/// a reply lost on the way back.
+struct Proxy {
+    port: u16,
+    /// Set: the next publish's reply is swallowed and its connection cut.
+    cut_next_publish: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Replies swallowed so far.
+    cut: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Proxy {
+    fn start(to: u16) -> Proxy {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut_next_publish = Arc::new(AtomicBool::new(false));
+        let cut = Arc::new(AtomicUsize::new(0));
+        let (arm, count) = (Arc::clone(&cut_next_publish), Arc::clone(&cut));
+        // Threads end when their sockets close (the test's servers go).
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", to)) else {
+                    continue;
+                };
+                let swallow = Arc::new(AtomicBool::new(false));
+                let (mut c_in, mut s_out) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (arm, swallow_up) = (Arc::clone(&arm), Arc::clone(&swallow));
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 65536];
+                    while let Ok(n) = c_in.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        let publish = buf[..n].windows(7).any(|w| w == b"EVALSHA");
+                        if publish && arm.swap(false, Ordering::SeqCst) {
+                            swallow_up.store(true, Ordering::SeqCst);
+                        }
+                        if s_out.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = s_out.shutdown(std::net::Shutdown::Both);
+                });
+                let (mut s_in, mut c_out) = (server, client);
+                let count = Arc::clone(&count);
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 65536];
+                    while let Ok(n) = s_in.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        if swallow.load(Ordering::SeqCst) {
+                            // The script ran; its answer never arrives.
+                            count.fetch_add(1, Ordering::SeqCst);
+                            break;
+                        }
+                        if c_out.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = c_out.shutdown(std::net::Shutdown::Both);
+                    let _ = s_in.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        Proxy {
+            port,
+            cut_next_publish,
+            cut,
+        }
+    }
+}
+
+/// Every event a subscriber gets within `events`, as (id, data).
+fn ids_and_data(events: &[Message]) -> Vec<(String, String)> {
+    events
+        .iter()
+        .map(|e| (e.id.clone(), e.data.clone()))
+        .collect()
+}
+
+#[test]
+fn a_publish_whose_reply_is_lost_is_stored_once_and_answered_with_its_first_id() {
+    use std::sync::atomic::Ordering;
+    let Some(redis) = Redis::start(false) else {
+        return;
+    };
+    let proxy = Proxy::start(redis.port);
+    let through = format!("redis://127.0.0.1:{}", proxy.port);
+    let a = start(|c| {
+        c.redis = Some(ssed::redis::Target::parse(&through).unwrap());
+        c.redis_timeout = Duration::from_millis(500);
+    });
+    linked(a.addr());
+    let b = instance(&redis, |_| {});
+    let mut sub = subscribe(b.addr(), "/events/lost", &[]);
+    let first = publish(a.addr(), "/events/lost", "before");
+    for i in 0..5 {
+        proxy.cut_next_publish.store(true, Ordering::SeqCst);
+        let (head, body) = fetch(
+            a.addr(),
+            "POST",
+            "/events/lost",
+            &[],
+            format!("cut {i}").as_bytes(),
+        );
+        assert_eq!(head.status, 200, "{body}");
+        assert!(
+            !proxy.cut_next_publish.load(Ordering::SeqCst),
+            "the reply was cut"
+        );
+        let id = json(&body)["id"].as_str().unwrap().to_string();
+        // Answered with the number the script gave: the next one.
+        assert_eq!(seq(&id), seq(&first) + 1 + i);
+    }
+    assert_eq!(proxy.cut.load(Ordering::SeqCst), 5);
+    let last = publish(a.addr(), "/events/lost", "after");
+    // Each event once, in order: none stored twice.
+    let got = ids_and_data(&sub.events(7));
+    let data: Vec<&str> = got.iter().map(|(_, d)| d.as_str()).collect();
+    assert_eq!(
+        data,
+        ["before", "cut 0", "cut 1", "cut 2", "cut 3", "cut 4", "after"]
+    );
+    assert_eq!(seq(&got[6].0), seq(&last));
+    assert_eq!(seq(&last), seq(&first) + 6);
+}
+
+#[test]
+fn a_stalled_redis_gets_504_not_503_and_a_retry_with_the_key_stores_once() {
+    let Some(redis) = Redis::start(false) else {
+        return;
+    };
+    let a = instance(&redis, |c| c.redis_timeout = Duration::from_millis(300));
+    let b = instance(&redis, |_| {});
+    let mut sub = subscribe(b.addr(), "/events/stall", &[]);
+    let first = publish(a.addr(), "/events/stall", "before");
+    let pid = redis.child.as_ref().unwrap().id() as i32;
+    // SAFETY: signals to a process this test started.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(pid, libc::SIGSTOP)
+    };
+    let (head, body) = fetch(a.addr(), "POST", "/events/stall", &[], b"in doubt");
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(pid, libc::SIGCONT)
+    };
+    // Sent, never answered: not "not stored" (503), but "don't know".
+    assert_eq!(head.status, 504, "{body}");
+    let error = json(&body)["error"].as_str().unwrap().to_string();
+    assert!(
+        error.starts_with(&format!("perhaps published: redis {}: ", redis.url())),
+        "{error}"
+    );
+    let key = head.header("Idempotency-Key").unwrap().to_string();
+    assert!(
+        error.ends_with(&format!(
+            "retry with the header Idempotency-Key: {key} to publish it at most once"
+        )),
+        "{error}"
+    );
+    // The client retries with the key: stored once, whatever Redis ran.
+    linked(a.addr());
+    let (head, body) = fetch(
+        a.addr(),
+        "POST",
+        "/events/stall",
+        &[("Idempotency-Key", &key)],
+        b"in doubt",
+    );
+    assert_eq!(head.status, 200, "{body}");
+    let id = json(&body)["id"].as_str().unwrap().to_string();
+    assert_eq!(seq(&id), seq(&first) + 1);
+    let last = publish(a.addr(), "/events/stall", "after");
+    let got = ids_and_data(&sub.events(3));
+    assert_eq!(
+        got,
+        [
+            (first, "before".to_string()),
+            (id, "in doubt".to_string()),
+            (last, "after".to_string())
+        ]
+    );
+}
+
+#[test]
+fn an_instance_that_never_publishes_notices_a_flushall() {
+    let Some(redis) = Redis::start(false) else {
+        return;
+    };
+    let a = instance(&redis, |_| {});
+    let b = instance(&redis, |_| {});
+    let mut sub = subscribe(b.addr(), "/events/f", &[]);
+    let old = publish(a.addr(), "/events/f", "old");
+    assert_eq!(sub.events(1)[0].id, old);
+    assert!(redis.cmd(&["FLUSHALL"]).starts_with("+OK"));
+    // B never publishes: it sees the run gone by looking, and its streams
+    // end, so that clients resume.
+    loop {
+        match sub.chunk() {
+            None => break,
+            Some(c) if c == b": keep-alive\n" => {}
+            Some(other) => panic!("B's stream sent {:?}", String::from_utf8_lossy(&other)),
+        }
+    }
+    linked(b.addr());
+    // A resumes on B across the reset: a gap, then the new log's event;
+    // never the new log's event under an old id.
+    let mut again = subscribe(b.addr(), "/events/f", &[("Last-Event-ID", &old)]);
+    let fresh = loop {
+        let (head, body) = fetch(b.addr(), "POST", "/events/f", &[], b"new");
+        if head.status == 200 {
+            break json(&body)["id"].as_str().unwrap().to_string();
+        }
+        // The first publish after the reset may find the run changing.
+        assert_eq!(head.status, 503, "{body}");
+    };
+    assert_ne!(
+        fresh.split_once('-').unwrap().0,
+        old.split_once('-').unwrap().0
+    );
+    let got = again.events(2);
+    assert_eq!(got[0].event, "gap");
+    assert_eq!(
+        (got[1].id.as_str(), got[1].data.as_str()),
+        (fresh.as_str(), "new")
+    );
 }

@@ -198,7 +198,8 @@ fn read_stdin(stdin: &mut dyn Read) -> Result<Vec<u8>, String> {
 
 /// Sends the publish and prints the reply.
 pub fn publish(p: &Publish, out: &mut dyn Write) -> Outcome {
-    let mut res = match http::request(&p.url, "POST", &p.headers, Some(&p.data), Some(TIMEOUT)) {
+    let headers = with_key(&p.headers);
+    let mut res = match http::request(&p.url, "POST", &headers, Some(&p.data), Some(TIMEOUT)) {
         Ok(res) => res,
         Err(e) => return Outcome::Failed(format!("{}: {e}", p.url)),
     };
@@ -225,6 +226,23 @@ pub fn publish(p: &Publish, out: &mut dyn Write) -> Outcome {
     // A closed stdout is not an error: the publish happened.
     let _ = write!(out, "{text}{newline}").and_then(|()| out.flush());
     Outcome::Done
+}
+
+/// `headers` and an `Idempotency-Key` of its own (unless one was given):
+/// a publish retried with it (by `--lines`, or by hand after a 504) is
+/// stored once.
+fn with_key(headers: &[(String, String)]) -> Vec<(String, String)> {
+    let mut out = headers.to_vec();
+    if !out
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case(crate::idempotency::HEADER))
+    {
+        out.push((
+            crate::idempotency::HEADER.into(),
+            crate::idempotency::draw(),
+        ));
+    }
+    out
 }
 
 /// The first wait after a failed attempt (`--lines`); it doubles while
@@ -351,8 +369,11 @@ pub fn publish_lines(
         }
     };
     while let Some(line) = queue.next() {
+        // One key a line, the same on each of its retries: a line whose
+        // answer was lost is stored once.
+        let headers = with_key(&p.headers);
         loop {
-            let why = match session.request("POST", &p.headers, line.as_bytes(), REPLY_LIMIT) {
+            let why = match session.request("POST", &headers, line.as_bytes(), REPLY_LIMIT) {
                 Ok(a) if (200..300).contains(&a.status) => {
                     failures = 0;
                     break;

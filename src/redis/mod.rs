@@ -60,6 +60,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const BLOCK: Duration = Duration::from_millis(500);
 /// How often the round-trip time is measured.
 const PING_EVERY: Duration = Duration::from_secs(2);
+/// How often the feed thread checks that the log is still the one it
+/// follows (a FLUSHALL, or another Redis in its place): an instance that
+/// never publishes notices within this and a `BLOCK`.
+const RUN_CHECK_EVERY: Duration = Duration::from_millis(500);
 
 const RUN: &str = "ssed:run";
 const SEQ: &str = "ssed:seq";
@@ -71,6 +75,9 @@ const COST: &str = "ssed:cost";
 const TOTAL: &str = "ssed:total";
 /// Each topic's stream is this and its name.
 const TOPIC_PREFIX: &str = "ssed:t:";
+/// Each publish's idempotency key is this and the key: it holds the
+/// number the publish was given, for `--idempotency-ttl`.
+const IDEM_PREFIX: &str = "ssed:idem:";
 
 fn stream_key(topic: &str) -> String {
     format!("{TOPIC_PREFIX}{topic}")
@@ -94,14 +101,24 @@ return {run, tonumber(redis.call('get', KEYS[2]) or '0')}
 /// An event's cost is counted as there: its data, id, name and topic, and
 /// 128 bytes. `ssed:cost` is a sorted set of each topic's cost, so that
 /// the largest is found at once.
-/// KEYS: run, seq, topic stream, feed, topics, bytes, cut, cost, total.
+/// A publish carries an idempotency key (the client's `Idempotency-Key`, or
+/// one ssed draws): a key already stored answers with its number, and
+/// nothing is appended, so that a retry (ssed's after a lost reply, or the
+/// client's) stores the event once.
+/// KEYS: run, seq, topic stream, feed, topics, bytes, cut, cost, total,
+/// idempotency key.
 /// ARGV: run, topic, name, data, history, history bytes, max topics, feed
-/// length, history total, the prefix of topic streams.
+/// length, history total, the prefix of topic streams, the key's lifetime
+/// in seconds.
 /// (The budget trims topics other than KEYS[3], whose keys it makes from
 /// the prefix: fine on one Redis, not meant for Redis Cluster.)
 const PUBLISH: &str = r"
 if redis.call('get', KEYS[1]) ~= ARGV[1] then
   return redis.error_reply('SSEDRUN the shared hub was reset')
+end
+local done = redis.call('get', KEYS[10])
+if done then
+  return {tonumber(done), 0, 1}
 end
 if redis.call('sismember', KEYS[5], ARGV[2]) == 0 then
   if redis.call('scard', KEYS[5]) >= tonumber(ARGV[7]) then
@@ -168,7 +185,8 @@ while total > budget do
   end
   trimmed = trimmed + dropped
 end
-return {seq, trimmed}
+redis.call('set', KEYS[10], seq, 'EX', ARGV[11])
+return {seq, trimmed, 0}
 ";
 
 /// How the shared hub keeps events.
@@ -182,16 +200,40 @@ pub struct Settings {
     pub max_event_bytes: usize,
     /// Connecting and each command.
     pub timeout: Duration,
+    /// How long an idempotency key is remembered.
+    pub idempotency_ttl: Duration,
 }
 
-/// Why a publish was not stored.
+/// Why a publish was not stored, or may not have been.
 #[derive(Debug, PartialEq, Eq)]
 pub enum PublishError {
     BadTopic(String),
     /// `--max-topics` topics exist in Redis already.
     TooManyTopics(usize),
-    /// Redis cannot be reached, or refused: the event was not stored.
+    /// Certainly not stored: Redis could not be reached before the command
+    /// was sent, or it refused it.
     Down(String),
+    /// The command was sent and no answer came (a timeout, a cut
+    /// connection): it may have been stored. A retry with the same
+    /// idempotency key stores it at most once.
+    Unknown(String),
+}
+
+/// An error met after a command was sent whole: Redis may have run it.
+#[derive(Debug)]
+struct AfterSending(io::Error);
+
+impl std::fmt::Display for AfterSending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for AfterSending {}
+
+/// Whether `e` came after the command was sent whole.
+fn after_sending(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<AfterSending>())
 }
 
 /// The link to Redis as `/healthz` and `/metrics` show it.
@@ -281,11 +323,19 @@ impl Redis {
     /// Stores `event` in `topic` and returns its id and how many local
     /// subscribers the topic has. Its subscribers, here and on every other
     /// instance, get it from the feed.
-    pub fn publish(&self, topic: &str, event: &Event) -> Result<(String, usize), PublishError> {
+    /// `key` is the publish's idempotency key (the client's, else one
+    /// drawn for it): whatever the retries, the event is stored once.
+    pub fn publish(
+        &self,
+        topic: &str,
+        event: &Event,
+        key: &str,
+    ) -> Result<(String, usize), PublishError> {
         let s = &self.shared;
         check_topic(topic).map_err(PublishError::BadTopic)?;
+        let named = |why: String| format!("redis {}: {why}", s.target);
         if let Some(why) = s.down() {
-            return Err(PublishError::Down(why));
+            return Err(PublishError::Down(named(format!("down: {why}"))));
         }
         let run = s.hub.run();
         let (history, bytes, max_topics, feed, total) = (
@@ -296,7 +346,9 @@ impl Redis {
             s.settings.history_total.to_string(),
         );
         let stream = stream_key(topic);
-        let keys: [&[u8]; 9] = [
+        let idem = format!("{IDEM_PREFIX}{key}");
+        let ttl = s.settings.idempotency_ttl.as_secs().max(1).to_string();
+        let keys: [&[u8]; 10] = [
             RUN.as_bytes(),
             SEQ.as_bytes(),
             stream.as_bytes(),
@@ -306,8 +358,9 @@ impl Redis {
             CUT.as_bytes(),
             COST.as_bytes(),
             TOTAL.as_bytes(),
+            idem.as_bytes(),
         ];
-        let args: [&[u8]; 10] = [
+        let args: [&[u8]; 11] = [
             run.as_bytes(),
             topic.as_bytes(),
             event.event.as_deref().unwrap_or("").as_bytes(),
@@ -318,14 +371,42 @@ impl Redis {
             feed.as_bytes(),
             total.as_bytes(),
             TOPIC_PREFIX.as_bytes(),
+            ttl.as_bytes(),
         ];
         let limits = small_reply();
-        let reply = s
-            .pool
-            .with(s, |c| c.eval(&s.publish_script, &keys, &args, &limits))
-            .map_err(PublishError::Down)?;
+        let attempt = || {
+            s.pool
+                .with_error(s, |c| c.eval(&s.publish_script, &keys, &args, &limits))
+        };
+        // A reply lost after the script ran is not a second event: the
+        // retry carries the same key, and Redis answers with the first
+        // number. Only a publish whose outcome is still unknown after that
+        // is answered so.
+        let reply = match attempt() {
+            Ok(reply) => reply,
+            Err(e) if after_sending(&e) => {
+                log::line(&format!(
+                    "redis {}: no answer to a publish ({e}); asking again with its idempotency key",
+                    s.target
+                ));
+                match attempt() {
+                    Ok(reply) => reply,
+                    Err(e2) if after_sending(&e2) => {
+                        return Err(PublishError::Unknown(named(format!(
+                            "no answer after the publish was sent ({e2}); the outcome is unknown"
+                        ))))
+                    }
+                    Err(e2) => {
+                        return Err(PublishError::Unknown(named(format!(
+                            "no answer after the publish was sent ({e}), then {e2}; the outcome is unknown"
+                        ))))
+                    }
+                }
+            }
+            Err(e) => return Err(PublishError::Down(named(format!("not reached: {e}")))),
+        };
         let stored = match reply.items() {
-            Some([Reply::Int(seq), Reply::Int(trimmed)]) => Some((*seq, *trimmed)),
+            Some([Reply::Int(seq), Reply::Int(trimmed), ..]) => Some((*seq, *trimmed)),
             _ => None,
         };
         if let Some((seq, trimmed)) = stored {
@@ -343,14 +424,14 @@ impl Redis {
                 // Redis lost its data under a live feed: have the feed
                 // connect again, which resets the mirror.
                 s.restart_feed();
-                Err(PublishError::Down(
-                    "Redis lost the shared hub's data; it is being set up again".into(),
-                ))
+                Err(PublishError::Down(named(
+                    "it lost the shared hub's data; it is being set up again".into(),
+                )))
             }
-            Reply::Error(e) => Err(PublishError::Down(format!("Redis refused: {e}"))),
-            other => Err(PublishError::Down(format!(
+            Reply::Error(e) => Err(PublishError::Down(named(format!("refused: {e}")))),
+            other => Err(PublishError::Unknown(named(format!(
                 "an unexpected reply: {other:?}"
-            ))),
+            )))),
         }
     }
 
@@ -813,7 +894,27 @@ impl Shared {
             .stream
             .set_read_timeout(Some(self.settings.timeout + BLOCK));
         let mut pinged = Instant::now() - PING_EVERY;
+        let mut run_checked = Instant::now();
         while !self.stopping() {
+            // An instance that does not publish learns of a FLUSHALL (or
+            // of another Redis in its place) only by looking.
+            if run_checked.elapsed() >= RUN_CHECK_EVERY {
+                match conn.call(&[b"GET", RUN.as_bytes()], &small_reply()) {
+                    Ok(reply) if reply.text() == Some(run) => {}
+                    Ok(reply) => {
+                        let now = reply
+                            .text()
+                            .map_or_else(|| "no run".to_string(), |r| format!("run {r}"));
+                        log::line(&format!(
+                            "redis {}: the shared hub's data changed under this instance ({now}, was run {run}): Redis lost or replaced it; hub streams here end and clients resume from Redis",
+                            self.target
+                        ));
+                        return "the shared hub's data changed under this instance".into();
+                    }
+                    Err(e) => return e.to_string(),
+                }
+                run_checked = Instant::now();
+            }
             if pinged.elapsed() >= PING_EVERY {
                 let started = Instant::now();
                 match conn.call(&[b"PING"], &small_reply()) {
@@ -980,9 +1081,13 @@ impl Conn {
         }
     }
 
+    /// Sends one command and reads its reply. An error after the command
+    /// went out whole is marked [`AfterSending`]: Redis may have run it.
+    /// (One that went out in part is not run: Redis waits for the rest,
+    /// and drops it with the connection.)
     fn call(&mut self, args: &[&[u8]], limits: &Limits) -> io::Result<Reply> {
         (&self.stream).write_all(&resp::command(args))?;
-        resp::read(&mut self.reader, limits)
+        resp::read(&mut self.reader, limits).map_err(|e| io::Error::new(e.kind(), AfterSending(e)))
     }
 
     /// Sends every command, then reads every reply.
@@ -1067,25 +1172,36 @@ impl Pool {
         }
     }
 
-    /// Runs `f` on a connection (an idle one, or a new one while fewer
-    /// than `max` are open); a connection that failed is dropped. An idle
-    /// connection that Redis closed meanwhile (it restarted) is replaced
-    /// once, at once.
+    /// Runs `f` on a connection; errors as text (see [`Pool::with_error`]).
     fn with<T>(
         &self,
         shared: &Shared,
-        mut f: impl FnMut(&mut Conn) -> io::Result<T>,
+        f: impl FnMut(&mut Conn) -> io::Result<T>,
     ) -> Result<T, String> {
+        self.with_error(shared, f).map_err(|e| e.to_string())
+    }
+
+    /// Runs `f` on a connection (an idle one, or a new one while fewer
+    /// than `max` are open); a connection that failed is dropped. An idle
+    /// connection that Redis closed meanwhile (it restarted) is replaced
+    /// once, at once: `f` runs again, so it must be safe to repeat (reads,
+    /// and publishes, which carry an idempotency key). An error keeps
+    /// whether the command was sent ([`after_sending`]).
+    fn with_error<T>(
+        &self,
+        shared: &Shared,
+        mut f: impl FnMut(&mut Conn) -> io::Result<T>,
+    ) -> io::Result<T> {
         let deadline = Instant::now() + shared.settings.timeout;
         {
             let mut busy = lock(&self.busy);
             while *busy >= self.max {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
-                    return Err(format!(
+                    return Err(io::Error::other(format!(
                         "all {} Redis connections stayed busy for {:?}",
                         self.max, shared.settings.timeout
-                    ));
+                    )));
                 }
                 busy = self
                     .freed
@@ -1095,8 +1211,8 @@ impl Pool {
             }
             *busy += 1;
         }
-        let open = || Conn::open(&shared.target, shared.settings.timeout);
-        let mut result = Err(String::new());
+        let open = || Conn::open(&shared.target, shared.settings.timeout).map_err(io::Error::other);
+        let mut result = Err(io::Error::other("no connection"));
         let mut idle = lock(&self.idle).pop();
         for _ in 0..2 {
             let reused = idle.is_some();
@@ -1116,7 +1232,7 @@ impl Pool {
                 }
                 Err(e) if reused && stale(&e) => continue,
                 Err(e) => {
-                    result = Err(e.to_string());
+                    result = Err(e);
                     break;
                 }
             }

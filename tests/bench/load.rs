@@ -42,6 +42,8 @@ struct Target {
     args: Vec<String>,
     /// The file whose size is reported (the binary, or the script).
     file: String,
+    /// Where it listens, for a server that prints no start-up line (nginx).
+    addr: Option<SocketAddr>,
 }
 
 fn main() {
@@ -89,6 +91,7 @@ fn main() {
             .map(String::from)
             .to_vec(),
         file: bin,
+        addr: None,
     };
     let mut targets = vec![ssed];
     if compare {
@@ -97,6 +100,7 @@ fn main() {
             program: axum_bin.clone(),
             args: Vec::new(),
             file: axum_bin,
+            addr: None,
         });
         let script = "tests/bench/starlette_hub.py".to_string();
         targets.push(Target {
@@ -104,7 +108,12 @@ fn main() {
             program: python,
             args: vec![script.clone()],
             file: script,
+            addr: None,
         });
+        match nchan() {
+            Ok(t) => targets.push(t),
+            Err(why) => println!("nchan: skipped ({why})"),
+        }
     }
 
     println!(
@@ -123,10 +132,10 @@ fn main() {
         println!(
             "{}: {} {} bytes ({:.0} KiB); idle: RSS {:.1} MiB, {} threads",
             t.name,
-            if t.name == "starlette" {
-                "script"
-            } else {
-                "stripped binary"
+            match t.name {
+                "starlette" => "script",
+                "nchan" => "nginx binary",
+                _ => "stripped binary",
             },
             size,
             size as f64 / 1024.0,
@@ -237,6 +246,22 @@ impl Server {
 
     /// Starts `t` with `extra` arguments after its own.
     fn start_with(t: &Target, extra: &[&str]) -> Server {
+        if let Some(addr) = t.addr {
+            let child = Command::new(&t.program)
+                .args(&t.args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .unwrap_or_else(|e| die(&format!("{}: {e}", t.program)));
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while std::net::TcpStream::connect(addr).is_err() {
+                if Instant::now() > deadline {
+                    die(&format!("{}: not listening on {addr}", t.name));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            return Server { child, addr };
+        }
         let mut child = Command::new(&t.program)
             .args(&t.args)
             .args(extra)
@@ -307,6 +332,8 @@ enum State {
     Body {
         left: Option<usize>,
         subscribed: bool,
+        /// The body is chunked (else it runs until the close, as Nchan's).
+        chunked: bool,
     },
     Closed,
 }
@@ -326,6 +353,10 @@ struct Row {
     cpu_secs: f64,
     rss_before_kb: u64,
     rss_after_kb: u64,
+    /// `KernelStack` + `SUnreclaim` of the whole machine, before and after
+    /// the subscribers connected.
+    kernel_before_kb: u64,
+    kernel_after_kb: u64,
     threads: u64,
     /// Threads and descriptors the connected subscribers added.
     threads_added: u64,
@@ -368,6 +399,7 @@ fn run_on(label: &str, servers: &[Server], s: &Scenario) -> Row {
         )
     };
     let before = proc();
+    let kernel_before = kernel_kb();
     let base = Instant::now();
 
     let mut poll = Poll::new().unwrap();
@@ -439,6 +471,7 @@ fn run_on(label: &str, servers: &[Server], s: &Scenario) -> Row {
         duplicated += out.duplicated;
     }
     let after_connect = proc();
+    let kernel_after = kernel_kb();
 
     // Publish from another thread, at the rate asked for.
     let cpu_before = proc().cpu_secs;
@@ -489,6 +522,8 @@ fn run_on(label: &str, servers: &[Server], s: &Scenario) -> Row {
         client_cpu_secs: own_cpu_secs() - client_before,
         rss_before_kb: before.rss_kb,
         rss_after_kb: after_connect.rss_kb,
+        kernel_before_kb: kernel_before,
+        kernel_after_kb: kernel_after,
         threads: after_connect.threads,
         threads_added: after_connect.threads.saturating_sub(before.threads),
         fds_added: after_connect.fds.saturating_sub(before.fds),
@@ -570,6 +605,9 @@ fn drive(sub: &mut Sub, request: &str, base: Instant, latencies: &mut Vec<f64>) 
             return p;
         };
         let ok = sub.buf.starts_with(b"HTTP/1.1 200");
+        let chunked = String::from_utf8_lossy(&sub.buf[..end])
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked");
         sub.buf.drain(..end + 4);
         if !ok {
             // Refused (503): let the connection go, as a browser would on
@@ -582,11 +620,16 @@ fn drive(sub: &mut Sub, request: &str, base: Instant, latencies: &mut Vec<f64>) 
         sub.state = State::Body {
             left: None,
             subscribed: false,
+            chunked,
         };
     }
     // De-chunk what is buffered, feed the SSE decoder.
     let mut body = Vec::new();
-    while let State::Body { left, .. } = &mut sub.state {
+    while let State::Body { left, chunked, .. } = &mut sub.state {
+        if !*chunked {
+            body.append(&mut sub.buf);
+            break;
+        }
         match left {
             None => {
                 let Some(i) = sub.buf.windows(2).position(|w| w == b"\r\n") else {
@@ -699,9 +742,9 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn print_table(rows: &[Row]) {
-    println!("| scenario | subscribers | connected (refused) | connect s | expected | received | lost | dup | p50 ms | p90 ms | p99 ms | max ms | deliveries/s | server CPU s | CPU µs/delivery | load generator CPU s | RSS before MiB | RSS after MiB | KiB/stream | threads | threads/stream | fds/stream |");
+    println!("| scenario | subscribers | connected (refused) | connect s | expected | received | lost | dup | p50 ms | p90 ms | p99 ms | max ms | deliveries/s | server CPU s | CPU µs/delivery | load generator CPU s | RSS before MiB | RSS after MiB | KiB/stream | kernel KiB/stream | user + kernel KiB/stream | threads | threads/stream | fds/stream |");
     println!(
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for r in rows {
         let per_delivery = if r.received > 0 {
@@ -714,6 +757,11 @@ fn print_table(rows: &[Row]) {
         } else {
             f64::NAN
         };
+        let kernel_per_stream = if r.connected > 0 {
+            (r.kernel_after_kb.saturating_sub(r.kernel_before_kb)) as f64 / r.connected as f64
+        } else {
+            f64::NAN
+        };
         let per = |n: u64| {
             if r.connected > 0 {
                 n as f64 / r.connected as f64
@@ -722,7 +770,7 @@ fn print_table(rows: &[Row]) {
             }
         };
         println!(
-            "| {} | {} | {} ({}) | {:.2} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {:.2} | {:.1} | {:.2} | {:.1} | {:.1} | {:.1} | {} | {:.2} | {:.2} |",
+            "| {} | {} | {} ({}) | {:.2} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {:.2} | {:.1} | {:.2} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {:.2} | {:.2} |",
             r.name,
             r.subs,
             r.connected,
@@ -743,6 +791,8 @@ fn print_table(rows: &[Row]) {
             r.rss_before_kb as f64 / 1024.0,
             r.rss_after_kb as f64 / 1024.0,
             per_stream,
+            kernel_per_stream,
+            per_stream + kernel_per_stream,
             r.threads,
             per(r.threads_added),
             per(r.fds_added)
@@ -1074,4 +1124,84 @@ impl Drop for RedisServer {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// `KernelStack` + `SUnreclaim` of the machine now, in KiB: the kernel's
+/// memory that a process's RSS does not show (thread stacks, socket and
+/// task structures). Its growth while streams are open, per stream, is the
+/// kernel's side of a stream's cost (the load generator's socket included,
+/// the same for every server).
+fn kernel_kb() -> u64 {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    meminfo
+        .lines()
+        .filter_map(|l| {
+            let (name, rest) = l.split_once(':')?;
+            matches!(name, "KernelStack" | "SUnreclaim")
+                .then(|| rest.split_whitespace().next()?.parse::<u64>().ok())
+                .flatten()
+        })
+        .sum()
+}
+
+/// Nchan (nginx with its module, from Debian: `apt-get install nginx
+/// libnginx-mod-nchan`), one process, serving the same routes: POST to
+/// publish, EventSource to subscribe, on `/events/{topic}`.
+fn nchan() -> Result<Target, String> {
+    let nginx = ["/usr/sbin/nginx", "/usr/local/sbin/nginx"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .ok_or("nginx is not installed: apt-get install nginx libnginx-mod-nchan")?;
+    let module = ["/usr/lib/nginx/modules/ngx_nchan_module.so"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .ok_or("the nchan module is not installed: apt-get install libnginx-mod-nchan")?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| e.to_string())?
+        .port();
+    let dir = std::env::temp_dir().join(format!("ssed-bench-nchan-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let d = dir.display();
+    let conf = format!(
+        "load_module {module};
+worker_processes 1;
+daemon off;
+master_process off;
+error_log {d}/error.log warn;
+pid {d}/nginx.pid;
+worker_rlimit_nofile 20000;
+events {{ worker_connections 20000; }}
+http {{
+  access_log off;
+  client_body_temp_path {d}/body;
+  proxy_temp_path {d}/proxy;
+  fastcgi_temp_path {d}/fastcgi;
+  uwsgi_temp_path {d}/uwsgi;
+  scgi_temp_path {d}/scgi;
+  server {{
+    listen 127.0.0.1:{port} backlog=4096;
+    location ~ /events/(\\w+)$ {{ nchan_channel_id $1; nchan_pubsub; }}
+  }}
+}}
+"
+    );
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, conf).map_err(|e| e.to_string())?;
+    Ok(Target {
+        name: "nchan",
+        program: nginx.to_string(),
+        args: vec![
+            "-c".into(),
+            path.display().to_string(),
+            "-p".into(),
+            dir.display().to_string(),
+        ],
+        file: nginx.to_string(),
+        addr: Some(
+            format!("127.0.0.1:{port}")
+                .parse()
+                .map_err(|e| format!("{e}"))?,
+        ),
+    })
 }
