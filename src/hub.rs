@@ -655,17 +655,23 @@ impl Hub {
         format!("{}-{seq}", read(&self.run))
     }
 
+    /// The number of `id` if it is an id of this run (`RUN-NUMBER`, the
+    /// form [`Hub::id`] makes): the one place ids are read.
+    pub fn seq_of(&self, id: &str) -> Option<u64> {
+        let (run, seq) = id.split_once('-')?;
+        if run != *read(&self.run) {
+            return None;
+        }
+        seq.parse().ok()
+    }
+
     /// Reads a `Last-Event-ID`.
     pub fn resume(&self, last_event_id: Option<&str>) -> Resume {
         let Some(id) = last_event_id.filter(|id| !id.is_empty()) else {
             return Resume::Live;
         };
-        let current = read(&self.run);
-        match id.split_once('-') {
-            Some((run, seq)) if run == *current => match seq.parse() {
-                Ok(seq) if seq <= self.watermark() => Resume::After(seq),
-                _ => Resume::Foreign(id.to_string()),
-            },
+        match self.seq_of(id) {
+            Some(seq) if seq <= self.watermark() => Resume::After(seq),
             _ => Resume::Foreign(id.to_string()),
         }
     }
@@ -686,7 +692,8 @@ impl Hub {
         check_topic(name).map_err(TopicError::BadName)?;
         if !topics.contains_key(name) {
             if topics.len() >= self.max_topics {
-                // Make room from topics nobody uses, before refusing.
+                // Make room from topics nobody uses, before refusing
+                // (they hold nothing: the budget is unchanged).
                 topics.retain(|_, t| !t.is_idle());
                 if topics.len() >= self.max_topics {
                     return Err(TopicError::TooMany(self.max_topics));
@@ -817,8 +824,11 @@ impl Hub {
                     t.is_idle()
                 }
             });
-            if free {
-                topics.remove(name.as_str());
+            // What it held no longer counts against the budget: the bytes
+            // counted are the bytes held.
+            if let Some(topic) = free.then(|| topics.remove(name.as_str())).flatten() {
+                self.total
+                    .fetch_sub(topic.retained_cost(), Ordering::AcqRel);
             }
         }
     }
@@ -927,6 +937,30 @@ mod tests {
     /// A waker as the topics hold it.
     fn notify() -> Arc<dyn Notify> {
         waker()
+    }
+
+    #[test]
+    fn a_mirror_that_forgets_a_topic_holding_events_stops_counting_them() {
+        // Cycles of "a subscriber comes, events arrive, it leaves": the
+        // budget's count stays the bytes held, and never trims a reader.
+        let hub = Hub::new(keep(1000), 10, 3 * 1024 * 1024).mirrored();
+        let mut seq = 0;
+        for _ in 0..6 {
+            let n = notify();
+            let (mut subs, _) = hub.subscribe_live(&names(&["t"]), &n).unwrap();
+            for _ in 0..400 {
+                seq += 1;
+                hub.insert_remote("t", seq, Event::message("x".repeat(2000)));
+            }
+            let mut out = Vec::new();
+            // Everything arrived: no gap.
+            assert_eq!(subs[0].take(u64::MAX, &mut out), None);
+            assert_eq!(out.len(), 400);
+            drop(subs);
+            hub.release(&names(&["t"]));
+            assert_eq!(hub.topics().len(), 0);
+            assert_eq!(hub.total.load(Ordering::Acquire), 0);
+        }
     }
 
     #[test]

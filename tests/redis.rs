@@ -652,6 +652,8 @@ struct Proxy {
     cut_next_publish: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// Replies swallowed so far.
     cut: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Set: nothing from Redis reaches ssed (a stalled link) until cleared.
+    stalled: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Proxy {
@@ -662,7 +664,9 @@ impl Proxy {
         let port = listener.local_addr().unwrap().port();
         let cut_next_publish = Arc::new(AtomicBool::new(false));
         let cut = Arc::new(AtomicUsize::new(0));
+        let stalled = Arc::new(AtomicBool::new(false));
         let (arm, count) = (Arc::clone(&cut_next_publish), Arc::clone(&cut));
+        let stall = Arc::clone(&stalled);
         // Threads end when their sockets close (the test's servers go).
         std::thread::spawn(move || {
             for client in listener.incoming() {
@@ -692,11 +696,19 @@ impl Proxy {
                 });
                 let (mut s_in, mut c_out) = (server, client);
                 let count = Arc::clone(&count);
+                let stall = Arc::clone(&stall);
                 std::thread::spawn(move || {
                     let mut buf = [0u8; 65536];
                     while let Ok(n) = s_in.read(&mut buf) {
                         if n == 0 {
                             break;
+                        }
+                        // Held back while stalled (at most a minute).
+                        for _ in 0..6000 {
+                            if !stall.load(Ordering::SeqCst) {
+                                break;
+                            }
+                            std::thread::sleep(Duration::from_millis(10));
                         }
                         if swallow.load(Ordering::SeqCst) {
                             // The script ran; its answer never arrives.
@@ -716,6 +728,7 @@ impl Proxy {
             port,
             cut_next_publish,
             cut,
+            stalled,
         }
     }
 }
@@ -875,4 +888,47 @@ fn an_instance_that_never_publishes_notices_a_flushall() {
         (got[1].id.as_str(), got[1].data.as_str()),
         (fresh.as_str(), "new")
     );
+}
+
+#[test]
+fn a_resume_on_an_instance_whose_link_is_stalled_never_goes_backwards() {
+    use std::sync::atomic::Ordering;
+    let Some(redis) = Redis::start(false) else {
+        return;
+    };
+    let proxy = Proxy::start(redis.port);
+    let through = format!("redis://127.0.0.1:{}", proxy.port);
+    let a = instance(&redis, |_| {});
+    let b = start(|c| {
+        c.redis = Some(ssed::redis::Target::parse(&through).unwrap());
+        c.redis_timeout = Duration::from_millis(300);
+        c.keepalive = Duration::from_millis(200);
+    });
+    linked(b.addr());
+    let first = publish(a.addr(), "/events/s", "one");
+    // B's link stalls: it hears of nothing A publishes meanwhile.
+    proxy.stalled.store(true, Ordering::SeqCst);
+    let ids: Vec<String> = (2..=5)
+        .map(|i| publish(a.addr(), "/events/s", &format!("n{i}")))
+        .collect();
+    // A client that had everything up to the last resumes on B.
+    let mut sub = subscribe(b.addr(), "/events/s", &[("Last-Event-ID", &ids[3])]);
+    proxy.stalled.store(false, Ordering::SeqCst);
+    let next = publish(a.addr(), "/events/s", "six");
+    // What it gets: perhaps a gap (the replay could not be read), then
+    // only what came after its id, once.
+    let mut after = Vec::new();
+    while after.is_empty() {
+        for e in sub.events(1) {
+            if e.event == "gap" {
+                continue;
+            }
+            after.push((e.id, e.data));
+        }
+    }
+    assert_eq!(after, [(next.clone(), "six".to_string())]);
+    assert!(seq(&next) > seq(&ids[3]) && seq(&ids[3]) > seq(&first));
+    let last = publish(a.addr(), "/events/s", "seven");
+    let e = sub.events(1).remove(0);
+    assert_eq!((e.id, e.data), (last, "seven".to_string()));
 }

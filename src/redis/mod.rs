@@ -435,39 +435,21 @@ impl Redis {
         }
     }
 
-    /// Reads a `Last-Event-ID`: unlike a hub of its own, a mirror may see
-    /// an id it has not caught up with yet (given out moments ago through
-    /// another instance); Redis says whether it is real.
+    /// Reads a `Last-Event-ID`. Unlike a hub of its own, a mirror may see
+    /// an id of its run that it has not reached yet: given out moments ago
+    /// through another instance, or its link is behind or stalled. The
+    /// client has everything up to it: it resumes after it (the replay
+    /// from Redis, and the live events past it), never before it, and
+    /// without asking Redis first (which a stalled link would make wait).
     pub fn resume(&self, last_event_id: Option<&str>) -> Resume {
         let s = &self.shared;
         match s.hub.resume(last_event_id) {
-            Resume::Foreign(id) => {
-                let run = s.hub.run();
-                let seq = id
-                    .split_once('-')
-                    .filter(|(r, _)| *r == run)
-                    .and_then(|(_, seq)| seq.parse::<u64>().ok());
-                match seq {
-                    Some(seq) if self.newest().is_some_and(|newest| seq <= newest) => {
-                        Resume::After(seq)
-                    }
-                    _ => Resume::Foreign(id),
-                }
-            }
+            Resume::Foreign(id) => match s.hub.seq_of(&id) {
+                Some(seq) => Resume::After(seq),
+                None => Resume::Foreign(id),
+            },
             other => other,
         }
-    }
-
-    /// The number of the newest event in Redis.
-    fn newest(&self) -> Option<u64> {
-        let s = &self.shared;
-        s.pool
-            .with(s, |c| c.call(&[b"GET", SEQ.as_bytes()], &small_reply()))
-            .ok()
-            .and_then(|r| match r {
-                Reply::Bulk(None) => Some(0),
-                r => r.int().and_then(|n| u64::try_from(n).ok()),
-            })
     }
 
     /// What a subscriber to `topics` resuming from `from` is owed up to
@@ -495,7 +477,9 @@ impl Redis {
             Resume::Foreign(_) => (b"XRANGE", "-".into(), end, None),
             Resume::Last(n) => (b"XREVRANGE", end, "-".into(), Some((*n).max(1))),
         };
-        let mut commands: Vec<Vec<Vec<u8>>> = Vec::new();
+        // The run first: a log that is not the one this mirror follows
+        // (flushed, not noticed yet) must not be read under its ids.
+        let mut commands: Vec<Vec<Vec<u8>>> = vec![vec![b"GET".to_vec(), RUN.as_bytes().to_vec()]];
         for topic in topics {
             let mut cmd = vec![
                 verb.to_vec(),
@@ -517,6 +501,13 @@ impl Redis {
         let limits = s.replay_limits();
         let replies = s.pool.with(s, |c| c.pipeline(&commands, &limits))?;
         let run = s.hub.run();
+        let Some((run_now, replies)) = replies.split_first() else {
+            return Err("Redis answered no reply".into());
+        };
+        if run_now.text() != Some(run.as_str()) {
+            s.restart_feed();
+            return Err("the shared hub's data changed; it is being followed again".into());
+        }
         let mut gaps = Vec::new();
         let mut events: Vec<(u64, Arc<Event>)> = Vec::new();
         for (topic, pair) in topics.iter().zip(replies.chunks(2)) {
