@@ -529,10 +529,6 @@ pub struct Hub {
     /// This run's token, the first part of every id. With Redis, the token
     /// that Redis holds, learnt when the link comes up.
     run: RwLock<String>,
-    /// A mirror of a shared log (Redis): events come from there with their
-    /// numbers ([`Hub::insert_remote`]), replays are read there, and a topic
-    /// nobody here watches is forgotten.
-    mirror: bool,
     /// The last sequence number given out; held while an event is inserted,
     /// so that insertions happen in sequence order.
     seq: Mutex<u64>,
@@ -574,6 +570,12 @@ pub enum Resume {
     Last(usize),
 }
 
+/// An event's id: `RUN-NUMBER`. Made here only, read by [`Hub::seq_of`]
+/// only.
+pub fn format_id(run: &str, seq: u64) -> String {
+    format!("{run}-{seq}")
+}
+
 /// A token for a new run: 8 hex digits.
 pub fn new_run() -> String {
     format!("{:08x}", fastrand::u32(..))
@@ -585,7 +587,6 @@ impl Hub {
     pub fn new(keep: Retention, max_topics: usize, budget: usize) -> Hub {
         Hub {
             run: RwLock::new(new_run()),
-            mirror: false,
             seq: Mutex::new(0),
             watermark: AtomicU64::new(0),
             topics: Mutex::default(),
@@ -639,12 +640,6 @@ impl Hub {
         }
     }
 
-    /// This hub as a mirror of a shared log (see [`Hub::insert_remote`]).
-    pub fn mirrored(mut self) -> Hub {
-        self.mirror = true;
-        self
-    }
-
     /// The token of this run.
     pub fn run(&self) -> String {
         read(&self.run).clone()
@@ -652,7 +647,7 @@ impl Hub {
 
     /// The id of event number `seq`.
     pub fn id(&self, seq: u64) -> String {
-        format!("{}-{seq}", read(&self.run))
+        format_id(&read(&self.run), seq)
     }
 
     /// The number of `id` if it is an id of this run (`RUN-NUMBER`, the
@@ -812,18 +807,23 @@ impl Hub {
         Ok(())
     }
 
-    /// Frees those of `names` that have no subscribers and nothing retained
-    /// (in a mirror, no subscribers: the shared log keeps the events).
+    /// Frees those of `names` that have no subscribers and nothing retained.
     pub fn release(&self, names: &[String]) {
+        self.free(names, Topic::is_idle);
+    }
+
+    /// Frees those of `names` that have no subscribers, whatever they hold:
+    /// for a hub that mirrors a shared log, which keeps the events.
+    pub fn forget(&self, names: &[String]) {
+        self.free(names, |t| {
+            t.subscribers() == 0 && !t.pinned.load(Ordering::Relaxed)
+        });
+    }
+
+    fn free(&self, names: &[String], free_if: impl Fn(&Topic) -> bool) {
         let mut topics = lock(&self.topics);
         for name in names {
-            let free = topics.get(name.as_str()).is_some_and(|t| {
-                if self.mirror {
-                    t.subscribers() == 0 && !t.pinned.load(Ordering::Relaxed)
-                } else {
-                    t.is_idle()
-                }
-            });
+            let free = topics.get(name.as_str()).is_some_and(|t| free_if(t));
             // What it held no longer counts against the budget: the bytes
             // counted are the bytes held.
             if let Some(topic) = free.then(|| topics.remove(name.as_str())).flatten() {
@@ -943,7 +943,7 @@ mod tests {
     fn a_mirror_that_forgets_a_topic_holding_events_stops_counting_them() {
         // Cycles of "a subscriber comes, events arrive, it leaves": the
         // budget's count stays the bytes held, and never trims a reader.
-        let hub = Hub::new(keep(1000), 10, 3 * 1024 * 1024).mirrored();
+        let hub = Hub::new(keep(1000), 10, 3 * 1024 * 1024);
         let mut seq = 0;
         for _ in 0..6 {
             let n = notify();
@@ -957,7 +957,7 @@ mod tests {
             assert_eq!(subs[0].take(u64::MAX, &mut out), None);
             assert_eq!(out.len(), 400);
             drop(subs);
-            hub.release(&names(&["t"]));
+            hub.forget(&names(&["t"]));
             assert_eq!(hub.topics().len(), 0);
             assert_eq!(hub.total.load(Ordering::Acquire), 0);
         }

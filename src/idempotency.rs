@@ -1,8 +1,8 @@
 //! `Idempotency-Key`: a publish retried with the same key is stored once
-//! and answered as the first time.
+//! and answered with the first id.
 //!
-//! Without Redis the answers are kept here, for `--idempotency-ttl`, at
-//! most [`MAX_KEYS`] of them (past that the oldest are forgotten first).
+//! Without Redis the ids are kept here, for `--idempotency-ttl`, at most
+//! [`MAX_KEYS`] of them (past that the oldest are forgotten first).
 //! With Redis the publish script keeps the number under the key, in Redis,
 //! so that a retry on any instance is answered with it.
 
@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 /// The request header.
 pub const HEADER: &str = "Idempotency-Key";
 
-/// Keys remembered at once without Redis: each costs its key and its
-/// answer (about 200 bytes), so at most about 20 MB.
+/// Keys remembered at once without Redis: each costs its key and its id
+/// (about 150 bytes with the map's own), so at most about 15 MB.
 pub const MAX_KEYS: usize = 100_000;
 
 /// Longest key: printable ASCII, at most this many bytes.
@@ -43,13 +43,13 @@ pub fn draw() -> String {
 pub enum Seen {
     /// New: publish, then [`Keys::done`] (or [`Keys::failed`]).
     New,
-    /// Published already: this was the answer.
+    /// Published already: this was its id.
     Answered(String),
     /// A publish with this key is under way.
     InProgress,
 }
 
-/// The answers of recent publishes, by key.
+/// The ids of recent publishes, by key.
 pub struct Keys {
     ttl: Duration,
     state: Mutex<State>,
@@ -96,10 +96,10 @@ impl Keys {
         Seen::New
     }
 
-    /// The publish with `key` was stored: `answer` is what a retry gets.
-    pub fn done(&self, key: &str, answer: String) {
+    /// The publish with `key` was stored as `id`: what a retry gets.
+    pub fn done(&self, key: &str, id: String) {
         if let Some(entry) = lock(&self.state).answers.get_mut(key) {
-            entry.0 = Some(answer);
+            entry.0 = Some(id);
         }
     }
 

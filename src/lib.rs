@@ -57,6 +57,7 @@ pub mod routes;
 pub mod server;
 pub mod sources;
 pub mod sse;
+pub mod store;
 pub mod stream;
 pub mod sys;
 pub mod waker;

@@ -13,7 +13,8 @@ pub struct Sources<'a> {
     pub demo_streams: &'a Streams,
     pub conns: &'a conn::Counters,
     pub max_connections: usize,
-    pub redis: Option<&'a crate::redis::Redis>,
+    /// A shared log's link (`--redis`).
+    pub link: Option<crate::store::Link>,
 }
 
 /// Renders every metric; topic names need no escaping (their characters
@@ -183,11 +184,8 @@ pub fn render(s: &Sources) -> String {
         "Gap notices sent: events a client was owed but could not get.",
         &one(h.gaps.load(Relaxed)),
     );
-    if let Some(redis) = s.redis {
-        let (up, rtt) = match redis.health() {
-            crate::redis::Health::Up { rtt } => (1, rtt),
-            crate::redis::Health::Down { .. } => (0, None),
-        };
+    if let Some(link) = &s.link {
+        let (up, rtt) = (u64::from(link.up), link.rtt);
         metric(
             "ssed_redis_up",
             "gauge",
@@ -198,13 +196,13 @@ pub fn render(s: &Sources) -> String {
             "ssed_redis_reconnects_total",
             "counter",
             "Times the link to Redis came back after it was lost.",
-            &one(redis.reconnects()),
+            &one(link.reconnects),
         );
         metric(
             "ssed_redis_resets_total",
             "counter",
             "Times this instance's hub streams were ended because Redis lost events they were owed.",
-            &one(redis.resets()),
+            &one(link.resets),
         );
         let _ = writeln!(
             out,

@@ -12,13 +12,14 @@ use crate::cors::Cors;
 use crate::demos::{Clock, Demos, Numbered, Ticker, Training};
 use crate::fanout::Fanouts;
 use crate::http1::Response;
-use crate::hub::{Hub, Published, Resume, Retention, Topic, TopicError};
-use crate::idempotency::{self, Keys, Seen};
+use crate::hub::{Hub, Published, Retention, Topic, TopicError};
+use crate::idempotency;
 use crate::log::Throttled;
-use crate::redis::{self, Health, PublishError, Redis};
+use crate::redis::{self, Redis};
 use crate::routes::{self, Action, Feed, Post, PublishTo, MESSAGES_TOPIC};
 use crate::sources::{self, Sources};
 use crate::sse::Event;
+use crate::store::{From, Memory, Store, StoreError};
 use crate::stream::{
     pump, Feed as TopicFeed, Format, Framer, Outlet, Pumped, Scripted, Slot, Source, Streams, Wire,
 };
@@ -39,10 +40,6 @@ const BACKLOG: i32 = 4096;
 
 /// Threads that fan publishes out to subscribers.
 const FANOUT_WORKERS: usize = 1;
-
-/// The longest `Last-Event-ID` quoted back in a gap notice: longer ones are
-/// not ids of ours, and a stream keeps what it quotes for its whole life.
-const MAX_QUOTED_ID: usize = 256;
 
 /// A running server. Dropping it shuts it down.
 pub struct Server {
@@ -83,13 +80,11 @@ pub struct App {
     fanouts: Arc<Fanouts>,
     /// Programs and files that feed topics.
     sources: Sources,
-    /// With `--redis`: the shared log the hub mirrors.
-    redis: Option<Arc<Redis>>,
+    /// The log of events: the hub, or a shared log it mirrors.
+    store: Arc<dyn Store>,
     refused_streams: Throttled,
     refused_topics: Throttled,
     too_large: Throttled,
-    /// Answers of recent publishes by `Idempotency-Key` (without Redis).
-    idempotency: Keys,
 }
 
 impl Server {
@@ -144,13 +139,11 @@ impl Server {
             config.max_topics,
             config.history_total,
         );
-        let hub = Arc::new(match config.redis {
-            Some(_) => hub.mirrored(),
-            None => hub,
-        });
         let fanouts = Arc::new(Fanouts::start(FANOUT_WORKERS)?);
-        let redis = match &config.redis {
-            Some(target) => Some(Arc::new(Redis::start(
+        // The one place the log's backend is chosen: the hub alone, or a
+        // shared log that the hub mirrors.
+        let store: Arc<dyn Store> = match &config.redis {
+            Some(target) => Arc::new(Redis::start(
                 target.clone(),
                 redis::Settings {
                     history: config.history,
@@ -161,12 +154,13 @@ impl Server {
                     timeout: config.redis_timeout,
                     idempotency_ttl: config.idempotency_ttl,
                 },
-                Arc::clone(&hub),
+                Arc::new(hub),
                 Arc::clone(&fanouts),
-            )?)),
-            None => None,
+            )?),
+            None => Arc::new(Memory::new(Arc::new(hub), config.idempotency_ttl)),
         };
-        let publisher = publisher(&hub, &fanouts, redis.as_ref());
+        let hub = Arc::clone(store.hub());
+        let publisher = publisher(&store, &fanouts);
         let sources = Sources::start(
             &config.sources,
             Arc::clone(&hub),
@@ -192,13 +186,12 @@ impl Server {
             max_connections,
             fanouts,
             sources,
-            redis,
+            store,
             refused_streams: Throttled::new("streams refused: the stream cap was reached"),
             refused_topics: Throttled::new(
                 "publishes or subscriptions refused: --max-topics reached",
             ),
             too_large: Throttled::new("publishes refused: larger than --max-event-bytes"),
-            idempotency: Keys::new(config.idempotency_ttl),
             config,
         });
         let settings = conn::Settings {
@@ -253,9 +246,7 @@ impl Server {
         self.app.sources.begin_stop();
         self.conns.stop();
         self.app.sources.stop();
-        if let Some(redis) = &self.app.redis {
-            redis.stop();
-        }
+        self.app.store.stop();
         self.app.fanouts.stop();
         self.demos.stop();
         for t in [
@@ -274,65 +265,23 @@ impl Drop for Server {
     }
 }
 
-/// What publishes for `--source` and `--tail`: the hub, or Redis.
-fn publisher(
-    hub: &Arc<Hub>,
-    fanouts: &Arc<Fanouts>,
-    redis: Option<&Arc<Redis>>,
-) -> sources::Publish {
-    match redis {
-        Some(redis) => {
-            let redis = Arc::clone(redis);
-            Arc::new(move |topic: &str, event: Event| {
-                redis
-                    .publish(topic, &event, &idempotency::draw())
-                    .map(|_| ())
-                    .map_err(|e| match e {
-                        PublishError::Down(why)
-                        | PublishError::Unknown(why)
-                        | PublishError::BadTopic(why) => why,
-                        PublishError::TooManyTopics(max) => {
-                            format!("there are {max} topics already (--max-topics)")
-                        }
-                    })
-            })
+/// What publishes for `--source` and `--tail`: the log, then the fan-out.
+fn publisher(store: &Arc<dyn Store>, fanouts: &Arc<Fanouts>) -> sources::Publish {
+    let (store, fanouts) = (Arc::clone(store), Arc::clone(fanouts));
+    Arc::new(move |topic: &str, event: Event| {
+        let stored = store.publish(topic, event, None).map_err(|e| match e {
+            StoreError::Down(why) | StoreError::BadTopic(why) => why,
+            StoreError::Unknown { why, .. } => why,
+            StoreError::TooManyTopics(max) => {
+                format!("there are {max} topics already (--max-topics)")
+            }
+            StoreError::InProgress => "a publish with its key is under way".into(),
+        })?;
+        if let Some(published) = stored.fanout {
+            fanouts.dispatch(published);
         }
-        None => {
-            let (hub, fanouts) = (Arc::clone(hub), Arc::clone(fanouts));
-            Arc::new(move |topic: &str, event: Event| {
-                let (_, published) = hub.publish(topic, event).map_err(|e| format!("{e:?}"))?;
-                fanouts.dispatch(published);
-                Ok(())
-            })
-        }
-    }
-}
-
-/// Gaps for a replay that Redis could not give (it is away): the client
-/// is told, and its next reconnection after Redis is back resumes.
-fn unreplayed(names: &[String]) -> Vec<crate::hub::Gap> {
-    names
-        .iter()
-        .map(|topic| crate::hub::Gap {
-            topic: topic.clone(),
-            missed: None,
-            through: None,
-        })
-        .collect()
-}
-
-/// The `Redis-Link` header: `up; rtt=0.210ms; reconnects=0; resets=0`.
-fn link_summary(redis: &Redis) -> String {
-    let state = match redis.health() {
-        Health::Up { rtt: Some(rtt) } => format!("up; rtt={:.3}ms", rtt.as_secs_f64() * 1000.0),
-        Health::Up { rtt: None } => "up".into(),
-        Health::Down { for_, .. } => format!("down; for={:.1}s", for_.as_secs_f64()),
-    };
-    format!(
-        "{state}; reconnects={}; resets={}",
-        redis.reconnects(),
-        redis.resets()
-    )
+        Ok(())
+    })
 }
 
 fn listen(config: &Config) -> io::Result<TcpListener> {
@@ -388,7 +337,7 @@ impl Handler for App {
                     demo_streams: &self.demo_streams,
                     conns: &self.conn_counters,
                     max_connections: self.max_connections,
-                    redis: self.redis.as_deref(),
+                    link: self.store.link(),
                 })
                 .into_bytes(),
             )
@@ -431,64 +380,75 @@ impl App {
         }
     }
 
-    /// `/topics`: the hub's topics. With Redis, every topic in Redis with
-    /// what Redis keeps of it, and the subscribers of this instance; the
-    /// link's state in the `Redis-Link` header.
+    /// `/topics`: every topic of the log, with this instance's subscribers
+    /// and what feeds it; a shared log's link in the `Redis-Link` header.
     fn topics(&self) -> Response {
-        let hub = &self.hub;
-        let entry = |name: &str, subscribers: usize, retained: usize, newest: Option<u64>| {
-            let mut entry = json!({
-                "topic": name,
-                "subscribers": subscribers,
-                "retained": retained,
-                "last_id": newest.map(|seq| hub.id(seq)),
-            });
-            if let Some(source) = self.sources.describe(name) {
-                entry["source"] = source;
-            }
-            entry
+        let link = self.store.link().map(|l| l.summary());
+        let with_link = |res: Response| match &link {
+            Some(link) => res.with("Redis-Link", link.clone()),
+            None => res,
         };
-        let Some(redis) = &self.redis else {
-            let list: Vec<Value> = hub
-                .topics()
-                .iter()
-                .map(|t| {
-                    let (subscribers, retained, newest) = t.stats();
-                    entry(t.name(), subscribers, retained, newest)
-                })
-                .collect();
-            return Response::json(200, &Value::Array(list));
-        };
-        let link = link_summary(redis);
-        match redis.topics() {
+        match self.store.topics() {
             Ok(topics) => {
                 let list: Vec<Value> = topics
                     .into_iter()
-                    .map(|(name, retained, newest)| {
-                        entry(&name, hub.subscribers(&name), retained, newest)
+                    .map(|t| {
+                        let mut entry = json!({
+                            "topic": t.name,
+                            "subscribers": t.subscribers,
+                            "retained": t.retained,
+                            "last_id": t.last_id,
+                        });
+                        if let Some(source) = self.sources.describe(&t.name) {
+                            entry["source"] = source;
+                        }
+                        entry
                     })
                     .collect();
-                Response::json(200, &Value::Array(list)).with("Redis-Link", link)
+                with_link(Response::json(200, &Value::Array(list)))
             }
-            Err(why) => Response::error(503, &why)
-                .with("Redis-Link", link)
-                .with("Retry-After", conn::RETRY_AFTER_SECS.to_string()),
+            Err(StoreError::Down(why)) => with_link(
+                Response::error(503, &why).with("Retry-After", conn::RETRY_AFTER_SECS.to_string()),
+            ),
+            Err(e) => with_link(self.refused(e)),
         }
     }
 
-    /// `/healthz`: `ok`, or with Redis down a 503 that says why.
+    /// `/healthz`: `ok`, or a 503 that says what is down (a shared log).
     fn health(&self) -> Response {
-        match self.redis.as_ref().map(|r| (r, r.health())) {
-            Some((redis, Health::Down { why, for_ })) => Response::text(
-                503,
-                &format!(
-                    "redis {}: down for {:.1} s: {why}",
-                    redis.target(),
-                    for_.as_secs_f64()
-                ),
+        match self.store.health() {
+            Ok(()) => Response::text(200, "ok"),
+            Err(why) => {
+                Response::text(503, &why).with("Retry-After", conn::RETRY_AFTER_SECS.to_string())
+            }
+        }
+    }
+
+    /// The answer to what the log refused: one status for each meaning.
+    fn refused(&self, e: StoreError) -> Response {
+        match e {
+            StoreError::BadTopic(why) => Response::error(400, &why),
+            StoreError::TooManyTopics(max) => Response::error(
+                429,
+                &format!("there are {max} topics already (--max-topics)"),
             )
             .with("Retry-After", conn::RETRY_AFTER_SECS.to_string()),
-            _ => Response::text(200, "ok"),
+            // Certainly not stored.
+            StoreError::Down(why) => Response::error(503, &format!("not published: {why}"))
+                .with("Retry-After", conn::RETRY_AFTER_SECS.to_string()),
+            // Perhaps stored: say so, and with which key to retry.
+            StoreError::Unknown { why, key } => Response::error(
+                504,
+                &format!(
+                    "perhaps published: {why}; retry with the header {}: {key} to publish it at most once",
+                    idempotency::HEADER
+                ),
+            )
+            .with(idempotency::HEADER, key),
+            StoreError::InProgress => Response::error(
+                409,
+                "a publish with this Idempotency-Key is under way; retry with it in a moment",
+            ),
         }
     }
 
@@ -541,77 +501,20 @@ impl App {
                 }
             }
         };
-        let (id, subscribers, published) = match &self.redis {
-            None => {
-                // A key seen before: the first answer, nothing published.
-                if let Some(key) = &key {
-                    match self.idempotency.begin(key) {
-                        Seen::New => {}
-                        Seen::Answered(body) => {
-                            return Ok((
-                                Response::new(200, "application/json", body.into_bytes())
-                                    .no_store(),
-                                None,
-                            ))
-                        }
-                        Seen::InProgress => {
-                            return Err(Response::error(
-                                409,
-                                "a publish with this Idempotency-Key is under way; retry with it in a moment",
-                            ))
-                        }
-                    }
-                }
-                let published = self.hub.publish(topic, event);
-                let (id, published) = match published {
-                    Ok(published) => published,
-                    Err(e) => {
-                        if let Some(key) = &key {
-                            self.idempotency.failed(key);
-                        }
-                        return Err(self.topic_refused(e, ex));
-                    }
-                };
-                (id, published.subscribers(), Some(published))
+        let stored = match self.store.publish(topic, event, key.as_deref()) {
+            Ok(stored) => stored,
+            Err(StoreError::TooManyTopics(max)) => {
+                return Err(self.topic_refused(TopicError::TooMany(max), ex))
             }
-            Some(redis) => {
-                // Ssed's own retries against Redis need a key too.
-                let key = key.clone().unwrap_or_else(idempotency::draw);
-                match redis.publish(topic, &event, &key) {
-                    Ok((id, subscribers)) => (id, subscribers, None),
-                    Err(PublishError::BadTopic(why)) => return Err(Response::error(400, &why)),
-                    Err(PublishError::TooManyTopics(max)) => {
-                        return Err(self.topic_refused(TopicError::TooMany(max), ex))
-                    }
-                    // Certainly not stored.
-                    Err(PublishError::Down(why)) => {
-                        return Err(Response::error(503, &format!("not published: {why}"))
-                            .with("Retry-After", conn::RETRY_AFTER_SECS.to_string()))
-                    }
-                    // Perhaps stored: say so, and with which key to retry.
-                    Err(PublishError::Unknown(why)) => {
-                        return Err(Response::error(
-                            504,
-                            &format!(
-                                "perhaps published: {why}; retry with the header {}: {key} to publish it at most once",
-                                idempotency::HEADER
-                            ),
-                        )
-                        .with(idempotency::HEADER, key))
-                    }
-                }
-            }
+            Err(e) => return Err(self.refused(e)),
         };
         // The seed's endpoints answer as the tutorial does; the hub's with
         // the event's id.
         let body = match answer {
             Some(answer) => answer,
-            None => json!({ "id": id, "topic": topic, "subscribers": subscribers }),
+            None => json!({ "id": stored.id, "topic": topic, "subscribers": stored.subscribers }),
         };
-        if let (Some(key), None) = (&key, &self.redis) {
-            self.idempotency.done(key, format!("{body}\n"));
-        }
-        Ok((Response::json(200, &body), published))
+        Ok((Response::json(200, &body), stored.fanout))
     }
 
     /// The answer to a topic that cannot be had: a bad name, or too many topics.
@@ -702,43 +605,16 @@ impl App {
                 last,
             } => {
                 let outlet = Outlet::new(Arc::clone(waker), format);
-                let resume = match (&last_event_id, last, &self.redis) {
-                    (None, Some(n), _) => Resume::Last(n),
-                    (_, _, Some(redis)) => redis.resume(last_event_id.as_deref()),
-                    (_, _, None) => self.hub.resume(last_event_id.as_deref()),
+                let from = From {
+                    last_event_id,
+                    last,
                 };
-                let quoted = last_event_id.filter(|id| id.len() <= MAX_QUOTED_ID);
-                let hub = Some(Arc::clone(&self.hub));
-                let feed = match &self.redis {
-                    None => {
-                        let (subs, gaps) =
-                            match self.hub.subscribe(&names, &outlet.as_notify(), &resume) {
-                                Ok(subscribed) => subscribed,
-                                Err(e) => return Err(self.topic_refused(e, ex)),
-                            };
-                        TopicFeed::new(subs, hub, gaps, quoted)
+                let feed = match self.store.subscribe(&names, &outlet.as_notify(), &from) {
+                    Ok(feed) => feed,
+                    Err(StoreError::TooManyTopics(max)) => {
+                        return Err(self.topic_refused(TopicError::TooMany(max), ex))
                     }
-                    // Live from the watermark here; what is owed up to it,
-                    // from Redis. While Redis is away, a gap says the replay
-                    // could not be had.
-                    Some(redis) => {
-                        let (subs, upto) =
-                            match self.hub.subscribe_live(&names, &outlet.as_notify()) {
-                                Ok(subscribed) => subscribed,
-                                Err(e) => return Err(self.topic_refused(e, ex)),
-                            };
-                        let (gaps, first) = match redis.replay(&names, &resume, upto) {
-                            Ok(replay) => replay,
-                            Err(_) => (unreplayed(&names), Vec::new()),
-                        };
-                        let after = match resume {
-                            Resume::After(seq) => seq,
-                            _ => 0,
-                        };
-                        TopicFeed::new(subs, hub, gaps, quoted)
-                            .first(first)
-                            .skip_through(after)
-                    }
+                    Err(e) => return Err(self.refused(e)),
                 };
                 outlet.attach(feed);
                 (Kind::Topics(outlet), names)
@@ -749,7 +625,7 @@ impl App {
             format,
             keepalive: self.config.keepalive,
             retry_ms: self.config.retry_ms,
-            hub: Arc::clone(&self.hub),
+            store: Arc::clone(&self.store),
             topics,
             slot,
         });
@@ -783,8 +659,8 @@ struct Body {
     keepalive: Duration,
     /// The reconnection delay the stream's `retry:` field sends.
     retry_ms: u64,
-    hub: Arc<Hub>,
-    /// Hub topics to free if they are left idle.
+    store: Arc<dyn Store>,
+    /// Topics to free if nobody needs them any more.
     topics: Vec<String>,
     /// The stream's place under its cap, freed last.
     slot: Slot,
@@ -842,7 +718,7 @@ impl Drop for Body {
         if let Kind::Topics(outlet) = &self.kind {
             outlet.close();
         }
-        self.hub.release(&self.topics);
+        self.store.release(&self.topics);
     }
 }
 

@@ -37,9 +37,12 @@ pub use resp::{Limits, Reply};
 pub use target::Target;
 
 use crate::fanout::Fanouts;
-use crate::hub::{check_topic, new_run, Gap, Hub, Resume};
+use crate::hub::{check_topic, new_run, Gap, Hub, Notify, Resume};
+use crate::idempotency;
 use crate::log;
 use crate::sse::Event;
+use crate::store::{self, From, Store, StoreError, Stored, TopicState};
+use crate::stream::Feed;
 use crate::waker::{lock, Waker};
 use std::io::{self, BufReader, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
@@ -204,21 +207,6 @@ pub struct Settings {
     pub idempotency_ttl: Duration,
 }
 
-/// Why a publish was not stored, or may not have been.
-#[derive(Debug, PartialEq, Eq)]
-pub enum PublishError {
-    BadTopic(String),
-    /// `--max-topics` topics exist in Redis already.
-    TooManyTopics(usize),
-    /// Certainly not stored: Redis could not be reached before the command
-    /// was sent, or it refused it.
-    Down(String),
-    /// The command was sent and no answer came (a timeout, a cut
-    /// connection): it may have been stored. A retry with the same
-    /// idempotency key stores it at most once.
-    Unknown(String),
-}
-
 /// An error met after a command was sent whole: Redis may have run it.
 #[derive(Debug)]
 struct AfterSending(io::Error);
@@ -330,12 +318,16 @@ impl Redis {
         topic: &str,
         event: &Event,
         key: &str,
-    ) -> Result<(String, usize), PublishError> {
+    ) -> Result<(String, usize), StoreError> {
         let s = &self.shared;
-        check_topic(topic).map_err(PublishError::BadTopic)?;
+        check_topic(topic).map_err(StoreError::BadTopic)?;
         let named = |why: String| format!("redis {}: {why}", s.target);
+        let unknown = |why: String| StoreError::Unknown {
+            why: named(why),
+            key: key.to_string(),
+        };
         if let Some(why) = s.down() {
-            return Err(PublishError::Down(named(format!("down: {why}"))));
+            return Err(StoreError::Down(named(format!("down: {why}"))));
         }
         let run = s.hub.run();
         let (history, bytes, max_topics, feed, total) = (
@@ -392,18 +384,18 @@ impl Redis {
                 match attempt() {
                     Ok(reply) => reply,
                     Err(e2) if after_sending(&e2) => {
-                        return Err(PublishError::Unknown(named(format!(
+                        return Err(unknown(format!(
                             "no answer after the publish was sent ({e2}); the outcome is unknown"
-                        ))))
+                        )))
                     }
                     Err(e2) => {
-                        return Err(PublishError::Unknown(named(format!(
+                        return Err(unknown(format!(
                             "no answer after the publish was sent ({e}), then {e2}; the outcome is unknown"
-                        ))))
+                        )))
                     }
                 }
             }
-            Err(e) => return Err(PublishError::Down(named(format!("not reached: {e}")))),
+            Err(e) => return Err(StoreError::Down(named(format!("not reached: {e}")))),
         };
         let stored = match reply.items() {
             Some([Reply::Int(seq), Reply::Int(trimmed), ..]) => Some((*seq, *trimmed)),
@@ -414,24 +406,25 @@ impl Redis {
                 .counters
                 .trimmed
                 .fetch_add(u64::try_from(trimmed).unwrap_or(0), Ordering::Relaxed);
-            return Ok((format!("{run}-{seq}"), s.hub.subscribers(topic)));
+            return Ok((
+                crate::hub::format_id(&run, seq.max(0) as u64),
+                s.hub.subscribers(topic),
+            ));
         }
         match reply {
             Reply::Error(e) if e.starts_with("SSEDTOPICS") => {
-                Err(PublishError::TooManyTopics(s.settings.max_topics))
+                Err(StoreError::TooManyTopics(s.settings.max_topics))
             }
             Reply::Error(e) if e.starts_with("SSEDRUN") => {
                 // Redis lost its data under a live feed: have the feed
                 // connect again, which resets the mirror.
                 s.restart_feed();
-                Err(PublishError::Down(named(
+                Err(StoreError::Down(named(
                     "it lost the shared hub's data; it is being set up again".into(),
                 )))
             }
-            Reply::Error(e) => Err(PublishError::Down(named(format!("refused: {e}")))),
-            other => Err(PublishError::Unknown(named(format!(
-                "an unexpected reply: {other:?}"
-            )))),
+            Reply::Error(e) => Err(StoreError::Down(named(format!("refused: {e}")))),
+            other => Err(unknown(format!("an unexpected reply: {other:?}"))),
         }
     }
 
@@ -522,7 +515,7 @@ impl Redis {
                     return Err("Redis sent a stream entry ssed did not write".into());
                 };
                 let mut event = event;
-                event.id = Some(format!("{run}-{seq}"));
+                event.id = Some(crate::hub::format_id(&run, seq));
                 event.topic = Some(topic.clone());
                 events.push((seq, Arc::new(event)));
             }
@@ -1231,5 +1224,103 @@ impl Pool {
         *lock(&self.busy) -= 1;
         self.freed.notify_one();
         result
+    }
+}
+
+/// The log in Redis, as the server sees it: the same [`Store`] as the hub
+/// alone, with the link's failures told apart (`Down`: not stored;
+/// `Unknown`: perhaps stored).
+impl Store for Redis {
+    fn hub(&self) -> &Arc<Hub> {
+        &self.shared.hub
+    }
+
+    fn publish(&self, topic: &str, event: Event, key: Option<&str>) -> Result<Stored, StoreError> {
+        // Ssed's own retries need a key too.
+        let key = key.map_or_else(idempotency::draw, String::from);
+        let (id, subscribers) = Redis::publish(self, topic, &event, &key)?;
+        Ok(Stored {
+            id,
+            subscribers,
+            // It comes back through the feed, to every instance.
+            fanout: None,
+        })
+    }
+
+    /// Live from the local watermark; what is owed up to it, from Redis.
+    /// While Redis is away or stalled, a gap says the replay could not be
+    /// had; live events up to a resumed id are skipped either way.
+    fn subscribe(
+        &self,
+        names: &[String],
+        notify: &Arc<dyn Notify>,
+        from: &From,
+    ) -> Result<Feed, StoreError> {
+        let hub = &self.shared.hub;
+        let resume = match (&from.last_event_id, from.last) {
+            (None, Some(n)) => Resume::Last(n),
+            (id, _) => self.resume(id.as_deref()),
+        };
+        let (subs, upto) = hub.subscribe_live(names, notify)?;
+        let (gaps, first) = self
+            .replay(names, &resume, upto)
+            .unwrap_or_else(|_| (store::unreplayed(names), Vec::new()));
+        let after = match resume {
+            Resume::After(seq) => seq,
+            _ => 0,
+        };
+        Ok(Feed::new(subs, Some(Arc::clone(hub)), gaps, from.quoted())
+            .first(first)
+            .skip_through(after))
+    }
+
+    fn topics(&self) -> Result<Vec<TopicState>, StoreError> {
+        let hub = &self.shared.hub;
+        let topics = Redis::topics(self)
+            .map_err(|why| StoreError::Down(format!("redis {}: {why}", self.shared.target)))?;
+        Ok(topics
+            .into_iter()
+            .map(|(name, retained, newest)| TopicState {
+                subscribers: hub.subscribers(&name),
+                retained,
+                last_id: newest.map(|seq| hub.id(seq)),
+                name,
+            })
+            .collect())
+    }
+
+    fn health(&self) -> Result<(), String> {
+        match Redis::health(self) {
+            Health::Up { .. } => Ok(()),
+            Health::Down { why, for_ } => Err(format!(
+                "redis {}: down for {:.1} s: {why}",
+                self.shared.target,
+                for_.as_secs_f64()
+            )),
+        }
+    }
+
+    fn link(&self) -> Option<store::Link> {
+        let (up, rtt, down_for) = match Redis::health(self) {
+            Health::Up { rtt } => (true, rtt, None),
+            Health::Down { for_, .. } => (false, None, Some(for_)),
+        };
+        Some(store::Link {
+            up,
+            rtt,
+            down_for,
+            reconnects: self.reconnects(),
+            resets: self.resets(),
+        })
+    }
+
+    /// A topic nobody here watches is forgotten, whatever it holds: Redis
+    /// keeps its events.
+    fn release(&self, names: &[String]) {
+        self.shared.hub.forget(names);
+    }
+
+    fn stop(&self) {
+        Redis::stop(self);
     }
 }
