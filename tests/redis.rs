@@ -932,3 +932,107 @@ fn a_resume_on_an_instance_whose_link_is_stalled_never_goes_backwards() {
     let e = sub.events(1).remove(0);
     assert_eq!((e.id, e.data), (last, "seven".to_string()));
 }
+
+/// What a subscriber received over its connections: events, gaps apart.
+#[derive(Default)]
+struct Received {
+    events: Vec<(String, String)>,
+    gaps: usize,
+}
+
+impl Received {
+    /// Reads `conn` until an event with `data` arrives; returns its id.
+    fn until(&mut self, conn: &mut Conn, data: &str) -> String {
+        loop {
+            for e in conn.events(1) {
+                if e.event == "gap" {
+                    self.gaps += 1;
+                    continue;
+                }
+                let done = e.data == data;
+                self.events.push((e.id.clone(), e.data));
+                if done {
+                    return e.id;
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn with_cut_replies_and_subscribers_that_move_every_acknowledged_event_arrives_once_in_order() {
+    use std::collections::{HashMap, HashSet};
+    use std::sync::atomic::Ordering;
+    let Some(redis) = Redis::start(false) else {
+        return;
+    };
+    let proxy = Proxy::start(redis.port);
+    let through = format!("redis://127.0.0.1:{}", proxy.port);
+    let a = start(|c| {
+        c.redis = Some(ssed::redis::Target::parse(&through).unwrap());
+        c.redis_timeout = Duration::from_millis(500);
+        c.keepalive = Duration::from_millis(200);
+    });
+    linked(a.addr());
+    let b = instance(&redis, |_| {});
+    let addrs = [a.addr(), b.addr()];
+    // Each subscriber starts on one instance and moves to the other.
+    let mut subs = [
+        subscribe(a.addr(), "/events/j", &[]),
+        subscribe(b.addr(), "/events/j", &[]),
+    ];
+    let mut got = [Received::default(), Received::default()];
+    // What each publish was answered: acknowledged (id), or unknown.
+    let mut acked: HashMap<String, String> = HashMap::new();
+    let mut unknown: HashSet<String> = HashSet::new();
+    let mut post = |to: usize, data: &str, cut: bool| {
+        if cut {
+            proxy.cut_next_publish.store(true, Ordering::SeqCst);
+        }
+        let (head, body) = fetch(addrs[to], "POST", "/events/j", &[], data.as_bytes());
+        match head.status {
+            200 => {
+                let id = json(&body)["id"].as_str().unwrap().to_string();
+                assert!(acked.insert(id, data.to_string()).is_none(), "an id given twice");
+            }
+            504 => {
+                unknown.insert(data.to_string());
+            }
+            other => panic!("{other}: {body}"),
+        }
+    };
+    for i in 0..40 {
+        // Every fifth publish through A has its reply cut after the script ran.
+        post(i % 2, &format!("e{i}"), i % 10 == 0);
+        if i == 20 {
+            post(0, "move", false);
+            for (k, sub) in subs.iter_mut().enumerate() {
+                let last = got[k].until(sub, "move");
+                // To the other instance, resuming after what it had.
+                *sub = subscribe(addrs[1 - k], "/events/j", &[("Last-Event-ID", &last)]);
+            }
+        }
+    }
+    post(1, "end", false);
+    assert_eq!(proxy.cut.load(Ordering::SeqCst), 4, "replies were cut");
+    for (k, sub) in subs.iter_mut().enumerate() {
+        got[k].until(sub, "end");
+        let r = &got[k];
+        // One id order, no event twice.
+        let seqs: Vec<u64> = r.events.iter().map(|(id, _)| seq(id)).collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "subscriber {k}: {seqs:?}");
+        // No event that was not published, no id naming another event.
+        for (id, data) in &r.events {
+            match acked.get(id) {
+                Some(d) => assert_eq!(d, data, "subscriber {k}: id {id} named two events"),
+                None => assert!(unknown.contains(data), "subscriber {k}: phantom {data}"),
+            }
+        }
+        // Every acknowledged event arrived (nothing was trimmed: no gap).
+        assert_eq!(r.gaps, 0);
+        let ids: HashSet<&String> = r.events.iter().map(|(id, _)| id).collect();
+        for id in acked.keys() {
+            assert!(ids.contains(id), "subscriber {k} lost {id}");
+        }
+    }
+}
