@@ -270,7 +270,7 @@ fn publisher(store: &Arc<dyn Store>, fanouts: &Arc<Fanouts>) -> sources::Publish
     let (store, fanouts) = (Arc::clone(store), Arc::clone(fanouts));
     Arc::new(move |topic: &str, event: Event| {
         let stored = store.publish(topic, event, None).map_err(|e| match e {
-            StoreError::Down(why) | StoreError::BadTopic(why) => why,
+            StoreError::Down(why) | StoreError::BadTopic(why) | StoreError::LostData(why) => why,
             StoreError::Unknown { why, .. } => why,
             StoreError::TooManyTopics(max) => {
                 format!("there are {max} topics already (--max-topics)")
@@ -434,8 +434,10 @@ impl App {
             )
             .with("Retry-After", conn::RETRY_AFTER_SECS.to_string()),
             // Certainly not stored.
-            StoreError::Down(why) => Response::error(503, &format!("not published: {why}"))
-                .with("Retry-After", conn::RETRY_AFTER_SECS.to_string()),
+            StoreError::Down(why) | StoreError::LostData(why) => {
+                Response::error(503, &format!("not published: {why}"))
+                    .with("Retry-After", conn::RETRY_AFTER_SECS.to_string())
+            }
             // Perhaps stored: say so, and with which key to retry.
             StoreError::Unknown { why, key } => Response::error(
                 504,
@@ -641,7 +643,7 @@ impl App {
 enum Kind {
     /// A per-client script, written by the stream's thread as it comes due.
     Script(Box<dyn Source>),
-    /// Topics, written by publishers and by the stream's thread.
+    /// Topics, written by publishers and by the park.
     Topics(Arc<Outlet>),
 }
 

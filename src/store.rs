@@ -145,6 +145,10 @@ pub enum StoreError {
     /// The command was sent and no answer came: perhaps stored (504). A
     /// retry with `key` stores it at most once.
     Unknown { why: String, key: String },
+    /// Not stored: the log is not the one this instance followed (it lost
+    /// its data, or another took its place); it is being joined again
+    /// (503).
+    LostData(String),
     /// A publish with the same idempotency key is under way (409).
     InProgress,
 }

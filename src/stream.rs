@@ -7,13 +7,14 @@
 //! - A stream of topics (the hub's, and the shared demos') is an [`Outlet`].
 //!   Whoever holds its lock writes everything from its cursors up to the
 //!   hub's watermark, in order, so that no event is written twice or out of
-//!   order. A publisher that finds it unlocked and caught up writes the new
-//!   events itself, with one write that does not wait: no thread is woken
-//!   and no context is switched for that delivery. The stream's own thread
-//!   is woken only when that write could not be made in full (the socket's
-//!   buffer is full), when another holds the lock, for the replay at
-//!   subscribe time, for keep-alives, and at shutdown; it finishes what is
-//!   owed with writes that wait, up to `--write-timeout`.
+//!   order. The connection's thread writes the head and the replay
+//!   ([`Outlet::start`]), then the stream holds no thread: a publisher that
+//!   finds it unlocked and caught up writes the new events itself, with one
+//!   write that does not wait (no thread is woken, no context switched for
+//!   that delivery), and the connection layer's park is rung (through the
+//!   stream's [`Waker`]) when that write could not be made in full or
+//!   another held the lock; it calls [`Outlet::pump`], which writes what is
+//!   owed without waiting, the keep-alives, and the last chunk.
 //!
 //! Also the stream caps ([`Streams`]): hub streams and demo streams are
 //! counted apart, so that demos cannot take the hub's places.
@@ -393,10 +394,11 @@ fn gap_event(hub: Option<&Hub>, gap: &Gap, after: Option<&str>) -> Arc<Event> {
 }
 
 /// A stream of topics, written by whoever holds its lock: a publisher that
-/// finds it free and caught up, or its own thread (see the module's doc).
+/// finds it free and caught up, or the park (see the module's doc).
 pub struct Outlet {
     core: Mutex<Core>,
-    /// The stream's thread sleeps on it.
+    /// Rung when what is owed could not be written at once: it rings the
+    /// park once the stream is parked.
     waker: Arc<Waker>,
     /// Set once the head is out and the body may be written.
     wire: OnceLock<Arc<dyn Wire>>,
@@ -405,10 +407,10 @@ pub struct Outlet {
 
 struct Core {
     feed: Feed,
-    /// `None` until the stream's thread starts writing the body.
+    /// `None` until the body is started.
     framer: Option<Framer>,
     /// Bytes owed to the client from a write that could not be made in
-    /// full: written before anything else, by the stream's thread.
+    /// full: written before anything else (by the park).
     unsent: Vec<u8>,
     batch: Vec<Arc<Event>>,
     /// False once the stream has ended: nothing more is written.
@@ -450,68 +452,6 @@ impl Outlet {
 
     fn lock(&self) -> MutexGuard<'_, Core> {
         self.core.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Writes the stream's body to `wire` until the client leaves (a write
-    /// fails) or the server stops (`stopping`, with the waker rung); then
-    /// lets go of every subscription. Publishers write to it meanwhile.
-    pub fn run(
-        &self,
-        wire: Arc<dyn Wire>,
-        chunked: bool,
-        stopping: &AtomicBool,
-        keepalive: Duration,
-        retry_ms: u64,
-    ) -> io::Result<()> {
-        let result = self.serve(wire, chunked, stopping, keepalive, retry_ms);
-        self.close();
-        result
-    }
-
-    fn serve(
-        &self,
-        wire: Arc<dyn Wire>,
-        chunked: bool,
-        stopping: &AtomicBool,
-        keepalive: Duration,
-        retry_ms: u64,
-    ) -> io::Result<()> {
-        {
-            let mut core = self.lock();
-            let framer = core
-                .framer
-                .insert(Framer::new(chunked, self.format).with_retry(retry_ms));
-            framer.retry();
-            if !framer.is_empty() {
-                wire.write_all(framer.frame())?;
-                framer.clear();
-            }
-        }
-        // From now on a publisher may write what it brings.
-        let _ = self.wire.set(Arc::clone(&wire));
-        loop {
-            let wait = {
-                let mut core = self.lock();
-                if stopping.load(Ordering::Acquire) {
-                    core.open = false;
-                    return wire.write_all(core.framer.as_ref().map_or(b"", Framer::end));
-                }
-                if core.feed.ended() {
-                    // The hub was reset: what is owed goes out, then the end.
-                    core.catch_up(&*wire)?;
-                    core.open = false;
-                    return wire.write_all(core.framer.as_ref().map_or(b"", Framer::end));
-                }
-                core.catch_up(&*wire)?;
-                let mut idle = keepalive.saturating_sub(core.last_write.elapsed());
-                if idle.is_zero() {
-                    core.write_keepalive(&*wire)?;
-                    idle = keepalive;
-                }
-                idle
-            };
-            self.waker.wait(wait);
-        }
     }
 
     /// Starts a stream that is then written without a thread of its own:
@@ -582,18 +522,18 @@ impl Outlet {
         core.feed.subs.clear();
     }
 
-    /// Writes what is new now, if that can be done at once; wakes the
-    /// stream's thread otherwise.
+    /// Writes what is new now, if that can be done at once; rings the
+    /// waker otherwise.
     fn write_now(&self) {
         let Some(wire) = self.wire.get() else {
-            // Not writing yet: the thread collects everything when it starts.
+            // Not started yet: the start collects everything.
             return self.waker.wake();
         };
         let mut core = match self.core.try_lock() {
             Ok(core) => core,
             Err(TryLockError::Poisoned(p)) => p.into_inner(),
-            // Its thread or another publisher is writing: the thread will
-            // look again once it is free.
+            // The park or another publisher is writing: the park looks
+            // again once rung.
             Err(TryLockError::WouldBlock) => return self.waker.wake(),
         };
         if !core.open
@@ -730,7 +670,7 @@ impl Core {
         done
     }
 
-    /// The stream's thread: writes what is owed, waiting as needed.
+    /// The start: writes what is owed, waiting as needed.
     fn catch_up(&mut self, wire: &dyn Wire) -> io::Result<()> {
         if let Some(kind) = self.failed {
             return Err(kind.into());
@@ -756,16 +696,6 @@ impl Core {
         };
         framer.clear();
         self.feed.sent(n);
-        self.note(written)
-    }
-
-    fn write_keepalive(&mut self, wire: &dyn Wire) -> io::Result<()> {
-        let Some(framer) = self.framer.as_mut() else {
-            return Ok(());
-        };
-        framer.keepalive();
-        let written = wire.write_all(framer.frame());
-        framer.clear();
         self.note(written)
     }
 

@@ -382,3 +382,35 @@ fn a_low_open_files_limit_still_gives_a_useful_connection_cap() {
         "{line}"
     );
 }
+
+#[test]
+fn healthz_answers_as_soon_as_a_place_is_free() {
+    // Two places: two streams take them both.
+    let d = Daemon::start(&[
+        "--max-connections",
+        "2",
+        "--max-streams",
+        "2",
+        "--keepalive",
+        "60",
+    ]);
+    let addr = d.addr;
+    let health = || common::fetch(addr, "GET", "/healthz", &[], b"").0.status;
+    let first = subscribe(addr, "cap");
+    assert_eq!(health(), 200);
+    // (The health check's own connection may take a moment to end.)
+    let mut second = None;
+    wait_until(SOON, "a second stream", || {
+        let mut c = Conn::get(addr, "/events/cap?last=1000");
+        let ok = c.head().status == 200;
+        second = ok.then_some(c);
+        ok
+    });
+    // Full: the accept thread answers 503 itself.
+    assert_eq!(health(), 503);
+    // A stream that leaves frees its place at once, not at its next
+    // keep-alive (a minute away).
+    drop(second);
+    wait_until(Duration::from_secs(1), "a free place", || health() == 200);
+    drop(first);
+}

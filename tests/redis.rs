@@ -993,7 +993,10 @@ fn with_cut_replies_and_subscribers_that_move_every_acknowledged_event_arrives_o
         match head.status {
             200 => {
                 let id = json(&body)["id"].as_str().unwrap().to_string();
-                assert!(acked.insert(id, data.to_string()).is_none(), "an id given twice");
+                assert!(
+                    acked.insert(id, data.to_string()).is_none(),
+                    "an id given twice"
+                );
             }
             504 => {
                 unknown.insert(data.to_string());
@@ -1020,7 +1023,10 @@ fn with_cut_replies_and_subscribers_that_move_every_acknowledged_event_arrives_o
         let r = &got[k];
         // One id order, no event twice.
         let seqs: Vec<u64> = r.events.iter().map(|(id, _)| seq(id)).collect();
-        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "subscriber {k}: {seqs:?}");
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "subscriber {k}: {seqs:?}"
+        );
         // No event that was not published, no id naming another event.
         for (id, data) in &r.events {
             match acked.get(id) {

@@ -419,7 +419,7 @@ impl Redis {
                 // Redis lost its data under a live feed: have the feed
                 // connect again, which resets the mirror.
                 s.restart_feed();
-                Err(StoreError::Down(named(
+                Err(StoreError::LostData(named(
                     "it lost the shared hub's data; it is being set up again".into(),
                 )))
             }
