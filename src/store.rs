@@ -86,6 +86,15 @@ pub struct From {
 }
 
 impl From {
+    /// Where to start: the newest N when there is no id, else what
+    /// `read_id` makes of the id (or of its absence: live).
+    pub fn resume(&self, read_id: impl FnOnce(Option<&str>) -> Resume) -> Resume {
+        match (&self.last_event_id, self.last) {
+            (None, Some(n)) => Resume::Last(n),
+            (id, _) => read_id(id.as_deref()),
+        }
+    }
+
     /// The id, as a gap notice may quote it.
     pub fn quoted(&self) -> Option<String> {
         self.last_event_id
@@ -224,10 +233,7 @@ impl Store for Memory {
         notify: &Arc<dyn Notify>,
         from: &From,
     ) -> Result<Feed, StoreError> {
-        let resume = match (&from.last_event_id, from.last) {
-            (None, Some(n)) => Resume::Last(n),
-            (id, _) => self.hub.resume(id.as_deref()),
-        };
+        let resume = from.resume(|id| self.hub.resume(id));
         let (subs, gaps) = self.hub.subscribe(names, notify, &resume)?;
         Ok(Feed::new(
             subs,

@@ -128,9 +128,14 @@ fn ping(port: u16) -> bool {
 
 /// An ssed instance on `redis`, its link up.
 fn instance(redis: &Redis, tweak: impl FnOnce(&mut Config)) -> Server {
-    let url = redis.url();
+    instance_at(&redis.url(), tweak)
+}
+
+/// An ssed instance on the Redis at `url` (perhaps through a [`Proxy`]),
+/// its link up.
+fn instance_at(url: &str, tweak: impl FnOnce(&mut Config)) -> Server {
     let server = start(|c| {
-        c.redis = Some(ssed::redis::Target::parse(&url).unwrap());
+        c.redis = Some(ssed::redis::Target::parse(url).unwrap());
         c.redis_timeout = Duration::from_millis(500);
         c.keepalive = Duration::from_millis(200);
         tweak(c);
@@ -731,6 +736,11 @@ impl Proxy {
             stalled,
         }
     }
+
+    /// Where ssed reaches Redis through it.
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
 }
 
 /// Every event a subscriber gets within `events`, as (id, data).
@@ -748,12 +758,7 @@ fn a_publish_whose_reply_is_lost_is_stored_once_and_answered_with_its_first_id()
         return;
     };
     let proxy = Proxy::start(redis.port);
-    let through = format!("redis://127.0.0.1:{}", proxy.port);
-    let a = start(|c| {
-        c.redis = Some(ssed::redis::Target::parse(&through).unwrap());
-        c.redis_timeout = Duration::from_millis(500);
-    });
-    linked(a.addr());
+    let a = instance_at(&proxy.url(), |_| {});
     let b = instance(&redis, |_| {});
     let mut sub = subscribe(b.addr(), "/events/lost", &[]);
     let first = publish(a.addr(), "/events/lost", "before");
@@ -897,14 +902,10 @@ fn a_resume_on_an_instance_whose_link_is_stalled_never_goes_backwards() {
         return;
     };
     let proxy = Proxy::start(redis.port);
-    let through = format!("redis://127.0.0.1:{}", proxy.port);
     let a = instance(&redis, |_| {});
-    let b = start(|c| {
-        c.redis = Some(ssed::redis::Target::parse(&through).unwrap());
-        c.redis_timeout = Duration::from_millis(300);
-        c.keepalive = Duration::from_millis(200);
+    let b = instance_at(&proxy.url(), |c| {
+        c.redis_timeout = Duration::from_millis(300)
     });
-    linked(b.addr());
     let first = publish(a.addr(), "/events/s", "one");
     // B's link stalls: it hears of nothing A publishes meanwhile.
     proxy.stalled.store(true, Ordering::SeqCst);
@@ -967,13 +968,7 @@ fn with_cut_replies_and_subscribers_that_move_every_acknowledged_event_arrives_o
         return;
     };
     let proxy = Proxy::start(redis.port);
-    let through = format!("redis://127.0.0.1:{}", proxy.port);
-    let a = start(|c| {
-        c.redis = Some(ssed::redis::Target::parse(&through).unwrap());
-        c.redis_timeout = Duration::from_millis(500);
-        c.keepalive = Duration::from_millis(200);
-    });
-    linked(a.addr());
+    let a = instance_at(&proxy.url(), |_| {});
     let b = instance(&redis, |_| {});
     let addrs = [a.addr(), b.addr()];
     // Each subscriber starts on one instance and moves to the other.

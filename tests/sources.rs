@@ -3,15 +3,14 @@
 
 mod common;
 
-use common::{fetch, json, start, wait_until, Conn};
+use common::{append, fetch, json, start, wait_until, Conn, TempDir};
 use serde_json::{json, Value};
 use ssed::sources::{Kind, Restart, Spec};
 use ssed::sse::Message;
 use ssed::{Config, Server};
 use std::fs::{self, OpenOptions};
-use std::io::Write;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 const SOON: Duration = Duration::from_secs(10);
@@ -266,34 +265,6 @@ fn a_program_that_prints_faster_than_anyone_reads_cannot_grow_memory() {
     assert!(grown < 4 * 1024, "memory grew by {grown} KiB");
     let (_, body) = fetch(addr, "GET", "/topics", &[], b"");
     assert_eq!(json(&body)[0]["retained"], 1000);
-}
-
-/// A directory of its own, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("ssed-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-fn append(path: &Path, bytes: &str) {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap()
-        .write_all(bytes.as_bytes())
-        .unwrap();
 }
 
 #[test]

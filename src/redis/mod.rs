@@ -1257,10 +1257,7 @@ impl Store for Redis {
         from: &From,
     ) -> Result<Feed, StoreError> {
         let hub = &self.shared.hub;
-        let resume = match (&from.last_event_id, from.last) {
-            (None, Some(n)) => Resume::Last(n),
-            (id, _) => self.resume(id.as_deref()),
-        };
+        let resume = from.resume(|id| self.resume(id));
         let (subs, upto) = hub.subscribe_live(names, notify)?;
         let (gaps, first) = self
             .replay(names, &resume, upto)
