@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{append, wait_until, Conn, Daemon, TempDir};
+use common::{append, dead, wait_until, Conn, Daemon, TempDir};
 use ssed::sse::Message;
 use std::fs::{self, OpenOptions};
 use std::net::SocketAddr;
@@ -49,16 +49,6 @@ fn refused_at_start(args: &[&str]) -> (i32, String) {
     let mut err = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
     (status.code().unwrap_or(-1), err)
-}
-
-/// Whether process `pid` is gone (or a zombie nobody has reaped yet).
-fn dead(pid: u32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
-    }
 }
 
 /// A subscriber to `topic` that first gets what the topic holds.

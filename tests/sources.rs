@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{append, fetch, json, start, wait_until, Conn, TempDir};
+use common::{append, dead, fetch, json, start, wait_until, Conn, TempDir};
 use serde_json::{json, Value};
 use ssed::sources::{Kind, Restart, Spec};
 use ssed::sse::Message;
@@ -160,17 +160,6 @@ fn on_failure_does_not_restart_a_program_that_succeeded() {
         serde_json::from_str::<Value>(&events[1].data).unwrap(),
         json!({"code": 0, "signal": null, "restart_in_ms": null})
     );
-}
-
-/// Whether process `pid` is gone (or a zombie nobody has reaped yet).
-fn dead(pid: u32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        // The state follows the command's name in parentheses.
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
-    }
 }
 
 #[test]

@@ -445,3 +445,14 @@ pub fn append(path: &std::path::Path, bytes: &str) {
         .write_all(bytes.as_bytes())
         .unwrap();
 }
+
+/// Whether process `pid` is gone (or a zombie nobody has reaped yet).
+pub fn dead(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        // The state follows the command's name in parentheses.
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
+    }
+}
