@@ -199,7 +199,16 @@ impl Sources {
                         "ssed-source".into(),
                         Box::new(move || supervise(&shared, &s)),
                     ),
-                    Kind::File(_) => ("ssed-tail".into(), Box::new(move || follow(&shared, &s))),
+                    Kind::File(path) => {
+                        // Whether it is there now, at start (not when the
+                        // thread first looks): only then is it read from
+                        // its end.
+                        let there = std::fs::symlink_metadata(path).is_ok();
+                        (
+                            "ssed-tail".into(),
+                            Box::new(move || follow(&shared, &s, there)),
+                        )
+                    }
                 }
             };
             let thread = thread::Builder::new().name(name).spawn(body)?;
@@ -578,7 +587,7 @@ fn open_followed(
 }
 
 /// Follows a `--tail` file as `tail -F` does.
-fn follow(shared: &Shared, source: &Source) {
+fn follow(shared: &Shared, source: &Source, there_at_start: bool) {
     let Kind::File(path) = &source.spec.kind else {
         return;
     };
@@ -589,7 +598,7 @@ fn follow(shared: &Shared, source: &Source) {
     let mut emit = |line: String| shared.publish(topic, Event::message(line));
     // Only a file there from the start is read from its end; one that
     // appears, or replaces it, is read whole.
-    let mut from_end = true;
+    let mut from_end = there_at_start;
     let mut open: Option<(File, u64, u64)> = None;
     // The owner of the first file followed: a file that replaces it must
     // have the same.
