@@ -1153,6 +1153,7 @@ impl<'c> Exchange<'c> {
                 wire,
                 body: Some(body),
                 blocked_since: None,
+                bytes_seen: 0,
                 watching_out: false,
                 access,
             });
@@ -1267,8 +1268,11 @@ struct Parked {
     peer: Arc<Peer>,
     wire: Arc<SocketWire>,
     body: Option<Box<dyn Parkable>>,
-    /// Since when bytes have waited for room, if they do.
+    /// Since when bytes have waited for room with none taken, if they do.
     blocked_since: Option<Instant>,
+    /// Bytes written to it when last looked at: progress restarts the
+    /// write timeout, as for a write that waits.
+    bytes_seen: u64,
     /// Watched for room to write (after a short write).
     watching_out: bool,
     access: Option<AccessFields>,
@@ -1432,6 +1436,13 @@ fn pump_parked(shared: &Shared, streams: &mut HashMap<u64, Parked>, id: u64, now
             if !parked.watching_out {
                 parked.watching_out = true;
                 let _ = shared.park.epoll.modify(fd, id, true);
+            }
+            // A client that reads, however slowly, is not dropped: only
+            // one whose socket took nothing for the write timeout.
+            let written = parked.wire.bytes.load(Ordering::Relaxed);
+            if written != parked.bytes_seen {
+                parked.bytes_seen = written;
+                parked.blocked_since = Some(now);
             }
             let since = *parked.blocked_since.get_or_insert(now);
             if now.duration_since(since) >= shared.settings.write_timeout {

@@ -799,3 +799,66 @@ fn a_caught_up_stream_holds_no_thread_and_a_hang_up_is_seen_at_once() {
     drop(subs);
     common::wait_until(SETTLE, "every stream gone", || parked(&d) == 0);
 }
+
+#[test]
+fn a_parked_stream_that_reads_slowly_is_not_dropped_only_one_that_reads_nothing() {
+    // The write timeout counts time with nothing taken: a slow reader that
+    // is behind for longer than it stays.
+    let d = daemon(&[
+        "--write-timeout",
+        "0.3",
+        "--history-bytes",
+        "16M",
+        "--history-total",
+        "64M",
+    ]);
+    let addr = d.addr;
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    sock.connect(&addr.into()).unwrap();
+    let mut slow = Conn::from_stream(sock.into());
+    slow.stream
+        .write_all(format!("GET /events/slow HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .unwrap();
+    assert_eq!(slow.head().status, 200);
+    // About 9 MB at once: more than the kernel's buffers hold, so that
+    // bytes wait for room for as long as the client takes.
+    let chunk = "x".repeat(60_000);
+    for i in 0..150 {
+        let (head, _) = fetch(
+            addr,
+            "POST",
+            "/events/slow",
+            &[],
+            format!("{i} {chunk}").as_bytes(),
+        );
+        assert_eq!(head.status, 200);
+    }
+    fetch(addr, "POST", "/events/slow", &[], b"LAST");
+    // Read it slowly, with pauses: longer than the write timeout in all,
+    // never a pause as long as it.
+    let started = Instant::now();
+    let mut tail: Vec<u8> = Vec::new();
+    let mut buf = vec![0u8; 32 * 1024];
+    let mut total = 0usize;
+    for reads in 0.. {
+        if reads % 16 == 0 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let n = slow.stream.read(&mut buf).expect("the stream stays open");
+        assert!(n > 0, "the stream was closed after {total} bytes");
+        total += n;
+        tail.extend_from_slice(&buf[..n]);
+        if tail.windows(10).any(|w| w == b"data: LAST") {
+            break;
+        }
+        let keep = tail.len().saturating_sub(16);
+        tail.drain(..keep);
+    }
+    assert!(total > 9_000_000, "{total}");
+    assert!(
+        started.elapsed() > Duration::from_millis(600),
+        "it was not slow: {:?}",
+        started.elapsed()
+    );
+}
