@@ -1153,7 +1153,7 @@ impl<'c> Exchange<'c> {
                 wire,
                 body: Some(body),
                 blocked_since: None,
-                bytes_seen: 0,
+                taken: 0,
                 watching_out: false,
                 access,
             });
@@ -1270,9 +1270,9 @@ struct Parked {
     body: Option<Box<dyn Parkable>>,
     /// Since when bytes have waited for room with none taken, if they do.
     blocked_since: Option<Instant>,
-    /// Bytes written to it when last looked at: progress restarts the
-    /// write timeout, as for a write that waits.
-    bytes_seen: u64,
+    /// Bytes the client had taken when last looked at: any taken since
+    /// restarts the write timeout.
+    taken: u64,
     /// Watched for room to write (after a short write).
     watching_out: bool,
     access: Option<AccessFields>,
@@ -1437,21 +1437,41 @@ fn pump_parked(shared: &Shared, streams: &mut HashMap<u64, Parked>, id: u64, now
                 parked.watching_out = true;
                 let _ = shared.park.epoll.modify(fd, id, true);
             }
-            // A client that reads, however slowly, is not dropped: only
-            // one whose socket took nothing for the write timeout.
+            // What the client has taken: what was written less what the
+            // kernel still holds for it.
             let written = parked.wire.bytes.load(Ordering::Relaxed);
-            if written != parked.bytes_seen {
-                parked.bytes_seen = written;
-                parked.blocked_since = Some(now);
-            }
-            let since = *parked.blocked_since.get_or_insert(now);
-            if now.duration_since(since) >= shared.settings.write_timeout {
+            let taken = written.saturating_sub(crate::sys::unsent_bytes(fd).unwrap_or(0));
+            if late(
+                &mut parked.blocked_since,
+                &mut parked.taken,
+                taken,
+                now,
+                shared.settings.write_timeout,
+            ) {
                 let late = io::Error::from(io::ErrorKind::TimedOut);
                 unpark(shared, streams, id, Err(late));
             }
         }
         Pumped::Done(result) => unpark(shared, streams, id, result),
     }
+}
+
+/// Whether a stream whose bytes wait for room is past the write timeout:
+/// `since` it took nothing (`taken` is what it had taken then). A client
+/// that reads, however slowly, is never late; one that took nothing for
+/// `timeout` is, as a write that waits would have failed.
+fn late(
+    since: &mut Option<Instant>,
+    taken: &mut u64,
+    taken_now: u64,
+    now: Instant,
+    timeout: Duration,
+) -> bool {
+    if since.is_none() || taken_now != *taken {
+        *taken = taken_now;
+        *since = Some(now);
+    }
+    since.is_some_and(|at| now.duration_since(at) >= timeout)
 }
 
 /// Takes a stream out of the park and ends it.
@@ -1487,4 +1507,32 @@ fn end_parked(shared: &Shared, mut parked: Parked, result: io::Result<()>) {
         ));
     }
     shared.end(parked.id);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slow_reader_is_never_late_one_that_takes_nothing_is() {
+        let t0 = Instant::now();
+        let timeout = Duration::from_secs(30);
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let (mut since, mut taken) = (None, 0);
+        // Blocked from 0 s; it takes a little every 20 s: never late, though
+        // it is behind for 100 s.
+        for (s, t) in [
+            (0, 100),
+            (20, 200),
+            (40, 300),
+            (60, 400),
+            (80, 500),
+            (100, 600),
+        ] {
+            assert!(!late(&mut since, &mut taken, t, at(s), timeout), "{s} s");
+        }
+        // Then nothing for 30 s: late.
+        assert!(!late(&mut since, &mut taken, 600, at(129), timeout));
+        assert!(late(&mut since, &mut taken, 600, at(130), timeout));
+    }
 }

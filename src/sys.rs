@@ -563,3 +563,13 @@ impl EventFd {
         unsafe { libc::read(self.raw(), std::ptr::addr_of_mut!(n).cast(), 8) };
     }
 }
+
+/// Bytes written to the socket `fd` that its peer has not yet taken (the
+/// kernel's send queue, `SIOCOUTQ`); `None` if the kernel will not say.
+#[allow(unsafe_code)]
+pub fn unsent_bytes(fd: std::os::fd::RawFd) -> Option<u64> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: ioctl(SIOCOUTQ) writes one int.
+    let rc = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut n) };
+    (rc == 0 && n >= 0).then_some(n as u64)
+}
