@@ -680,7 +680,8 @@ impl Conn {
                 let handler = Arc::clone(&ex.conn.shared.handler);
                 if let Some(body) = handler.handle(&mut ex) {
                     if let Some(parked) = ex.run_stream(body, id) {
-                        return Park::take(&self.shared, parked);
+                        Park::take(&self.shared, parked);
+                        return true;
                     }
                 }
                 if ex.status.is_none() {
@@ -1281,22 +1282,17 @@ struct Parked {
 impl Park {
     /// Takes a stream whose thread is about to end. Once the park has
     /// closed, the stream is ended here instead, with its last chunk.
-    /// Either way the connection is no longer the thread's: `true`.
-    fn take(shared: &Shared, mut parked: Parked) -> bool {
+    /// Either way the connection is no longer the thread's.
+    fn take(shared: &Shared, parked: Parked) {
         let mut arriving = lock(&shared.park.arriving);
         if !arriving.1 {
             arriving.0.push(parked);
             drop(arriving);
             shared.park.bell.ring();
-            return true;
+            return;
         }
         drop(arriving);
-        let result = match parked.body.as_mut().map(|b| b.pump(true)) {
-            Some(Pumped::Done(result)) => result,
-            _ => Ok(()),
-        };
-        end_parked(shared, parked, result);
-        true
+        end_with_last_chunk(shared, parked);
     }
 }
 
@@ -1342,14 +1338,10 @@ fn park_loop(shared: &Arc<Shared>) {
         }
         join_threads(shared, &mut joining);
         if stopping {
-            for (_, mut parked) in streams.drain() {
-                let result = match parked.body.as_mut().map(|b| b.pump(true)) {
-                    Some(Pumped::Done(result)) => result,
-                    _ => Ok(()),
-                };
+            for (_, parked) in streams.drain() {
                 park.epoll.remove(parked.peer.sock.as_raw_fd());
                 shared.counters.parked.fetch_sub(1, Ordering::AcqRel);
-                end_parked(shared, parked, result);
+                end_with_last_chunk(shared, parked);
             }
             return;
         }
@@ -1481,6 +1473,15 @@ fn unpark(shared: &Shared, streams: &mut HashMap<u64, Parked>, id: u64, result: 
         shared.counters.parked.fetch_sub(1, Ordering::AcqRel);
         end_parked(shared, parked, result);
     }
+}
+
+/// Ends a parked stream at shutdown: its last chunk, if it fits at once.
+fn end_with_last_chunk(shared: &Shared, mut parked: Parked) {
+    let result = match parked.body.as_mut().map(|b| b.pump(true)) {
+        Some(Pumped::Done(result)) => result,
+        _ => Ok(()),
+    };
+    end_parked(shared, parked, result);
 }
 
 /// Ends a parked stream: its body lets go of its topics and its place, its

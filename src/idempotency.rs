@@ -58,7 +58,7 @@ pub struct Keys {
 #[derive(Default)]
 struct State {
     /// `None` while the publish is under way.
-    answers: HashMap<String, (Option<String>, Instant)>,
+    ids: HashMap<String, (Option<String>, Instant)>,
     /// Keys in the order they came, for expiry.
     order: VecDeque<(Instant, String)>,
 }
@@ -79,33 +79,33 @@ impl Keys {
     fn begin_at(&self, key: &str, now: Instant) -> Seen {
         let mut state = lock(&self.state);
         state.expire(now, self.ttl);
-        if let Some((answer, _)) = state.answers.get(key) {
+        if let Some((answer, _)) = state.ids.get(key) {
             return match answer {
                 Some(answer) => Seen::Answered(answer.clone()),
                 None => Seen::InProgress,
             };
         }
-        while state.answers.len() >= MAX_KEYS {
+        while state.ids.len() >= MAX_KEYS {
             let Some((_, oldest)) = state.order.pop_front() else {
                 break;
             };
-            state.answers.remove(&oldest);
+            state.ids.remove(&oldest);
         }
-        state.answers.insert(key.to_string(), (None, now));
+        state.ids.insert(key.to_string(), (None, now));
         state.order.push_back((now, key.to_string()));
         Seen::New
     }
 
     /// The publish with `key` was stored as `id`: what a retry gets.
     pub fn done(&self, key: &str, id: String) {
-        if let Some(entry) = lock(&self.state).answers.get_mut(key) {
+        if let Some(entry) = lock(&self.state).ids.get_mut(key) {
             entry.0 = Some(id);
         }
     }
 
     /// The publish with `key` was not stored: a retry publishes.
     pub fn failed(&self, key: &str) {
-        lock(&self.state).answers.remove(key);
+        lock(&self.state).ids.remove(key);
     }
 }
 
@@ -119,11 +119,11 @@ impl State {
                 // Only if it is that entry (a key failed and came again
                 // has a newer one).
                 if self
-                    .answers
+                    .ids
                     .get(&key)
                     .is_some_and(|(_, t)| now.duration_since(*t) >= ttl)
                 {
-                    self.answers.remove(&key);
+                    self.ids.remove(&key);
                 }
             }
         }
