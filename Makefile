@@ -67,7 +67,7 @@ bench-compare: build
 	test -x $(BENCH_VENV)/bin/python || python3 -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/bench/requirements.txt
 	$(CARGO) run --release --locked --example load -- --bin target/release/ssed --compare \
-		--python $(BENCH_VENV)/bin/python --only a,b,d $(BENCH_ARGS)
+		--python $(BENCH_VENV)/bin/python --only a,b,d,e,f $(BENCH_ARGS)
 
 fmt:
 	$(CARGO) fmt

@@ -79,6 +79,11 @@ impl Fanout {
             n.notify();
         }
     }
+
+    /// The subscribers, for workers to notify in shares.
+    pub fn into_subscribers(self) -> Vec<Arc<dyn Notify>> {
+        self.0
+    }
 }
 
 /// An event that is in its topic, whose subscribers have not been told yet:

@@ -38,9 +38,6 @@ use std::time::Duration;
 /// (Linux cuts it to `net.core.somaxconn`, 4096 by default.)
 const BACKLOG: i32 = 4096;
 
-/// Threads that fan publishes out to subscribers.
-const FANOUT_WORKERS: usize = 1;
-
 /// A running server. Dropping it shuts it down.
 pub struct Server {
     addr: SocketAddr,
@@ -139,7 +136,7 @@ impl Server {
             config.max_topics,
             config.history_total,
         );
-        let fanouts = Arc::new(Fanouts::start(FANOUT_WORKERS)?);
+        let fanouts = Arc::new(Fanouts::start(crate::sys::cpus())?);
         // The one place the log's backend is chosen: the hub alone, or a
         // shared log that the hub mirrors.
         let store: Arc<dyn Store> = match &config.redis {
