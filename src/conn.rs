@@ -21,9 +21,13 @@
 //! hang-up (seen at once, so subscriber counts are exact) and, after a
 //! write that came up short, for room to write. Publishers write to a
 //! parked stream what fits at once, as to any; what is left, keep-alives,
-//! the write timeout and the last chunk at shutdown are the park's. A
-//! parked stream costs its socket and its state: no thread stack, no
-//! kernel task, no place under `pid_max` or `vm.max_map_count`.
+//! the write timeout and the last chunk at shutdown are the park's. The
+//! park looks at a stream only when it is rung, when its socket has room,
+//! or when its next keep-alive (or, while its bytes wait, the write
+//! timeout's next check) falls due: a schedule, not a sweep, so that an
+//! idle stream costs nothing between keep-alives. A parked stream costs
+//! its socket and its state: no thread stack, no kernel task, no place
+//! under `pid_max` or `vm.max_map_count`.
 //!
 //! The [`Conns`] registry knows every connection's socket and thread: at
 //! the cap it can close the one that has waited longest for a request head
@@ -38,7 +42,8 @@ use crate::log::{self, Throttled};
 use crate::stream::{Pumped, Wire};
 use crate::sys::{Epoll, EventFd};
 use crate::waker::{lock, Waker};
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
@@ -1156,6 +1161,7 @@ impl<'c> Exchange<'c> {
                 blocked_since: None,
                 taken: 0,
                 watching_out: false,
+                look_at: None,
                 access,
             });
         }
@@ -1241,8 +1247,8 @@ impl Wire for SocketWire {
 /// The doorbell's token in the park's epoll set.
 const BELL: u64 = u64::MAX;
 
-/// The longest the park goes without looking at every parked stream (for
-/// keep-alives and the write timeout).
+/// The longest the park goes without looking at a stream whose bytes wait
+/// for room (for the write timeout).
 const PARK_TICK_MAX: Duration = Duration::from_secs(1);
 
 /// Streams that wait without a thread (see the module's doc).
@@ -1276,6 +1282,9 @@ struct Parked {
     taken: u64,
     /// Watched for room to write (after a short write).
     watching_out: bool,
+    /// When the park is to look at it next, unless it is rung first (its
+    /// entry in the park's schedule; others for it are stale).
+    look_at: Option<Instant>,
     access: Option<AccessFields>,
 }
 
@@ -1301,11 +1310,15 @@ impl Park {
 fn park_loop(shared: &Arc<Shared>) {
     let park = &shared.park;
     let settings = &shared.settings;
+    // How late a keep-alive or a write timeout may be noticed: looks that
+    // fall due together are taken together, at most one round a tick.
     let tick = (settings.keepalive.min(settings.write_timeout) / 4)
         .clamp(Duration::from_millis(5), PARK_TICK_MAX);
     let mut streams: HashMap<u64, Parked> = HashMap::new();
     let mut ready = Vec::new();
-    let mut next_look = Instant::now() + tick;
+    // When each stream is due a look (its next keep-alive, or the write
+    // timeout's next check): the earliest first.
+    let mut schedule: BinaryHeap<Reverse<(Instant, u64)>> = BinaryHeap::new();
     let mut woken = Vec::new();
     // Parked streams whose connection thread is still to be joined.
     let mut joining: Vec<u64> = Vec::new();
@@ -1353,7 +1366,11 @@ fn park_loop(shared: &Arc<Shared>) {
             // so that its stack is given back.
             Duration::from_millis(1)
         } else {
-            next_look.saturating_duration_since(now)
+            // Never less than a tick: looks a moment apart (thousands of
+            // streams that connected together) are one round, not a spin.
+            schedule.peek().map_or(PARK_TICK_MAX, |Reverse((at, _))| {
+                at.saturating_duration_since(now).max(tick)
+            })
         };
         park.epoll.wait(&mut ready, timeout);
         for r in ready.drain(..) {
@@ -1368,14 +1385,25 @@ fn park_loop(shared: &Arc<Shared>) {
             }
         }
         let now = Instant::now();
-        if now >= next_look {
-            next_look = now + tick;
-            woken.extend(streams.keys().copied());
+        while let Some(&Reverse((at, id))) = schedule.peek() {
+            if at > now {
+                break;
+            }
+            schedule.pop();
+            if let Some(parked) = streams.get_mut(&id) {
+                // A stale entry (the stream was looked at since) is dropped.
+                if parked.look_at == Some(at) {
+                    parked.look_at = None;
+                    woken.push(id);
+                }
+            }
         }
         woken.sort_unstable();
         woken.dedup();
         for id in woken.drain(..) {
-            pump_parked(shared, &mut streams, id, now);
+            if let Some(at) = pump_parked(shared, &mut streams, id, now, tick) {
+                schedule.push(Reverse((at, id)));
+            }
         }
     }
 }
@@ -1407,22 +1435,27 @@ fn join_threads(shared: &Shared, joining: &mut Vec<u64>) {
 }
 
 /// Writes what a parked stream owes; ends it when it is over, or when its
-/// bytes have waited longer than the write timeout.
-fn pump_parked(shared: &Shared, streams: &mut HashMap<u64, Parked>, id: u64, now: Instant) {
-    let Some(parked) = streams.get_mut(&id) else {
-        return;
-    };
-    let Some(body) = parked.body.as_mut() else {
-        return;
-    };
+/// bytes have waited longer than the write timeout. Returns when the park
+/// is to look at it next, if that is sooner than it was to already: the
+/// next keep-alive, or in `tick` while its bytes wait for room.
+fn pump_parked(
+    shared: &Shared,
+    streams: &mut HashMap<u64, Parked>,
+    id: u64,
+    now: Instant,
+    tick: Duration,
+) -> Option<Instant> {
+    let parked = streams.get_mut(&id)?;
+    let body = parked.body.as_mut()?;
     let fd = parked.peer.sock.as_raw_fd();
-    match body.pump(false) {
-        Pumped::Idle => {
+    let due = match body.pump(false) {
+        Pumped::Idle(keepalive) => {
             parked.blocked_since = None;
             if parked.watching_out {
                 parked.watching_out = false;
                 let _ = shared.park.epoll.modify(fd, id, false);
             }
+            keepalive
         }
         Pumped::Blocked => {
             if !parked.watching_out {
@@ -1442,10 +1475,23 @@ fn pump_parked(shared: &Shared, streams: &mut HashMap<u64, Parked>, id: u64, now
             ) {
                 let late = io::Error::from(io::ErrorKind::TimedOut);
                 unpark(shared, streams, id, Err(late));
+                return None;
             }
+            now + tick
         }
-        Pumped::Done(result) => unpark(shared, streams, id, result),
+        Pumped::Done(result) => {
+            unpark(shared, streams, id, result);
+            return None;
+        }
+    };
+    // One entry in the schedule a stream, the soonest: a later one would
+    // only find it looked at already.
+    let due = due.max(now);
+    if parked.look_at.is_some_and(|at| at <= due) {
+        return None;
     }
+    parked.look_at = Some(due);
+    Some(due)
 }
 
 /// Whether a stream whose bytes wait for room is past the write timeout:

@@ -511,7 +511,7 @@ impl Outlet {
                 }
             }
         }
-        Pumped::Idle
+        Pumped::Idle(core.last_write + keepalive)
     }
 
     /// Ends the stream: nothing more is written, and every subscription is
@@ -560,8 +560,9 @@ impl Notify for Outlet {
 /// What [`Outlet::pump`] did.
 #[derive(Debug)]
 pub enum Pumped {
-    /// Everything owed went out.
-    Idle,
+    /// Everything owed went out; nothing falls due before this moment (the
+    /// next keep-alive) unless the stream is rung.
+    Idle(Instant),
     /// The socket is full: bytes wait for room.
     Blocked,
     /// The stream is over: the client left (an error), or it ended.

@@ -562,6 +562,37 @@ fn keepalive_comments_on_idle_streams() {
 }
 
 #[test]
+fn every_parked_stream_gets_a_keepalive_after_each_silence() {
+    let server = start(|c| c.keepalive = Duration::from_millis(30));
+    let mut streams: Vec<_> = (0..20)
+        .map(|_| Conn::open_stream(server.addr(), "/events/quiet"))
+        .collect();
+    for round in 0..3 {
+        for (i, c) in streams.iter_mut().enumerate() {
+            assert_eq!(
+                c.items(1),
+                [Item::Comment("keep-alive".into())],
+                "stream {i}, silence {round}"
+            );
+        }
+    }
+    // An event moves the next keep-alive a whole silence away, and it comes.
+    let (head, _) = fetch(server.addr(), "POST", "/events/quiet", &[], b"news");
+    assert_eq!(head.status, 200);
+    for c in &mut streams {
+        let mut items = c.items(1);
+        while items == [Item::Comment("keep-alive".into())] {
+            items = c.items(1);
+        }
+        assert!(
+            matches!(&items[..], [Item::Event(e)] if e.data == "news"),
+            "{items:?}"
+        );
+        assert_eq!(c.items(1), [Item::Comment("keep-alive".into())]);
+    }
+}
+
+#[test]
 fn streams_are_released_when_clients_vanish() {
     let server = start(|c| c.keepalive = Duration::from_millis(20));
     let clients: Vec<_> = [
