@@ -325,7 +325,10 @@ fn run_pass(shared: &Shared, due: Due) {
         let rest = took.mul_f64(PACE).min(MAX_REST);
         queue.rest(&topic, Instant::now() + rest);
     }
-    if !queue.ready.is_empty() {
+    if shared.stopping.load(Ordering::Acquire) {
+        // Workers that waited for this pass to end may now be done.
+        shared.ready.notify_all();
+    } else if !queue.ready.is_empty() {
         // A worker may be waiting for this pass to end.
         shared.ready.notify_one();
     }
@@ -681,5 +684,44 @@ mod tests {
         until(|| probes[0].told.load(Ordering::SeqCst) == 2);
         fanouts.stop();
         assert!(!probes[0].overlapped.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn workers_stop_when_the_pass_they_waited_for_ends() {
+        let hub = hub();
+        let fanouts = Arc::new(Fanouts::start(2).unwrap());
+        let stopped = Arc::new(Flag::default());
+        // During the first pass: the topic is queued again, then the pass
+        // lasts until the server stops and a while after, so that the idle
+        // worker waits for it.
+        let (probes, _subs) = {
+            let (publisher, fanouts) = (Arc::clone(&hub), Arc::clone(&fanouts));
+            let stopping = Arc::clone(&fanouts.shared);
+            probes(
+                &hub,
+                "t",
+                1,
+                Box::new(move || {
+                    let (_, p) = publisher.publish("t", Event::message("2")).unwrap();
+                    fanouts.dispatch(p);
+                    until(|| stopping.stopping.load(Ordering::Acquire));
+                    Flag::default().wait(Duration::from_millis(200));
+                }),
+            )
+        };
+        let (_, published) = hub.publish("t", Event::message("1")).unwrap();
+        fanouts.dispatch(published);
+        until(|| !lock(&probes[0].threads).is_empty());
+        let stopper = {
+            let (fanouts, stopped) = (Arc::clone(&fanouts), Arc::clone(&stopped));
+            thread::spawn(move || {
+                fanouts.stop();
+                stopped.raise();
+            })
+        };
+        assert!(stopped.wait(Duration::from_secs(10)), "stop did not return");
+        stopper.join().unwrap();
+        // What was queued went out before the workers stopped.
+        assert_eq!(probes[0].told.load(Ordering::SeqCst), 2);
     }
 }
