@@ -660,25 +660,36 @@ mod tests {
         }
     }
 
+    /// One probe on topic "t" whose first notification publishes a second
+    /// event to "t" (queueing it again during its own pass), then runs
+    /// `then`.
+    fn published_again_during_pass(
+        hub: &Arc<Hub>,
+        fanouts: &Arc<Fanouts>,
+        then: impl FnOnce() + Send + 'static,
+    ) -> (Vec<Arc<Probe>>, Vec<Vec<crate::hub::Subscription>>) {
+        let (publisher, fanouts) = (Arc::clone(hub), Arc::clone(fanouts));
+        probes(
+            hub,
+            "t",
+            1,
+            Box::new(move || {
+                let (_, p) = publisher.publish("t", Event::message("2")).unwrap();
+                fanouts.dispatch(p);
+                then();
+            }),
+        )
+    }
+
     #[test]
     fn a_topic_published_to_during_its_pass_is_not_passed_over_twice_at_once() {
         let hub = hub();
         let fanouts = Arc::new(Fanouts::start(2).unwrap());
         // During the first pass: another event, which queues the topic
         // again, then time for the idle worker to start a second pass.
-        let (probes, _subs) = {
-            let (publisher, fanouts) = (Arc::clone(&hub), Arc::clone(&fanouts));
-            probes(
-                &hub,
-                "t",
-                1,
-                Box::new(move || {
-                    let (_, p) = publisher.publish("t", Event::message("2")).unwrap();
-                    fanouts.dispatch(p);
-                    Flag::default().wait(Duration::from_millis(300));
-                }),
-            )
-        };
+        let (probes, _subs) = published_again_during_pass(&hub, &fanouts, || {
+            Flag::default().wait(Duration::from_millis(300));
+        });
         let (_, published) = hub.publish("t", Event::message("1")).unwrap();
         fanouts.dispatch(published);
         until(|| probes[0].told.load(Ordering::SeqCst) == 2);
@@ -694,21 +705,11 @@ mod tests {
         // During the first pass: the topic is queued again, then the pass
         // lasts until the server stops and a while after, so that the idle
         // worker waits for it.
-        let (probes, _subs) = {
-            let (publisher, fanouts) = (Arc::clone(&hub), Arc::clone(&fanouts));
-            let stopping = Arc::clone(&fanouts.shared);
-            probes(
-                &hub,
-                "t",
-                1,
-                Box::new(move || {
-                    let (_, p) = publisher.publish("t", Event::message("2")).unwrap();
-                    fanouts.dispatch(p);
-                    until(|| stopping.stopping.load(Ordering::Acquire));
-                    Flag::default().wait(Duration::from_millis(200));
-                }),
-            )
-        };
+        let stopping = Arc::clone(&fanouts.shared);
+        let (probes, _subs) = published_again_during_pass(&hub, &fanouts, move || {
+            until(|| stopping.stopping.load(Ordering::Acquire));
+            Flag::default().wait(Duration::from_millis(200));
+        });
         let (_, published) = hub.publish("t", Event::message("1")).unwrap();
         fanouts.dispatch(published);
         until(|| !lock(&probes[0].threads).is_empty());
