@@ -135,7 +135,8 @@ pub trait StreamBody: Send {
 
 /// A stream that waits without a thread. The park calls [`Parkable::pump`]
 /// when its waker rings, when its socket has room after a short write, and
-/// every so often (keep-alives); then [`Parkable::end`] once.
+/// when what `pump` last returned falls due (a keep-alive); then
+/// [`Parkable::end`] once.
 pub trait Parkable: Send {
     /// Writes what is owed and due without waiting.
     fn pump(&mut self, stopping: bool) -> Pumped;
@@ -1139,10 +1140,7 @@ impl<'c> Exchange<'c> {
             &shared.stopping,
         );
         if let Some(body) = parkable {
-            let version = match self.request.version {
-                Version::Http10 => "HTTP/1.0",
-                Version::Http11 => "HTTP/1.1",
-            };
+            let version = self.request.version.as_str();
             let access = shared.settings.access_log.then(|| {
                 (
                     self.conn.addr.to_string(),
@@ -1179,15 +1177,11 @@ impl<'c> Exchange<'c> {
             self.conn.abort |= matches!(kind, io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut);
         }
         if self.conn.shared.settings.access_log && !self.request.method.is_empty() {
-            let version = match self.request.version {
-                Version::Http10 => "HTTP/1.0",
-                Version::Http11 => "HTTP/1.1",
-            };
             log::access(&log::access_line(
                 &self.conn.addr.to_string(),
                 &self.request.method,
                 &self.request.target,
-                version,
+                self.request.version.as_str(),
                 self.status.unwrap_or(0),
                 self.bytes,
                 self.started.elapsed().as_secs_f64(),

@@ -54,6 +54,16 @@ pub enum Version {
     Http11,
 }
 
+impl Version {
+    /// As a request line writes it (for the access log).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Version::Http10 => "HTTP/1.0",
+            Version::Http11 => "HTTP/1.1",
+        }
+    }
+}
+
 /// A request head. The target is in origin form (`/path?query`): an
 /// absolute-form target (`http://host/path`, as proxies send) is cut to its
 /// path and query.

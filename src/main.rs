@@ -64,14 +64,14 @@ fn main() -> ExitCode {
 
 /// `ssed help [listen|publish]` and `ssed version`, as commands are often
 /// asked, mean `--help` and `--version`.
-fn spelled_out(mut args: Vec<String>) -> Vec<String> {
+fn spelled_out(args: Vec<String>) -> Vec<String> {
     match args.first().map(String::as_str) {
         Some("help") => match args.get(1).map(String::as_str) {
             Some(sub @ ("listen" | "publish" | "serve")) => vec![sub.to_string(), "--help".into()],
             _ => vec!["--help".into()],
         },
         Some("version") if args.len() == 1 => vec!["--version".into()],
-        _ => std::mem::take(&mut args),
+        _ => args,
     }
 }
 

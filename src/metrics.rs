@@ -185,7 +185,7 @@ pub fn render(s: &Sources) -> String {
         &one(h.gaps.load(Relaxed)),
     );
     if let Some(link) = &s.link {
-        let (up, rtt) = (u64::from(link.up), link.rtt);
+        let (up, rtt) = (u64::from(link.up()), link.rtt);
         metric(
             "ssed_redis_up",
             "gauge",

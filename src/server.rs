@@ -12,7 +12,7 @@ use crate::cors::Cors;
 use crate::demos::{Clock, Demos, Numbered, Ticker, Training};
 use crate::fanout::Fanouts;
 use crate::http1::Response;
-use crate::hub::{Hub, Published, Retention, Topic, TopicError};
+use crate::hub::{Hub, Published, Retention, Topic};
 use crate::idempotency;
 use crate::log::Throttled;
 use crate::redis::{self, Redis};
@@ -323,7 +323,7 @@ impl Handler for App {
         let res = match action {
             Action::Reply(res) => res,
             Action::Page { path, allowed } => self.page(&path, allowed, &ex.request().method),
-            Action::Topics => self.topics(),
+            Action::Topics => self.topics(ex),
             Action::Health => self.health(),
             Action::Metrics => Response::new(
                 200,
@@ -379,7 +379,7 @@ impl App {
 
     /// `/topics`: every topic of the log, with this instance's subscribers
     /// and what feeds it; a shared log's link in the `Redis-Link` header.
-    fn topics(&self) -> Response {
+    fn topics(&self, ex: &mut Exchange<'_>) -> Response {
         let link = self.store.link().map(|l| l.summary());
         let with_link = |res: Response| match &link {
             Some(link) => res.with("Redis-Link", link.clone()),
@@ -407,7 +407,7 @@ impl App {
             Err(StoreError::Down(why)) => with_link(
                 Response::error(503, &why).with("Retry-After", conn::RETRY_AFTER_SECS.to_string()),
             ),
-            Err(e) => with_link(self.refused(e)),
+            Err(e) => with_link(self.refused(e, ex)),
         }
     }
 
@@ -422,14 +422,20 @@ impl App {
     }
 
     /// The answer to what the log refused: one status for each meaning.
-    fn refused(&self, e: StoreError) -> Response {
+    /// A client refused for want of topics is logged (at most once a
+    /// second) and asked to let its connection go.
+    fn refused(&self, e: StoreError, ex: &mut Exchange<'_>) -> Response {
         match e {
             StoreError::BadTopic(why) => Response::error(400, &why),
-            StoreError::TooManyTopics(max) => Response::error(
-                429,
-                &format!("there are {max} topics already (--max-topics)"),
-            )
-            .with("Retry-After", conn::RETRY_AFTER_SECS.to_string()),
+            StoreError::TooManyTopics(max) => {
+                self.refused_topics.note(&format!("{}", ex.peer()));
+                ex.close_after();
+                Response::error(
+                    429,
+                    &format!("there are {max} topics already (--max-topics)"),
+                )
+                .with("Retry-After", conn::RETRY_AFTER_SECS.to_string())
+            }
             // Certainly not stored.
             StoreError::Down(why) | StoreError::LostData(why) => {
                 Response::error(503, &format!("not published: {why}"))
@@ -500,13 +506,10 @@ impl App {
                 }
             }
         };
-        let stored = match self.store.publish(topic, event, key.as_deref()) {
-            Ok(stored) => stored,
-            Err(StoreError::TooManyTopics(max)) => {
-                return Err(self.topic_refused(TopicError::TooMany(max), ex))
-            }
-            Err(e) => return Err(self.refused(e)),
-        };
+        let stored = self
+            .store
+            .publish(topic, event, key.as_deref())
+            .map_err(|e| self.refused(e, ex))?;
         // The seed's endpoints answer as the tutorial does; the hub's with
         // the event's id.
         let body = match answer {
@@ -514,22 +517,6 @@ impl App {
             None => json!({ "id": stored.id, "topic": topic, "subscribers": stored.subscribers }),
         };
         Ok((Response::json(200, &body), stored.fanout))
-    }
-
-    /// The answer to a topic that cannot be had: a bad name, or too many topics.
-    fn topic_refused(&self, e: TopicError, ex: &mut Exchange<'_>) -> Response {
-        match e {
-            TopicError::BadName(why) => Response::error(400, &why),
-            TopicError::TooMany(max) => {
-                self.refused_topics.note(&format!("{}", ex.peer()));
-                ex.close_after();
-                Response::error(
-                    429,
-                    &format!("there are {max} topics already (--max-topics)"),
-                )
-                .with("Retry-After", conn::RETRY_AFTER_SECS.to_string())
-            }
-        }
     }
 
     /// Starts a stream on `ex` and returns its body, or says why not.
@@ -608,13 +595,10 @@ impl App {
                     last_event_id,
                     last,
                 };
-                let feed = match self.store.subscribe(&names, &outlet.as_notify(), &from) {
-                    Ok(feed) => feed,
-                    Err(StoreError::TooManyTopics(max)) => {
-                        return Err(self.topic_refused(TopicError::TooMany(max), ex))
-                    }
-                    Err(e) => return Err(self.refused(e)),
-                };
+                let feed = self
+                    .store
+                    .subscribe(&names, &outlet.as_notify(), &from)
+                    .map_err(|e| self.refused(e, ex))?;
                 outlet.attach(feed);
                 (Kind::Topics(outlet), names)
             }

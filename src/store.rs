@@ -116,21 +116,25 @@ pub struct TopicState {
 /// A shared log's link.
 #[derive(Clone, Debug)]
 pub struct Link {
-    pub up: bool,
+    /// While it is up, its last round trip, if measured.
     pub rtt: Option<Duration>,
-    /// How long it has been down.
+    /// While it is down, for how long: `None` while it is up.
     pub down_for: Option<Duration>,
     pub reconnects: u64,
     pub resets: u64,
 }
 
 impl Link {
+    pub fn up(&self) -> bool {
+        self.down_for.is_none()
+    }
+
     /// `up; rtt=0.210ms; reconnects=0; resets=0`.
     pub fn summary(&self) -> String {
-        let state = match (self.up, self.rtt, self.down_for) {
-            (true, Some(rtt), _) => format!("up; rtt={:.3}ms", rtt.as_secs_f64() * 1000.0),
-            (true, None, _) => "up".into(),
-            (false, _, for_) => format!("down; for={:.1}s", for_.unwrap_or_default().as_secs_f64()),
+        let state = match (self.down_for, self.rtt) {
+            (Some(for_), _) => format!("down; for={:.1}s", for_.as_secs_f64()),
+            (None, Some(rtt)) => format!("up; rtt={:.3}ms", rtt.as_secs_f64() * 1000.0),
+            (None, None) => "up".into(),
         };
         format!(
             "{state}; reconnects={}; resets={}",

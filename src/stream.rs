@@ -500,11 +500,13 @@ impl Outlet {
             return core.end_now(wire);
         }
         if core.last_write.elapsed() >= keepalive {
-            if let Some(framer) = core.framer.as_mut() {
+            let Core { framer, unsent, .. } = &mut *core;
+            if let Some(framer) = framer.as_mut() {
+                // Through the leftover buffer (empty here): what the
+                // socket does not take waits there, as any short write's.
                 framer.keepalive();
-                let bytes = framer.frame().to_vec();
+                unsent.extend_from_slice(framer.frame());
                 framer.clear();
-                core.unsent = bytes;
                 core.last_write = Instant::now();
                 if !core.flush_now(wire) {
                     return core.blocked();

@@ -438,8 +438,6 @@ pub struct Ready {
     pub writable: bool,
     /// The peer hung up (FIN or reset) or the socket failed.
     pub hung_up: bool,
-    /// Something to read (the doorbell).
-    pub readable: bool,
 }
 
 impl Epoll {
@@ -535,7 +533,6 @@ impl Epoll {
                 token: ev.u64,
                 writable: bits & libc::EPOLLOUT as u32 != 0,
                 hung_up: bits & (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32 != 0,
-                readable: bits & libc::EPOLLIN as u32 != 0,
             });
         }
     }

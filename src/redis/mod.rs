@@ -1298,12 +1298,11 @@ impl Store for Redis {
     }
 
     fn link(&self) -> Option<store::Link> {
-        let (up, rtt, down_for) = match Redis::health(self) {
-            Health::Up { rtt } => (true, rtt, None),
-            Health::Down { for_, .. } => (false, None, Some(for_)),
+        let (rtt, down_for) = match Redis::health(self) {
+            Health::Up { rtt } => (rtt, None),
+            Health::Down { for_, .. } => (None, Some(for_)),
         };
         Some(store::Link {
-            up,
             rtt,
             down_for,
             reconnects: self.reconnects(),
