@@ -71,7 +71,10 @@ pub fn bytes(value: &str, min: usize, max: usize) -> Result<usize, String> {
         Some(d) => (d, 1024),
         None => match value.strip_suffix(['M', 'm']) {
             Some(d) => (d, 1024 * 1024),
-            None => (value, 1),
+            None => match value.strip_suffix(['G', 'g']) {
+                Some(d) => (d, 1024 * 1024 * 1024),
+                None => (value, 1),
+            },
         },
     };
     digits

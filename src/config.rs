@@ -36,7 +36,8 @@ pub struct Config {
     /// Events each hub topic keeps for replay.
     pub history: usize,
     pub history_bytes: usize,
-    pub history_total: usize,
+    /// `None`: what the memory limit allows (see `memory::Sizing`).
+    pub history_total: Option<usize>,
     pub max_topics: usize,
     pub max_event_bytes: usize,
     pub publish_token: Option<String>,
@@ -58,6 +59,9 @@ pub struct Config {
     pub redis_timeout: Duration,
     /// How long a publish's `Idempotency-Key` is remembered.
     pub idempotency_ttl: Duration,
+    /// `--memory`: plan for this much memory instead of the cgroup's limit
+    /// or the host's.
+    pub memory: Option<u64>,
 }
 
 impl Default for Config {
@@ -78,7 +82,7 @@ impl Default for Config {
             pace: Pace::default(),
             history: 1000,
             history_bytes: 1024 * 1024,
-            history_total: 64 * 1024 * 1024,
+            history_total: None,
             max_topics: 1000,
             max_event_bytes: 64 * 1024,
             publish_token: None,
@@ -92,6 +96,7 @@ impl Default for Config {
             redis: None,
             redis_timeout: Duration::from_secs(2),
             idempotency_ttl: Duration::from_secs(300),
+            memory: None,
         }
     }
 }
@@ -269,8 +274,8 @@ pub const FLAGS: &[Flag] = &[
         var: "SSED_HISTORY_TOTAL",
         value: Some("SIZE"),
         help: "what all topics keep together; past it the oldest events of the largest topics go first",
-        default: "64M",
-        set: |c, v| set(&mut c.history_total, args::bytes(v, 1024, 1 << 40)),
+        default: "64M, less on a small host",
+        set: |c, v| set(&mut c.history_total, args::bytes(v, 1024, 1 << 40).map(Some)),
         repeat: None,
     },
     Flag {
@@ -310,6 +315,15 @@ pub const FLAGS: &[Flag] = &[
         help: "how long a publish's Idempotency-Key is remembered: a retry with it within this is stored once and answered as the first time",
         default: "300",
         set: |c, v| set(&mut c.idempotency_ttl, seconds(v, 1.0, 86_400.0)),
+        repeat: None,
+    },
+    Flag {
+        name: "--memory",
+        var: "SSED_MEMORY",
+        value: Some("SIZE"),
+        help: "plan for this much memory (K, M, G suffixes): what costs memory is sized from it, and past it less an eighth new work is refused with 503",
+        default: "the cgroup's limit, else the host's",
+        set: |c, v| set(&mut c.memory, args::bytes(v, 4 << 20, 1 << 50).map(|b| Some(b as u64))),
         repeat: None,
     },
     Flag {
@@ -587,10 +601,10 @@ pub fn parse(
             )));
         }
     }
-    if config.history_total < config.max_event_bytes {
+    if let Some(total) = config.history_total.filter(|t| *t < config.max_event_bytes) {
         return Err(UsageError(format!(
-            "--history-total ({}) must be at least --max-event-bytes ({}): the newest event must fit",
-            config.history_total, config.max_event_bytes
+            "--history-total ({total}) must be at least --max-event-bytes ({}): the newest event must fit",
+            config.max_event_bytes
         )));
     }
     Ok(Command::Serve(Box::new(config)))
@@ -807,7 +821,7 @@ mod tests {
                 c.max_topics,
                 c.history_total
             ),
-            (0, 2 << 20, 1024, 5, 8 << 20)
+            (0, 2 << 20, 1024, 5, Some(8 << 20))
         );
         assert_eq!(c.publish_token.as_deref(), Some("p"));
         assert_eq!(parse_with(&["--max-event-bytes", "lots"], &[]).unwrap_err(), "invalid value \"lots\" for --max-event-bytes: expected bytes from 16 to 67108864, such as 65536, 64K or 1M");

@@ -39,6 +39,7 @@
 
 use crate::http1::{self, Framing, HeadParser, Refusal, Request, Response, Version};
 use crate::log::{self, Throttled};
+use crate::memory::Guard;
 use crate::stream::{Pumped, Wire};
 use crate::sys::{Epoll, EventFd};
 use crate::waker::{lock, Waker};
@@ -103,6 +104,8 @@ pub struct Settings {
     /// A parked stream whose socket takes nothing for this long is dropped.
     pub write_timeout: Duration,
     pub access_log: bool,
+    /// Near the memory limit, new connections are refused.
+    pub guard: Arc<Guard>,
 }
 
 /// The application: answers one request at a time on a connection.
@@ -154,6 +157,8 @@ pub struct Counters {
     pub refused_cap: AtomicU64,
     /// Refused by the accept thread: no thread or descriptor to be had.
     pub refused_resources: AtomicU64,
+    /// Refused by the accept thread: memory is near its limit.
+    pub refused_memory: AtomicU64,
     /// Closed to make room at the cap, while waiting for a request head.
     pub evicted: AtomicU64,
     /// Closed because a head did not arrive within `--header-timeout`.
@@ -195,6 +200,7 @@ struct Shared {
 struct Logs {
     cap: Throttled,
     resources: Throttled,
+    memory: Throttled,
     evicted: Throttled,
     timeouts: Throttled,
     limits: Throttled,
@@ -247,6 +253,7 @@ impl Conns {
                 resources: Throttled::new(
                     "connections refused: the system gave no thread or descriptor",
                 ),
+                memory: Throttled::new("connections refused: memory is near its limit"),
                 evicted: Throttled::new(
                     "connections waiting for a request closed to make room at --max-connections",
                 ),
@@ -356,6 +363,7 @@ impl Conns {
         for t in [
             &logs.cap,
             &logs.resources,
+            &logs.memory,
             &logs.evicted,
             &logs.timeouts,
             &logs.limits,
@@ -421,8 +429,23 @@ fn accept_loop(shared: &Arc<Shared>, mut spare: Option<std::fs::File>) {
     }
 }
 
+/// How long the accept thread waits for a connection with a thread to
+/// end (most hand their stream to the park within milliseconds) before it
+/// makes room or refuses: a burst of connections is taken as threads free
+/// up, while the kernel queues the rest in the backlog.
+const ADMIT_WAIT: Duration = Duration::from_millis(250);
+
 /// Gives `sock` a thread, or refuses it from here without spawning anything.
 fn admit(shared: &Arc<Shared>, sock: TcpStream, addr: SocketAddr) {
+    let guard = &shared.settings.guard;
+    if guard.over() {
+        shared
+            .counters
+            .refused_memory
+            .fetch_add(1, Ordering::Relaxed);
+        shared.logs.memory.note(&format!("{addr}"));
+        return refuse(sock, &guard.why());
+    }
     let max = shared.settings.max_connections;
     let mut registry = lock(&shared.registry);
     // Both change only under the registry lock, which is held here.
@@ -441,9 +464,28 @@ fn admit(shared: &Arc<Shared>, sock: TcpStream, addr: SocketAddr) {
         );
     }
     // Connections with a thread: all but parked streams.
-    let threads = live.saturating_sub(shared.counters.parked.load(Ordering::Acquire));
     let max_threads = shared.settings.max_threads;
-    if threads >= max_threads && !make_room(shared, &mut registry) {
+    let threads = |shared: &Shared| {
+        shared
+            .counters
+            .open
+            .load(Ordering::Acquire)
+            .saturating_sub(shared.evicting.load(Ordering::Acquire))
+            .saturating_sub(shared.counters.parked.load(Ordering::Acquire))
+    };
+    let deadline = Instant::now() + ADMIT_WAIT;
+    while threads(shared) >= max_threads && !shared.stopping.load(Ordering::Acquire) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        registry = shared
+            .ended
+            .wait_timeout(registry, left)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
+    }
+    if threads(shared) >= max_threads && !make_room(shared, &mut registry) {
         drop(registry);
         shared
             .counters
@@ -1316,6 +1358,7 @@ fn park_loop(shared: &Arc<Shared>) {
     let mut woken = Vec::new();
     // Parked streams whose connection thread is still to be joined.
     let mut joining: Vec<u64> = Vec::new();
+    let mut trim = Trim::default();
     loop {
         let stopping = shared.stopping.load(Ordering::Acquire);
         let arriving = {
@@ -1333,6 +1376,9 @@ fn park_loop(shared: &Arc<Shared>) {
                 continue;
             }
             shared.counters.parked.fetch_add(1, Ordering::AcqRel);
+            // A connection's thread is free: the accept thread may be
+            // waiting for one.
+            shared.ended.notify_all();
             let park_shared = Arc::clone(shared);
             parked.peer.waker.forward(move || {
                 lock(&park_shared.park.rung).push(id);
@@ -1362,9 +1408,14 @@ fn park_loop(shared: &Arc<Shared>) {
         } else {
             // Never less than a tick: looks a moment apart (thousands of
             // streams that connected together) are one round, not a spin.
-            schedule.peek().map_or(PARK_TICK_MAX, |Reverse((at, _))| {
-                at.saturating_duration_since(now).max(tick)
-            })
+            let next = schedule.peek().map(|Reverse((at, _))| *at);
+            [next, trim.again()]
+                .into_iter()
+                .flatten()
+                .min()
+                .map_or(PARK_TICK_MAX, |at| {
+                    at.saturating_duration_since(now).max(tick)
+                })
         };
         park.epoll.wait(&mut ready, timeout);
         for r in ready.drain(..) {
@@ -1399,6 +1450,62 @@ fn park_loop(shared: &Arc<Shared>) {
                 schedule.push(Reverse((at, id)));
             }
         }
+        if trim.due(shared.counters.open.load(Ordering::Acquire), now) {
+            shrink(&mut streams);
+            if schedule.capacity() > 64 && schedule.len() < schedule.capacity() / 4 {
+                schedule.shrink_to(schedule.len() * 2);
+            }
+            shrink(&mut lock(&shared.registry).conns);
+            crate::sys::trim_heap();
+        }
+    }
+}
+
+/// When to give memory back after a load has gone: once the connections
+/// open have fallen to half their peak since the last time (and by a few
+/// hundred), at most once a second. A flood of streams that came and went
+/// leaves its tables and heap pages otherwise at their high-water mark.
+#[derive(Default)]
+struct Trim {
+    peak: usize,
+    last: Option<Instant>,
+    /// A fall came too soon after the last time: look again then.
+    again: Option<Instant>,
+}
+
+impl Trim {
+    const EVERY: Duration = Duration::from_secs(1);
+    const FALL: usize = 256;
+
+    fn due(&mut self, open: usize, now: Instant) -> bool {
+        self.peak = self.peak.max(open);
+        if open > self.peak / 2 || self.peak - open < Self::FALL {
+            return false;
+        }
+        if let Some(next) = self
+            .last
+            .map(|at| at + Self::EVERY)
+            .filter(|next| now < *next)
+        {
+            self.again = Some(next);
+            return false;
+        }
+        self.last = Some(now);
+        self.again = None;
+        self.peak = open;
+        true
+    }
+
+    /// When the park should look again, if a fall waits for its turn.
+    fn again(&self) -> Option<Instant> {
+        self.again
+    }
+}
+
+/// A table that held a crowd and now holds a few gives its room back.
+fn shrink<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>) {
+    if map.capacity() > 64 && map.len() < map.capacity() / 4 {
+        map.shrink_to(map.len() * 2);
     }
 }
 
@@ -1553,6 +1660,24 @@ fn end_parked(shared: &Shared, mut parked: Parked, result: io::Result<()>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memory_is_given_back_once_a_crowd_has_gone() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut trim = Trim::default();
+        assert!(!trim.due(1000, at(0)), "a crowd arrives");
+        assert!(!trim.due(600, at(10)), "not half gone");
+        assert!(trim.due(400, at(20)), "more than half gone");
+        assert!(!trim.due(0, at(500)), "at most once a second");
+        assert_eq!(trim.again(), Some(at(1020)), "and then at once");
+        assert!(trim.due(0, at(1100)));
+        assert_eq!(trim.again(), None);
+        // A few connections coming and going never trim.
+        for ms in 0..100 {
+            assert!(!trim.due((ms % 3) as usize * 50, at(2000 + ms * 100)));
+        }
+    }
 
     #[test]
     fn a_slow_reader_is_never_late_one_that_takes_nothing_is() {

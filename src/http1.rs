@@ -394,6 +394,14 @@ pub fn framing(req: &Request) -> Result<Framing, Refusal> {
                 "a request may not have both Content-Length and Transfer-Encoding",
             ));
         }
+        // RFC 9112 6.1: chunked is applied once, and a list has no empty
+        // members; either is malformed framing, not a coding to refuse.
+        if codings.iter().filter(|c| *c == "chunked").count() > 1 {
+            return Err(bad("Transfer-Encoding names chunked more than once"));
+        }
+        if codings.iter().any(String::is_empty) {
+            return Err(bad("Transfer-Encoding has an empty member"));
+        }
         return match codings.as_slice() {
             [only] if only == "chunked" => Ok(Framing::Chunked),
             [.., last] if last == "chunked" => {
@@ -1122,7 +1130,11 @@ mod tests {
             (vec![(te, "gzip, chunked")], Http11, Err(501)),
             (vec![(te, "gzip")], Http11, Err(400)),
             (vec![(te, "chunked, gzip")], Http11, Err(400)),
-            (vec![(te, "chunked"), (te, "chunked")], Http11, Err(501)),
+            (vec![(te, "chunked"), (te, "chunked")], Http11, Err(400)),
+            (vec![(te, "chunked, chunked")], Http11, Err(400)),
+            (vec![(te, "gzip, chunked, chunked")], Http11, Err(400)),
+            (vec![(te, ", chunked")], Http11, Err(400)),
+            (vec![(te, "chunked,")], Http11, Err(400)),
             (vec![(te, "xchunked")], Http11, Err(400)),
             (vec![(te, "")], Http11, Err(400)),
             (vec![(te, "chunked")], Http10, Err(400)),

@@ -89,7 +89,7 @@ impl Fanout {
 /// An event that is in its topic, whose subscribers have not been told yet:
 /// run it here, or hand it to `fanout::Fanouts`.
 #[must_use = "subscribers hear of a publish only once it is fanned out"]
-pub struct Published(Arc<Topic>);
+pub struct Published(Arc<Topic>, u64);
 
 impl std::fmt::Debug for Published {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -98,6 +98,11 @@ impl std::fmt::Debug for Published {
 }
 
 impl Published {
+    /// The event's number.
+    pub fn seq(&self) -> u64 {
+        self.1
+    }
+
     /// How many subscribers the topic has.
     pub fn subscribers(&self) -> usize {
         self.0.subscribers()
@@ -463,6 +468,18 @@ impl Subscription {
     /// `out`. If the ring no longer holds some of them, skips to the oldest
     /// it holds and returns the gap.
     pub fn take(&mut self, watermark: u64, out: &mut Vec<Entry>) -> Option<Gap> {
+        self.take_some(watermark, out, Take::ALL).0
+    }
+
+    /// As [`Subscription::take`], but at most `limit` of them: the rest
+    /// stays in the ring behind the cursor. Also says whether more were
+    /// ready than the limit let through.
+    pub fn take_some(
+        &mut self,
+        watermark: u64,
+        out: &mut Vec<Entry>,
+        limit: Take,
+    ) -> (Option<Gap>, bool) {
         let ring = read(&self.topic.ring);
         let mut gap = None;
         if self.cursor < ring.first {
@@ -474,15 +491,46 @@ impl Subscription {
             self.cursor = ring.first;
         }
         let start = (self.cursor - ring.first) as usize;
-        let ready = ring
+        let mut ready = ring
             .entries
             .range(start..)
-            .take_while(|e| e.seq <= watermark);
-        let before = out.len();
-        out.extend(ready.cloned());
-        self.cursor += (out.len() - before) as u64;
-        gap
+            .take_while(|e| e.seq <= watermark)
+            .peekable();
+        let (mut taken, mut bytes) = (0, 0);
+        while let Some(e) = ready.peek() {
+            // At least one, whatever its size: a stream always moves on.
+            if taken > 0 && (taken >= limit.events || bytes + e.event.size() > limit.bytes) {
+                break;
+            }
+            bytes += e.event.size();
+            taken += 1;
+            out.push((*e).clone());
+            ready.next();
+        }
+        self.cursor += taken as u64;
+        (gap, ready.peek().is_some())
     }
+
+    /// Gives back the last `n` events taken: they are taken again next
+    /// time (or reported as a gap, if the ring moved past them meanwhile).
+    pub fn put_back(&mut self, n: usize) {
+        self.cursor -= n as u64;
+    }
+}
+
+/// How much one [`Subscription::take_some`] may move out of the ring.
+#[derive(Clone, Copy, Debug)]
+pub struct Take {
+    pub events: usize,
+    /// Counted as [`Event::size`] counts.
+    pub bytes: usize,
+}
+
+impl Take {
+    pub const ALL: Take = Take {
+        events: usize::MAX,
+        bytes: usize::MAX,
+    };
 }
 
 impl Drop for Subscription {
@@ -721,13 +769,14 @@ impl Hub {
         // of this event must find it at or below the watermark, or it would
         // hold it back until the next publish.
         self.watermark.store(*seq, Ordering::Release);
+        let number = *seq;
         drop(seq);
         self.enforce_budget(&topics);
         // Notifying thousands of subscribers takes milliseconds; other topics
         // need not wait for it. The topic holds this event now, so it cannot
         // be freed in between.
         drop(topics);
-        Ok((id, Published(topic)))
+        Ok((id, Published(topic, number)))
     }
 
     /// Subscribes `notify` to every topic in `names`, resuming from `from`.
@@ -847,7 +896,7 @@ impl Hub {
             event.id = Some(self.id(seq));
             event.topic = Some(name.to_string());
             topic.insert(seq, event);
-            Published(Arc::clone(topic))
+            Published(Arc::clone(topic), seq)
         });
         self.watermark.store(seq, Ordering::Release);
         if published.is_some() {

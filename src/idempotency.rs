@@ -1,22 +1,38 @@
 //! `Idempotency-Key`: a publish retried with the same key is stored once
 //! and answered with the first id.
 //!
-//! Without Redis the ids are kept here, for `--idempotency-ttl`, at most
-//! [`MAX_KEYS`] of them (past that the oldest are forgotten first).
+//! A key is tied to what it published: its topic, the event's name and its
+//! data ([`fingerprint`]). The same key with another topic or other data is
+//! not a retry but a mistake, refused ([`Seen::Reused`], 422) rather than
+//! answered with an id that names another event.
+//!
+//! Without Redis the numbers are kept here, for `--idempotency-ttl`, at most
+//! a bounded count of them (past that the oldest are forgotten first). A key
+//! is remembered only once its publish was stored: a publish refused or
+//! failed leaves nothing behind, so the bound holds whatever clients send.
+//! Each key is kept as a 128-bit keyed hash of it, not as its text, so that
+//! every entry costs the same, whatever the key's length (figure: [`COST`]).
 //! With Redis the publish script keeps the number under the key, in Redis,
 //! so that a retry on any instance is answered with it.
 
 use crate::waker::lock;
+use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// The request header.
 pub const HEADER: &str = "Idempotency-Key";
 
-/// Keys remembered at once without Redis: each costs its key and its id
-/// (about 150 bytes with the map's own), so at most about 15 MB.
+/// Keys remembered at once without Redis, on a host with memory to spare;
+/// a smaller host remembers fewer (see `memory`).
 pub const MAX_KEYS: usize = 100_000;
+
+/// What a remembered key costs in memory, measured (`keys_cost_what_they_say`
+/// fills a table and reads the process's heap): its entry in the map, with
+/// the map's spare room, and its place in the expiry queue.
+pub const COST: usize = 96;
 
 /// Longest key: printable ASCII, at most this many bytes.
 pub const MAX_KEY_LEN: usize = 128;
@@ -38,94 +54,175 @@ pub fn draw() -> String {
     format!("ssed-{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
 }
 
+/// What a publish is, for telling a retry from a reuse of its key: the
+/// topic, the event's name and its data, hashed (64-bit FNV-1a, the same in
+/// every build, so that instances sharing Redis agree on it).
+pub fn fingerprint(topic: &str, name: Option<&str>, data: &str) -> u64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut h = OFFSET;
+    let mut eat = |bytes: &[u8]| {
+        for &b in bytes {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(PRIME);
+        }
+    };
+    // Each part's length first: ("ab", "c") and ("a", "bc") differ.
+    for part in [topic, name.unwrap_or(""), data] {
+        eat(&(part.len() as u64).to_le_bytes());
+        eat(part.as_bytes());
+    }
+    eat(&[u8::from(name.is_some())]);
+    h
+}
+
 /// What a key says when a publish comes with it.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Seen {
     /// New: publish, then [`Keys::done`] (or [`Keys::failed`]).
     New,
-    /// Published already: this was its id.
-    Answered(String),
+    /// Published already, as this number.
+    Answered(u64),
     /// A publish with this key is under way.
     InProgress,
+    /// The key was used for another publish (another topic or other data).
+    Reused,
 }
 
-/// The ids of recent publishes, by key.
+/// The numbers of recent publishes, by key.
 pub struct Keys {
     ttl: Duration,
+    max: usize,
+    /// Two independent keyed hashes make a key's 128-bit name: a client
+    /// cannot make two keys collide without knowing the hashers' keys.
+    names: (RandomState, RandomState),
     state: Mutex<State>,
+}
+
+/// A key's 128-bit name.
+type Name = u128;
+
+struct Entry {
+    /// The number stored; 0 while its publish is under way.
+    seq: u64,
+    fingerprint: u64,
 }
 
 #[derive(Default)]
 struct State {
-    /// `None` while the publish is under way.
-    ids: HashMap<String, (Option<String>, Instant)>,
-    /// Keys in the order they came, for expiry.
-    order: VecDeque<(Instant, String)>,
+    entries: HashMap<Name, Entry>,
+    /// Stored keys in the order they were stored, with when each expires:
+    /// keys under way are not in it (they are in `entries` only until
+    /// their publish ends, stored or not).
+    expiry: VecDeque<(Instant, Name)>,
 }
 
 impl Keys {
-    pub fn new(ttl: Duration) -> Keys {
+    /// Keys remembered for `ttl`, at most `max` at once.
+    pub fn new(ttl: Duration, max: usize) -> Keys {
         Keys {
             ttl,
+            max: max.max(1),
+            names: (RandomState::new(), RandomState::new()),
             state: Mutex::default(),
         }
     }
 
-    /// Looks `key` up; a new one is marked under way.
-    pub fn begin(&self, key: &str) -> Seen {
-        self.begin_at(key, Instant::now())
+    fn name(&self, key: &str) -> Name {
+        let (a, b) = (&self.names.0, &self.names.1);
+        (u128::from(a.hash_one(key)) << 64) | u128::from(b.hash_one(key))
     }
 
-    fn begin_at(&self, key: &str, now: Instant) -> Seen {
+    /// Looks `key` up for a publish with `fingerprint`; a new one is marked
+    /// under way.
+    pub fn begin(&self, key: &str, fingerprint: u64) -> Seen {
+        self.begin_at(key, fingerprint, Instant::now())
+    }
+
+    fn begin_at(&self, key: &str, fingerprint: u64, now: Instant) -> Seen {
+        let name = self.name(key);
         let mut state = lock(&self.state);
-        state.expire(now, self.ttl);
-        if let Some((answer, _)) = state.ids.get(key) {
-            return match answer {
-                Some(answer) => Seen::Answered(answer.clone()),
-                None => Seen::InProgress,
+        state.expire(now);
+        if let Some(entry) = state.entries.get(&name) {
+            return if entry.fingerprint != fingerprint {
+                Seen::Reused
+            } else if entry.seq == 0 {
+                Seen::InProgress
+            } else {
+                Seen::Answered(entry.seq)
             };
         }
-        while state.ids.len() >= MAX_KEYS {
-            let Some((_, oldest)) = state.order.pop_front() else {
+        // Room for one more: the oldest stored keys go first.
+        while state.entries.len() >= self.max {
+            let Some((_, oldest)) = state.expiry.pop_front() else {
+                // Every entry is a publish under way: as many as there are
+                // threads publishing, a bound of its own.
                 break;
             };
-            state.ids.remove(&oldest);
+            state.entries.remove(&oldest);
         }
-        state.ids.insert(key.to_string(), (None, now));
-        state.order.push_back((now, key.to_string()));
+        state.entries.insert(
+            name,
+            Entry {
+                seq: 0,
+                fingerprint,
+            },
+        );
         Seen::New
     }
 
-    /// The publish with `key` was stored as `id`: what a retry gets.
-    pub fn done(&self, key: &str, id: String) {
-        if let Some(entry) = lock(&self.state).ids.get_mut(key) {
-            entry.0 = Some(id);
+    /// The publish with `key` was stored as number `seq` (never 0): what a
+    /// retry gets, until the key expires.
+    pub fn done(&self, key: &str, seq: u64) {
+        self.done_at(key, seq, Instant::now());
+    }
+
+    fn done_at(&self, key: &str, seq: u64, now: Instant) {
+        let name = self.name(key);
+        let mut state = lock(&self.state);
+        if let Some(entry) = state.entries.get_mut(&name) {
+            if entry.seq == 0 {
+                entry.seq = seq.max(1);
+                state.expiry.push_back((now + self.ttl, name));
+            }
         }
     }
 
-    /// The publish with `key` was not stored: a retry publishes.
+    /// The publish with `key` was not stored: it leaves nothing behind, and
+    /// a retry publishes.
     pub fn failed(&self, key: &str) {
-        lock(&self.state).ids.remove(key);
+        let name = self.name(key);
+        let mut state = lock(&self.state);
+        if state.entries.get(&name).is_some_and(|e| e.seq == 0) {
+            state.entries.remove(&name);
+        }
+    }
+
+    /// Keys remembered now (stored or under way).
+    pub fn len(&self) -> usize {
+        lock(&self.state).entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
 impl State {
-    fn expire(&mut self, now: Instant, ttl: Duration) {
-        while let Some((at, _)) = self.order.front() {
-            if now.duration_since(*at) < ttl {
+    fn expire(&mut self, now: Instant) {
+        while let Some(&(at, name)) = self.expiry.front() {
+            if at > now {
                 break;
             }
-            if let Some((_, key)) = self.order.pop_front() {
-                // Only if it is that entry (a key failed and came again
-                // has a newer one).
-                if self
-                    .ids
-                    .get(&key)
-                    .is_some_and(|(_, t)| now.duration_since(*t) >= ttl)
-                {
-                    self.ids.remove(&key);
-                }
-            }
+            self.expiry.pop_front();
+            self.entries.remove(&name);
+        }
+        // A burst of keys, once expired, does not keep its room.
+        if self.entries.capacity() > 64 && self.entries.len() < self.entries.capacity() / 4 {
+            self.entries.shrink_to(self.entries.len() * 2);
+        }
+        if self.expiry.capacity() > 64 && self.expiry.len() < self.expiry.capacity() / 4 {
+            self.expiry.shrink_to(self.expiry.len() * 2);
         }
     }
 }
@@ -151,18 +248,66 @@ mod tests {
     }
 
     #[test]
+    fn fingerprints_tell_publishes_apart() {
+        let f = fingerprint("a", None, "x");
+        assert_eq!(f, fingerprint("a", None, "x"));
+        for other in [
+            fingerprint("b", None, "x"),
+            fingerprint("a", None, "y"),
+            fingerprint("a", Some("n"), "x"),
+            fingerprint("a", Some(""), "x"),
+            fingerprint("ax", None, ""),
+        ] {
+            assert_ne!(f, other);
+        }
+        // The same in every build: instances sharing Redis compare them.
+        assert_eq!(fingerprint("", None, ""), 0xd465_7f55_662f_817f);
+    }
+
+    #[test]
     fn a_key_is_answered_as_the_first_time_until_it_expires() {
-        let keys = Keys::new(Duration::from_millis(50));
-        assert_eq!(keys.begin("k"), Seen::New);
-        assert_eq!(keys.begin("k"), Seen::InProgress);
-        keys.done("k", "first".into());
-        assert_eq!(keys.begin("k"), Seen::Answered("first".into()));
-        // A failed publish may be tried again.
-        assert_eq!(keys.begin("f"), Seen::New);
+        let keys = Keys::new(Duration::from_millis(50), 10);
+        let t0 = Instant::now();
+        assert_eq!(keys.begin_at("k", 1, t0), Seen::New);
+        assert_eq!(keys.begin_at("k", 1, t0), Seen::InProgress);
+        keys.done_at("k", 7, t0);
+        assert_eq!(keys.begin_at("k", 1, t0), Seen::Answered(7));
+        // Another topic or other data with the same key: refused.
+        assert_eq!(keys.begin_at("k", 2, t0), Seen::Reused);
+        // A failed publish may be tried again, and leaves nothing behind.
+        assert_eq!(keys.begin_at("f", 1, t0), Seen::New);
         keys.failed("f");
-        assert_eq!(keys.begin("f"), Seen::New);
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys.begin_at("f", 3, t0), Seen::New);
+        keys.failed("f");
         // Once the time is past, the key is forgotten.
-        let later = Instant::now() + Duration::from_millis(60);
-        assert_eq!(keys.begin_at("k", later), Seen::New);
+        let later = t0 + Duration::from_millis(60);
+        assert_eq!(keys.begin_at("k", 2, later), Seen::New);
+    }
+
+    #[test]
+    fn the_cap_holds_in_every_path() {
+        let keys = Keys::new(Duration::from_secs(300), 100);
+        let t0 = Instant::now();
+        // Refused publishes, as many as anyone sends: nothing kept.
+        for i in 0..10_000 {
+            let key = format!("bad-{i}");
+            assert_eq!(keys.begin_at(&key, 1, t0), Seen::New);
+            keys.failed(&key);
+        }
+        assert_eq!(keys.len(), 0);
+        let state = lock(&keys.state);
+        assert_eq!(state.expiry.len(), 0);
+        drop(state);
+        // Stored ones: at most the cap, the oldest forgotten first.
+        for i in 0..1_000u64 {
+            let key = format!("k-{i}");
+            assert_eq!(keys.begin_at(&key, 1, t0), Seen::New);
+            keys.done_at(&key, i + 1, t0);
+        }
+        assert_eq!(keys.len(), 100);
+        assert_eq!(lock(&keys.state).expiry.len(), 100);
+        assert_eq!(keys.begin_at("k-999", 1, t0), Seen::Answered(1000));
+        assert_eq!(keys.begin_at("k-0", 1, t0), Seen::New);
     }
 }

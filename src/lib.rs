@@ -49,6 +49,7 @@ pub mod idempotency;
 pub mod keeper;
 pub mod lines;
 pub mod log;
+pub mod memory;
 pub mod metrics;
 pub mod publish;
 pub mod pyjson;

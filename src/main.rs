@@ -116,12 +116,8 @@ fn serve(config: ssed::Config) -> ExitCode {
         }
     };
     let limits = server.limits().clone();
-    if let Some((allows, why)) = limits.system_allows {
-        log::line(&format!(
-            "note: --max-connections {} is more than this system can hold ({allows}, set by {why}); \
-             past that, connections are refused with 503",
-            limits.max_connections
-        ));
+    for note in &limits.notes {
+        log::line(&format!("note: {note}"));
     }
     let addr = server.addr();
     let open = config_open && !addr.ip().is_loopback();
@@ -133,8 +129,11 @@ fn serve(config: ssed::Config) -> ExitCode {
     let mut out = std::io::stdout();
     let _ = writeln!(
         out,
-        "ssed listening on http://{addr}/ (at most {} connections, set by {}{note})",
-        limits.max_connections, limits.set_by
+        "ssed listening on http://{addr}/ (sized for {}: at most {} connections, set by {}; {} of history{note})",
+        limits.memory,
+        limits.max_connections,
+        limits.set_by,
+        ssed::memory::size(limits.history_total as u64),
     );
     let _ = out.flush();
     let signal = sys::wait_for_stop_signal();

@@ -15,6 +15,8 @@ pub struct Sources<'a> {
     pub max_connections: usize,
     /// A shared log's link (`--redis`).
     pub link: Option<crate::store::Link>,
+    pub guard: &'a crate::memory::Guard,
+    pub buffers: &'a crate::stream::Buffers,
 }
 
 /// Renders every metric; topic names need no escaping (their characters
@@ -62,12 +64,13 @@ pub fn render(s: &Sources) -> String {
     metric(
         "ssed_connections_refused_total",
         "counter",
-        "Connections answered 503 by the accept thread: the cap was reached (cap), or no thread or descriptor could be had (resources).",
+        "Connections answered 503 by the accept thread: the cap was reached (cap), no thread or descriptor could be had (resources), or memory is near its limit (memory).",
         &by(
             "reason",
             &[
                 ("cap", c.refused_cap.load(Relaxed)),
                 ("resources", c.refused_resources.load(Relaxed)),
+                ("memory", c.refused_memory.load(Relaxed)),
             ],
         ),
     );
@@ -80,14 +83,39 @@ pub fn render(s: &Sources) -> String {
     metric(
         "ssed_requests_refused_total",
         "counter",
-        "Requests refused by the HTTP layer: a head not complete within --header-timeout (header_timeout), or malformed, over a limit, or badly framed (bad_request).",
+        "Requests refused: a head not complete within --header-timeout (header_timeout); malformed, over a limit, or badly framed (bad_request); a stream or publish near the memory limit (memory).",
         &by(
             "reason",
             &[
                 ("header_timeout", c.header_timeouts.load(Relaxed)),
                 ("bad_request", c.bad_requests.load(Relaxed)),
+                ("memory", s.guard.refused_requests.load(Relaxed)),
             ],
         ),
+    );
+    metric(
+        "ssed_memory_limit_bytes",
+        "gauge",
+        "The memory ssed is sized for (its cgroup's limit, the host's memory, or --memory).",
+        &one(s.guard.limit().bytes),
+    );
+    metric(
+        "ssed_memory_used_bytes",
+        "gauge",
+        "Memory in use, as the limit counts it; past ssed_memory_refuse_above_bytes new work is refused.",
+        &one(s.guard.used()),
+    );
+    metric(
+        "ssed_memory_refuse_above_bytes",
+        "gauge",
+        "The limit less the margin kept free.",
+        &one(s.guard.refuse_above()),
+    );
+    metric(
+        "ssed_stream_buffer_bytes",
+        "gauge",
+        "What streams hold of their own now: pieces framed and not yet taken by their readers.",
+        &one(s.buffers.used() as u64),
     );
     let kinds = [("hub", s.streams), ("demo", s.demo_streams)];
     let per_kind = |f: &dyn Fn(&Streams) -> u64| -> Vec<(String, u64)> {

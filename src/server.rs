@@ -21,15 +21,16 @@ use crate::sources::{self, Sources};
 use crate::sse::Event;
 use crate::store::{From, Memory, Store, StoreError};
 use crate::stream::{
-    pump, Feed as TopicFeed, Format, Framer, Outlet, Pumped, Scripted, Slot, Source, Streams, Wire,
+    pump, Buffers, Feed as TopicFeed, Format, Framer, Outlet, Pumped, Scripted, Slot, Source,
+    Streams, Wire,
 };
 use crate::waker::{lock, Waker};
 use crate::www::Pages;
-use crate::{metrics, publish, pyjson, sys};
+use crate::{memory, metrics, publish, pyjson, sys};
 use serde_json::{json, Value};
 use std::io;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -47,16 +48,22 @@ pub struct Server {
     limits: Limits,
 }
 
-/// The caps in force, and where the connection cap came from.
+/// The caps in force, what they were sized for, and where the connection
+/// cap came from.
 #[derive(Clone, Debug)]
 pub struct Limits {
     pub max_connections: usize,
-    /// `--max-connections`, or the system limit that set the default.
+    /// `--max-connections`, or the limit that set the default (memory,
+    /// the open-files limit).
     pub set_by: &'static str,
-    /// What the system allows, when it is less than `--max-connections`.
-    pub system_allows: Option<(usize, &'static str)>,
+    /// Flags that ask for more than the system holds, each in a sentence.
+    pub notes: Vec<String>,
     pub max_streams: usize,
     pub max_demo_streams: usize,
+    /// The memory sized for: `12 MiB`.
+    pub memory: String,
+    /// `--history-total` in force.
+    pub history_total: usize,
 }
 
 /// The application: everything a request may need.
@@ -75,12 +82,17 @@ pub struct App {
     max_connections: usize,
     /// Carries what is published to the subscribers.
     fanouts: Arc<Fanouts>,
+    /// Refuses new work near the memory limit.
+    guard: Arc<memory::Guard>,
+    /// What streams' pieces may hold together.
+    buffers: Arc<Buffers>,
     /// Programs and files that feed topics.
     sources: Sources,
     /// The log of events: the hub, or a shared log it mirrors.
     store: Arc<dyn Store>,
     refused_streams: Throttled,
     refused_topics: Throttled,
+    refused_memory: Throttled,
     too_large: Throttled,
 }
 
@@ -94,38 +106,71 @@ impl Server {
             }
             None => Pages::Embedded,
         };
-        let listener = listen(&config)?;
+        // What the memory allows sizes everything that costs memory; a
+        // flag given says otherwise, and a flag that asks for more than
+        // the memory holds is noted at start.
+        let limit = match config.memory {
+            Some(bytes) => memory::Limit::planned(bytes),
+            None => memory::Limit::detect(),
+        };
+        let sizing = memory::Sizing::for_limit(limit.bytes);
+        let listener = listen(&config, sizing.send_buffer)?;
         let addr = listener.local_addr()?;
         // Every connection needs a descriptor, and the soft limit is often 1024.
         let open_files = sys::raise_open_files_limit().unwrap_or(1024);
-        let (system, why) = sys::default_max_connections(open_files);
-        let limits = match config.max_connections {
-            Some(n) => Limits {
-                max_connections: n,
-                set_by: "--max-connections",
-                system_allows: (n > system).then_some((system, why)),
-                max_streams: 0,
-                max_demo_streams: 0,
-            },
-            None => Limits {
-                max_connections: system,
-                set_by: why,
-                system_allows: None,
-                max_streams: 0,
-                max_demo_streams: 0,
-            },
+        let (by_files, files) = sys::default_max_connections(open_files);
+        let (system, why) = if sizing.max_connections < by_files {
+            (sizing.max_connections, "memory")
+        } else {
+            (by_files, files)
         };
-        let max_connections = limits.max_connections;
+        let mut notes = Vec::new();
+        let max_connections = match config.max_connections {
+            Some(n) => {
+                if n > system {
+                    notes.push(format!(
+                        "--max-connections {n} is more than this system can hold ({system}, set by {why}); past that, connections are refused with 503"
+                    ));
+                }
+                n
+            }
+            None => system,
+        };
+        let set_by = if config.max_connections.is_some() {
+            "--max-connections"
+        } else {
+            why
+        };
+        let history_total = match config.history_total {
+            Some(total) => {
+                if total > sizing.history_total {
+                    notes.push(format!(
+                        "--history-total {} is more than {} holds ({}); past the memory, connections and publishes are refused with 503",
+                        memory::size(total as u64),
+                        limit.describe(),
+                        memory::size(sizing.history_total as u64)
+                    ));
+                }
+                total
+            }
+            None => sizing.history_total.max(config.max_event_bytes),
+        };
         // Keep places for pages and publishes when streams fill the rest.
         let reserve = (max_connections / 16).clamp(1, 1024);
         let max_streams = config
             .max_streams
             .unwrap_or_else(|| max_connections.saturating_sub(reserve).max(1));
         let limits = Limits {
+            max_connections,
+            set_by,
+            notes,
             max_streams,
             max_demo_streams: config.max_demo_streams,
-            ..limits
+            memory: limit.describe(),
+            history_total,
         };
+        let guard = Arc::new(memory::Guard::new(limit, sizing.refuse_above));
+        let buffers = Buffers::new(sizing.stream_buffers, sizing.frame_bytes);
         let demos = Demos::start(&config.pace)?;
         let conn_counters = Arc::new(conn::Counters::default());
         let hub = Hub::new(
@@ -134,7 +179,7 @@ impl Server {
                 bytes: config.history_bytes,
             },
             config.max_topics,
-            config.history_total,
+            history_total,
         );
         let fanouts = Arc::new(Fanouts::start(crate::sys::cpus())?);
         // The one place the log's backend is chosen: the hub alone, or a
@@ -145,7 +190,7 @@ impl Server {
                 redis::Settings {
                     history: config.history,
                     history_bytes: config.history_bytes,
-                    history_total: config.history_total,
+                    history_total,
                     max_topics: config.max_topics,
                     max_event_bytes: config.max_event_bytes,
                     timeout: config.redis_timeout,
@@ -154,7 +199,11 @@ impl Server {
                 Arc::new(hub),
                 Arc::clone(&fanouts),
             )?),
-            None => Arc::new(Memory::new(Arc::new(hub), config.idempotency_ttl)),
+            None => Arc::new(Memory::new(
+                Arc::new(hub),
+                config.idempotency_ttl,
+                sizing.max_keys,
+            )),
         };
         let hub = Arc::clone(store.hub());
         let publisher = publisher(&store, &fanouts);
@@ -177,6 +226,8 @@ impl Server {
             stats: Arc::clone(&demos.stats),
             stocks: Arc::clone(&demos.stocks),
             quotes: Arc::clone(&demos.quotes),
+            guard: Arc::clone(&guard),
+            buffers,
             streams: Streams::new(max_streams),
             demo_streams: Streams::new(config.max_demo_streams),
             conn_counters: Arc::clone(&conn_counters),
@@ -188,12 +239,18 @@ impl Server {
             refused_topics: Throttled::new(
                 "publishes or subscriptions refused: --max-topics reached",
             ),
+            refused_memory: Throttled::new(
+                "streams or publishes refused: memory is near its limit",
+            ),
             too_large: Throttled::new("publishes refused: larger than --max-event-bytes"),
             config,
         });
         let settings = conn::Settings {
             max_connections,
-            max_threads: sys::max_threads().min(max_connections),
+            max_threads: sys::max_threads()
+                .min(sizing.max_threads)
+                .min(max_connections),
+            guard,
             header_timeout: app.config.header_timeout,
             idle_timeout: app.config.idle_timeout,
             keepalive: app.config.keepalive,
@@ -249,6 +306,7 @@ impl Server {
         for t in [
             &self.app.refused_streams,
             &self.app.refused_topics,
+            &self.app.refused_memory,
             &self.app.too_large,
         ] {
             t.flush();
@@ -273,6 +331,7 @@ fn publisher(store: &Arc<dyn Store>, fanouts: &Arc<Fanouts>) -> sources::Publish
                 format!("there are {max} topics already (--max-topics)")
             }
             StoreError::InProgress => "a publish with its key is under way".into(),
+            StoreError::KeyReused => "its idempotency key was used for another publish".into(),
         })?;
         if let Some(published) = stored.fanout {
             fanouts.dispatch(published);
@@ -281,7 +340,9 @@ fn publisher(store: &Arc<dyn Store>, fanouts: &Arc<Fanouts>) -> sources::Publish
     })
 }
 
-fn listen(config: &Config) -> io::Result<TcpListener> {
+/// The listener; `send_buffer` caps each connection's send buffer in the
+/// kernel (accepted sockets inherit it).
+fn listen(config: &Config, send_buffer: Option<usize>) -> io::Result<TcpListener> {
     use socket2::{Domain, Socket, Type};
     let addr = config
         .addr
@@ -302,6 +363,9 @@ fn listen(config: &Config) -> io::Result<TcpListener> {
     socket.set_write_timeout(Some(config.write_timeout))?;
     socket.set_tcp_nodelay(true)?;
     socket.set_keepalive(true)?;
+    if let Some(bytes) = send_buffer {
+        socket.set_send_buffer_size(bytes)?;
+    }
     socket.bind(&addr.into()).map_err(|e| match e.kind() {
         io::ErrorKind::AddrInUse => io::Error::new(
             e.kind(),
@@ -335,6 +399,8 @@ impl Handler for App {
                     conns: &self.conn_counters,
                     max_connections: self.max_connections,
                     link: self.store.link(),
+                    guard: &self.guard,
+                    buffers: &self.buffers,
                 })
                 .into_bytes(),
             )
@@ -411,14 +477,30 @@ impl App {
         }
     }
 
-    /// `/healthz`: `ok`, or a 503 that says what is down (a shared log).
+    /// `/healthz`: `ok`, or a 503 that says what is down (a shared log)
+    /// or that the server is at capacity (memory).
     fn health(&self) -> Response {
-        match self.store.health() {
-            Ok(()) => Response::text(200, "ok"),
-            Err(why) => {
-                Response::text(503, &why).with("Retry-After", conn::RETRY_AFTER_SECS.to_string())
-            }
+        let why = match self.store.health() {
+            Err(why) => why,
+            Ok(()) if self.guard.over() => format!("at capacity: {}", self.guard.why()),
+            Ok(()) => return Response::text(200, "ok"),
+        };
+        Response::text(503, &why).with("Retry-After", conn::RETRY_AFTER_SECS.to_string())
+    }
+
+    /// Near the memory limit, new streams and publishes are refused: a
+    /// 503 that says so, and the connection let go.
+    fn memory_refusal(&self, ex: &mut Exchange<'_>) -> Option<Response> {
+        if !self.guard.over() {
+            return None;
         }
+        self.guard.refused_requests.fetch_add(1, Ordering::Relaxed);
+        self.refused_memory.note(&format!("{}", ex.peer()));
+        ex.close_after();
+        Some(
+            Response::error(503, &self.guard.why())
+                .with("Retry-After", conn::RETRY_AFTER_SECS.to_string()),
+        )
     }
 
     /// The answer to what the log refused: one status for each meaning.
@@ -454,6 +536,10 @@ impl App {
                 409,
                 "a publish with this Idempotency-Key is under way; retry with it in a moment",
             ),
+            StoreError::KeyReused => Response::error(
+                422,
+                "this Idempotency-Key was used for another publish (another topic or other data); a new event needs a new key",
+            ),
         }
     }
 
@@ -476,6 +562,10 @@ impl App {
                 &format!("topic {topic} is fed by {flag}; it takes no publishes"),
             ));
         }
+        // Before the body is read: near the limit it is not taken in.
+        if let Some(refused) = self.memory_refusal(ex) {
+            return Err(refused);
+        }
         let limit = self.config.max_event_bytes;
         let body = match ex.read_body(limit) {
             Ok(body) => body,
@@ -489,11 +579,7 @@ impl App {
             Err(r) => return Err(r.into()),
         };
         let req = ex.request();
-        let key = req.header(idempotency::HEADER).map(str::trim);
-        if let Some(Err(why)) = key.map(idempotency::check) {
-            return Err(Response::error(400, &why));
-        }
-        let key = key.map(String::from);
+        let key = idempotency_key(req).map_err(|why| Response::error(400, &why))?;
         let (topic, event, answer) = match to {
             PublishTo::Seed(post) => match seed_message(*post, &body) {
                 Ok((event, answer)) => (MESSAGES_TOPIC, event, Some(answer)),
@@ -538,6 +624,9 @@ impl App {
             ex.start_stream(&fields);
             return Ok(None);
         }
+        if let Some(refused) = self.memory_refusal(ex) {
+            return Err(refused);
+        }
         let (streams, flag) = if feed.is_demo() {
             (&self.demo_streams, "--max-demo-streams")
         } else {
@@ -556,7 +645,7 @@ impl App {
         };
         let waker = ex.waker();
         let topic_feed = |topic: &Arc<Topic>, latest: usize, first: Vec<Arc<Event>>| {
-            let outlet = Outlet::new(Arc::clone(waker), format);
+            let outlet = Outlet::new(Arc::clone(waker), format, Arc::clone(&self.buffers));
             let sub = topic.subscribe(outlet.as_notify(), latest);
             outlet.attach(TopicFeed::new(vec![sub], None, Vec::new(), None).first(first));
             outlet
@@ -590,7 +679,7 @@ impl App {
                 last_event_id,
                 last,
             } => {
-                let outlet = Outlet::new(Arc::clone(waker), format);
+                let outlet = Outlet::new(Arc::clone(waker), format, Arc::clone(&self.buffers));
                 let from = From {
                     last_event_id,
                     last,
@@ -703,6 +792,22 @@ impl Drop for Body {
         }
         self.store.release(&self.topics);
     }
+}
+
+/// The request's `Idempotency-Key`, checked: one at most.
+fn idempotency_key(req: &crate::http1::Request) -> Result<Option<String>, String> {
+    let mut keys = req.headers_named(idempotency::HEADER).map(str::trim);
+    let key = keys.next();
+    if keys.next().is_some() {
+        return Err(format!(
+            "a publish takes one {} header, not several",
+            idempotency::HEADER
+        ));
+    }
+    if let Some(key) = key {
+        idempotency::check(key)?;
+    }
+    Ok(key.map(String::from))
 }
 
 /// `POST /messages` and `POST /send_rest` (seed 001): the body is a JSON

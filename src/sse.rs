@@ -96,6 +96,16 @@ impl Event {
         })
     }
 
+    /// About what this event takes once written, before it is encoded:
+    /// its data, id and name, and room for the field names. What a stream
+    /// counts when it frames a piece at a time.
+    pub fn size(&self) -> usize {
+        self.data.len()
+            + self.id.as_ref().map_or(0, String::len)
+            + self.event.as_ref().map_or(0, String::len)
+            + 24
+    }
+
     /// The type a browser reports for this event.
     pub fn kind(&self) -> &str {
         self.event.as_deref().unwrap_or("message")

@@ -14,8 +14,8 @@
 //! [`Store`] and one flag that picks it in `Server::start`; nothing above
 //! the seam changes.
 
-use crate::hub::{Gap, Hub, Notify, Published, Resume, TopicError};
-use crate::idempotency::{Keys, Seen};
+use crate::hub::{check_topic, Gap, Hub, Notify, Published, Resume, TopicError};
+use crate::idempotency::{self, Keys, Seen};
 use crate::sse::Event;
 use crate::stream::Feed;
 use std::sync::Arc;
@@ -164,6 +164,9 @@ pub enum StoreError {
     LostData(String),
     /// A publish with the same idempotency key is under way (409).
     InProgress,
+    /// The idempotency key was used for another publish: another topic or
+    /// other data (422).
+    KeyReused,
 }
 
 impl std::convert::From<TopicError> for StoreError {
@@ -183,11 +186,18 @@ pub struct Memory {
 }
 
 impl Memory {
-    pub fn new(hub: Arc<Hub>, idempotency_ttl: Duration) -> Memory {
+    /// The hub as the log; idempotency keys kept for `idempotency_ttl`, at
+    /// most `max_keys` of them.
+    pub fn new(hub: Arc<Hub>, idempotency_ttl: Duration, max_keys: usize) -> Memory {
         Memory {
             hub,
-            keys: Keys::new(idempotency_ttl),
+            keys: Keys::new(idempotency_ttl, max_keys),
         }
+    }
+
+    /// Idempotency keys remembered now.
+    pub fn keys(&self) -> usize {
+        self.keys.len()
     }
 }
 
@@ -197,24 +207,28 @@ impl Store for Memory {
     }
 
     fn publish(&self, topic: &str, event: Event, key: Option<&str>) -> Result<Stored, StoreError> {
+        // A bad name is a 400 whatever the key says.
+        check_topic(topic).map_err(StoreError::BadTopic)?;
         if let Some(key) = key {
-            match self.keys.begin(key) {
+            let fingerprint = idempotency::fingerprint(topic, event.event.as_deref(), &event.data);
+            match self.keys.begin(key, fingerprint) {
                 Seen::New => {}
                 // Published before: the same id, nothing published now.
-                Seen::Answered(id) => {
+                Seen::Answered(seq) => {
                     return Ok(Stored {
-                        id,
+                        id: self.hub.id(seq),
                         subscribers: self.hub.subscribers(topic),
                         fanout: None,
                     })
                 }
                 Seen::InProgress => return Err(StoreError::InProgress),
+                Seen::Reused => return Err(StoreError::KeyReused),
             }
         }
         match self.hub.publish(topic, event) {
             Ok((id, published)) => {
                 if let Some(key) = key {
-                    self.keys.done(key, id.clone());
+                    self.keys.done(key, published.seq());
                 }
                 Ok(Stored {
                     id,

@@ -22,9 +22,10 @@
 //! This module writes to a [`Wire`]; it knows no socket.
 
 use crate::http1;
-use crate::hub::{Entry, Gap, Hub, Notify, Subscription};
+use crate::hub::{Entry, Gap, Hub, Notify, Subscription, Take};
 use crate::sse::{self, Event, GAP_EVENT};
 use crate::waker::Waker;
+use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, TryLockError};
@@ -87,6 +88,8 @@ pub struct Framer {
     buf: Vec<u8>,
     /// What [`Framer::retry`] sends.
     retry_ms: u64,
+    /// Where the framed bytes start, once [`Framer::frame`] made them.
+    framed: Option<usize>,
 }
 
 impl Framer {
@@ -98,6 +101,7 @@ impl Framer {
             format,
             buf,
             retry_ms: RETRY_MS,
+            framed: None,
         }
     }
 
@@ -146,22 +150,36 @@ impl Framer {
         }
     }
 
-    /// What was added, framed as one chunk: the bytes to write.
+    /// What was added, framed as one chunk: the bytes to write. Framed
+    /// once: nothing may be added until [`Framer::clear`].
     pub fn frame(&mut self) -> &[u8] {
-        let room = http1::CHUNK_SIZE_ROOM;
-        let start = if self.chunked {
-            let start = http1::put_chunk_size(self.buf.len() - room, &mut self.buf[..room]);
-            self.buf.extend_from_slice(b"\r\n");
-            start
-        } else {
-            room
-        };
-        &self.buf[start..]
+        if self.framed.is_none() {
+            let room = http1::CHUNK_SIZE_ROOM;
+            let start = if self.chunked {
+                let start = http1::put_chunk_size(self.buf.len() - room, &mut self.buf[..room]);
+                self.buf.extend_from_slice(b"\r\n");
+                start
+            } else {
+                room
+            };
+            self.framed = Some(start);
+        }
+        self.framed()
+    }
+
+    /// The bytes [`Framer::frame`] made (none before).
+    fn framed(&self) -> &[u8] {
+        self.framed.map_or(&[][..], |start| &self.buf[start..])
+    }
+
+    fn framed_len(&self) -> usize {
+        self.framed().len()
     }
 
     /// Empties the buffer for the next chunk, giving back what a burst made
     /// it take.
     pub fn clear(&mut self) {
+        self.framed = None;
         self.buf.truncate(http1::CHUNK_SIZE_ROOM);
         if self.buf.capacity() > KEEP_BUFFER {
             self.buf.shrink_to(256);
@@ -292,12 +310,19 @@ pub struct Feed {
     /// The `Last-Event-ID` the client resumed from, quoted in those gaps.
     resumed_from: Option<String>,
     /// Events sent first, after the gaps: a snapshot of the state.
-    first: Vec<Arc<Event>>,
+    first: VecDeque<Arc<Event>>,
     /// Live events numbered up to this one are left out: the client has
     /// them already (it resumed after an id this instance had not reached).
     skip_through: u64,
     entries: Vec<Entry>,
+    /// Where each subscription's entries start in `entries`, while a
+    /// piece is taken.
+    starts: Vec<usize>,
 }
+
+/// Events one piece takes at most, whatever their size: what a write
+/// carries and what a stream holds is bounded by count as well as bytes.
+const MAX_PIECE_EVENTS: usize = 1024;
 
 impl Feed {
     pub fn new(
@@ -311,9 +336,10 @@ impl Feed {
             hub,
             gaps,
             resumed_from,
-            first: Vec::new(),
+            first: VecDeque::new(),
             skip_through: 0,
             entries: Vec::new(),
+            starts: Vec::new(),
         }
     }
 
@@ -325,23 +351,52 @@ impl Feed {
 
     /// Sends `events` before anything else (after gaps).
     pub fn first(mut self, events: Vec<Arc<Event>>) -> Feed {
-        self.first = events;
+        self.first = events.into();
         self
     }
 
-    /// Moves every event owed up to the watermark into `out`, gaps first,
-    /// in id order; returns how many.
-    fn collect(&mut self, out: &mut Vec<Arc<Event>>) -> usize {
+    /// Moves the next piece of what is owed into `out`, in id order, gaps
+    /// first: at most `bytes` (as [`Event::size`] counts them, and at
+    /// least one event) and [`MAX_PIECE_EVENTS`]. What is left stays in
+    /// the topics, behind the subscriptions' cursors. Returns how many
+    /// were moved, and whether more is owed now.
+    fn collect(&mut self, out: &mut Vec<Arc<Event>>, bytes: usize) -> (usize, bool) {
         let hub = self.hub.as_deref();
         for gap in self.gaps.drain(..) {
             out.push(gap_event(hub, &gap, self.resumed_from.as_deref()));
         }
-        out.append(&mut self.first);
+        let mut left = Take {
+            events: MAX_PIECE_EVENTS,
+            bytes,
+        };
+        while let Some(ev) = self.first.front() {
+            if !out.is_empty() && (left.events == 0 || ev.size() > left.bytes) {
+                return (out.len(), true);
+            }
+            left.events = left.events.saturating_sub(1);
+            left.bytes = left.bytes.saturating_sub(ev.size());
+            out.extend(self.first.pop_front());
+        }
+        if left.events == 0 {
+            return (out.len(), true);
+        }
         // Read the watermark first: every event at or below it is already in
         // its topic, so what is taken below is complete up to it.
         let watermark = hub.map_or(u64::MAX, Hub::watermark);
+        // Several topics share the piece, and are merged by number: each
+        // takes its share; the piece ends before the first number some
+        // topic had to leave behind, and what each took past it is given
+        // back, so that nothing goes out of order.
+        let share = Take {
+            events: (left.events / self.subs.len().max(1)).max(1),
+            bytes: left.bytes / self.subs.len().max(1),
+        };
+        let mut cut = u64::MAX;
+        self.starts.clear();
         for sub in &mut self.subs {
-            if let Some(gap) = sub.take(watermark, &mut self.entries) {
+            self.starts.push(self.entries.len());
+            let (gap, more) = sub.take_some(watermark, &mut self.entries, share);
+            if let Some(gap) = gap {
                 // A live subscriber the topic's memory moved past: it skips
                 // ahead, told so, rather than being dropped.
                 if let Some(hub) = hub {
@@ -349,8 +404,26 @@ impl Feed {
                 }
                 out.push(gap_event(hub, &gap, None));
             }
+            if more {
+                if let Some(last) = self.entries.last() {
+                    cut = cut.min(last.seq);
+                }
+            }
         }
+        let more = cut < u64::MAX;
         if self.subs.len() > 1 {
+            if more {
+                for (i, sub) in self.subs.iter_mut().enumerate() {
+                    let end = self
+                        .starts
+                        .get(i + 1)
+                        .copied()
+                        .unwrap_or(self.entries.len());
+                    let mine = &self.entries[self.starts[i]..end];
+                    sub.put_back(mine.len() - mine.partition_point(|e| e.seq <= cut));
+                }
+                self.entries.retain(|e| e.seq <= cut);
+            }
             self.entries.sort_by_key(|e| e.seq);
         }
         if self.skip_through > 0 {
@@ -358,7 +431,10 @@ impl Feed {
             self.entries.retain(|e| e.seq > skip);
         }
         out.extend(self.entries.drain(..).map(|e| e.event));
-        out.len()
+        if self.entries.capacity() > KEEP_BATCH {
+            self.entries.shrink_to(16);
+        }
+        (out.len(), more)
     }
 
     /// Whether a topic was closed under it (the hub was reset): the
@@ -393,6 +469,63 @@ fn gap_event(hub: Option<&Hub>, gap: &Gap, after: Option<&str>) -> Arc<Event> {
     Arc::new(event)
 }
 
+/// What all streams together may hold of their own: the pieces they framed
+/// and have not yet written (a slow reader's). A stream frames its next
+/// piece only once it has a place for it here; a stream that cannot get one
+/// leaves its events in the topics behind its cursor, and tries again later.
+/// So however many readers are slow, their buffers hold at most this.
+pub struct Buffers {
+    used: AtomicUsize,
+    cap: usize,
+    /// The largest piece a stream frames at once.
+    piece: usize,
+}
+
+impl Buffers {
+    /// At most `cap` bytes in all, `piece` at a time.
+    pub fn new(cap: usize, piece: usize) -> Arc<Buffers> {
+        Arc::new(Buffers {
+            used: AtomicUsize::new(0),
+            cap: cap.max(piece),
+            piece,
+        })
+    }
+
+    /// Bytes held now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Acquire)
+    }
+
+    pub fn cap(&self) -> usize {
+        self.cap
+    }
+
+    /// The largest piece a stream frames at once.
+    pub fn piece(&self) -> usize {
+        self.piece
+    }
+
+    /// Takes `n` bytes, if there is room (or if nothing at all is held, so
+    /// that one stream can always move on).
+    fn reserve(&self, n: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                (used == 0 || used + n <= self.cap).then_some(used + n)
+            })
+            .is_ok()
+    }
+
+    /// Changes a reservation from `from` to `to` bytes: what a piece took
+    /// once framed.
+    fn resize(&self, from: usize, to: usize) {
+        if to > from {
+            self.used.fetch_add(to - from, Ordering::AcqRel);
+        } else {
+            self.used.fetch_sub(from - to, Ordering::AcqRel);
+        }
+    }
+}
+
 /// A stream of topics, written by whoever holds its lock: a publisher that
 /// finds it free and caught up, or the park (see the module's doc).
 pub struct Outlet {
@@ -405,13 +538,24 @@ pub struct Outlet {
     format: Format,
 }
 
+/// What a stream framed and has not written yet. Kept where it was made,
+/// never copied: the framer's buffer, or an event's own encoding.
+enum Pending {
+    None,
+    /// The framer's frame, from this byte on.
+    Frame(usize),
+    /// One event alone, from its own HTTP/1.1 chunk, from this byte on.
+    Event(Arc<Event>, usize),
+}
+
 struct Core {
     feed: Feed,
     /// `None` until the body is started.
     framer: Option<Framer>,
-    /// Bytes owed to the client from a write that could not be made in
-    /// full: written before anything else (by the park).
-    unsent: Vec<u8>,
+    pending: Pending,
+    /// What `pending` holds of the shared budget.
+    reserved: usize,
+    buffers: Arc<Buffers>,
     batch: Vec<Arc<Event>>,
     /// False once the stream has ended: nothing more is written.
     open: bool,
@@ -420,15 +564,28 @@ struct Core {
     last_write: Instant,
 }
 
+/// What framing the next piece gave.
+enum Piece {
+    /// Bytes wait in `pending`; more may be owed after them.
+    Framed { more: bool },
+    /// Nothing is owed now.
+    Nothing,
+    /// The shared budget is spent: the events stay in their topics.
+    NoRoom,
+}
+
 impl Outlet {
-    /// An outlet whose thread sleeps on `waker`; subscribe it to topics (it
-    /// is the [`Notify`] they hold), then [`Outlet::attach`] the feed.
-    pub fn new(waker: Arc<Waker>, format: Format) -> Arc<Outlet> {
+    /// An outlet whose thread sleeps on `waker`, framing its pieces within
+    /// `buffers`; subscribe it to topics (it is the [`Notify`] they hold),
+    /// then [`Outlet::attach`] the feed.
+    pub fn new(waker: Arc<Waker>, format: Format, buffers: Arc<Buffers>) -> Arc<Outlet> {
         Arc::new(Outlet {
             core: Mutex::new(Core {
                 feed: Feed::new(Vec::new(), None, Vec::new(), None),
                 framer: None,
-                unsent: Vec::new(),
+                pending: Pending::None,
+                reserved: 0,
+                buffers,
                 batch: Vec::new(),
                 open: true,
                 failed: None,
@@ -456,8 +613,9 @@ impl Outlet {
 
     /// Starts a stream that is then written without a thread of its own:
     /// the `retry:` line and what is owed now (a replay) are written as the
-    /// stream's thread would, waiting as needed; from then on publishers
-    /// write what fits at once, and [`Outlet::pump`] the rest.
+    /// stream's thread would, waiting as needed, a piece at a time; from
+    /// then on publishers write what fits at once, and [`Outlet::pump`]
+    /// the rest.
     pub fn start(&self, wire: Arc<dyn Wire>, chunked: bool, retry_ms: u64) -> io::Result<()> {
         let mut core = self.lock();
         let framer = core
@@ -474,10 +632,10 @@ impl Outlet {
     }
 
     /// Writes, without waiting, what is owed and due: bytes left over from
-    /// a short write first, then new events, then a keep-alive after
-    /// `keepalive` of silence; at `stopping`, or once the hub closed a
-    /// topic under it, the last chunk. [`Pumped::Blocked`] when the socket
-    /// took less than that: call again once it has room.
+    /// a short write first, then new events a piece at a time, then a
+    /// keep-alive after `keepalive` of silence; at `stopping`, or once the
+    /// hub closed a topic under it, the last chunk. [`Pumped::Blocked`]
+    /// when the socket took less than that: call again once it has room.
     pub fn pump(&self, keepalive: Duration, stopping: bool) -> Pumped {
         let Some(wire) = self.wire.get() else {
             return Pumped::Done(Ok(()));
@@ -493,20 +651,41 @@ impl Outlet {
         if !core.flush_now(wire) {
             return core.blocked();
         }
-        if !core.try_write(wire) {
-            return core.blocked();
+        // A few pieces at a time: a reader far behind does not keep the
+        // park from the others; it is rung to come back at once.
+        let mut more = false;
+        for _ in 0..PIECES_A_PUMP {
+            match core.frame_next() {
+                Piece::Nothing => {
+                    more = false;
+                    break;
+                }
+                Piece::NoRoom => return Pumped::Idle(Instant::now() + NO_ROOM_RETRY),
+                Piece::Framed { more: left } => {
+                    if !core.flush_now(wire) {
+                        return core.blocked();
+                    }
+                    more = left;
+                    if !more {
+                        break;
+                    }
+                }
+            }
         }
         if core.feed.ended() {
             return core.end_now(wire);
         }
+        if more {
+            drop(core);
+            self.waker.wake();
+            return Pumped::Idle(Instant::now());
+        }
         if core.last_write.elapsed() >= keepalive {
-            let Core { framer, unsent, .. } = &mut *core;
-            if let Some(framer) = framer.as_mut() {
-                // Through the leftover buffer (empty here): what the
-                // socket does not take waits there, as any short write's.
+            if let Some(framer) = core.framer.as_mut() {
                 framer.keepalive();
-                unsent.extend_from_slice(framer.frame());
-                framer.clear();
+                framer.frame();
+                let n = framer.framed_len();
+                core.hold(Pending::Frame(0), n);
                 core.last_write = Instant::now();
                 if !core.flush_now(wire) {
                     return core.blocked();
@@ -538,16 +717,18 @@ impl Outlet {
             // again once rung.
             Err(TryLockError::WouldBlock) => return self.waker.wake(),
         };
-        if !core.open
-            || core.failed.is_some()
-            || !core.unsent.is_empty()
-            || !core.try_write(&**wire)
-        {
+        if !core.open || core.failed.is_some() || !core.try_write(&**wire) {
             drop(core);
             self.waker.wake();
         }
     }
 }
+
+/// Pieces the park writes to one stream before it looks at the others.
+const PIECES_A_PUMP: usize = 4;
+
+/// How soon a stream that found the shared budget spent looks again.
+const NO_ROOM_RETRY: Duration = Duration::from_millis(20);
 
 impl Notify for Outlet {
     fn notify(&self) {
@@ -563,7 +744,7 @@ impl Notify for Outlet {
 #[derive(Debug)]
 pub enum Pumped {
     /// Everything owed went out; nothing falls due before this moment (the
-    /// next keep-alive) unless the stream is rung.
+    /// next keep-alive, or a look again) unless the stream is rung.
     Idle(Instant),
     /// The socket is full: bytes wait for room.
     Blocked,
@@ -572,31 +753,108 @@ pub enum Pumped {
 }
 
 impl Core {
-    /// Writes the bytes left over from a short write, without waiting;
-    /// whether none are left.
+    /// The bytes that wait.
+    fn pending_bytes(&self) -> &[u8] {
+        match &self.pending {
+            Pending::None => &[],
+            Pending::Frame(from) => self
+                .framer
+                .as_ref()
+                .map_or(&[][..], |f| &f.framed()[*from..]),
+            Pending::Event(ev, from) => &ev.sse_chunk()[*from..],
+        }
+    }
+
+    /// Holds `pending`, `n` bytes, against the budget it reserved.
+    fn hold(&mut self, pending: Pending, n: usize) {
+        self.buffers.resize(self.reserved, n);
+        self.reserved = n;
+        self.pending = pending;
+    }
+
+    /// `k` more bytes went out; once all did, the piece is let go.
+    fn advance(&mut self, k: usize) {
+        let done = match &mut self.pending {
+            Pending::None => true,
+            Pending::Frame(from) | Pending::Event(_, from) => {
+                *from += k;
+                let left = self.pending_bytes().len();
+                left == 0
+            }
+        };
+        if done {
+            self.let_go();
+            self.last_write = Instant::now();
+        }
+    }
+
+    /// Drops what waits, and gives its place in the budget back.
+    fn let_go(&mut self) {
+        if matches!(self.pending, Pending::Frame(_)) {
+            if let Some(framer) = self.framer.as_mut() {
+                framer.clear();
+            }
+        }
+        self.pending = Pending::None;
+        self.buffers.resize(self.reserved, 0);
+        self.reserved = 0;
+    }
+
+    /// Frames the next piece of what is owed, if nothing waits and the
+    /// budget has room for it.
+    fn frame_next(&mut self) -> Piece {
+        if !matches!(self.pending, Pending::None) {
+            return Piece::Framed { more: true };
+        }
+        let Some(framer) = self.framer.as_mut() else {
+            return Piece::Nothing;
+        };
+        let piece = self.buffers.piece();
+        if !self.buffers.reserve(piece) {
+            return Piece::NoRoom;
+        }
+        self.reserved = piece;
+        let (n, more) = self.feed.collect(&mut self.batch, piece);
+        if n == 0 {
+            self.let_go();
+            return Piece::Nothing;
+        }
+        self.feed.sent(n);
+        // One SSE event alone goes out from its own encoding: no copy.
+        if n == 1 && framer.chunked && framer.format == Format::Sse {
+            if let Some(ev) = self.batch.pop() {
+                let len = ev.sse_chunk().len();
+                self.hold(Pending::Event(ev, 0), len);
+                return Piece::Framed { more };
+            }
+        }
+        for ev in self.batch.drain(..) {
+            framer.event(&ev);
+        }
+        if self.batch.capacity() > KEEP_BATCH {
+            self.batch.shrink_to(16);
+        }
+        framer.frame();
+        let len = framer.framed_len();
+        self.hold(Pending::Frame(0), len);
+        Piece::Framed { more }
+    }
+
+    /// Writes what waits, without waiting; whether nothing waits now.
     fn flush_now(&mut self, wire: &dyn Wire) -> bool {
-        if self.unsent.is_empty() {
+        let bytes = self.pending_bytes();
+        if bytes.is_empty() {
             return true;
         }
-        match wire.write_now(&self.unsent) {
-            Ok(k) => {
-                self.unsent.drain(..k);
-            }
+        match wire.write_now(bytes) {
+            Ok(k) => self.advance(k),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) => {
                 self.failed = Some(e.kind());
                 return false;
             }
         }
-        if self.unsent.is_empty() {
-            if self.unsent.capacity() > KEEP_BUFFER {
-                self.unsent = Vec::new();
-            }
-            self.last_write = Instant::now();
-            true
-        } else {
-            false
-        }
+        matches!(self.pending, Pending::None)
     }
 
     /// Bytes wait for room, or the write failed.
@@ -611,95 +869,42 @@ impl Core {
     fn end_now(&mut self, wire: &dyn Wire) -> Pumped {
         self.open = false;
         let end = self.framer.as_ref().map_or(&b""[..], Framer::end);
-        if self.unsent.is_empty() && !end.is_empty() {
+        if matches!(self.pending, Pending::None) && !end.is_empty() {
             let _ = wire.write_now(end);
         }
         Pumped::Done(Ok(()))
     }
 
-    /// Frames what is owed; returns the count of events, and whether it is
-    /// one SSE event alone (written from its own encoded chunk, no copy).
-    fn collect(&mut self) -> (usize, Option<Arc<Event>>) {
-        let n = self.feed.collect(&mut self.batch);
-        let Some(framer) = self.framer.as_mut() else {
-            return (0, None);
-        };
-        if n == 1 && framer.chunked && framer.format == Format::Sse {
-            return (1, self.batch.pop());
-        }
-        for ev in self.batch.drain(..) {
-            framer.event(&ev);
-        }
-        if self.batch.capacity() > KEEP_BATCH {
-            self.batch.shrink_to(16);
-        }
-        (n, None)
-    }
-
-    /// A publisher's write: what is owed, in one write that does not wait.
-    /// Returns whether all of it went out.
+    /// A publisher's write: the next piece of what is owed, in one write
+    /// that does not wait. Returns whether all that is owed went out.
     fn try_write(&mut self, wire: &dyn Wire) -> bool {
-        let (n, alone) = self.collect();
-        if n == 0 {
-            return true;
-        }
-        let Some(framer) = self.framer.as_mut() else {
+        if !matches!(self.pending, Pending::None) {
             return false;
-        };
-        let bytes = match &alone {
-            Some(ev) => ev.sse_chunk(),
-            None => framer.frame(),
-        };
-        let done = match wire.write_now(bytes) {
-            Ok(k) if k == bytes.len() => true,
-            Ok(k) => {
-                self.unsent.extend_from_slice(&bytes[k..]);
-                false
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                self.unsent.extend_from_slice(bytes);
-                false
-            }
-            Err(e) => {
-                self.failed = Some(e.kind());
-                false
-            }
-        };
-        framer.clear();
-        self.feed.sent(n);
-        if done {
-            self.last_write = Instant::now();
         }
-        done
+        match self.frame_next() {
+            Piece::Nothing => true,
+            Piece::NoRoom => false,
+            Piece::Framed { more } => self.flush_now(wire) && !more,
+        }
     }
 
-    /// The start: writes what is owed, waiting as needed.
+    /// The start: writes what is owed a piece at a time, waiting as
+    /// needed. A piece the budget has no room for is left to the park.
     fn catch_up(&mut self, wire: &dyn Wire) -> io::Result<()> {
         if let Some(kind) = self.failed {
             return Err(kind.into());
         }
-        if !self.unsent.is_empty() {
-            let written = wire.write_all(&self.unsent);
-            self.unsent.clear();
-            if self.unsent.capacity() > KEEP_BUFFER {
-                self.unsent = Vec::new();
+        loop {
+            if matches!(self.pending, Pending::None) {
+                match self.frame_next() {
+                    Piece::Nothing | Piece::NoRoom => return Ok(()),
+                    Piece::Framed { .. } => {}
+                }
             }
+            let written = wire.write_all(self.pending_bytes());
             self.note(written)?;
+            self.let_go();
         }
-        let (n, alone) = self.collect();
-        if n == 0 {
-            return Ok(());
-        }
-        let Some(framer) = self.framer.as_mut() else {
-            return Ok(());
-        };
-        let written = match &alone {
-            Some(ev) => wire.write_all(ev.sse_chunk()),
-            None => wire.write_all(framer.frame()),
-        };
-        framer.clear();
-        self.feed.sent(n);
-        self.note(written)
     }
 
     fn note(&mut self, written: io::Result<()>) -> io::Result<()> {
@@ -713,6 +918,13 @@ impl Core {
                 Err(e)
             }
         }
+    }
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        // A stream that ends with bytes waiting gives their place back.
+        self.buffers.resize(self.reserved, 0);
     }
 }
 
@@ -944,7 +1156,11 @@ mod tests {
     /// An outlet subscribed to `names` of `hub`, live.
     fn outlet(hub: &Arc<Hub>, names: &[&str]) -> (Arc<Outlet>, Arc<Waker>) {
         let waker = Arc::new(Waker::default());
-        let outlet = Outlet::new(Arc::clone(&waker), Format::Sse);
+        let outlet = Outlet::new(
+            Arc::clone(&waker),
+            Format::Sse,
+            Buffers::new(1 << 20, 64 << 10),
+        );
         let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
         let (subs, gaps) = hub
             .subscribe(&names, &outlet.as_notify(), &Resume::Live)
@@ -1103,7 +1319,11 @@ mod tests {
     fn demo_topics_feed_an_outlet_too() {
         let topic = Topic::standalone("t", 4, None);
         let waker = Arc::new(Waker::default());
-        let outlet = Outlet::new(Arc::clone(&waker), Format::Sse);
+        let outlet = Outlet::new(
+            Arc::clone(&waker),
+            Format::Sse,
+            Buffers::new(1 << 20, 64 << 10),
+        );
         let sub = topic.subscribe(outlet.as_notify(), 0);
         outlet.attach(Feed::new(vec![sub], None, Vec::new(), None));
         let wire = Arc::new(Memory::default());

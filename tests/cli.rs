@@ -211,17 +211,54 @@ fn the_start_up_line_warns_of_an_open_hub_on_other_hosts() {
 }
 
 #[test]
-fn the_start_up_line_says_what_set_the_connection_cap() {
+fn the_start_up_line_says_what_it_was_sized_for() {
     let (_server, line) = start_line(&["--addr", "127.0.0.1:0", "--max-connections", "50"], &[]);
     assert!(
-        line.ends_with("/ (at most 50 connections, set by --max-connections)\n"),
+        line.contains("/ (sized for ")
+            && line.ends_with(
+                " at most 50 connections, set by --max-connections; 64 MiB of history)\n"
+            ),
         "{line}"
     );
     let (_server, line) = start_line(&["--addr", "127.0.0.1:0"], &[]);
-    let named = ["the open-files limit", "kernel.pid_max", "vm.max_map_count"]
+    let named = ["the open-files limit", "memory"]
         .iter()
-        .any(|limit| line.ends_with(&format!(" connections, set by {limit})\n")));
+        .any(|limit| line.contains(&format!(" connections, set by {limit}; ")));
     assert!(named, "{line}");
+    // A small host: everything that costs memory is sized from it.
+    let (_server, line) = start_line(&["--addr", "127.0.0.1:0", "--memory", "12M"], &[]);
+    assert!(
+        line.ends_with(
+            "/ (sized for 12 MiB: at most 576 connections, set by memory; 960 KiB of history)\n"
+        ),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_flag_that_asks_for_more_than_the_memory_holds_says_so() {
+    let mut child = ssed()
+        .args([
+            "--addr",
+            "127.0.0.1:0",
+            "--memory",
+            "12M",
+            "--history-total",
+            "64M",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = String::new();
+    BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut err)
+        .unwrap();
+    let _guard = Running(child);
+    assert_eq!(
+        err,
+        "ssed: note: --history-total 64 MiB is more than 12 MiB holds (960 KiB); past the memory, connections and publishes are refused with 503\n"
+    );
 }
 
 #[test]

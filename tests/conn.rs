@@ -260,6 +260,11 @@ fn at_the_cap_the_connection_idle_longest_makes_room() {
     // A connection may be closed for room once it has waited a tenth of
     // the header timeout: 300 ms here, well before the idle ones time out.
     let mut t = Target::new(&["--max-connections", "5", "--header-timeout", "3"]);
+    // The connections of the check above may still hold their places:
+    // wait until the subscriber alone does (and the request that asks).
+    common::wait_until(SETTLE, "only the subscriber connected", || {
+        t.metric("ssed_connections_open ") == 2
+    });
     // Four idle connections fill the cap with the subscriber.
     let mut idle: Vec<TcpStream> = (0..4)
         .map(|_| TcpStream::connect(t.addr()).expect("connect"))
@@ -407,6 +412,11 @@ fn every_limit_has_its_status_and_closes() {
             501,
         ),
         (
+            "POST /events/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, chunked\r\n\r\n"
+                .into(),
+            400,
+        ),
+        (
             "POST /events/a HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n".into(),
             413,
         ),
@@ -423,7 +433,14 @@ fn every_limit_has_its_status_and_closes() {
             "{}",
             &request[..request.len().min(60)]
         );
-        assert!(String::from_utf8_lossy(&got).contains("\r\nConnection: close\r\n"));
+        let got = String::from_utf8_lossy(&got);
+        assert!(got.contains("\r\nConnection: close\r\n"));
+        if request.contains("chunked, chunked") {
+            assert!(
+                got.ends_with("{\"error\":\"Transfer-Encoding names chunked more than once\"}\n"),
+                "{got}"
+            );
+        }
     }
     // A chunked body over the limit is refused as soon as it passes it.
     let mut s = send(

@@ -335,7 +335,7 @@ fn a_low_open_files_limit_still_gives_a_useful_connection_cap() {
     let _ = child.wait();
     // An eighth of 256 is kept for everything else.
     assert!(
-        line.contains("(at most 224 connections, set by the open-files limit"),
+        line.contains(": at most 224 connections, set by the open-files limit;"),
         "{line}"
     );
 }

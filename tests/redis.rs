@@ -439,14 +439,14 @@ fn all_topics_together_keep_within_history_total_in_redis() {
     };
     // An event of 1000 bytes costs about 1150 (data, id, topic, 128): the
     // budget holds the small topic's event and two of the big ones.
-    let a = instance(&redis, |c| c.history_total = 3000);
+    let a = instance(&redis, |c| c.history_total = Some(3000));
     let small = publish(a.addr(), "/events/small", "s1");
     let big = "x".repeat(1000);
     let ids: Vec<String> = (0..5)
         .map(|_| publish(a.addr(), "/events/big", &big))
         .collect();
     // Every instance sees what Redis keeps: another one, started now.
-    let b = instance(&redis, |c| c.history_total = 3000);
+    let b = instance(&redis, |c| c.history_total = Some(3000));
     let (_, body) = fetch(b.addr(), "GET", "/topics", &[], b"");
     let retained: Vec<(String, u64)> = json(&body)
         .as_array()

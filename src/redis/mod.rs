@@ -112,7 +112,9 @@ return {run, tonumber(redis.call('get', KEYS[2]) or '0')}
 /// idempotency key.
 /// ARGV: run, topic, name, data, history, history bytes, max topics, feed
 /// length, history total, the prefix of topic streams, the key's lifetime
-/// in seconds.
+/// in seconds, the publish's fingerprint (`idempotency::fingerprint`, in
+/// hex): the key holds `NUMBER:FINGERPRINT`, and the same key with another
+/// fingerprint is refused (`SSEDREUSED`).
 /// (The budget trims topics other than KEYS[3], whose keys it makes from
 /// the prefix: fine on one Redis, not meant for Redis Cluster.)
 const PUBLISH: &str = r"
@@ -121,7 +123,14 @@ if redis.call('get', KEYS[1]) ~= ARGV[1] then
 end
 local done = redis.call('get', KEYS[10])
 if done then
-  return {tonumber(done), 0, 1}
+  local seq, fingerprint = string.match(done, '^(%d+):?(%x*)$')
+  if not seq then
+    return redis.error_reply('SSEDKEY the idempotency key holds ' .. string.sub(done, 1, 40))
+  end
+  if fingerprint ~= '' and fingerprint ~= ARGV[12] then
+    return redis.error_reply('SSEDREUSED')
+  end
+  return {tonumber(seq), 0, 1}
 end
 if redis.call('sismember', KEYS[5], ARGV[2]) == 0 then
   if redis.call('scard', KEYS[5]) >= tonumber(ARGV[7]) then
@@ -188,7 +197,7 @@ while total > budget do
   end
   trimmed = trimmed + dropped
 end
-redis.call('set', KEYS[10], seq, 'EX', ARGV[11])
+redis.call('set', KEYS[10], seq .. ':' .. ARGV[12], 'EX', ARGV[11])
 return {seq, trimmed, 0}
 ";
 
@@ -340,6 +349,10 @@ impl Redis {
         let stream = stream_key(topic);
         let idem = format!("{IDEM_PREFIX}{key}");
         let ttl = s.settings.idempotency_ttl.as_secs().max(1).to_string();
+        let fingerprint = format!(
+            "{:016x}",
+            idempotency::fingerprint(topic, event.event.as_deref(), &event.data)
+        );
         let keys: [&[u8]; 10] = [
             RUN.as_bytes(),
             SEQ.as_bytes(),
@@ -352,7 +365,7 @@ impl Redis {
             TOTAL.as_bytes(),
             idem.as_bytes(),
         ];
-        let args: [&[u8]; 11] = [
+        let args: [&[u8]; 12] = [
             run.as_bytes(),
             topic.as_bytes(),
             event.event.as_deref().unwrap_or("").as_bytes(),
@@ -364,6 +377,7 @@ impl Redis {
             total.as_bytes(),
             TOPIC_PREFIX.as_bytes(),
             ttl.as_bytes(),
+            fingerprint.as_bytes(),
         ];
         let limits = small_reply();
         let attempt = || {
@@ -415,6 +429,7 @@ impl Redis {
             Reply::Error(e) if e.starts_with("SSEDTOPICS") => {
                 Err(StoreError::TooManyTopics(s.settings.max_topics))
             }
+            Reply::Error(e) if e.starts_with("SSEDREUSED") => Err(StoreError::KeyReused),
             Reply::Error(e) if e.starts_with("SSEDRUN") => {
                 // Redis lost its data under a live feed: have the feed
                 // connect again, which resets the mirror.
