@@ -104,8 +104,17 @@ pub struct Settings {
     /// A parked stream whose socket takes nothing for this long is dropped.
     pub write_timeout: Duration,
     pub access_log: bool,
-    /// Near the memory limit, new connections are refused.
+    /// Close to the memory limit, new connections are refused.
     pub guard: Arc<Guard>,
+    /// Whether the streams' own buffers are over their budget: the park
+    /// then ends the parked streams that have been blocked longest.
+    pub pressure: Arc<dyn Pressure>,
+}
+
+/// What the writer's buffers tell the park (see [`Settings::pressure`]).
+pub trait Pressure: Send + Sync + std::fmt::Debug {
+    /// No room is left for another stream's piece.
+    fn over(&self) -> bool;
 }
 
 /// The application: answers one request at a time on a connection.
@@ -201,6 +210,7 @@ struct Logs {
     cap: Throttled,
     resources: Throttled,
     memory: Throttled,
+    buffers: Throttled,
     evicted: Throttled,
     timeouts: Throttled,
     limits: Throttled,
@@ -254,6 +264,9 @@ impl Conns {
                     "connections refused: the system gave no thread or descriptor",
                 ),
                 memory: Throttled::new("connections refused: memory is near its limit"),
+                buffers: Throttled::new(
+                    "streams ended: their readers took nothing while the streams' buffers were full",
+                ),
                 evicted: Throttled::new(
                     "connections waiting for a request closed to make room at --max-connections",
                 ),
@@ -364,6 +377,7 @@ impl Conns {
             &logs.cap,
             &logs.resources,
             &logs.memory,
+            &logs.buffers,
             &logs.evicted,
             &logs.timeouts,
             &logs.limits,
@@ -438,7 +452,7 @@ const ADMIT_WAIT: Duration = Duration::from_millis(250);
 /// Gives `sock` a thread, or refuses it from here without spawning anything.
 fn admit(shared: &Arc<Shared>, sock: TcpStream, addr: SocketAddr) {
     let guard = &shared.settings.guard;
-    if guard.over() {
+    if guard.critical() {
         shared
             .counters
             .refused_memory
@@ -1450,6 +1464,9 @@ fn park_loop(shared: &Arc<Shared>) {
                 schedule.push(Reverse((at, id)));
             }
         }
+        if settings.pressure.over() {
+            relieve(shared, &mut streams, now);
+        }
         if trim.due(shared.counters.open.load(Ordering::Acquire), now) {
             shrink(&mut streams);
             if schedule.capacity() > 64 && schedule.len() < schedule.capacity() / 4 {
@@ -1458,6 +1475,34 @@ fn park_loop(shared: &Arc<Shared>) {
             shrink(&mut lock(&shared.registry).conns);
             crate::sys::trim_heap();
         }
+    }
+}
+
+/// How long a reader that takes nothing may hold its piece while the
+/// streams' buffers are full (a quarter of the write timeout, if less).
+const STALLED: Duration = Duration::from_secs(1);
+
+/// The streams' buffers are spent: ends the parked streams whose readers
+/// have taken nothing for longest, until there is room again, so that the
+/// readers that keep up are not held up by those that do not. (A client
+/// ended so resumes with its `Last-Event-ID`, as after any disconnection.)
+fn relieve(shared: &Shared, streams: &mut HashMap<u64, Parked>, now: Instant) {
+    // A reader that took something a moment ago is slow, not stalled:
+    // only those that took nothing for a while are ended.
+    let stalled = (shared.settings.write_timeout / 4).min(STALLED);
+    let mut blocked: Vec<(Instant, u64)> = streams
+        .iter()
+        .filter_map(|(id, p)| p.blocked_since.map(|at| (at, *id)))
+        .filter(|(at, _)| now.duration_since(*at) >= stalled)
+        .collect();
+    blocked.sort_unstable();
+    for (_, id) in blocked {
+        if !shared.settings.pressure.over() {
+            break;
+        }
+        shared.logs.buffers.note("");
+        let slow = io::Error::from(io::ErrorKind::OutOfMemory);
+        unpark(shared, streams, id, Err(slow));
     }
 }
 
@@ -1638,7 +1683,9 @@ fn end_parked(shared: &Shared, mut parked: Parked, result: io::Result<()>) {
     if let Some(body) = parked.body.take() {
         body.end(&result);
     }
-    let late = matches!(&result, Err(e) if is_timeout(e));
+    // A reader that stopped reading gets a reset: what the kernel holds
+    // for it is dropped at once.
+    let late = matches!(&result, Err(e) if is_timeout(e) || e.kind() == io::ErrorKind::OutOfMemory);
     if late {
         let _ = socket2::SockRef::from(&parked.peer.sock).set_linger(Some(Duration::ZERO));
     }

@@ -37,6 +37,7 @@
 pub mod args;
 pub mod auth;
 pub mod calendar;
+pub mod cgroup;
 pub mod client;
 pub mod config;
 pub mod conn;

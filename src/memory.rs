@@ -16,6 +16,8 @@
 //! at once), or, outside a limit of its own, the host's (`MemTotal` less
 //! `MemAvailable`).
 
+use crate::cgroup;
+use crate::waker::lock;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -88,7 +90,7 @@ impl Limit {
         let host = meminfo("MemTotal:").unwrap_or(u64::MAX);
         let cgroups = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
         let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let found = cgroup_dirs(&cgroups, &mounts)
+        let found = cgroup::dirs(&cgroups, &mounts, "memory")
             .into_iter()
             .filter_map(|(dir, v2)| smallest_limit(&dir, v2).map(|l| (l, v2)))
             .min_by_key(|((bytes, _), _)| *bytes);
@@ -145,80 +147,6 @@ pub fn size(bytes: u64) -> String {
         }
     }
     format!("{bytes} bytes")
-}
-
-/// The directories of this process's memory cgroups: (directory, is v2).
-/// `cgroups` is /proc/self/cgroup, `mounts` /proc/self/mountinfo.
-fn cgroup_dirs(cgroups: &str, mounts: &str) -> Vec<(PathBuf, bool)> {
-    let mut dirs = Vec::new();
-    for line in cgroups.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (Some(_), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
-        else {
-            continue;
-        };
-        let v2 = controllers.is_empty();
-        if !v2 && !controllers.split(',').any(|c| c == "memory") {
-            continue;
-        }
-        for mount in mounts.lines() {
-            // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS ... - TYPE SOURCE SUPER
-            let Some((left, right)) = mount.split_once(" - ") else {
-                continue;
-            };
-            let fields: Vec<&str> = left.split(' ').collect();
-            let theirs: Vec<&str> = right.split(' ').collect();
-            let (Some(root), Some(point), Some(kind)) =
-                (fields.get(3), fields.get(4), theirs.first())
-            else {
-                continue;
-            };
-            let fits = if v2 {
-                *kind == "cgroup2"
-            } else {
-                *kind == "cgroup"
-                    && theirs
-                        .get(2)
-                        .is_some_and(|o| o.split(',').any(|c| c == "memory"))
-            };
-            if !fits {
-                continue;
-            }
-            // A mount of a part of the tree (a container's view without a
-            // cgroup namespace) holds the paths below its root.
-            let relative = match path.strip_prefix(root) {
-                Some(rest) => rest,
-                None if *root == "/" => path,
-                None => continue,
-            };
-            let mut dir = PathBuf::from(unescape(point));
-            dir.extend(relative.split('/').filter(|p| !p.is_empty()));
-            dirs.push((dir, v2));
-        }
-    }
-    dirs
-}
-
-/// mountinfo escapes spaces and the like as `\040`.
-fn unescape(field: &str) -> String {
-    let mut out = String::new();
-    let mut rest = field;
-    while let Some(i) = rest.find('\\') {
-        out.push_str(&rest[..i]);
-        let code = rest.get(i + 1..i + 4);
-        match code.and_then(|c| u8::from_str_radix(c, 8).ok()) {
-            Some(b) => {
-                out.push(char::from(b));
-                rest = &rest[i + 4..];
-            }
-            None => {
-                out.push('\\');
-                rest = &rest[i + 1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
 }
 
 /// The smallest limit set on `dir` or the groups above it (within the
@@ -342,6 +270,9 @@ impl Sizing {
     }
 }
 
+/// How often the guard may trim the heap while over the line.
+const TRIM_EVERY: Duration = Duration::from_secs(1);
+
 /// A page, as /proc/self/statm counts them (4 KiB on the hosts ssed runs on).
 const PAGE: u64 = 4096;
 /// What the kernel holds for each thread: its stack and task (measured
@@ -362,8 +293,10 @@ pub struct Guard {
     over: AtomicBool,
     /// When usage was last read; taken by whoever reads it.
     sampled: Mutex<Option<Instant>>,
-    /// Refusals for memory, for `/metrics`.
-    pub refused_connections: AtomicU64,
+    /// When the heap was last trimmed for being over the line.
+    trimmed: Mutex<Option<Instant>>,
+    /// Streams and publishes refused for memory, for `/metrics` (the
+    /// connection layer counts the connections it refuses).
     pub refused_requests: AtomicU64,
 }
 
@@ -384,15 +317,25 @@ impl Guard {
             used: AtomicU64::new(0),
             over: AtomicBool::new(false),
             sampled: Mutex::new(None),
-            refused_connections: AtomicU64::new(0),
+            trimmed: Mutex::new(None),
             refused_requests: AtomicU64::new(0),
         }
     }
 
     /// Whether new work is to be refused now: usage is past the line.
+    /// (Streams and publishes are; `/healthz` and `/metrics` are still
+    /// answered.)
     pub fn over(&self) -> bool {
         self.sample();
         self.over.load(Ordering::Acquire)
+    }
+
+    /// Whether usage is half-way from the line to the limit: then even a
+    /// new connection is refused at the door, before it costs a thread.
+    pub fn critical(&self) -> bool {
+        self.sample();
+        let hard = self.refuse_above + self.limit.bytes.saturating_sub(self.refuse_above) / 2;
+        self.over.load(Ordering::Acquire) && self.used.load(Ordering::Acquire) > hard
     }
 
     /// Usage at the last look.
@@ -410,11 +353,11 @@ impl Guard {
         self.refuse_above
     }
 
-    /// Why work is refused, in a sentence: `memory: 10.9 MiB in use of 12
-    /// MiB (the limit less 1.5 MiB kept free)`.
+    /// Why work is refused, in a sentence: `at capacity: memory: 10.9 MiB
+    /// in use of 12 MiB (the limit less 1.5 MiB kept free); try again later`.
     pub fn why(&self) -> String {
         format!(
-            "memory: {} in use of {} (the limit less {} kept free); try again later",
+            "at capacity: memory: {} in use of {} (the limit less {} kept free); try again later",
             size(self.used.load(Ordering::Acquire)),
             self.limit.describe(),
             size(self.limit.bytes.saturating_sub(self.refuse_above)),
@@ -432,11 +375,27 @@ impl Guard {
         }
         *sampled = Some(now);
         drop(sampled);
-        let Some(used) = read_usage(&self.limit.usage, self.refuse_above) else {
+        let Some(mut used) = read_usage(&self.limit.usage, self.refuse_above) else {
             return;
         };
+        if used > self.refuse_above && self.trim_due(now) {
+            // Over the line: what the heap holds free may be the
+            // difference (a crowd that left); give it back and look again.
+            crate::sys::trim_heap();
+            used = read_usage(&self.limit.usage, self.refuse_above).unwrap_or(used);
+        }
         self.used.store(used, Ordering::Release);
         self.over.store(used > self.refuse_above, Ordering::Release);
+    }
+
+    /// Whether the heap may be trimmed now: at most once a second.
+    fn trim_due(&self, now: Instant) -> bool {
+        let mut trimmed = lock(&self.trimmed);
+        if trimmed.is_some_and(|at| now.duration_since(at) < TRIM_EVERY) {
+            return false;
+        }
+        *trimmed = Some(now);
+        true
     }
 }
 
@@ -491,35 +450,6 @@ fn read_usage(usage: &Usage, line: u64) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cgroup_directories_from_proc() {
-        let mounts = "\
-35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
-41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
-50 31 0:40 /docker/abc /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu";
-        let cgroups = "4:memory:/jobs/a\n1:cpu:/docker/abc\n0::/user.slice/x";
-        assert_eq!(
-            cgroup_dirs(cgroups, mounts),
-            [
-                (PathBuf::from("/sys/fs/cgroup/memory/jobs/a"), false),
-                (PathBuf::from("/sys/fs/cgroup/unified/user.slice/x"), true),
-            ]
-        );
-        // A container's view: the mount's root is its own group.
-        let mounts = "60 50 0:30 /docker/abc /sys/fs/cgroup/memory ro - cgroup cgroup rw,memory";
-        assert_eq!(
-            cgroup_dirs("7:memory:/docker/abc", mounts),
-            [(PathBuf::from("/sys/fs/cgroup/memory"), false)]
-        );
-        // With a cgroup namespace (docker today): "/", mounted at the top.
-        let mounts = "70 60 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw";
-        assert_eq!(
-            cgroup_dirs("0::/", mounts),
-            [(PathBuf::from("/sys/fs/cgroup"), true)]
-        );
-        assert_eq!(unescape("/a\\040b\\"), "/a b\\");
-    }
 
     #[test]
     fn limits_from_files() {
@@ -601,10 +531,17 @@ mod tests {
         *guard.sampled.lock().unwrap() = None;
         assert!(guard.over());
         assert!(
-            guard.why().starts_with("memory: 1.7 KiB in use of 2 KiB"),
+            guard
+                .why()
+                .starts_with("at capacity: memory: 1.7 KiB in use of 2 KiB"),
             "{}",
             guard.why()
         );
+        // Half-way from the line (1500) to the limit (2000): the door too.
+        assert!(!guard.critical());
+        fs::write(&current, "1900\n").unwrap();
+        *guard.sampled.lock().unwrap() = None;
+        assert!(guard.critical());
         fs::write(&current, "900\n").unwrap();
         *guard.sampled.lock().unwrap() = None;
         assert!(!guard.over());

@@ -17,6 +17,8 @@ pub struct Sources<'a> {
     pub link: Option<crate::store::Link>,
     pub guard: &'a crate::memory::Guard,
     pub buffers: &'a crate::stream::Buffers,
+    /// Idempotency keys kept in memory (without Redis).
+    pub keys: Option<usize>,
 }
 
 /// Renders every metric; topic names need no escaping (their characters
@@ -114,9 +116,17 @@ pub fn render(s: &Sources) -> String {
     metric(
         "ssed_stream_buffer_bytes",
         "gauge",
-        "What streams hold of their own now: pieces framed and not yet taken by their readers.",
+        "What streams' unwritten pieces take now, against their shared budget (an event written alone counts whole, though its readers share it).",
         &one(s.buffers.used() as u64),
     );
+    if let Some(keys) = s.keys {
+        metric(
+            "ssed_idempotency_keys",
+            "gauge",
+            "Idempotency keys remembered in memory.",
+            &one(keys as u64),
+        );
+    }
     let kinds = [("hub", s.streams), ("demo", s.demo_streams)];
     let per_kind = |f: &dyn Fn(&Streams) -> u64| -> Vec<(String, u64)> {
         kinds
@@ -147,13 +157,14 @@ pub fn render(s: &Sources) -> String {
     metric(
         "ssed_subscribers_dropped_total",
         "counter",
-        "Subscribers dropped: stopped reading (write_timeout), left (gone). A slow subscriber is not dropped: it skips ahead with a gap notice (slow counts those).",
+        "Subscribers dropped: stopped reading (write_timeout), left (gone), took nothing while the streams' buffers were full (buffers). A slow subscriber is not dropped: it skips ahead with a gap notice (slow counts those).",
         &by(
             "reason",
             &[
                 ("slow", h.lagged.load(Relaxed)),
                 ("write_timeout", both(&|st| st.counters.write_timeout.load(Relaxed))),
                 ("gone", both(&|st| st.counters.gone.load(Relaxed))),
+                ("buffers", both(&|st| st.counters.buffers.load(Relaxed))),
             ],
         ),
     );

@@ -173,6 +173,7 @@ impl Server {
         let buffers = Buffers::new(sizing.stream_buffers, sizing.frame_bytes);
         let demos = Demos::start(&config.pace)?;
         let conn_counters = Arc::new(conn::Counters::default());
+        let pressure: Arc<dyn conn::Pressure> = Arc::clone(&buffers) as Arc<dyn conn::Pressure>;
         let hub = Hub::new(
             Retention {
                 history: config.history,
@@ -181,7 +182,7 @@ impl Server {
             config.max_topics,
             history_total,
         );
-        let fanouts = Arc::new(Fanouts::start(crate::sys::cpus())?);
+        let fanouts = Arc::new(Fanouts::start(workers())?);
         // The one place the log's backend is chosen: the hub alone, or a
         // shared log that the hub mirrors.
         let store: Arc<dyn Store> = match &config.redis {
@@ -251,6 +252,7 @@ impl Server {
                 .min(sizing.max_threads)
                 .min(max_connections),
             guard,
+            pressure,
             header_timeout: app.config.header_timeout,
             idle_timeout: app.config.idle_timeout,
             keepalive: app.config.keepalive,
@@ -317,6 +319,16 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Fan-out workers: one a core this process may use, by its affinity and
+/// by its cgroup's CPU quota (half a core is one worker, 1.5 are two).
+fn workers() -> usize {
+    let cores = sys::cpus();
+    match crate::cgroup::cpu_quota() {
+        Some(quota) => cores.min(quota.ceil().max(1.0) as usize),
+        None => cores,
     }
 }
 
@@ -401,6 +413,7 @@ impl Handler for App {
                     link: self.store.link(),
                     guard: &self.guard,
                     buffers: &self.buffers,
+                    keys: self.store.keys(),
                 })
                 .into_bytes(),
             )
@@ -482,7 +495,7 @@ impl App {
     fn health(&self) -> Response {
         let why = match self.store.health() {
             Err(why) => why,
-            Ok(()) if self.guard.over() => format!("at capacity: {}", self.guard.why()),
+            Ok(()) if self.guard.over() => self.guard.why(),
             Ok(()) => return Response::text(200, "ok"),
         };
         Response::text(503, &why).with("Retry-After", conn::RETRY_AFTER_SECS.to_string())
@@ -760,7 +773,7 @@ impl StreamBody for Body {
                 )
             }
             // Topics: once caught up, the stream waits in the park.
-            Kind::Topics(outlet) => match outlet.start(wire, chunked, self.retry_ms) {
+            Kind::Topics(outlet) => match outlet.start(wire, chunked, self.retry_ms, stopping) {
                 Ok(()) => return Some(self),
                 Err(e) => Err(e),
             },

@@ -318,11 +318,30 @@ pub struct Feed {
     /// Where each subscription's entries start in `entries`, while a
     /// piece is taken.
     starts: Vec<usize>,
+    /// What is owed before the live events and read a page at a time (a
+    /// shared log's replay): while it lasts, no live event is taken.
+    backlog: Option<Box<dyn Backlog>>,
+}
+
+/// Events a stream is owed before its live ones, kept elsewhere (a shared
+/// log) and read a page at a time by the stream's own thread, so that a
+/// long replay is never held whole.
+pub trait Backlog: Send {
+    /// The next page, in id order, bounded by the backlog itself; empty
+    /// once everything was read. An error ends it with the gaps to report
+    /// for what could not be read.
+    fn next_page(&mut self) -> Result<Vec<Arc<Event>>, Vec<Gap>>;
 }
 
 /// Events one piece takes at most, whatever their size: what a write
 /// carries and what a stream holds is bounded by count as well as bytes.
 const MAX_PIECE_EVENTS: usize = 1024;
+
+/// An SSE event whose chunk is at least this large is written alone, from
+/// its own encoding, rather than copied into a piece with others: a slow
+/// reader then holds a reference to it, shared with the topic and every
+/// other reader, not a copy of its own.
+const ALONE: usize = 4096;
 
 impl Feed {
     pub fn new(
@@ -340,7 +359,37 @@ impl Feed {
             skip_through: 0,
             entries: Vec::new(),
             starts: Vec::new(),
+            backlog: None,
         }
+    }
+
+    /// Sends what `backlog` holds after the gaps and before anything live.
+    pub fn backlog(mut self, backlog: Box<dyn Backlog>) -> Feed {
+        self.backlog = Some(backlog);
+        self
+    }
+
+    /// Reads the backlog's next page once the last one went out.
+    fn refill(&mut self) {
+        if !self.first.is_empty() {
+            return;
+        }
+        let Some(backlog) = self.backlog.as_mut() else {
+            return;
+        };
+        match backlog.next_page() {
+            Ok(page) if !page.is_empty() => self.first = page.into(),
+            Ok(_) => self.backlog = None,
+            Err(gaps) => {
+                self.gaps.extend(gaps);
+                self.backlog = None;
+            }
+        }
+    }
+
+    /// Whether a backlog is still being read.
+    fn replaying(&self) -> bool {
+        self.backlog.is_some()
     }
 
     /// Leaves out live events numbered up to `seq`.
@@ -360,10 +409,10 @@ impl Feed {
     /// least one event) and [`MAX_PIECE_EVENTS`]. What is left stays in
     /// the topics, behind the subscriptions' cursors. Returns how many
     /// were moved, and whether more is owed now.
-    fn collect(&mut self, out: &mut Vec<Arc<Event>>, bytes: usize) -> (usize, bool) {
+    fn collect(&mut self, out: &mut VecDeque<Arc<Event>>, bytes: usize) -> (usize, bool) {
         let hub = self.hub.as_deref();
         for gap in self.gaps.drain(..) {
-            out.push(gap_event(hub, &gap, self.resumed_from.as_deref()));
+            out.push_back(gap_event(hub, &gap, self.resumed_from.as_deref()));
         }
         let mut left = Take {
             events: MAX_PIECE_EVENTS,
@@ -377,7 +426,7 @@ impl Feed {
             left.bytes = left.bytes.saturating_sub(ev.size());
             out.extend(self.first.pop_front());
         }
-        if left.events == 0 {
+        if left.events == 0 || self.backlog.is_some() {
             return (out.len(), true);
         }
         // Read the watermark first: every event at or below it is already in
@@ -402,7 +451,7 @@ impl Feed {
                 if let Some(hub) = hub {
                     hub.counters.lagged.fetch_add(1, Ordering::Relaxed);
                 }
-                out.push(gap_event(hub, &gap, None));
+                out.push_back(gap_event(hub, &gap, None));
             }
             if more {
                 if let Some(last) = self.entries.last() {
@@ -469,11 +518,18 @@ fn gap_event(hub: Option<&Hub>, gap: &Gap, after: Option<&str>) -> Arc<Event> {
     Arc::new(event)
 }
 
+impl crate::conn::Pressure for Buffers {
+    fn over(&self) -> bool {
+        self.used() + self.piece > self.cap
+    }
+}
+
 /// What all streams together may hold of their own: the pieces they framed
 /// and have not yet written (a slow reader's). A stream frames its next
 /// piece only once it has a place for it here; a stream that cannot get one
 /// leaves its events in the topics behind its cursor, and tries again later.
 /// So however many readers are slow, their buffers hold at most this.
+#[derive(Debug)]
 pub struct Buffers {
     used: AtomicUsize,
     cap: usize,
@@ -556,7 +612,11 @@ struct Core {
     /// What `pending` holds of the shared budget.
     reserved: usize,
     buffers: Arc<Buffers>,
-    batch: Vec<Arc<Event>>,
+    /// Events taken from the topics and not yet framed: what a piece left
+    /// for the next (an event sent alone, and those after it).
+    batch: VecDeque<Arc<Event>>,
+    /// The topics held more than the last piece took.
+    feed_more: bool,
     /// False once the stream has ended: nothing more is written.
     open: bool,
     /// A write failed: how. The stream ends.
@@ -586,7 +646,8 @@ impl Outlet {
                 pending: Pending::None,
                 reserved: 0,
                 buffers,
-                batch: Vec::new(),
+                batch: VecDeque::new(),
+                feed_more: false,
                 open: true,
                 failed: None,
                 last_write: Instant::now(),
@@ -616,7 +677,13 @@ impl Outlet {
     /// stream's thread would, waiting as needed, a piece at a time; from
     /// then on publishers write what fits at once, and [`Outlet::pump`]
     /// the rest.
-    pub fn start(&self, wire: Arc<dyn Wire>, chunked: bool, retry_ms: u64) -> io::Result<()> {
+    pub fn start(
+        &self,
+        wire: Arc<dyn Wire>,
+        chunked: bool,
+        retry_ms: u64,
+        stopping: &AtomicBool,
+    ) -> io::Result<()> {
         let mut core = self.lock();
         let framer = core
             .framer
@@ -628,7 +695,7 @@ impl Outlet {
             core.note(written)?;
         }
         let _ = self.wire.set(Arc::clone(&wire));
-        core.catch_up(&*wire)
+        core.catch_up(&*wire, stopping)
     }
 
     /// Writes, without waiting, what is owed and due: bytes left over from
@@ -701,6 +768,8 @@ impl Outlet {
         let mut core = self.lock();
         core.open = false;
         core.feed.subs.clear();
+        core.batch.clear();
+        core.let_go();
     }
 
     /// Writes what is new now, if that can be done at once; rings the
@@ -814,28 +883,41 @@ impl Core {
             return Piece::NoRoom;
         }
         self.reserved = piece;
-        let (n, more) = self.feed.collect(&mut self.batch, piece);
-        if n == 0 {
-            self.let_go();
-            return Piece::Nothing;
+        if self.batch.is_empty() {
+            let (n, more) = self.feed.collect(&mut self.batch, piece);
+            self.feed_more = more;
+            if n == 0 {
+                self.let_go();
+                return Piece::Nothing;
+            }
+            self.feed.sent(n);
         }
-        self.feed.sent(n);
-        // One SSE event alone goes out from its own encoding: no copy.
-        if n == 1 && framer.chunked && framer.format == Format::Sse {
-            if let Some(ev) = self.batch.pop() {
+        // An SSE event alone, or a large one, goes out from its own
+        // encoding, made once for all its readers: no copy. What follows
+        // it waits as it is, shared.
+        let shared = framer.chunked && framer.format == Format::Sse;
+        let large = |ev: &Event| ev.sse_chunk().len() >= ALONE;
+        if shared && (self.batch.len() == 1 || self.batch.front().is_some_and(|e| large(e))) {
+            if let Some(ev) = self.batch.pop_front() {
                 let len = ev.sse_chunk().len();
+                let more = !self.batch.is_empty() || self.feed_more;
                 self.hold(Pending::Event(ev, 0), len);
                 return Piece::Framed { more };
             }
         }
-        for ev in self.batch.drain(..) {
-            framer.event(&ev);
+        while let Some(ev) = self.batch.front() {
+            if shared && large(ev) {
+                break;
+            }
+            framer.event(ev);
+            self.batch.pop_front();
         }
         if self.batch.capacity() > KEEP_BATCH {
             self.batch.shrink_to(16);
         }
         framer.frame();
         let len = framer.framed_len();
+        let more = !self.batch.is_empty() || self.feed_more;
         self.hold(Pending::Frame(0), len);
         Piece::Framed { more }
     }
@@ -889,15 +971,27 @@ impl Core {
     }
 
     /// The start: writes what is owed a piece at a time, waiting as
-    /// needed. A piece the budget has no room for is left to the park.
-    fn catch_up(&mut self, wire: &dyn Wire) -> io::Result<()> {
+    /// needed, a backlog's pages included. A piece the budget has no room
+    /// for is left to the park, once the backlog is read (only this
+    /// thread reads it: a publisher or the park never waits for it).
+    fn catch_up(&mut self, wire: &dyn Wire, stopping: &AtomicBool) -> io::Result<()> {
         if let Some(kind) = self.failed {
             return Err(kind.into());
         }
         loop {
             if matches!(self.pending, Pending::None) {
+                if self.batch.is_empty() {
+                    self.feed.refill();
+                }
                 match self.frame_next() {
-                    Piece::Nothing | Piece::NoRoom => return Ok(()),
+                    Piece::Nothing => return Ok(()),
+                    Piece::NoRoom => {
+                        if !self.feed.replaying() || stopping.load(Ordering::Acquire) {
+                            return Ok(());
+                        }
+                        std::thread::sleep(NO_ROOM_RETRY);
+                        continue;
+                    }
                     Piece::Framed { .. } => {}
                 }
             }
@@ -937,6 +1031,9 @@ pub struct StreamCounters {
     pub write_timeout: AtomicU64,
     /// A write failed: the client left.
     pub gone: AtomicU64,
+    /// Ended while its reader took nothing and the streams' buffers were
+    /// full.
+    pub buffers: AtomicU64,
 }
 
 impl StreamCounters {
@@ -945,6 +1042,7 @@ impl StreamCounters {
         if let Err(e) = result {
             let counter = match e.kind() {
                 io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => &self.write_timeout,
+                io::ErrorKind::OutOfMemory => &self.buffers,
                 _ => &self.gone,
             };
             counter.fetch_add(1, Ordering::Relaxed);
@@ -1155,18 +1253,168 @@ mod tests {
 
     /// An outlet subscribed to `names` of `hub`, live.
     fn outlet(hub: &Arc<Hub>, names: &[&str]) -> (Arc<Outlet>, Arc<Waker>) {
+        let buffers = Buffers::new(1 << 20, 64 << 10);
+        outlet_with(hub, names, Format::Sse, buffers, &Resume::Live)
+    }
+
+    fn outlet_with(
+        hub: &Arc<Hub>,
+        names: &[&str],
+        format: Format,
+        buffers: Arc<Buffers>,
+        from: &Resume,
+    ) -> (Arc<Outlet>, Arc<Waker>) {
         let waker = Arc::new(Waker::default());
-        let outlet = Outlet::new(
-            Arc::clone(&waker),
-            Format::Sse,
-            Buffers::new(1 << 20, 64 << 10),
-        );
+        let outlet = Outlet::new(Arc::clone(&waker), format, buffers);
         let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-        let (subs, gaps) = hub
-            .subscribe(&names, &outlet.as_notify(), &Resume::Live)
-            .unwrap();
+        let (subs, gaps) = hub.subscribe(&names, &outlet.as_notify(), from).unwrap();
         outlet.attach(Feed::new(subs, Some(Arc::clone(hub)), gaps, None));
         (outlet, waker)
+    }
+
+    /// What a stream holds of its own: its framer's buffer, what waits,
+    /// and the events it took but did not frame.
+    fn own_bytes(outlet: &Outlet) -> usize {
+        let core = outlet.lock();
+        let framer = core.framer.as_ref().map_or(0, |f| f.buf.capacity());
+        framer + core.batch.capacity() * 8 + core.feed.entries.capacity() * 16
+    }
+
+    #[test]
+    fn a_reader_that_takes_nothing_holds_one_piece_however_much_it_is_owed() {
+        // 64 topics of 200 events of 1,000 bytes: 12.8 MB owed in all.
+        let hub = Arc::new(Hub::new(keep(1000), 100, usize::MAX));
+        let names: Vec<String> = (0..64).map(|t| format!("t{t}")).collect();
+        for i in 0..200 {
+            for name in &names {
+                hub.publish(name, Event::message(format!("{i:01000}")))
+                    .unwrap()
+                    .1
+                    .run();
+            }
+        }
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let buffers = Buffers::new(1 << 20, 16 << 10);
+        for format in [Format::Sse, Format::Ndjson, Format::SseTagged] {
+            let (outlet, _) =
+                outlet_with(&hub, &refs, format, Arc::clone(&buffers), &Resume::After(0));
+            let wire = Memory::with_room(0);
+            outlet.lock().framer = Some(Framer::new(true, format));
+            let _ = outlet.wire.set(wire.clone());
+            for _ in 0..10 {
+                assert!(matches!(
+                    outlet.pump(Duration::from_secs(60), false),
+                    Pumped::Blocked
+                ));
+            }
+            // One piece of 16 KiB (and the first event past it), no more.
+            let own = own_bytes(&outlet);
+            assert!(own < 40 << 10, "{format:?}: {own} bytes");
+            assert!(buffers.used() <= (16 << 10) + 2048, "{}", buffers.used());
+            outlet.close();
+            assert_eq!(buffers.used(), 0, "an ended stream gives its place back");
+        }
+    }
+
+    #[test]
+    fn pieces_of_several_topics_keep_one_order() {
+        let hub = Arc::new(Hub::new(keep(10_000), 10, usize::MAX));
+        for i in 0..3000 {
+            let topic = ["a", "b", "c"][(i * 7 + i / 5) % 3];
+            hub.publish(topic, Event::message(format!("{i}")))
+                .unwrap()
+                .1
+                .run();
+        }
+        // Pieces of about ten events: every piece cuts the topics.
+        let buffers = Buffers::new(1 << 20, 300);
+        let (outlet, _) = outlet_with(
+            &hub,
+            &["a", "b", "c"],
+            Format::Sse,
+            buffers,
+            &Resume::After(0),
+        );
+        let wire = Arc::new(Memory::default());
+        outlet.lock().framer = Some(Framer::new(true, Format::Sse));
+        let _ = outlet.wire.set(wire.clone());
+        outlet
+            .lock()
+            .catch_up(&*wire, &AtomicBool::new(false))
+            .unwrap();
+        let expected: Vec<String> = (0..3000).map(|i| i.to_string()).collect();
+        assert_eq!(data_of(&wire.text()), expected);
+    }
+
+    #[test]
+    fn a_spent_budget_leaves_events_in_their_topics_until_there_is_room() {
+        let hub = Arc::new(Hub::new(keep(100), 10, usize::MAX));
+        // Room for one piece: two readers that take nothing.
+        let buffers = Buffers::new(4096, 4096);
+        let (a, _) = outlet_with(
+            &hub,
+            &["t"],
+            Format::Ndjson,
+            Arc::clone(&buffers),
+            &Resume::Live,
+        );
+        let (b, _) = outlet_with(
+            &hub,
+            &["t"],
+            Format::Ndjson,
+            Arc::clone(&buffers),
+            &Resume::Live,
+        );
+        let (wa, wb) = (Memory::with_room(0), Memory::with_room(0));
+        for (o, w) in [(&a, &wa), (&b, &wb)] {
+            o.lock().framer = Some(Framer::new(true, Format::Ndjson));
+            let _ = o.wire.set(w.clone());
+        }
+        for i in 0..20 {
+            publish(&hub, "t", &format!("{i:0500}"));
+        }
+        assert!(matches!(
+            a.pump(Duration::from_secs(60), false),
+            Pumped::Blocked
+        ));
+        // The second finds no room: it frames nothing, and looks again.
+        assert!(matches!(
+            b.pump(Duration::from_secs(60), false),
+            Pumped::Idle(_)
+        ));
+        assert!(matches!(b.lock().pending, Pending::None));
+        assert!(buffers.used() <= 4096);
+        // Once the first reader takes its piece, the second gets room.
+        *wa.room.lock().unwrap() = None;
+        assert!(matches!(
+            a.pump(Duration::from_secs(60), false),
+            Pumped::Idle(_)
+        ));
+        *wb.room.lock().unwrap() = None;
+        while matches!(b.pump(Duration::from_secs(60), false), Pumped::Idle(at) if at <= Instant::now())
+        {
+        }
+        let lines = |w: &Memory| w.text().matches("\"data\"").count();
+        assert_eq!((lines(&wa), lines(&wb)), (20, 20));
+    }
+
+    #[test]
+    fn a_large_event_waits_as_itself_not_as_a_copy() {
+        let hub = Arc::new(Hub::new(keep(100), 10, usize::MAX));
+        let (outlet, _) = outlet(&hub, &["t"]);
+        let wire = Memory::with_room(0);
+        open(&outlet, wire.clone());
+        publish(&hub, "t", "small");
+        publish(&hub, "t", &"x".repeat(60_000));
+        // Blocked on the first: the large one then waits alone, by reference.
+        assert!(matches!(
+            outlet.pump(Duration::from_secs(60), false),
+            Pumped::Blocked
+        ));
+        *wire.room.lock().unwrap() = Some(40);
+        let _ = outlet.pump(Duration::from_secs(60), false);
+        assert!(matches!(outlet.lock().pending, Pending::Event(..)));
+        assert!(own_bytes(&outlet) < 4096, "{}", own_bytes(&outlet));
     }
 
     /// The outlet's body as if its thread had written the retry and set the
@@ -1241,7 +1489,10 @@ mod tests {
         publish(&hub, "a", "third");
         assert_eq!(wire.now_writes.load(Ordering::Relaxed), 2);
         // The thread finishes the frame, then everything after it.
-        outlet.lock().catch_up(&*wire).unwrap();
+        outlet
+            .lock()
+            .catch_up(&*wire, &AtomicBool::new(false))
+            .unwrap();
         assert_eq!(data_of(&wire.text()), ["first", "second event", "third"]);
     }
 
@@ -1256,7 +1507,10 @@ mod tests {
         assert!(waker.wait(Duration::ZERO));
         assert_eq!(wire.now_writes.load(Ordering::Relaxed), 0);
         drop(held);
-        outlet.lock().catch_up(&*wire).unwrap();
+        outlet
+            .lock()
+            .catch_up(&*wire, &AtomicBool::new(false))
+            .unwrap();
         assert_eq!(data_of(&wire.text()), ["x"]);
     }
 
@@ -1288,7 +1542,10 @@ mod tests {
         }
         for ((outlet, _), wire) in outlets.iter().zip(&wires) {
             // What publishers could not write, the thread writes.
-            outlet.lock().catch_up(&**wire).unwrap();
+            outlet
+                .lock()
+                .catch_up(&**wire, &AtomicBool::new(false))
+                .unwrap();
             let text = wire.text();
             let ids: Vec<u64> = text
                 .lines()

@@ -933,6 +933,12 @@ fn tag_topic_names_each_event_s_topic_and_ndjson_always_does() {
 }
 
 #[test]
+fn a_key_is_tied_to_its_publish() {
+    let server = start(|_| {});
+    common::keys_are_tied_to_their_publish(server.addr(), server.addr());
+}
+
+#[test]
 fn a_publish_retried_with_its_idempotency_key_is_stored_once() {
     let server = start(|_| {});
     let addr = server.addr();

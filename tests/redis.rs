@@ -5,126 +5,16 @@
 
 mod common;
 
+use common::redis::Redis;
 use common::{fetch, json, start, wait_until, Conn};
 use ssed::sse::Message;
 use ssed::{Config, Server};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+
 use std::time::Duration;
 
 const SOON: Duration = Duration::from_secs(15);
-
-/// A `redis-server` of our own.
-struct Redis {
-    child: Option<Child>,
-    port: u16,
-    dir: PathBuf,
-    persist: bool,
-}
-
-impl Redis {
-    /// Starts one, or says why not: `None` means skip the test.
-    fn start(persist: bool) -> Option<Redis> {
-        if Command::new("redis-server")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
-            assert!(
-                std::env::var_os("SSED_REQUIRE_REDIS").is_none(),
-                "redis-server is not installed, and SSED_REQUIRE_REDIS is set"
-            );
-            eprintln!("SKIPPED: redis-server is not installed (apt-get install redis-server)");
-            return None;
-        }
-        let dir = std::env::temp_dir().join(format!(
-            "ssed-redis-{}-{}",
-            std::process::id(),
-            fastrand::u32(..)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut redis = Redis {
-            child: None,
-            port,
-            dir,
-            persist,
-        };
-        redis.run();
-        Some(redis)
-    }
-
-    /// (Re)starts the server on the same port and directory.
-    fn run(&mut self) {
-        let mut cmd = Command::new("redis-server");
-        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .arg("--dir")
-            .arg(&self.dir)
-            .args(["--save", ""]);
-        if self.persist {
-            cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
-        } else {
-            cmd.args(["--appendonly", "no"]);
-        }
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start redis-server");
-        self.child = Some(child);
-        let port = self.port;
-        wait_until(SOON, "redis-server to answer PING", || ping(port));
-    }
-
-    /// Stops it at once, as a crash would.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Runs one command and returns the raw reply.
-    fn cmd(&self, args: &[&str]) -> String {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        s.set_read_timeout(Some(SOON)).unwrap();
-        let mut out = format!("*{}\r\n", args.len());
-        for a in args {
-            out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
-        }
-        s.write_all(out.as_bytes()).unwrap();
-        let mut buf = [0u8; 4096];
-        let n = s.read(&mut buf).unwrap();
-        String::from_utf8_lossy(&buf[..n]).into_owned()
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn ping(port: u16) -> bool {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
-    let mut buf = [0u8; 16];
-    s.write_all(b"*1\r\n$4\r\nPING\r\n").is_ok()
-        && s.read(&mut buf).is_ok_and(|n| &buf[..n] == b"+PONG\r\n")
-}
 
 /// An ssed instance on `redis`, its link up.
 fn instance(redis: &Redis, tweak: impl FnOnce(&mut Config)) -> Server {
@@ -849,6 +739,57 @@ fn a_stalled_redis_gets_504_not_503_and_a_retry_with_the_key_stores_once() {
             (last, "after".to_string())
         ]
     );
+}
+
+#[test]
+fn a_key_is_tied_to_its_publish_on_every_instance() {
+    let Some(redis) = Redis::start(false) else {
+        return;
+    };
+    let a = instance(&redis, |_| {});
+    let b = instance(&redis, |_| {});
+    common::keys_are_tied_to_their_publish(a.addr(), b.addr());
+    // The topic cap, counted in Redis, is a 429 on every instance.
+    let c = instance(&redis, |c| c.max_topics = 2);
+    let (head, body) = fetch(c.addr(), "POST", "/events/third", &[], b"x");
+    assert_eq!(head.status, 429, "{body}");
+    assert_eq!(
+        json(&body)["error"],
+        "there are 2 topics already (--max-topics)"
+    );
+}
+
+#[test]
+fn a_long_replay_is_read_a_page_at_a_time_in_one_order() {
+    let Some(redis) = Redis::start(false) else {
+        return;
+    };
+    let a = instance(&redis, |c| c.max_event_bytes = 16 << 10);
+    // Three topics, 900 events interleaved: many pages of each.
+    let mut ids = Vec::new();
+    for i in 0..900 {
+        let topic = ["x", "y", "z"][(i * 7 + i / 5) % 3];
+        ids.push(publish(
+            a.addr(),
+            &format!("/events/{topic}"),
+            &format!("{i}"),
+        ));
+    }
+    let b = instance(&redis, |c| c.max_event_bytes = 16 << 10);
+    let all = subscribe(
+        b.addr(),
+        "/events?topic=x&topic=y&topic=z",
+        &[("Last-Event-ID", &ids[99])],
+    );
+    let mut all = all;
+    let got = all.events(800);
+    let data: Vec<String> = got.iter().map(|e| e.data.clone()).collect();
+    assert_eq!(data, (100..900).map(|i| i.to_string()).collect::<Vec<_>>());
+    assert_eq!(got[0].id, ids[100]);
+    // The newest 250 across the three, in order.
+    let mut newest = subscribe(b.addr(), "/events?topic=x&topic=y&topic=z&last=250", &[]);
+    let data: Vec<String> = newest.events(250).iter().map(|e| e.data.clone()).collect();
+    assert_eq!(data, (650..900).map(|i| i.to_string()).collect::<Vec<_>>());
 }
 
 #[test]

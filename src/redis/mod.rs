@@ -42,7 +42,7 @@ use crate::idempotency;
 use crate::log;
 use crate::sse::Event;
 use crate::store::{self, From, Store, StoreError, Stored, TopicState};
-use crate::stream::Feed;
+use crate::stream::{Backlog, Feed};
 use crate::waker::{lock, Waker};
 use std::io::{self, BufReader, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
@@ -97,6 +97,26 @@ end
 return {run, tonumber(redis.call('get', KEYS[2]) or '0')}
 ";
 
+/// Where the newest ARGV[2] events up to number ARGV[1] of the topics
+/// KEYS start: the number just before them (0: there are no more than
+/// that). Only a number comes back, whatever the events hold. (The one
+/// before the newest n is among some topic's newest n + 1.)
+const LAST: &str = r"
+local upto = ARGV[1] .. '-0'
+local n = tonumber(ARGV[2])
+local seqs = {}
+for _, key in ipairs(KEYS) do
+  for _, entry in ipairs(redis.call('xrevrange', key, upto, '-', 'COUNT', n + 1)) do
+    table.insert(seqs, tonumber(string.match(entry[1], '^(%d+)')))
+  end
+end
+if #seqs <= n then
+  return 0
+end
+table.sort(seqs, function(a, b) return a > b end)
+return seqs[n + 1]
+";
+
 /// Appends one event; returns its number. Refuses before taking a number,
 /// so that numbers have no holes. Then trims: the topic to its history
 /// (events and data), and all topics together to the total budget, the
@@ -115,6 +135,8 @@ return {run, tonumber(redis.call('get', KEYS[2]) or '0')}
 /// in seconds, the publish's fingerprint (`idempotency::fingerprint`, in
 /// hex): the key holds `NUMBER:FINGERPRINT`, and the same key with another
 /// fingerprint is refused (`SSEDREUSED`).
+/// (Each error reply is a code and a message: Redis makes one without a
+/// message `ERR CODE`.)
 /// (The budget trims topics other than KEYS[3], whose keys it makes from
 /// the prefix: fine on one Redis, not meant for Redis Cluster.)
 const PUBLISH: &str = r"
@@ -128,13 +150,13 @@ if done then
     return redis.error_reply('SSEDKEY the idempotency key holds ' .. string.sub(done, 1, 40))
   end
   if fingerprint ~= '' and fingerprint ~= ARGV[12] then
-    return redis.error_reply('SSEDREUSED')
+    return redis.error_reply('SSEDREUSED the key was used for another publish')
   end
   return {tonumber(seq), 0, 1}
 end
 if redis.call('sismember', KEYS[5], ARGV[2]) == 0 then
   if redis.call('scard', KEYS[5]) >= tonumber(ARGV[7]) then
-    return redis.error_reply('SSEDTOPICS')
+    return redis.error_reply('SSEDTOPICS there are too many topics')
   end
   redis.call('sadd', KEYS[5], ARGV[2])
 end
@@ -260,6 +282,7 @@ struct Shared {
     feed_socket: Mutex<Option<TcpStream>>,
     join_script: Script,
     publish_script: Script,
+    last_script: Script,
     reconnects: AtomicU64,
     resets: AtomicU64,
 }
@@ -296,6 +319,7 @@ impl Redis {
             waker: Waker::default(),
             feed_socket: Mutex::default(),
             join_script: Script::new(JOIN),
+            last_script: Script::new(LAST),
             publish_script: Script::new(PUBLISH),
             reconnects: AtomicU64::new(0),
             resets: AtomicU64::new(0),
@@ -462,54 +486,36 @@ impl Redis {
 
     /// What a subscriber to `topics` resuming from `from` is owed up to
     /// `upto` (the local watermark when it was registered live): the gaps,
-    /// then the events in order.
+    /// and the events, to be read a page at a time ([`Replay`]). Only the
+    /// run and each topic's cut are read here.
     pub fn replay(
         &self,
         topics: &[String],
         from: &Resume,
         upto: u64,
-    ) -> Result<(Vec<Gap>, Vec<Arc<Event>>), String> {
+    ) -> Result<(Vec<Gap>, Option<Replay>), String> {
         let s = &self.shared;
-        if *from == Resume::Live {
-            return Ok((Vec::new(), Vec::new()));
-        }
+        let after = match from {
+            Resume::Live => return Ok((Vec::new(), None)),
+            Resume::After(seq) => *seq,
+            Resume::Foreign(_) | Resume::Last(_) => 0,
+        };
         if let Some(why) = s.down() {
             return Err(why);
         }
-        let end = format!("{upto}-0");
-        // Each topic's entries up to `upto`: after the id, all of them, or
-        // the newest n.
-        let (verb, start, stop, count): (&[u8], String, String, Option<usize>) = match from {
-            Resume::Live => return Ok((Vec::new(), Vec::new())),
-            Resume::After(seq) => (b"XRANGE", format!("{}-0", seq + 1), end, None),
-            Resume::Foreign(_) => (b"XRANGE", "-".into(), end, None),
-            Resume::Last(n) => (b"XREVRANGE", end, "-".into(), Some((*n).max(1))),
-        };
         // The run first: a log that is not the one this mirror follows
         // (flushed, not noticed yet) must not be read under its ids.
         let mut commands: Vec<Vec<Vec<u8>>> = vec![vec![b"GET".to_vec(), RUN.as_bytes().to_vec()]];
         for topic in topics {
-            let mut cmd = vec![
-                verb.to_vec(),
-                stream_key(topic).into_bytes(),
-                start.clone().into_bytes(),
-                stop.clone().into_bytes(),
-            ];
-            if let Some(n) = count {
-                cmd.push(b"COUNT".to_vec());
-                cmd.push(n.to_string().into_bytes());
-            }
-            commands.push(cmd);
             commands.push(vec![
                 b"HGET".to_vec(),
                 CUT.as_bytes().to_vec(),
                 topic.clone().into_bytes(),
             ]);
         }
-        let limits = s.replay_limits();
-        let replies = s.pool.with(s, |c| c.pipeline(&commands, &limits))?;
+        let replies = s.pool.with(s, |c| c.pipeline(&commands, &small_reply()))?;
         let run = s.hub.run();
-        let Some((run_now, replies)) = replies.split_first() else {
+        let Some((run_now, cuts)) = replies.split_first() else {
             return Err("Redis answered no reply".into());
         };
         if run_now.text() != Some(run.as_str()) {
@@ -517,48 +523,50 @@ impl Redis {
             return Err("the shared hub's data changed; it is being followed again".into());
         }
         let mut gaps = Vec::new();
-        let mut events: Vec<(u64, Arc<Event>)> = Vec::new();
-        for (topic, pair) in topics.iter().zip(replies.chunks(2)) {
-            let [entries, cut] = pair else {
-                return Err("Redis answered fewer replies than asked".into());
-            };
-            if let Reply::Error(e) = entries {
-                return Err(format!("Redis refused a replay: {e}"));
-            }
-            for entry in entries.items().unwrap_or_default() {
-                let Some((seq, event)) = parse_entry(entry, None) else {
-                    return Err("Redis sent a stream entry ssed did not write".into());
-                };
-                let mut event = event;
-                event.id = Some(crate::hub::format_id(&run, seq));
-                event.topic = Some(topic.clone());
-                events.push((seq, Arc::new(event)));
-            }
+        for (topic, cut) in topics.iter().zip(cuts) {
             let cut = cut.text().and_then(parse_id);
-            match from {
-                Resume::After(seq) if cut.is_some_and(|c| c > *seq) => gaps.push(Gap {
+            let lost = match from {
+                Resume::After(seq) => cut.is_some_and(|c| c > *seq),
+                Resume::Foreign(_) => true,
+                _ => false,
+            };
+            if lost {
+                gaps.push(Gap {
                     topic: topic.clone(),
                     missed: None,
                     through: cut,
-                }),
-                Resume::Foreign(_) => gaps.push(Gap {
-                    topic: topic.clone(),
-                    missed: None,
-                    through: cut,
-                }),
-                _ => {}
+                });
             }
         }
-        events.sort_by_key(|(seq, _)| *seq);
-        if let Resume::Last(n) = from {
-            let skip = events.len().saturating_sub(*n);
-            events.drain(..skip);
-        }
-        s.hub
-            .counters
-            .replayed
-            .fetch_add(events.len() as u64, Ordering::Relaxed);
-        Ok((gaps, events.into_iter().map(|(_, e)| e).collect()))
+        // The newest n across the topics start after the (n+1)th newest.
+        let after = match from {
+            Resume::Last(n) => {
+                let keys: Vec<String> = topics.iter().map(|t| stream_key(t)).collect();
+                let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
+                let (upto_arg, n_arg) = (upto.to_string(), n.max(&1).to_string());
+                let args: [&[u8]; 2] = [upto_arg.as_bytes(), n_arg.as_bytes()];
+                let reply = s
+                    .pool
+                    .with(s, |c| c.eval(&s.last_script, &keys, &args, &small_reply()))?;
+                match reply {
+                    Reply::Int(seq) => u64::try_from(seq).unwrap_or(0),
+                    other => return Err(format!("Redis answered {other:?} for the newest events")),
+                }
+            }
+            _ => after,
+        };
+        let replay = Replay {
+            shared: Arc::clone(s),
+            topics: topics.to_vec(),
+            next: vec![Some(after); topics.len()],
+            upto,
+            run,
+            only: match from {
+                Resume::Last(n) => Some(*n),
+                _ => None,
+            },
+        };
+        Ok((gaps, Some(replay)))
     }
 
     /// Every topic in Redis: (name, retained events, newest number).
@@ -980,6 +988,145 @@ impl Shared {
     }
 }
 
+/// The events a resume is owed, read from the topics' streams a page at a
+/// time by the stream's own thread (see `stream::Backlog`).
+pub struct Replay {
+    shared: Arc<Shared>,
+    topics: Vec<String>,
+    /// For each topic, the number after which it is read next; `None` once
+    /// it has nothing more up to `upto`.
+    next: Vec<Option<u64>>,
+    upto: u64,
+    /// The run the ids are read under; a page of another run is refused.
+    run: String,
+    /// `?last=N`: at most this many in all.
+    only: Option<usize>,
+}
+
+/// What one page of a replay holds at most, in bytes of events: each topic
+/// is asked for as many entries as fit, counted at `--max-event-bytes`.
+const PAGE_BYTES: usize = 256 << 10;
+/// Entries one page asks each topic for at most.
+const PAGE_ENTRIES: usize = 256;
+
+impl Replay {
+    fn page(&mut self) -> Result<Vec<Arc<Event>>, String> {
+        let s = &self.shared;
+        let open: Vec<usize> = (0..self.topics.len())
+            .filter(|&i| self.next[i].is_some())
+            .collect();
+        if open.is_empty() || self.only == Some(0) {
+            return Ok(Vec::new());
+        }
+        if let Some(why) = s.down() {
+            return Err(why);
+        }
+        let entry = s.settings.max_event_bytes + 256;
+        let count = (PAGE_BYTES / entry / open.len()).clamp(1, PAGE_ENTRIES);
+        let end = format!("{}-0", self.upto);
+        let mut commands: Vec<Vec<Vec<u8>>> = vec![vec![b"GET".to_vec(), RUN.as_bytes().to_vec()]];
+        for &i in &open {
+            let after = self.next[i].unwrap_or(0);
+            commands.push(vec![
+                b"XRANGE".to_vec(),
+                stream_key(&self.topics[i]).into_bytes(),
+                format!("{}-0", after + 1).into_bytes(),
+                end.clone().into_bytes(),
+                b"COUNT".to_vec(),
+                count.to_string().into_bytes(),
+            ]);
+        }
+        let limits = Limits {
+            bulk: s.settings.max_event_bytes.max(1024),
+            items: count * 2 + 4,
+            depth: 4,
+            total: count * entry + 4096,
+        };
+        let replies = s.pool.with(s, |c| c.pipeline(&commands, &limits))?;
+        let Some((run_now, pages)) = replies.split_first() else {
+            return Err("Redis answered no reply".into());
+        };
+        if run_now.text() != Some(self.run.as_str()) {
+            s.restart_feed();
+            return Err("the shared hub's data changed; it is being followed again".into());
+        }
+        // Merged by number: the page ends before the first number a full
+        // topic may not have sent yet.
+        let mut taken: Vec<(u64, usize, Event)> = Vec::new();
+        let mut cut = u64::MAX;
+        // For each topic read: whether its page was full (more may follow).
+        let mut full = Vec::with_capacity(open.len());
+        for (&i, page) in open.iter().zip(pages) {
+            if let Reply::Error(e) = page {
+                return Err(format!("Redis refused a replay: {e}"));
+            }
+            let entries = page.items().unwrap_or_default();
+            for entry in entries {
+                let Some((seq, event)) = parse_entry(entry, None) else {
+                    return Err("Redis sent a stream entry ssed did not write".into());
+                };
+                taken.push((seq, i, event));
+            }
+            let more = entries.len() >= count;
+            if more {
+                if let Some((seq, _, _)) = taken.last() {
+                    cut = cut.min(*seq);
+                }
+            }
+            full.push(more);
+        }
+        // What is past the cut is read again next time; a topic is done
+        // once its page was not full and nothing of it was past the cut.
+        let past: Vec<usize> = taken
+            .iter()
+            .filter(|(seq, _, _)| *seq > cut)
+            .map(|(_, i, _)| *i)
+            .collect();
+        taken.retain(|(seq, _, _)| *seq <= cut);
+        taken.sort_by_key(|(seq, _, _)| *seq);
+        for (seq, i, _) in &taken {
+            if let Some(next) = self.next[*i].as_mut() {
+                *next = (*next).max(*seq);
+            }
+        }
+        for (&i, more) in open.iter().zip(full) {
+            if !more && !past.contains(&i) {
+                self.next[i] = None;
+            }
+        }
+        if let Some(left) = self.only.as_mut() {
+            taken.truncate(*left);
+            *left -= taken.len();
+        }
+        s.hub
+            .counters
+            .replayed
+            .fetch_add(taken.len() as u64, Ordering::Relaxed);
+        Ok(taken
+            .into_iter()
+            .map(|(seq, i, mut event)| {
+                event.id = Some(crate::hub::format_id(&self.run, seq));
+                event.topic = Some(self.topics[i].clone());
+                Arc::new(event)
+            })
+            .collect())
+    }
+}
+
+impl Backlog for Replay {
+    fn next_page(&mut self) -> Result<Vec<Arc<Event>>, Vec<Gap>> {
+        self.page().map_err(|_| {
+            // What is left cannot be read now: each topic not read to its
+            // end is reported, and the next reconnection resumes.
+            let left: Vec<String> = (0..self.topics.len())
+                .filter(|&i| self.next[i].is_some())
+                .map(|i| self.topics[i].clone())
+                .collect();
+            store::unreplayed(&left)
+        })
+    }
+}
+
 /// A Lua script, loaded once per Redis and run by its SHA.
 struct Script {
     text: &'static str,
@@ -1274,16 +1421,18 @@ impl Store for Redis {
         let hub = &self.shared.hub;
         let resume = from.resume(|id| self.resume(id));
         let (subs, upto) = hub.subscribe_live(names, notify)?;
-        let (gaps, first) = self
+        let (gaps, replay) = self
             .replay(names, &resume, upto)
-            .unwrap_or_else(|_| (store::unreplayed(names), Vec::new()));
+            .unwrap_or_else(|_| (store::unreplayed(names), None));
         let after = match resume {
             Resume::After(seq) => seq,
             _ => 0,
         };
-        Ok(Feed::new(subs, Some(Arc::clone(hub)), gaps, from.quoted())
-            .first(first)
-            .skip_through(after))
+        let feed = Feed::new(subs, Some(Arc::clone(hub)), gaps, from.quoted()).skip_through(after);
+        Ok(match replay {
+            Some(replay) => feed.backlog(Box::new(replay)),
+            None => feed,
+        })
     }
 
     fn topics(&self) -> Result<Vec<TopicState>, StoreError> {

@@ -1,6 +1,9 @@
 //! Helpers for tests that speak HTTP to a real server on 127.0.0.1:0.
 #![allow(dead_code)]
 
+pub mod cgroup;
+pub mod redis;
+
 use ssed::sse::{Decoder, Item, Message};
 use ssed::{Config, Server};
 use std::io::{Read, Write};
@@ -9,6 +12,9 @@ use std::time::{Duration, Instant};
 
 /// How long any single read may block before the test fails.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long [`Conn::events`] waits for all it was asked for.
+pub const EVENTS_WITHIN: Duration = Duration::from_secs(60);
 
 /// Starts a server on a free port with fast demo intervals, after `tweak`.
 pub fn start(tweak: impl FnOnce(&mut Config)) -> Server {
@@ -194,10 +200,18 @@ impl Conn {
         self.items.drain(..n).collect()
     }
 
-    /// The next `n` events, skipping comments.
+    /// The next `n` events, skipping comments. Fails the test if they do
+    /// not come within [`EVENTS_WITHIN`] (keep-alive comments would
+    /// otherwise keep a read waiting forever for an event that was lost).
     pub fn events(&mut self, n: usize) -> Vec<Message> {
+        let deadline = Instant::now() + EVENTS_WITHIN;
         let mut out = Vec::new();
         while out.len() < n {
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {n} events within {EVENTS_WITHIN:?}",
+                out.len()
+            );
             if let Item::Event(m) = self.items(1).remove(0) {
                 out.push(m);
             }
@@ -269,10 +283,23 @@ pub struct Daemon {
 impl Daemon {
     /// Starts the binary with `args` after `--addr 127.0.0.1:0`.
     pub fn start(args: &[&str]) -> Daemon {
+        Daemon::start_with(std::process::Command::new(env!("CARGO_BIN_EXE_ssed")), args).0
+    }
+
+    /// Starts the binary in `cgroup`, with `args` after `--addr
+    /// 127.0.0.1:0`; also returns its start-up line.
+    pub fn start_in(cgroup: &cgroup::Cgroup, args: &[&str]) -> (Daemon, String) {
+        let mut cmd = std::process::Command::new("sh");
+        cmd.args(["-c", "echo $$ > \"$0\" && exec \"$@\""])
+            .arg(cgroup.procs())
+            .arg(env!("CARGO_BIN_EXE_ssed"));
+        Daemon::start_with(cmd, args)
+    }
+
+    fn start_with(mut cmd: std::process::Command, args: &[&str]) -> (Daemon, String) {
         use std::io::BufRead;
-        use std::process::{Command, Stdio};
+        use std::process::Stdio;
         raise_open_files_limit();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ssed"));
         for (name, _) in std::env::vars() {
             if name.starts_with("SSED_") {
                 cmd.env_remove(name);
@@ -304,11 +331,19 @@ impl Daemon {
                 }
             }
         });
-        Daemon {
-            child,
-            addr,
-            stderr: rx,
-        }
+        (
+            Daemon {
+                child,
+                addr,
+                stderr: rx,
+            },
+            line,
+        )
+    }
+
+    /// Resident memory at its highest so far, in KiB (`VmHWM`).
+    pub fn peak_rss_kb(&self) -> u64 {
+        self.status_kb("VmHWM:")
     }
 
     fn count(&self, dir: &str) -> usize {
@@ -328,14 +363,29 @@ impl Daemon {
 
     /// Resident memory now, in KiB (`VmRSS`).
     pub fn rss_kb(&self) -> u64 {
+        self.status_kb("VmRSS:")
+    }
+
+    fn status_kb(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .expect("the daemon's /proc status");
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.split_whitespace().next())
             .and_then(|v| v.parse().ok())
-            .expect("VmRSS in /proc status")
+            .unwrap_or_else(|| panic!("{field} in /proc status"))
+    }
+
+    /// A number from `/metrics`: the first sample whose line starts with
+    /// `name` (labels included).
+    pub fn metric(&self, name: &str) -> u64 {
+        let text = fetch(self.addr, "GET", "/metrics", &[], b"").1;
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit_once(' '))
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
     }
 
     /// (threads, descriptors) now.
@@ -455,4 +505,51 @@ pub fn dead(pid: u32) -> bool {
             .rsplit_once(") ")
             .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
     }
+}
+
+/// An `Idempotency-Key` is tied to its publish: the same key for another
+/// topic or other data is refused (422), a bad topic is a 400 whatever the
+/// key, two keys in one request are refused, and nothing is stored by any
+/// of them. `a` and `b` may be one server or two sharing Redis.
+pub fn keys_are_tied_to_their_publish(a: SocketAddr, b: SocketAddr) {
+    let post = |addr: SocketAddr, topic: &str, keys: &[&str], body: &[u8]| {
+        let headers: Vec<(&str, &str)> = keys.iter().map(|k| ("Idempotency-Key", *k)).collect();
+        let (head, reply) = fetch(addr, "POST", &format!("/events/{topic}"), &headers, body);
+        (head.status, reply)
+    };
+    let mut beta = Conn::open_stream(b, "/events/beta");
+    let (status, first) = post(a, "alpha", &["K"], b"one");
+    assert_eq!(status, 200, "{first}");
+    let reused = "this Idempotency-Key was used for another publish (another topic or other data); a new event needs a new key";
+    for (addr, topic, body) in [
+        (a, "beta", &b"one"[..]),
+        (b, "beta", b"one"),
+        (b, "alpha", b"two"),
+    ] {
+        let (status, reply) = post(addr, topic, &["K"], body);
+        assert_eq!(
+            (status, json(&reply)["error"].as_str()),
+            (422, Some(reused)),
+            "{topic}"
+        );
+    }
+    let (status, reply) = post(b, "bad%20name", &["K"], b"one");
+    assert_eq!(status, 400, "{reply}");
+    assert!(json(&reply)["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("topic names are"));
+    let (status, reply) = post(a, "beta", &["K1", "K2"], b"x");
+    assert_eq!(
+        (status, json(&reply)["error"].as_str()),
+        (
+            400,
+            Some("a publish takes one Idempotency-Key header, not several")
+        )
+    );
+    // The retry itself is still answered with the first id, on either.
+    assert_eq!(post(b, "alpha", &["K"], b"one"), (200, first));
+    // Nothing reached beta: its next event is this one.
+    assert_eq!(post(a, "beta", &["K3"], b"first on beta").0, 200);
+    assert_eq!(beta.events(1)[0].data, "first on beta");
 }
