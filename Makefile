@@ -3,7 +3,7 @@ CARGO ?= cargo
 CHROMIUM ?= /usr/bin/chromium
 PREFIX ?= /usr/local
 
-.PHONY: all build run install uninstall test check browser-test compat-test bench bench-compare fmt clippy clean
+.PHONY: all build run install uninstall test check browser-test compat-test bench bench-compare soak fmt clippy clean
 
 all: build
 
@@ -58,6 +58,13 @@ tests/browser/node_modules/.package-lock.json: tests/browser/package-lock.json
 # table (see README, Performance). BENCH_ARGS='--subs 2000 --events 50 --rate 20'.
 bench: build
 	$(CARGO) run --release --locked --example load -- --bin target/release/ssed $(BENCH_ARGS)
+
+# RSS under a steady churn of subscribers and publishes (see README,
+# Small hosts): SOAK_MINUTES=30 by default; prints the drift once the
+# history is full.
+SOAK_MINUTES ?= 30
+soak: build
+	python3 tests/bench/soak.py --bin target/release/ssed --minutes $(SOAK_MINUTES)
 
 # The same load against axum on tokio and against uvicorn + sse-starlette,
 # in one run (scenarios a, b and d; see README, Performance).

@@ -185,6 +185,16 @@ impl Ring {
         self.first + self.entries.len() as u64
     }
 
+    /// After evictions: a ring that held many and holds few gives its
+    /// room back (a thousand topics trimmed by the budget would otherwise
+    /// keep the slots of their fullest moment).
+    fn shrink(&mut self) {
+        if self.entries.capacity() > LIVE_RING && self.entries.len() < self.entries.capacity() / 4 {
+            self.entries
+                .shrink_to((self.entries.len() * 2).max(LIVE_RING));
+        }
+    }
+
     /// Drops the oldest entry; returns its cost.
     fn evict_oldest(&mut self) -> usize {
         let Some(old) = self.entries.pop_front() else {
@@ -287,6 +297,9 @@ impl Topic {
             && (ring.entries.len() >= ring.capacity || ring.bytes + size > ring.max_bytes)
         {
             freed += ring.evict_oldest();
+        }
+        if freed > 0 {
+            ring.shrink();
         }
         ring.bytes += size;
         ring.cost += added;
@@ -410,6 +423,7 @@ impl Topic {
                 total.fetch_sub(freed, Ordering::AcqRel);
             }
         }
+        ring.shrink();
     }
 
     /// What the retained events cost against `--history-total`.
@@ -538,6 +552,10 @@ impl Drop for Subscription {
         let mut ring = write(&self.topic.ring);
         if let Some(i) = ring.subscribers.iter().position(|n| same(n, &self.notify)) {
             ring.subscribers.swap_remove(i);
+        }
+        let subscribers = &mut ring.subscribers;
+        if subscribers.capacity() > 64 && subscribers.len() < subscribers.capacity() / 4 {
+            subscribers.shrink_to(subscribers.len() * 2);
         }
     }
 }
@@ -686,6 +704,7 @@ impl Hub {
                 self.total.fetch_sub(freed, Ordering::AcqRel);
                 dropped += 1;
             }
+            ring.shrink();
             self.counters.trimmed.fetch_add(dropped, Ordering::Relaxed);
             if dropped == 0 {
                 return;
@@ -1334,6 +1353,21 @@ mod tests {
                 .run();
         }
         assert_eq!((held("big"), held("few")), (5, 5));
+    }
+
+    #[test]
+    fn a_ring_the_budget_trimmed_gives_its_room_back() {
+        let hub = Hub::new(keep(1000), 10, usize::MAX);
+        for _ in 0..1000 {
+            hub.publish("t", Event::message("x")).unwrap().1.run();
+        }
+        let topic = &hub.topics()[0];
+        assert!(read(&topic.ring).entries.capacity() >= 1000);
+        topic.clear();
+        assert!(read(&topic.ring).entries.capacity() <= LIVE_RING * 2);
+        let subs: Vec<_> = (0..1000).map(|_| topic.subscribe(notify(), 0)).collect();
+        drop(subs);
+        assert!(read(&topic.ring).subscribers.capacity() <= 128);
     }
 
     #[test]
