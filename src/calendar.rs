@@ -35,7 +35,7 @@ impl Civil {
     /// give it: by the `TZ` variable, else the system's `/etc/localtime`.
     pub fn local_now() -> Civil {
         let secs = unix_now();
-        Civil::from_unix(secs + sys::local_offset(secs))
+        Civil::from_unix(secs + sys::tz::local_offset(secs))
     }
 
     /// The calendar time `secs` seconds after 1970-01-01 00:00:00 (UTC, or

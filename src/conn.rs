@@ -41,8 +41,8 @@ use crate::http1::{self, Framing, HeadParser, Refusal, Request, Response, Versio
 use crate::log::{self, Throttled};
 use crate::memory::Guard;
 use crate::stream::{Pumped, Wire};
-use crate::sys::{Epoll, EventFd};
-use crate::waker::{lock, Waker};
+use crate::sys::epoll::{Epoll, EventFd};
+use crate::sync::{lock, Doorbell};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::io::{self, Read, Write};
@@ -140,7 +140,7 @@ pub trait StreamBody: Send {
         self: Box<Self>,
         wire: Arc<dyn Wire>,
         chunked: bool,
-        waker: &Arc<Waker>,
+        waker: &Arc<Doorbell>,
         stopping: &AtomicBool,
     ) -> Option<Box<dyn Parkable>>;
 }
@@ -198,7 +198,7 @@ struct Shared {
     /// Set at shutdown; streams watch it.
     stopping: Arc<AtomicBool>,
     /// Cuts the accept thread's pauses short at shutdown.
-    accept_waker: Waker,
+    accept_waker: Doorbell,
     epoch: Instant,
     counters: Arc<Counters>,
     logs: Logs,
@@ -232,7 +232,7 @@ struct Entry {
 struct Peer {
     sock: TcpStream,
     /// Rung to wake a stream at shutdown.
-    waker: Arc<Waker>,
+    waker: Arc<Doorbell>,
     /// When the connection began waiting for a request head, in ms since
     /// the layer started, plus one; 0 while a request is being served.
     waiting_since: AtomicU64,
@@ -255,7 +255,7 @@ impl Conns {
             ended: Condvar::new(),
             evicting: AtomicUsize::new(0),
             stopping: Arc::new(AtomicBool::new(false)),
-            accept_waker: Waker::default(),
+            accept_waker: Doorbell::default(),
             epoch: Instant::now(),
             counters,
             logs: Logs {
@@ -332,7 +332,7 @@ impl Conns {
         shared.stopping.store(true, Ordering::SeqCst);
         // A blocked accept() returns EINVAL once its socket is shut down.
         let _ = socket2::SockRef::from(&shared.listener).shutdown(Shutdown::Read);
-        shared.accept_waker.wake();
+        shared.accept_waker.ring();
         if let Some(accept) = self.accept.take() {
             let _ = accept.join();
         }
@@ -342,7 +342,7 @@ impl Conns {
             let _ = park.join();
         }
         for entry in lock(&shared.registry).conns.values() {
-            entry.peer.waker.wake();
+            entry.peer.waker.ring();
             let _ = entry.peer.sock.shutdown(Shutdown::Read);
         }
         let deadline = Instant::now() + STOP_GRACE;
@@ -515,7 +515,7 @@ fn admit(shared: &Arc<Shared>, sock: TcpStream, addr: SocketAddr) {
     }
     let peer = Arc::new(Peer {
         sock,
-        waker: Arc::new(Waker::default()),
+        waker: Arc::new(Doorbell::default()),
         waiting_since: AtomicU64::new(shared.now_ms() + 1),
     });
     let id = registry.next_id;
@@ -983,7 +983,7 @@ impl<'c> Exchange<'c> {
     }
 
     /// The doorbell a stream on this connection sleeps on; rung at shutdown.
-    pub fn waker(&self) -> &Arc<Waker> {
+    pub fn waker(&self) -> &Arc<Doorbell> {
         &self.conn.peer.waker
     }
 
@@ -1181,7 +1181,7 @@ impl<'c> Exchange<'c> {
         // need, and no stack pages that routing touched.
         self.conn.buf.shrink_to_fit();
         self.request.headers = Vec::new();
-        crate::sys::release_unused_stack();
+        crate::sys::stack::release_unused_stack();
         let chunked = self.request.version == Version::Http11;
         let wire = Arc::new(SocketWire {
             peer: Arc::clone(&self.conn.peer),
@@ -1473,7 +1473,7 @@ fn park_loop(shared: &Arc<Shared>) {
                 schedule.shrink_to(schedule.len() * 2);
             }
             shrink(&mut lock(&shared.registry).conns);
-            crate::sys::trim_heap();
+            crate::sys::heap::trim_heap();
         }
     }
 }
@@ -1611,7 +1611,7 @@ fn pump_parked(
             // What the client has taken: what was written less what the
             // kernel still holds for it.
             let written = parked.wire.bytes.load(Ordering::Relaxed);
-            let taken = written.saturating_sub(crate::sys::unsent_bytes(fd).unwrap_or(0));
+            let taken = written.saturating_sub(crate::sys::epoll::unsent_bytes(fd).unwrap_or(0));
             if late(
                 &mut parked.blocked_since,
                 &mut parked.taken,

@@ -10,11 +10,12 @@
 //! Demos only produce events; they know nothing of HTTP.
 
 use crate::calendar::Civil;
+pub use crate::config::Pace;
 use crate::hub::Topic;
 use crate::pyjson::{dumps, round};
 use crate::sse::Event;
 use crate::stream::Script;
-use crate::waker::{lock, Waker};
+use crate::sync::{lock, Doorbell};
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -227,29 +228,6 @@ impl Script for Numbered {
     }
 }
 
-/// How fast the shared demos go.
-#[derive(Clone, Debug)]
-pub struct Pace {
-    /// Between two system samples.
-    pub stats: Duration,
-    /// How far back the system samples go for a new viewer. Zero: sample
-    /// only while someone watches, and keep the latest alone.
-    pub stats_history: Duration,
-    /// Mean pause between two stock ticks; each pause is drawn from 0.5x to
-    /// 1.5x of it, the seed's 0.5 s to 1.5 s for the default of 1 s.
-    pub stocks: Duration,
-}
-
-impl Default for Pace {
-    fn default() -> Self {
-        Pace {
-            stats: Duration::from_secs(1),
-            stats_history: Duration::from_secs(60),
-            stocks: Duration::from_secs(1),
-        }
-    }
-}
-
 /// The shared demos' topics and the threads that feed them.
 pub struct Demos {
     pub stats: Arc<Topic>,
@@ -304,7 +282,7 @@ impl Demos {
 #[derive(Default)]
 struct Producers {
     stop: Arc<AtomicBool>,
-    wakers: Vec<Arc<Waker>>,
+    wakers: Vec<Arc<Doorbell>>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -316,7 +294,7 @@ impl Producers {
         ring: usize,
         run: impl FnOnce(Producer) + Send + 'static,
     ) -> std::io::Result<Arc<Topic>> {
-        let waker = Arc::new(Waker::default());
+        let waker = Arc::new(Doorbell::default());
         let topic = Topic::standalone(name, ring, Some(Arc::clone(&waker)));
         let producer = Producer {
             topic: Arc::clone(&topic),
@@ -335,7 +313,7 @@ impl Producers {
     fn stop(&mut self) {
         self.stop.store(true, Ordering::Release);
         for waker in &self.wakers {
-            waker.wake();
+            waker.ring();
         }
         for thread in self.threads.drain(..) {
             let _ = thread.join();
@@ -351,7 +329,7 @@ impl Drop for Producers {
 
 struct Producer {
     topic: Arc<Topic>,
-    waker: Arc<Waker>,
+    waker: Arc<Doorbell>,
     stop: Arc<AtomicBool>,
     /// Numbers the events of this topic, for its subscribers' cursors.
     seq: u64,

@@ -34,7 +34,7 @@
 //! never paced.
 
 use crate::hub::{Notify, Published, Topic};
-use crate::waker::lock;
+use crate::sync::lock;
 use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -339,17 +339,17 @@ mod tests {
     use super::*;
     use crate::hub::{Hub, Notify, Resume, Retention};
     use crate::sse::Event;
-    use crate::waker::Waker;
+    use crate::sync::Doorbell;
     use std::sync::atomic::AtomicUsize;
     use std::time::Duration;
 
     /// Counts notifications and rings when told of one.
-    struct Counter(AtomicUsize, Waker);
+    struct Counter(AtomicUsize, Doorbell);
 
     impl Notify for Counter {
         fn notify(&self) {
             self.0.fetch_add(1, Ordering::SeqCst);
-            self.1.wake();
+            self.1.ring();
         }
     }
 
@@ -430,7 +430,7 @@ mod tests {
             10,
             usize::MAX,
         );
-        let counter = Arc::new(Counter(AtomicUsize::new(0), Waker::default()));
+        let counter = Arc::new(Counter(AtomicUsize::new(0), Doorbell::default()));
         let as_notify: Arc<dyn Notify> = counter.clone();
         let (_subs, _) = hub
             .subscribe(&["t".to_string()], &as_notify, &Resume::Live)

@@ -25,8 +25,9 @@
 //!
 //! The hub knows nothing of HTTP.
 
+pub use crate::names::{check_topic, MAX_TOPIC_LEN};
 use crate::sse::Event;
-use crate::waker::{lock, read, write, Waker};
+use crate::sync::{lock, read, write, Doorbell};
 
 /// Someone to tell that a topic has new events.
 pub trait Notify: Send + Sync {
@@ -41,9 +42,9 @@ pub trait Notify: Send + Sync {
     }
 }
 
-impl Notify for Waker {
+impl Notify for Doorbell {
     fn notify(&self) {
-        self.wake();
+        self.ring();
     }
 }
 
@@ -143,7 +144,7 @@ pub struct Topic {
     ring: RwLock<Ring>,
     /// Rung when the topic gains a first subscriber, so a producer that idles
     /// while nobody watches can start again.
-    on_first_subscriber: Option<Arc<Waker>>,
+    on_first_subscriber: Option<Arc<Doorbell>>,
     published: AtomicU64,
     /// The hub's running total of retained cost, kept up to date by this
     /// topic's inserts and evictions; `None` outside a hub.
@@ -236,7 +237,7 @@ pub struct Gap {
 impl Topic {
     /// A topic outside any hub (the demos' shared streams), keeping `capacity`
     /// events and ringing `producer` when it gains a first subscriber.
-    pub fn standalone(name: &str, capacity: usize, producer: Option<Arc<Waker>>) -> Arc<Topic> {
+    pub fn standalone(name: &str, capacity: usize, producer: Option<Arc<Doorbell>>) -> Arc<Topic> {
         let keep = Retention {
             history: capacity,
             bytes: usize::MAX,
@@ -247,7 +248,7 @@ impl Topic {
     fn build(
         name: &str,
         keep: Retention,
-        on_first_subscriber: Option<Arc<Waker>>,
+        on_first_subscriber: Option<Arc<Doorbell>>,
         hub_total: Option<Arc<AtomicUsize>>,
     ) -> Arc<Topic> {
         let capacity = keep.history.max(LIVE_RING);
@@ -383,7 +384,7 @@ impl Topic {
         ring.subscribers.push(Arc::clone(notify));
         if ring.subscribers.len() == 1 {
             if let Some(producer) = &self.on_first_subscriber {
-                producer.wake();
+                producer.ring();
             }
         }
         ring
@@ -569,30 +570,13 @@ pub enum TopicError {
     TooMany(usize),
 }
 
-/// Longest topic name.
-pub const MAX_TOPIC_LEN: usize = 128;
-
-/// Topic names: 1 to 128 characters of `A-Z a-z 0-9 . _ ~ -` and `/`
-/// (URL-safe, so a topic is its own path).
-pub fn check_topic(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= MAX_TOPIC_LEN
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._~-/".contains(&b));
-    if !ok {
-        return Err(format!(
-            "topic names are 1 to {MAX_TOPIC_LEN} characters of A-Z a-z 0-9 . _ ~ - and /, not {name:?}"
-        ));
+impl std::fmt::Display for TopicError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TopicError::BadName(why) => f.write_str(why),
+            TopicError::TooMany(max) => write!(f, "there are {max} topics already (--max-topics)"),
+        }
     }
-    // `news/`, `/news` and `a//b` would be topics of their own, apart from
-    // `news` and `a/b`: a stray slash is refused, not a new topic.
-    if name.split('/').any(|part| matches!(part, "" | "." | "..")) {
-        return Err(format!(
-            "a topic name's / separates non-empty parts other than . and .. (no leading, trailing or double /), not {name:?}"
-        ));
-    }
-    Ok(())
 }
 
 /// The named topics, their numbering, and the counters behind `/metrics`.
@@ -1003,8 +987,8 @@ mod tests {
         }
     }
 
-    fn waker() -> Arc<Waker> {
-        Arc::new(Waker::default())
+    fn waker() -> Arc<Doorbell> {
+        Arc::new(Doorbell::default())
     }
 
     /// A waker as the topics hold it.

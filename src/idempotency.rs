@@ -15,7 +15,7 @@
 //! With Redis the publish script keeps the number under the key, in Redis,
 //! so that a retry on any instance is answered with it.
 
-use crate::waker::lock;
+use crate::sync::lock;
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;

@@ -2,7 +2,7 @@
 
 use ssed::client::{self, Outcome};
 use ssed::config::{self, Command, UsageError};
-use ssed::{keeper, log, sys};
+use ssed::{log, sources, sys};
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -41,9 +41,9 @@ fn main() -> ExitCode {
                 Err(e) => usage_error(e, "publish"),
             };
         }
-        Some(keeper::SUBCOMMAND) => {
+        Some(sources::KEEPER_SUBCOMMAND) => {
             args.next();
-            keeper::run(&args.collect::<Vec<_>>());
+            sources::run_keeper(&args.collect::<Vec<_>>());
         }
         _ => {}
     }
@@ -104,7 +104,7 @@ fn print(text: &str) -> ExitCode {
 fn serve(config: ssed::Config) -> ExitCode {
     // Before any thread starts, so that every thread inherits the mask and
     // the signals come to `wait_for_stop_signal` below.
-    if let Err(e) = sys::block_stop_signals() {
+    if let Err(e) = sys::signals::block_stop_signals() {
         log::internal(&format!("cannot take SIGTERM and SIGINT: {e}"));
     }
     let config_open = config.publish_token.is_none() || config.subscribe_token.is_none();
@@ -136,7 +136,7 @@ fn serve(config: ssed::Config) -> ExitCode {
         ssed::memory::size(limits.history_total as u64),
     );
     let _ = out.flush();
-    let signal = sys::wait_for_stop_signal();
+    let signal = sys::signals::wait_for_stop_signal();
     let started = Instant::now();
     let (streams, connections) = (server.open_streams(), server.open_connections());
     server.shutdown();

@@ -16,8 +16,8 @@
 //! at once), or, outside a limit of its own, the host's (`MemTotal` less
 //! `MemAvailable`).
 
-use crate::cgroup;
-use crate::waker::lock;
+use crate::sys::cgroup;
+use crate::sync::lock;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -381,7 +381,7 @@ impl Guard {
         if used > self.refuse_above && self.trim_due(now) {
             // Over the line: what the heap holds free may be the
             // difference (a crowd that left); give it back and look again.
-            crate::sys::trim_heap();
+            crate::sys::heap::trim_heap();
             used = read_usage(&self.limit.usage, self.refuse_above).unwrap_or(used);
         }
         self.used.store(used, Ordering::Release);

@@ -5,33 +5,9 @@
 //! data (a string as it is, any other JSON value as compact JSON) and the
 //! name. `?event=NAME` names the event when the body does not.
 
-use crate::sse::{Event, GAP_EVENT};
+use crate::names::check_event_name;
+use crate::sse::Event;
 use serde_json::Value;
-
-/// Longest event name.
-pub const MAX_EVENT_NAME: usize = 128;
-
-/// Event names: 1 to 128 characters (not bytes: `é` is one), no CR, LF or
-/// NUL (they would end the
-/// `event:` line), no leading space (the reader would strip it), and not
-/// `gap`, which ssed sends itself.
-pub fn check_event_name(name: &str) -> Result<(), String> {
-    if name.is_empty()
-        || name.chars().count() > MAX_EVENT_NAME
-        || name.contains(['\r', '\n', '\0'])
-        || name.starts_with(' ')
-    {
-        return Err(format!(
-            "event names are 1 to {MAX_EVENT_NAME} characters without CR, LF, NUL or a leading space, not {name:?}"
-        ));
-    }
-    if name == GAP_EVENT {
-        return Err(format!(
-            "the event name {GAP_EVENT:?} is reserved for ssed's notices of lost events"
-        ));
-    }
-    Ok(())
-}
 
 /// The event a body makes. `content_type` is the request's header; JSON is
 /// read when it says `application/json`, or when it says nothing more

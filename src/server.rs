@@ -24,7 +24,7 @@ use crate::stream::{
     pump, Buffers, Feed as TopicFeed, Format, Framer, Outlet, Pumped, Scripted, Slot, Source,
     Streams, Wire,
 };
-use crate::waker::{lock, Waker};
+use crate::sync::{lock, Doorbell};
 use crate::www::Pages;
 use crate::{memory, metrics, publish, pyjson, sys};
 use serde_json::{json, Value};
@@ -117,8 +117,8 @@ impl Server {
         let listener = listen(&config, sizing.send_buffer)?;
         let addr = listener.local_addr()?;
         // Every connection needs a descriptor, and the soft limit is often 1024.
-        let open_files = sys::raise_open_files_limit().unwrap_or(1024);
-        let (by_files, files) = sys::default_max_connections(open_files);
+        let open_files = sys::limits::raise_open_files_limit().unwrap_or(1024);
+        let (by_files, files) = sys::limits::default_max_connections(open_files);
         let (system, why) = if sizing.max_connections < by_files {
             (sizing.max_connections, "memory")
         } else {
@@ -248,7 +248,7 @@ impl Server {
         });
         let settings = conn::Settings {
             max_connections,
-            max_threads: sys::max_threads()
+            max_threads: sys::limits::max_threads()
                 .min(sizing.max_threads)
                 .min(max_connections),
             guard,
@@ -325,8 +325,8 @@ impl Drop for Server {
 /// Fan-out workers: one a core this process may use, by its affinity and
 /// by its cgroup's CPU quota (half a core is one worker, 1.5 are two).
 fn workers() -> usize {
-    let cores = sys::cpus();
-    match crate::cgroup::cpu_quota() {
+    let cores = sys::limits::cpus();
+    match crate::sys::cgroup::cpu_quota() {
         Some(quota) => cores.min(quota.ceil().max(1.0) as usize),
         None => cores,
     }
@@ -714,7 +714,7 @@ impl App {
             topics,
             slot,
         });
-        sys::yield_to_wakers();
+        sys::sched::batch_for_good();
         // Without a head, the body is dropped here: it lets its topics go.
         Ok(ex
             .start_stream(&fields)
@@ -756,7 +756,7 @@ impl StreamBody for Body {
         mut self: Box<Self>,
         wire: Arc<dyn Wire>,
         chunked: bool,
-        waker: &Arc<Waker>,
+        waker: &Arc<Doorbell>,
         stopping: &AtomicBool,
     ) -> Option<Box<dyn Parkable>> {
         let result = match &mut self.kind {

@@ -12,7 +12,7 @@
 //!   finds it unlocked and caught up writes the new events itself, with one
 //!   write that does not wait (no thread is woken, no context switched for
 //!   that delivery), and the connection layer's park is rung (through the
-//!   stream's [`Waker`]) when that write could not be made in full or
+//!   stream's [`Doorbell`]) when that write could not be made in full or
 //!   another held the lock; it calls [`Outlet::pump`], which writes what is
 //!   owed without waiting, the keep-alives, and the last chunk.
 //!
@@ -24,7 +24,7 @@
 use crate::http1;
 use crate::hub::{Entry, Gap, Hub, Notify, Subscription, Take};
 use crate::sse::{self, Event, GAP_EVENT};
-use crate::waker::Waker;
+use crate::sync::Doorbell;
 use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -210,7 +210,7 @@ pub enum Next {
 pub trait Source: Send {
     /// Adds what is ready to `out`, or sleeps on `waker` for at most `budget`
     /// and returns [`Next::Idle`].
-    fn next(&mut self, waker: &Waker, budget: Duration, out: &mut Vec<Arc<Event>>) -> Next;
+    fn next(&mut self, waker: &Doorbell, budget: Duration, out: &mut Vec<Arc<Event>>) -> Next;
 }
 
 /// A per-client sequence of events with pauses before each.
@@ -235,7 +235,7 @@ impl<S: Script> Scripted<S> {
 }
 
 impl<S: Script> Source for Scripted<S> {
-    fn next(&mut self, waker: &Waker, budget: Duration, out: &mut Vec<Arc<Event>>) -> Next {
+    fn next(&mut self, waker: &Doorbell, budget: Duration, out: &mut Vec<Arc<Event>>) -> Next {
         let Some(pause) = self.script.pause() else {
             return Next::End;
         };
@@ -263,7 +263,7 @@ pub fn pump(
     framer: &mut Framer,
     wire: &dyn Wire,
     source: &mut dyn Source,
-    waker: &Waker,
+    waker: &Doorbell,
     stopping: &AtomicBool,
     keepalive: Duration,
 ) -> io::Result<()> {
@@ -588,7 +588,7 @@ pub struct Outlet {
     core: Mutex<Core>,
     /// Rung when what is owed could not be written at once: it rings the
     /// park once the stream is parked.
-    waker: Arc<Waker>,
+    waker: Arc<Doorbell>,
     /// Set once the head is out and the body may be written.
     wire: OnceLock<Arc<dyn Wire>>,
     format: Format,
@@ -638,7 +638,7 @@ impl Outlet {
     /// An outlet whose thread sleeps on `waker`, framing its pieces within
     /// `buffers`; subscribe it to topics (it is the [`Notify`] they hold),
     /// then [`Outlet::attach`] the feed.
-    pub fn new(waker: Arc<Waker>, format: Format, buffers: Arc<Buffers>) -> Arc<Outlet> {
+    pub fn new(waker: Arc<Doorbell>, format: Format, buffers: Arc<Buffers>) -> Arc<Outlet> {
         Arc::new(Outlet {
             core: Mutex::new(Core {
                 feed: Feed::new(Vec::new(), None, Vec::new(), None),
@@ -744,7 +744,7 @@ impl Outlet {
         }
         if more {
             drop(core);
-            self.waker.wake();
+            self.waker.ring();
             return Pumped::Idle(Instant::now());
         }
         if core.last_write.elapsed() >= keepalive {
@@ -777,18 +777,18 @@ impl Outlet {
     fn write_now(&self) {
         let Some(wire) = self.wire.get() else {
             // Not started yet: the start collects everything.
-            return self.waker.wake();
+            return self.waker.ring();
         };
         let mut core = match self.core.try_lock() {
             Ok(core) => core,
             Err(TryLockError::Poisoned(p)) => p.into_inner(),
             // The park or another publisher is writing: the park looks
             // again once rung.
-            Err(TryLockError::WouldBlock) => return self.waker.wake(),
+            Err(TryLockError::WouldBlock) => return self.waker.ring(),
         };
         if !core.open || core.failed.is_some() || !core.try_write(&**wire) {
             drop(core);
-            self.waker.wake();
+            self.waker.ring();
         }
     }
 }
@@ -805,7 +805,7 @@ impl Notify for Outlet {
     }
 
     fn closed(&self) {
-        self.waker.wake();
+        self.waker.ring();
     }
 }
 
@@ -1252,7 +1252,7 @@ mod tests {
     }
 
     /// An outlet subscribed to `names` of `hub`, live.
-    fn outlet(hub: &Arc<Hub>, names: &[&str]) -> (Arc<Outlet>, Arc<Waker>) {
+    fn outlet(hub: &Arc<Hub>, names: &[&str]) -> (Arc<Outlet>, Arc<Doorbell>) {
         let buffers = Buffers::new(1 << 20, 64 << 10);
         outlet_with(hub, names, Format::Sse, buffers, &Resume::Live)
     }
@@ -1263,8 +1263,8 @@ mod tests {
         format: Format,
         buffers: Arc<Buffers>,
         from: &Resume,
-    ) -> (Arc<Outlet>, Arc<Waker>) {
-        let waker = Arc::new(Waker::default());
+    ) -> (Arc<Outlet>, Arc<Doorbell>) {
+        let waker = Arc::new(Doorbell::default());
         let outlet = Outlet::new(Arc::clone(&waker), format, buffers);
         let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
         let (subs, gaps) = hub.subscribe(&names, &outlet.as_notify(), from).unwrap();
@@ -1575,7 +1575,7 @@ mod tests {
     #[test]
     fn demo_topics_feed_an_outlet_too() {
         let topic = Topic::standalone("t", 4, None);
-        let waker = Arc::new(Waker::default());
+        let waker = Arc::new(Doorbell::default());
         let outlet = Outlet::new(
             Arc::clone(&waker),
             Format::Sse,

@@ -31,10 +31,9 @@
 //! away; meanwhile publishes are refused with 503 and `/healthz` says why.
 
 mod resp;
-mod target;
 
 pub use resp::{Limits, Reply};
-pub use target::Target;
+pub use crate::config::RedisTarget as Target;
 
 use crate::fanout::Fanouts;
 use crate::hub::{check_topic, new_run, Gap, Hub, Notify, Resume};
@@ -43,7 +42,7 @@ use crate::log;
 use crate::sse::Event;
 use crate::store::{self, From, Store, StoreError, Stored, TopicState};
 use crate::stream::{Backlog, Feed};
-use crate::waker::{lock, Waker};
+use crate::sync::{lock, Doorbell};
 use std::io::{self, BufReader, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -277,7 +276,7 @@ struct Shared {
     link: Mutex<Link>,
     stopping: AtomicBool,
     /// Cuts the feed thread's pauses short.
-    waker: Waker,
+    waker: Doorbell,
     /// The feed connection, to shut down under its blocking read.
     feed_socket: Mutex<Option<TcpStream>>,
     join_script: Script,
@@ -316,7 +315,7 @@ impl Redis {
                 rtt: None,
             }),
             stopping: AtomicBool::new(false),
-            waker: Waker::default(),
+            waker: Doorbell::default(),
             feed_socket: Mutex::default(),
             join_script: Script::new(JOIN),
             last_script: Script::new(LAST),
@@ -648,7 +647,7 @@ impl Redis {
     pub fn stop(&self) {
         let s = &self.shared;
         s.stopping.store(true, Ordering::SeqCst);
-        s.waker.wake();
+        s.waker.ring();
         if let Some(sock) = lock(&s.feed_socket).take() {
             let _ = sock.shutdown(Shutdown::Both);
         }

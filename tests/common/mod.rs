@@ -459,7 +459,7 @@ impl Drop for Daemon {
 
 /// Floods and many clients need more descriptors than the soft limit of 1024.
 pub fn raise_open_files_limit() {
-    let _ = ssed::sys::raise_open_files_limit();
+    let _ = ssed::sys::limits::raise_open_files_limit();
 }
 
 /// A directory of its own under the temporary directory, removed when

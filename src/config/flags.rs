@@ -1,105 +1,10 @@
-//! Settings of `ssed serve`, from flags and `SSED_*` environment variables.
-//!
-//! One table, [`FLAGS`], describes every flag once: its variable, what it
-//! means, its default, and how its value is read. The usage text is printed
-//! from it. A flag wins over its variable; every error names the flag (or
-//! variable) and the value it could not use.
+//! The flags of `ssed serve`: one table, its usage, and the readers of
+//! their values.
 
-pub use crate::args::UsageError;
-use crate::args::{self, Arg, Args};
-use crate::demos::Pace;
-use crate::hub;
-use crate::sources::{self, Kind, Spec};
+use super::{Config, Restart, SourceKind, SourceSpec};
+use crate::args;
 use std::path::PathBuf;
 use std::time::Duration;
-
-/// Everything `ssed serve` needs.
-#[derive(Clone, Debug)]
-pub struct Config {
-    /// `HOST:PORT`, resolved when binding.
-    pub addr: String,
-    pub www: Option<PathBuf>,
-    pub cors_origins: Vec<String>,
-    pub keepalive: Duration,
-    /// `--retry-ms`: the reconnection delay each SSE stream sends first.
-    pub retry_ms: u64,
-    /// `None`: what the system's limits allow, found at start.
-    pub max_connections: Option<usize>,
-    /// `None`: the connection cap less a reserve for short requests.
-    pub max_streams: Option<usize>,
-    pub max_demo_streams: usize,
-    pub header_timeout: Duration,
-    pub idle_timeout: Duration,
-    pub write_timeout: Duration,
-    pub access_log: bool,
-    pub pace: Pace,
-    /// Events each hub topic keeps for replay.
-    pub history: usize,
-    pub history_bytes: usize,
-    /// `None`: what the memory limit allows (see `memory::Sizing`).
-    pub history_total: Option<usize>,
-    pub max_topics: usize,
-    pub max_event_bytes: usize,
-    pub publish_token: Option<String>,
-    pub subscribe_token: Option<String>,
-    /// `--source` and `--tail`: what feeds topics.
-    pub sources: Vec<sources::Spec>,
-    pub source_restart: sources::Restart,
-    pub source_restart_delay: Duration,
-    pub tail_poll: Duration,
-    /// `--tail-symlinks`: a `--tail` path may be (or become) a symlink.
-    pub tail_symlinks: bool,
-    /// ssed's own binary, which runs each `--source` program as its keeper
-    /// (`ssed` sets `/proc/self/exe`); `None` runs `sh` directly, without
-    /// the guarantee that the program's whole tree ends with it.
-    pub source_keeper: Option<PathBuf>,
-    /// `--redis`: the hub shared with other instances.
-    pub redis: Option<crate::redis::Target>,
-    /// Connecting to Redis, and each command.
-    pub redis_timeout: Duration,
-    /// How long a publish's `Idempotency-Key` is remembered.
-    pub idempotency_ttl: Duration,
-    /// `--memory`: plan for this much memory instead of the cgroup's limit
-    /// or the host's.
-    pub memory: Option<u64>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            addr: "127.0.0.1:8000".into(),
-            www: None,
-            cors_origins: Vec::new(),
-            keepalive: Duration::from_secs(15),
-            retry_ms: crate::stream::RETRY_MS,
-            max_connections: None,
-            max_streams: None,
-            max_demo_streams: 1024,
-            header_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(60),
-            write_timeout: Duration::from_secs(30),
-            access_log: false,
-            pace: Pace::default(),
-            history: 1000,
-            history_bytes: 1024 * 1024,
-            history_total: None,
-            max_topics: 1000,
-            max_event_bytes: 64 * 1024,
-            publish_token: None,
-            subscribe_token: None,
-            sources: Vec::new(),
-            source_restart: sources::Restart::Always,
-            source_restart_delay: Duration::from_secs(1),
-            tail_poll: Duration::from_millis(250),
-            tail_symlinks: false,
-            source_keeper: None,
-            redis: None,
-            redis_timeout: Duration::from_secs(2),
-            idempotency_ttl: Duration::from_secs(300),
-            memory: None,
-        }
-    }
-}
 
 /// One flag of `ssed serve`.
 pub struct Flag {
@@ -111,18 +16,18 @@ pub struct Flag {
     pub help: &'static str,
     /// Shown after the variable's name in the usage.
     pub default: &'static str,
-    set: fn(&mut Config, &str) -> Result<(), String>,
+    pub(super) set: fn(&mut Config, &str) -> Result<(), String>,
     /// Set for a repeatable flag.
-    repeat: Option<Repeat>,
+    pub(super) repeat: Option<Repeat>,
 }
 
 /// A flag given several times adds to a list.
-struct Repeat {
+pub(super) struct Repeat {
     /// What separates its values in the environment variable.
-    separator: char,
+    pub(super) separator: char,
     /// Empties its list: given on the command line, the flag replaces the
     /// variable's values.
-    clear: fn(&mut Config),
+    pub(super) clear: fn(&mut Config),
 }
 
 /// Every flag of `ssed serve`, in the order of the usage.
@@ -294,7 +199,7 @@ pub const FLAGS: &[Flag] = &[
         help: "share topics, history and ids with other instances through Redis or Valkey: redis://[user:password@]host[:port][/db]",
         default: "",
         set: |c, v| {
-            c.redis = Some(crate::redis::Target::parse(v)?);
+            c.redis = Some(super::RedisTarget::parse(v)?);
             Ok(())
         },
         repeat: None,
@@ -361,15 +266,15 @@ pub const FLAGS: &[Flag] = &[
         default: "",
         set: |c, v| {
             let (topic, command) = feed(v, "COMMAND")?;
-            c.sources.push(Spec {
+            c.sources.push(SourceSpec {
                 topic,
-                kind: Kind::Command(command),
+                kind: SourceKind::Command(command),
             });
             Ok(())
         },
         repeat: Some(Repeat {
             separator: '\n',
-            clear: |c| c.sources.retain(|s| !matches!(s.kind, Kind::Command(_))),
+            clear: |c| c.sources.retain(|s| !matches!(s.kind, SourceKind::Command(_))),
         }),
     },
     Flag {
@@ -380,15 +285,15 @@ pub const FLAGS: &[Flag] = &[
         default: "",
         set: |c, v| {
             let (topic, file) = feed(v, "FILE")?;
-            c.sources.push(Spec {
+            c.sources.push(SourceSpec {
                 topic,
-                kind: Kind::File(PathBuf::from(file)),
+                kind: SourceKind::File(PathBuf::from(file)),
             });
             Ok(())
         },
         repeat: Some(Repeat {
             separator: '\n',
-            clear: |c| c.sources.retain(|s| !matches!(s.kind, Kind::File(_))),
+            clear: |c| c.sources.retain(|s| !matches!(s.kind, SourceKind::File(_))),
         }),
     },
     Flag {
@@ -399,9 +304,9 @@ pub const FLAGS: &[Flag] = &[
         default: "always",
         set: |c, v| {
             c.source_restart = match v {
-                "always" => sources::Restart::Always,
-                "on-failure" => sources::Restart::OnFailure,
-                "never" => sources::Restart::Never,
+                "always" => Restart::Always,
+                "on-failure" => Restart::OnFailure,
+                "never" => Restart::Never,
                 _ => return Err("expected always, on-failure or never".into()),
             };
             Ok(())
@@ -464,7 +369,7 @@ pub const FLAGS: &[Flag] = &[
     },
 ];
 
-fn set<T>(field: &mut T, value: Result<T, String>) -> Result<(), String> {
+pub(super) fn set<T>(field: &mut T, value: Result<T, String>) -> Result<(), String> {
     *field = value?;
     Ok(())
 }
@@ -523,99 +428,12 @@ pub fn usage() -> String {
     out
 }
 
-/// What the command line asks for.
-#[derive(Debug)]
-pub enum Command {
-    Serve(Box<Config>),
-    Help,
-    Version,
-}
-
-/// Parses the arguments after the program name; `env` looks up variables.
-pub fn parse(
-    args: impl IntoIterator<Item = String>,
-    env: impl Fn(&str) -> Option<String>,
-) -> Result<Command, UsageError> {
-    let mut args: Vec<String> = args.into_iter().collect();
-    if args.first().map(String::as_str) == Some("serve") {
-        args.remove(0);
-    }
-    let mut config = Config::default();
-    // Variables first, so that flags override them.
-    for flag in FLAGS {
-        let Some(value) = env(flag.var) else {
-            continue;
-        };
-        let values: Vec<&str> = match &flag.repeat {
-            Some(repeat) => value
-                .split(repeat.separator)
-                .map(str::trim)
-                .filter(|o| !o.is_empty())
-                .collect(),
-            None => vec![value.as_str()],
-        };
-        for v in values {
-            (flag.set)(&mut config, v).map_err(|why| args::invalid(flag.var, v, &why))?;
-        }
-    }
-    // Repeatable flags given on the command line, whose list from the
-    // variable was dropped.
-    let mut replaced: Vec<&str> = Vec::new();
-    let mut args = Args::new(args);
-    while let Some(arg) = args.next() {
-        let (name, inline) = match arg {
-            Arg::Option(name, inline) => (name, inline),
-            Arg::Plain(other) => return Err(UsageError(format!("unexpected argument {other:?}"))),
-        };
-        match name.as_str() {
-            "-h" | "--help" => return Ok(Command::Help),
-            "-V" | "--version" => return Ok(Command::Version),
-            _ => {}
-        }
-        let Some(flag) = FLAGS.iter().find(|f| f.name == name) else {
-            let hint = match name.as_str() {
-                "--port" | "-p" => "; use --addr HOST:PORT, such as --addr 127.0.0.1:8080",
-                _ => "",
-            };
-            return Err(UsageError(format!("unknown option {name:?}{hint}")));
-        };
-        let value = match (flag.value, inline) {
-            (Some(_), inline) => args.value(&name, inline)?,
-            (None, Some(inline)) => inline,
-            (None, None) => "1".into(),
-        };
-        // Repeated flags replace the variable's list, not add to it.
-        if let Some(repeat) = &flag.repeat {
-            if !replaced.contains(&flag.name) {
-                (repeat.clear)(&mut config);
-                replaced.push(flag.name);
-            }
-        }
-        (flag.set)(&mut config, &value).map_err(|why| args::invalid(&name, &value, &why))?;
-    }
-    for (i, spec) in config.sources.iter().enumerate() {
-        if config.sources[..i].iter().any(|s| s.topic == spec.topic) {
-            return Err(UsageError(format!(
-                "topic {:?} is fed twice (--source and --tail each need a topic of their own)",
-                spec.topic
-            )));
-        }
-    }
-    if let Some(total) = config.history_total.filter(|t| *t < config.max_event_bytes) {
-        return Err(UsageError(format!(
-            "--history-total ({total}) must be at least --max-event-bytes ({}): the newest event must fit",
-            config.max_event_bytes
-        )));
-    }
-    Ok(Command::Serve(Box::new(config)))
-}
-
 /// `TOPIC=VALUE`, the topic checked as the hub checks it.
-fn feed(value: &str, what: &str) -> Result<(String, String), String> {
+pub(super) fn feed(value: &str, what: &str) -> Result<(String, String), String> {
     let (topic, rest) = value
         .split_once('=')
         .ok_or_else(|| format!("expected TOPIC={what}"))?;
-    hub::check_topic(topic)?;
+    crate::names::check_topic(topic)?;
     if rest.trim().is_empty() {
         return Err(format!(
             "expected TOPIC={what}; the {} is empty",
@@ -704,216 +522,3 @@ fn millis(value: &str, min: u64, max: u64) -> Result<Duration, String> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse_with(args: &[&str], env: &[(&str, &str)]) -> Result<Config, String> {
-        let env: Vec<(String, String)> = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let lookup = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-        match parse(args.iter().map(|s| s.to_string()), lookup) {
-            Ok(Command::Serve(c)) => Ok(*c),
-            Ok(other) => Err(format!("{other:?}")),
-            Err(UsageError(e)) => Err(e),
-        }
-    }
-
-    #[test]
-    fn defaults_flags_and_env() {
-        let c = parse_with(&[], &[]).unwrap();
-        assert_eq!(c.addr, "127.0.0.1:8000");
-        assert_eq!(c.keepalive, Duration::from_secs(15));
-        assert_eq!(
-            (c.header_timeout, c.idle_timeout, c.access_log),
-            (Duration::from_secs(10), Duration::from_secs(60), false)
-        );
-        let c = parse_with(
-            &[
-                "serve",
-                "--addr",
-                "0.0.0.0:0",
-                "--keepalive=0.5",
-                "--cors-origin",
-                "*",
-                "--cors-origin",
-                "http://a:1",
-                "--access-log",
-                "--max-connections=50",
-                "--header-timeout",
-                "0.2",
-            ],
-            &[
-                ("SSED_ADDR", "127.0.0.1:9"),
-                ("SSED_MAX_STREAMS", "7"),
-                ("SSED_CORS_ORIGIN", "http://x"),
-                ("SSED_IDLE_TIMEOUT", "2"),
-            ],
-        )
-        .unwrap();
-        assert_eq!(c.addr, "0.0.0.0:0");
-        assert_eq!(c.keepalive, Duration::from_millis(500));
-        assert_eq!(c.max_streams, Some(7));
-        assert_eq!(c.max_connections, Some(50));
-        assert_eq!(c.cors_origins, ["*", "http://a:1"]);
-        assert!(c.access_log);
-        assert_eq!(c.header_timeout, Duration::from_millis(200));
-        assert_eq!(c.idle_timeout, Duration::from_secs(2));
-        let c = parse_with(
-            &[],
-            &[
-                ("SSED_CORS_ORIGIN", "http://x, http://y"),
-                ("SSED_ACCESS_LOG", "yes"),
-            ],
-        )
-        .unwrap();
-        assert_eq!(c.cors_origins, ["http://x", "http://y"]);
-        assert!(c.access_log);
-    }
-
-    #[test]
-    fn errors_name_the_argument() {
-        type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
-        let cases: [Case; 13] = [
-            (&["--port", "1"], &[], "unknown option \"--port\"; use --addr HOST:PORT, such as --addr 127.0.0.1:8080"),
-            (&["--frob"], &[], "unknown option \"--frob\""),
-            (&["extra"], &[], "unexpected argument \"extra\""),
-            (&["--addr"], &[], "--addr needs a value"),
-            (&["--addr", "8000"], &[], "invalid value \"8000\" for --addr: expected HOST:PORT, such as 127.0.0.1:8000, [::1]:0 or :8000 (every interface)"),
-            (&["--keepalive=x"], &[], "invalid value \"x\" for --keepalive: expected seconds from 0.01 to 3600"),
-            (&["--max-streams", "0"], &[], "invalid value \"0\" for --max-streams: expected a whole number from 1 to 1000000"),
-            (&["--cors-origin", "localhost"], &[], "invalid value \"localhost\" for --cors-origin: expected * or an origin such as http://localhost:8080"),
-            (&[], &[("SSED_KEEPALIVE", "-1")], "invalid value \"-1\" for SSED_KEEPALIVE: expected seconds from 0.01 to 3600"),
-            (&["--cors-origin", "http://a\r\nX: y"], &[], "invalid value \"http://a\\r\\nX: y\" for --cors-origin: an origin is printable ASCII without spaces"),
-            (&["--publish-token", ""], &[], "invalid value for --publish-token: the token is empty"),
-            (&[], &[("SSED_ACCESS_LOG", "maybe")], "invalid value \"maybe\" for SSED_ACCESS_LOG: expected 1 or 0"),
-            (&["--history-total", "32K"], &[], "--history-total (32768) must be at least --max-event-bytes (65536): the newest event must fit"),
-        ];
-        for (args, env, expected) in cases {
-            assert_eq!(parse_with(args, env).unwrap_err(), expected, "{args:?}");
-        }
-    }
-
-    #[test]
-    fn hub_settings() {
-        let c = parse_with(
-            &[
-                "--history",
-                "0",
-                "--history-bytes",
-                "2M",
-                "--max-event-bytes=1k",
-                "--max-topics",
-                "5",
-                "--history-total",
-                "8M",
-            ],
-            &[("SSED_PUBLISH_TOKEN", "p")],
-        )
-        .unwrap();
-        assert_eq!(
-            (
-                c.history,
-                c.history_bytes,
-                c.max_event_bytes,
-                c.max_topics,
-                c.history_total
-            ),
-            (0, 2 << 20, 1024, 5, Some(8 << 20))
-        );
-        assert_eq!(c.publish_token.as_deref(), Some("p"));
-        assert_eq!(parse_with(&["--max-event-bytes", "lots"], &[]).unwrap_err(), "invalid value \"lots\" for --max-event-bytes: expected bytes from 16 to 67108864, such as 65536, 64K or 1M");
-        assert_eq!(parse_with(&["--subscribe-token", "a b"], &[]).unwrap_err(), "invalid value for --subscribe-token: expected printable ASCII without spaces, quotes, commas or semicolons");
-    }
-
-    #[test]
-    fn sources_and_tails() {
-        let c = parse_with(
-            &[
-                "--source",
-                "build=make -j2 all",
-                "--tail",
-                "syslog=/var/log/syslog",
-                "--source-restart=never",
-            ],
-            &[
-                ("SSED_SOURCE", "a=echo a\nb=echo b"),
-                ("SSED_TAIL", "t=/tmp/x"),
-            ],
-        )
-        .unwrap();
-        // Flags replace the variable's list of the same flag.
-        assert_eq!(
-            c.sources,
-            [
-                Spec {
-                    topic: "build".into(),
-                    kind: Kind::Command("make -j2 all".into())
-                },
-                Spec {
-                    topic: "syslog".into(),
-                    kind: Kind::File("/var/log/syslog".into())
-                },
-            ]
-        );
-        // ...and not the other's.
-        let other = parse_with(&["--source", "build=make"], &[("SSED_TAIL", "t=/tmp/x")]).unwrap();
-        assert_eq!(
-            other.sources,
-            [
-                Spec {
-                    topic: "t".into(),
-                    kind: Kind::File("/tmp/x".into())
-                },
-                Spec {
-                    topic: "build".into(),
-                    kind: Kind::Command("make".into())
-                },
-            ]
-        );
-        assert_eq!(c.source_restart, sources::Restart::Never);
-        let c = parse_with(&[], &[("SSED_SOURCE", "a=echo a\n\nb=echo b\n")]).unwrap();
-        assert_eq!(c.sources.len(), 2);
-        let cases: [(&[&str], &str); 5] = [
-            (&["--source", "nocommand"], "invalid value \"nocommand\" for --source: expected TOPIC=COMMAND"),
-            (&["--source", "a b=ls"], "invalid value \"a b=ls\" for --source: topic names are 1 to 128 characters of A-Z a-z 0-9 . _ ~ - and /, not \"a b\""),
-            (&["--tail", "t= "], "invalid value \"t= \" for --tail: expected TOPIC=FILE; the file is empty"),
-            (&["--source", "x=ls", "--tail", "x=/f"], "topic \"x\" is fed twice (--source and --tail each need a topic of their own)"),
-            (&["--source-restart", "sometimes"], "invalid value \"sometimes\" for --source-restart: expected always, on-failure or never"),
-        ];
-        for (args, expected) in cases {
-            assert_eq!(parse_with(args, &[]).unwrap_err(), expected, "{args:?}");
-        }
-    }
-
-    #[test]
-    fn help_and_version() {
-        assert!(matches!(
-            parse(["--help".to_string()], |_| None),
-            Ok(Command::Help)
-        ));
-        assert!(matches!(
-            parse(["serve".into(), "-V".into()], |_| None),
-            Ok(Command::Version)
-        ));
-    }
-
-    #[test]
-    fn the_usage_lists_every_flag_within_80_columns() {
-        let text = usage();
-        for flag in FLAGS {
-            assert!(text.contains(flag.name), "{}", flag.name);
-            assert!(text.contains(flag.var), "{}", flag.var);
-        }
-        for line in text.lines() {
-            assert!(line.chars().count() <= 80, "{line:?}");
-            // A flag's name and its help never run together.
-            if let Some(flag) = line.trim_start().strip_prefix("--") {
-                let name_and_value = flag.split("  ").next().unwrap_or("");
-                assert!(name_and_value.split(' ').count() <= 2, "{line:?}");
-            }
-        }
-    }
-}

@@ -22,7 +22,8 @@
 //! then re-parented to init), and descendants that gain privileges to
 //! leave (a set-user-ID program changes who may signal it).
 
-use crate::sys::{self, Signal, Told};
+use crate::sys::process::{self, Pidfd, Signal};
+use crate::sys::signals::{self, Told};
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
@@ -63,14 +64,16 @@ pub fn run(args: &[String]) -> ! {
         std::process::exit(2);
     };
     let grace = Duration::from_millis(grace);
-    if let Err(e) = sys::block_keeper_signals().and_then(|()| sys::become_subreaper()) {
+    let kept = signals::block_keeper_signals()
+        .and_then(|()| process::become_subreaper())
+        .and_then(|()| process::term_with_parent());
+    if let Err(e) = kept {
         eprintln!("ssed {SUBCOMMAND}: cannot keep the program's processes: {e}");
         std::process::exit(126);
     }
-    sys::term_with_parent();
     let mut cmd = Command::new("sh");
     cmd.arg("-c").arg(shell_command).stdin(Stdio::null());
-    sys::die_with_parent(&mut cmd, Signal::Kill);
+    process::die_with_parent(&mut cmd, Signal::Kill);
     let sh = match cmd.spawn() {
         Ok(child) => child.id(),
         Err(e) => {
@@ -80,9 +83,9 @@ pub fn run(args: &[String]) -> ! {
     };
     let mut stop_at: Option<Instant> = None;
     loop {
-        let told = sys::wait_keeper_signal(LOOK_EVERY);
+        let told = signals::wait_keeper_signal(LOOK_EVERY);
         // ssed gone before the parent-death signal was set counts too.
-        let orphaned = sys::parent_pid() != parent;
+        let orphaned = process::parent_pid() != parent;
         if (told == Told::Stop || orphaned) && stop_at.is_none() {
             signal_all(Signal::Term);
             stop_at = Some(Instant::now() + grace);
@@ -99,7 +102,7 @@ pub fn run(args: &[String]) -> ! {
 /// Reaps every child that ended; the status of `sh` if it was one of them.
 fn reap_until(sh: u32) -> Option<ExitStatus> {
     let mut found = None;
-    while let Ok(Some((pid, status))) = sys::reap_any() {
+    while let Ok(Some((pid, status))) = process::reap_any() {
         if pid == sh {
             found = Some(status);
         }
@@ -114,24 +117,41 @@ fn finish(status: ExitStatus) -> ! {
     loop {
         signal_all(Signal::Kill);
         // No child at all (ECHILD): every descendant is gone and reaped.
-        if sys::reap_any().is_err() || Instant::now() >= until {
+        if process::reap_any().is_err() || Instant::now() >= until {
             break;
         }
         std::thread::sleep(Duration::from_millis(2));
     }
-    sys::exit_like(status)
+    process::exit_like(status)
 }
 
-/// Signals every living descendant of this process.
+/// Signals every living descendant of this process. Each is found in
+/// /proc, then held by a pidfd, then checked again to be a descendant
+/// before the signal goes through that handle: a process that ended and
+/// was reaped between the look and the signal cannot have its number
+/// given to a stranger that is then signalled.
 fn signal_all(signal: Signal) {
-    for pid in descendants(std::process::id()) {
-        sys::signal_process(pid, signal);
+    let tree = descendants(std::process::id());
+    let ours = |pid: u32| pid == std::process::id() || tree.contains(&pid);
+    for &pid in &tree {
+        let Ok(handle) = Pidfd::open(pid) else {
+            // Gone already, or a kernel without pidfds (before 5.3): not
+            // signalled by number, which might be another's by now.
+            continue;
+        };
+        let still = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| parse_stat(&stat))
+            .is_some_and(|(_, ppid)| ours(ppid));
+        if still {
+            let _ = handle.signal(signal);
+        }
     }
 }
 
 /// The processes below `root` in the tree of parent links, zombies left
 /// out (they are dead; reaping them is their parent's part), from /proc.
-pub fn descendants(root: u32) -> Vec<u32> {
+fn descendants(root: u32) -> Vec<u32> {
     let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();

@@ -1,0 +1,86 @@
+//! The names clients give: topics and event names, and the rules they
+//! keep. Checked once, wherever a name comes in (a URL, a body, a flag),
+//! with a sentence that quotes the rule.
+
+use crate::sse::GAP_EVENT;
+
+/// Longest topic name.
+pub const MAX_TOPIC_LEN: usize = 128;
+
+/// Topic names: 1 to 128 characters of `A-Z a-z 0-9 . _ ~ -` and `/`
+/// (URL-safe, so a topic is its own path).
+pub fn check_topic(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_TOPIC_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._~-/".contains(&b));
+    if !ok {
+        return Err(format!(
+            "topic names are 1 to {MAX_TOPIC_LEN} characters of A-Z a-z 0-9 . _ ~ - and /, not {name:?}"
+        ));
+    }
+    // `news/`, `/news` and `a//b` would be topics of their own, apart from
+    // `news` and `a/b`: a stray slash is refused, not a new topic.
+    if name.split('/').any(|part| matches!(part, "" | "." | "..")) {
+        return Err(format!(
+            "a topic name's / separates non-empty parts other than . and .. (no leading, trailing or double /), not {name:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// Longest event name.
+pub const MAX_EVENT_NAME: usize = 128;
+
+/// Event names: 1 to 128 characters (not bytes: `é` is one), no CR, LF or
+/// NUL (they would end the
+/// `event:` line), no leading space (the reader would strip it), and not
+/// `gap`, which ssed sends itself.
+pub fn check_event_name(name: &str) -> Result<(), String> {
+    if name.is_empty()
+        || name.chars().count() > MAX_EVENT_NAME
+        || name.contains(['\r', '\n', '\0'])
+        || name.starts_with(' ')
+    {
+        return Err(format!(
+            "event names are 1 to {MAX_EVENT_NAME} characters without CR, LF, NUL or a leading space, not {name:?}"
+        ));
+    }
+    if name == GAP_EVENT {
+        return Err(format!(
+            "the event name {GAP_EVENT:?} is reserved for ssed's notices of lost events"
+        ));
+    }
+    Ok(())
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names() {
+        let long = "x".repeat(129);
+        for bad in [
+            "", "a b", "a?b", "é", &long, "news/", "/news", "a//b", "a/./b", "..", "a/..",
+        ] {
+            assert!(check_topic(bad).is_err(), "{bad:?}");
+        }
+        for good in ["news", "news/sport-1.x_~", "a/b/c", &"x".repeat(128)] {
+            assert!(check_topic(good).is_ok(), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn event_names() {
+        let long = "é".repeat(129);
+        for bad in ["", "a\nb", "a\rb", "a\0b", " a", "gap", &long] {
+            assert!(check_event_name(bad).is_err(), "{bad:?}");
+        }
+        for good in ["reading", "a b", &"é".repeat(128)] {
+            assert!(check_event_name(good).is_ok(), "{good:?}");
+        }
+    }
+}
