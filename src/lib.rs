@@ -16,53 +16,47 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 //!
-//! The rooms, each owning one concept (ARCHITECTURE.md has the invariants
+//! The rooms, from the top floor down (ARCHITECTURE.md has the invariants
 //! and where a change goes):
-//! - wire formats, bytes only: [`sse`] (events), [`http1`] (HTTP/1.1
-//!   heads, framing, chunks), [`pyjson`] (JSON as Python writes it);
-//! - the hub, no HTTP: [`hub`] (topics, ids, replay), [`fanout`] (the
-//!   threads that tell subscribers), [`waker`];
-//! - connections, the only room that accepts sockets: [`conn`];
-//! - the application, no sockets: [`routes`] (request to action),
-//!   [`stream`] (a stream's write loop), [`publish`], [`auth`], [`cors`],
-//!   [`www`], [`metrics`], [`demos`], and [`server`], which starts it all;
-//! - the client: [`client`] (`ssed listen`, `ssed publish`, and their
-//!   HTTP on [`http1`]);
-//! - live logs: [`sources`] (programs and files that feed topics), on
-//!   [`lines`], each program under a [`keeper`] process;
-//! - the edges: [`config`] and [`args`] (the command line), [`log`],
-//!   [`calendar`], [`sys`] (the only `unsafe` code).
+//! - [`app`]: the application, the only room that knows every other: the
+//!   wiring ([`Server`]), routes and who may use them, publishes, streams
+//!   opened, pages, CORS, `/metrics`;
+//! - [`store`]: the log of events, the seam between one instance and
+//!   several ([`store::Memory`], [`store::Redis`]); [`sources`]: programs
+//!   and files that feed topics through it; [`demos`]: the tutorials'
+//!   producers;
+//! - [`stream`]: a stream's body, written to a [`conn::Wire`];
+//! - [`conn`]: the connection layer, the only room that accepts sockets;
+//!   [`hub`]: topics, ids, the fan-out, idempotency keys;
+//! - leaves, bytes and values only: [`http1`], [`sse`], [`pyjson`],
+//!   [`names`], [`lines`], [`config`] and [`args`] (the command line),
+//!   [`memory`] (what the host allows), [`log`], [`calendar`], [`sync`],
+//!   [`net`], and [`sys`] (the only `unsafe` code);
+//! - the client: [`client`] (`ssed listen`, `ssed publish`).
+
 #![deny(unsafe_code)]
 
+pub mod app;
 pub mod args;
-pub mod auth;
 pub mod calendar;
 pub mod client;
 pub mod config;
 pub mod conn;
-pub mod cors;
 pub mod demos;
-pub mod fanout;
 pub mod http1;
 pub mod hub;
-pub mod idempotency;
 pub mod lines;
 pub mod log;
 pub mod memory;
-pub mod metrics;
 pub mod names;
-pub mod publish;
+pub mod net;
 pub mod pyjson;
-pub mod redis;
-pub mod routes;
-pub mod server;
 pub mod sources;
 pub mod sse;
 pub mod store;
 pub mod stream;
 pub mod sync;
 pub mod sys;
-pub mod www;
 
+pub use app::Server;
 pub use config::Config;
-pub use server::Server;

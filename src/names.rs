@@ -1,5 +1,5 @@
-//! The names clients give: topics and event names, and the rules they
-//! keep. Checked once, wherever a name comes in (a URL, a body, a flag),
+//! The names clients give: topics, event names and idempotency keys, and
+//! the rules they keep. Checked once, wherever a name comes in (a URL, a body, a flag),
 //! with a sentence that quotes the rule.
 
 use crate::sse::GAP_EVENT;
@@ -55,6 +55,28 @@ pub fn check_event_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The request header.
+pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
+
+/// Longest idempotency key: printable ASCII, at most this many bytes.
+pub const MAX_KEY_LEN: usize = 128;
+
+/// A key as a client may send it: 1 to 128 printable ASCII characters
+/// without spaces (it becomes part of a Redis key and of a header).
+pub fn check_idempotency_key(key: &str) -> Result<(), String> {
+    if key.is_empty() || key.len() > MAX_KEY_LEN || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(format!(
+            "{IDEMPOTENCY_HEADER} is 1 to {MAX_KEY_LEN} printable ASCII characters without spaces"
+        ));
+    }
+    Ok(())
+}
+
+/// A key drawn for a publish that came without one (so that ssed's own
+/// retries against Redis store it once).
+pub fn draw_idempotency_key() -> String {
+    format!("ssed-{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
+}
 
 #[cfg(test)]
 mod tests {

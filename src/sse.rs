@@ -11,10 +11,9 @@ use std::sync::OnceLock;
 /// One event as the server sends it.
 ///
 /// Its `text/event-stream` bytes are made once, on first use, and shared by
-/// every subscriber that writes it ([`Event::sse_bytes`]), together with the
-/// HTTP/1.1 chunk that carries it alone ([`Event::sse_chunk`]), so that a
-/// subscriber that is caught up is written from these very bytes: change an
-/// event only before it is sent.
+/// every subscriber that writes it ([`Event::sse_bytes`]), so that a
+/// subscriber is written from these very bytes (the transport's framing
+/// goes around them): change an event only before it is sent.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Event {
     /// `id:` field; never contains CR, LF or NUL (see [`check_field`]).
@@ -74,25 +73,13 @@ impl Event {
         }
     }
 
-    /// The `text/event-stream` form of this event, made once.
+    /// The `text/event-stream` form of this event, made once and shared by
+    /// every reader that writes it.
     pub fn sse_bytes(&self) -> &[u8] {
-        let chunk = self.sse_chunk();
-        // Inside the chunk: after its size line, before its closing CRLF.
-        let start = chunk.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1);
-        &chunk[start..chunk.len() - 2]
-    }
-
-    /// This event alone as an HTTP/1.1 chunk: its size line, its
-    /// `text/event-stream` form and CRLF. Made once.
-    pub fn sse_chunk(&self) -> &[u8] {
         self.encoded.0.get_or_init(|| {
             let mut body = Vec::with_capacity(self.data.len() + 32);
             encode(self, &mut body);
-            let mut chunk = format!("{:x}\r\n", body.len()).into_bytes();
-            chunk.reserve_exact(body.len() + 2);
-            chunk.extend_from_slice(&body);
-            chunk.extend_from_slice(b"\r\n");
-            chunk.into_boxed_slice()
+            body.into_boxed_slice()
         })
     }
 
@@ -527,10 +514,10 @@ mod tests {
     fn an_event_and_its_chunk_are_made_once() {
         let ev = Event::named("x", "hello");
         assert_eq!(ev.sse_bytes(), b"event: x\ndata: hello\n\n");
-        assert_eq!(ev.sse_chunk(), b"16\r\nevent: x\ndata: hello\n\n\r\n");
+        // Made once: the same bytes every time.
         assert!(std::ptr::eq(
             ev.sse_bytes().as_ptr(),
-            ev.sse_chunk()[4..].as_ptr()
+            ev.sse_bytes().as_ptr()
         ));
     }
 

@@ -25,7 +25,7 @@ fn instance(redis: &Redis, tweak: impl FnOnce(&mut Config)) -> Server {
 /// its link up.
 fn instance_at(url: &str, tweak: impl FnOnce(&mut Config)) -> Server {
     let server = start(|c| {
-        c.redis = Some(ssed::redis::Target::parse(url).unwrap());
+        c.redis = Some(ssed::config::RedisTarget::parse(url).unwrap());
         c.redis_timeout = Duration::from_millis(500);
         c.keepalive = Duration::from_millis(200);
         tweak(c);
@@ -477,7 +477,7 @@ fn a_wrong_password_or_not_a_redis_is_said_in_one_line() {
     redis.cmd(&["CONFIG", "SET", "requirepass", "right"]);
     let health = |url: String| {
         let server = start(|c| {
-            c.redis = Some(ssed::redis::Target::parse(&url).unwrap());
+            c.redis = Some(ssed::config::RedisTarget::parse(&url).unwrap());
             c.redis_timeout = Duration::from_millis(300);
         });
         let addr = server.addr();
@@ -531,7 +531,7 @@ fn a_wrong_password_or_not_a_redis_is_said_in_one_line() {
     // And the right one links.
     let ok = start(|c| {
         c.redis = Some(
-            ssed::redis::Target::parse(&format!("redis://:right@127.0.0.1:{}", redis.port))
+            ssed::config::RedisTarget::parse(&format!("redis://:right@127.0.0.1:{}", redis.port))
                 .unwrap(),
         );
     });

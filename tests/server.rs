@@ -694,7 +694,7 @@ fn pages_and_traversal() {
         head.header("Content-Type"),
         Some("text/html; charset=utf-8")
     );
-    let pages = ssed::www::EMBEDDED
+    let pages = ssed::app::www::EMBEDDED
         .iter()
         .map(|(name, _)| *name)
         .filter(|name| name.ends_with(".html") && *name != "index.html");

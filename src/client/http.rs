@@ -135,16 +135,10 @@ impl Session {
         body: &[u8],
         limit: u64,
     ) -> io::Result<Answer> {
-        use io::ErrorKind::{BrokenPipe, ConnectionReset, UnexpectedEof};
-        let reused = self.open.is_some();
-        match self.try_request(method, headers, body, limit) {
-            Err(e)
-                if reused && matches!(e.kind(), UnexpectedEof | ConnectionReset | BrokenPipe) =>
-            {
-                self.try_request(method, headers, body, limit)
-            }
-            other => other,
-        }
+        let kept = self.open.is_some();
+        crate::net::with_kept(kept, crate::net::stale, |_| {
+            self.try_request(method, headers, body, limit)
+        })
     }
 
     fn try_request(

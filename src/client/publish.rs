@@ -235,11 +235,11 @@ fn with_key(headers: &[(String, String)]) -> Vec<(String, String)> {
     let mut out = headers.to_vec();
     if !out
         .iter()
-        .any(|(n, _)| n.eq_ignore_ascii_case(crate::idempotency::HEADER))
+        .any(|(n, _)| n.eq_ignore_ascii_case(crate::names::IDEMPOTENCY_HEADER))
     {
         out.push((
-            crate::idempotency::HEADER.into(),
-            crate::idempotency::draw(),
+            crate::names::IDEMPOTENCY_HEADER.into(),
+            crate::names::draw_idempotency_key(),
         ));
     }
     out

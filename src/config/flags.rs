@@ -521,4 +521,3 @@ fn millis(value: &str, min: u64, max: u64) -> Result<Duration, String> {
         _ => Err(format!("expected milliseconds from {min} to {max}")),
     }
 }
-

@@ -13,9 +13,9 @@ mod flags;
 mod redis_url;
 
 pub use crate::args::UsageError;
+use crate::args::{self, Arg, Args};
 pub use flags::{usage, Flag, FLAGS};
 pub use redis_url::Target as RedisTarget;
-use crate::args::{self, Arg, Args};
 use std::path::PathBuf;
 use std::time::Duration;
 

@@ -36,6 +36,7 @@ pub use crate::config::{Restart, SourceKind as Kind, SourceSpec as Spec};
 use crate::hub::Hub;
 use crate::log;
 use crate::sse::Event;
+use crate::store::Store;
 use crate::sync::{lock, Crew, Doorbell};
 use crate::sys::process::{signal_group, Signal};
 use serde_json::{json, Value};
@@ -76,10 +77,6 @@ pub struct Settings {
     pub tail_symlinks: bool,
 }
 
-/// How a source publishes a line: to the hub, or through Redis; an error
-/// says why the line was lost.
-pub type Publish = Arc<dyn Fn(&str, Event) -> Result<(), String> + Send + Sync>;
-
 /// Every source, and the threads that run them.
 pub struct Sources {
     shared: Arc<Shared>,
@@ -87,7 +84,8 @@ pub struct Sources {
 }
 
 struct Shared {
-    publish: Publish,
+    /// Where lines are published: the log, as any publish.
+    store: Arc<dyn Store>,
     /// Lines that could not be published, said once a second.
     lost: log::Throttled,
     settings: Settings,
@@ -117,15 +115,16 @@ struct State {
 }
 
 impl Sources {
-    /// Pins each source's topic in the hub and starts its thread.
+    /// Pins each source's topic in `hub` and starts its thread, which
+    /// publishes to `store`.
     pub fn start(
         specs: &[Spec],
+        store: Arc<dyn Store>,
         hub: Arc<Hub>,
-        publish: Publish,
         settings: Settings,
     ) -> io::Result<Sources> {
         let shared = Arc::new(Shared {
-            publish,
+            store,
             lost: log::Throttled::new("lines of sources were lost: they could not be published"),
             settings,
             crew: Crew::default(),
@@ -247,7 +246,7 @@ impl Shared {
     }
 
     fn publish(&self, topic: &str, event: Event) {
-        if let Err(why) = (self.publish)(topic, event) {
+        if let Err(why) = self.store.publish(topic, event, None) {
             self.lost.note(&format!("{topic}: {why}"));
         }
     }

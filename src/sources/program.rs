@@ -2,8 +2,8 @@
 //! line by line, started again with back-off.
 
 use super::keeper;
-use crate::lines::Lines;
 use super::{Kind, Restart, Shared, Source, DRAIN_AFTER_EXIT, READ_CHUNK, STOP_GRACE};
+use crate::lines::Lines;
 use crate::log;
 use crate::sse::Event;
 use crate::sync::lock;

@@ -94,4 +94,3 @@ pub fn cpus() -> usize {
     };
     usize::try_from(count).unwrap_or(1).max(1)
 }
-

@@ -95,14 +95,8 @@ pub fn wait_exited(pid: u32) -> io::Result<()> {
         // SAFETY: a zeroed siginfo_t is valid; waitid writes into it.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
         // SAFETY: waitid reads integers and writes the siginfo we pass.
-        let rc = unsafe {
-            libc::waitid(
-                libc::P_PID,
-                pid,
-                &mut info,
-                libc::WEXITED | libc::WNOWAIT,
-            )
-        };
+        let rc =
+            unsafe { libc::waitid(libc::P_PID, pid, &mut info, libc::WEXITED | libc::WNOWAIT) };
         match check(rc) {
             Ok(_) => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -120,9 +114,7 @@ pub fn die_with_parent(cmd: &mut std::process::Command, signal: Signal) {
     // SAFETY: the closure runs in the child between fork and exec and calls
     // only prctl, which is async-signal-safe.
     unsafe {
-        cmd.pre_exec(move || {
-            check(libc::prctl(libc::PR_SET_PDEATHSIG, sig)).map(|_| ())
-        });
+        cmd.pre_exec(move || check(libc::prctl(libc::PR_SET_PDEATHSIG, sig)).map(|_| ()));
     }
 }
 

@@ -7,11 +7,13 @@
 //! answered with an id that names another event.
 //!
 //! Without Redis the numbers are kept here, for `--idempotency-ttl`, at most
-//! a bounded count of them (past that the oldest are forgotten first). A key
+//! a bounded count of them (`memory` sizes it; past it the oldest are
+//! forgotten first). A key
 //! is remembered only once its publish was stored: a publish refused or
 //! failed leaves nothing behind, so the bound holds whatever clients send.
 //! Each key is kept as a 128-bit keyed hash of it, not as its text, so that
-//! every entry costs the same, whatever the key's length (figure: [`COST`]).
+//! every entry costs the same, whatever the key's length (75 bytes,
+//! measured: `memory::COSTS`).
 //! With Redis the publish script keeps the number under the key, in Redis,
 //! so that a retry on any instance is answered with it.
 
@@ -22,38 +24,9 @@ use std::hash::BuildHasher;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// The request header.
-pub const HEADER: &str = "Idempotency-Key";
-
-/// Keys remembered at once without Redis, on a host with memory to spare;
-/// a smaller host remembers fewer (see `memory`).
-pub const MAX_KEYS: usize = 100_000;
-
-/// What a remembered key costs in memory: its entry in the map, with the
-/// map's spare room, and its place in the expiry queue. Measured 75 bytes
-/// (the RSS of a release build before and after 100,000 publishes with
-/// keys of 128 bytes, the topic's history full already), rounded up.
-pub const COST: usize = 80;
-
-/// Longest key: printable ASCII, at most this many bytes.
-pub const MAX_KEY_LEN: usize = 128;
-
-/// A key as a client may send it: 1 to 128 printable ASCII characters
-/// without spaces (it becomes part of a Redis key and of a header).
-pub fn check(key: &str) -> Result<(), String> {
-    if key.is_empty() || key.len() > MAX_KEY_LEN || !key.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(format!(
-            "{HEADER} is 1 to {MAX_KEY_LEN} printable ASCII characters without spaces"
-        ));
-    }
-    Ok(())
-}
-
-/// A key drawn for a publish that came without one (so that ssed's own
-/// retries against Redis store it once).
-pub fn draw() -> String {
-    format!("ssed-{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
-}
+pub use crate::names::{
+    check_idempotency_key as check, draw_idempotency_key as draw, IDEMPOTENCY_HEADER as HEADER,
+};
 
 /// What a publish is, for telling a retry from a reuse of its key: the
 /// topic, the event's name and its data, hashed (64-bit FNV-1a, the same in

@@ -1,12 +1,20 @@
-//! What a publish body means: the event it becomes.
+//! A publish: what its body means (the event it becomes), and the action
+//! that reads it and stores it.
 //!
 //! `text/plain` (or any body that is not JSON) is the event's data as it is,
 //! line breaks kept. A JSON object `{"data": ..., "event": "..."}` gives the
 //! data (a string as it is, any other JSON value as compact JSON) and the
 //! name. `?event=NAME` names the event when the body does not.
 
+use super::routes::{Post, PublishTo, MESSAGES_TOPIC};
+use super::App;
+use crate::conn::Exchange;
+use crate::http1::{Request, Response};
+use crate::hub::idempotency;
 use crate::names::check_event_name;
+use crate::pyjson;
 use crate::sse::Event;
+use serde_json::json;
 use serde_json::Value;
 
 /// The event a body makes. `content_type` is the request's header; JSON is
@@ -67,6 +75,106 @@ pub fn event_from_body(
         data,
         ..Event::default()
     })
+}
+
+impl App {
+    /// Reads the body, makes it an event, stores it (its subscribers are
+    /// told by the log, here and on every instance): the answer, or the
+    /// refusal.
+    pub(super) fn publish(
+        &self,
+        ex: &mut Exchange<'_>,
+        to: &PublishTo,
+        query_event: Option<&str>,
+    ) -> Result<Response, Response> {
+        let topic = match to {
+            PublishTo::Seed(_) => MESSAGES_TOPIC,
+            PublishTo::Topic(topic) => topic.as_str(),
+        };
+        if let Some(flag) = self.sources.owner(topic) {
+            return Err(Response::error(
+                409,
+                &format!("topic {topic} is fed by {flag}; it takes no publishes"),
+            ));
+        }
+        // Before the body is read: near the limit it is not taken in.
+        if let Some(refused) = self.memory_refusal(ex) {
+            return Err(refused);
+        }
+        let limit = self.config.max_event_bytes;
+        let body = match ex.read_body(limit) {
+            Ok(body) => body,
+            Err(r) if r.status == 413 => {
+                self.too_large.note(&format!("{}", ex.peer()));
+                return Err(Response::error(
+                    413,
+                    &format!("body is larger than {limit} bytes (--max-event-bytes)"),
+                ));
+            }
+            Err(r) => return Err(r.into()),
+        };
+        let req = ex.request();
+        let key = idempotency_key(req).map_err(|why| Response::error(400, &why))?;
+        let (topic, event, answer) = match to {
+            PublishTo::Seed(post) => match seed_message(*post, &body) {
+                Ok((event, answer)) => (MESSAGES_TOPIC, event, Some(answer)),
+                Err(why) => return Err(Response::error(400, &why)),
+            },
+            PublishTo::Topic(topic) => {
+                match event_from_body(req.header("Content-Type"), &body, query_event) {
+                    Ok(event) => (topic.as_str(), event, None),
+                    Err(why) => return Err(Response::error(400, &why)),
+                }
+            }
+        };
+        let stored = self
+            .store
+            .publish(topic, event, key.as_deref())
+            .map_err(|e| self.refused(e, ex))?;
+        // The seed's endpoints answer as the tutorial does; the hub's with
+        // the event's id.
+        let body = match answer {
+            Some(answer) => answer,
+            None => json!({ "id": stored.id, "topic": topic, "subscribers": stored.subscribers }),
+        };
+        Ok(Response::json(200, &body))
+    }
+}
+
+/// The request's `Idempotency-Key`, checked: one at most.
+fn idempotency_key(req: &Request) -> Result<Option<String>, String> {
+    let mut keys = req.headers_named(idempotency::HEADER).map(str::trim);
+    let key = keys.next();
+    if keys.next().is_some() {
+        return Err(format!(
+            "a publish takes one {} header, not several",
+            idempotency::HEADER
+        ));
+    }
+    if let Some(key) = key {
+        idempotency::check(key)?;
+    }
+    Ok(key.map(String::from))
+}
+
+/// `POST /messages` and `POST /send_rest` (seed 001): the body is a JSON
+/// object; its `message` is echoed at once and the same JSON is broadcast.
+fn seed_message(post: Post, body: &[u8]) -> Result<(Event, Value), String> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| format!("body is not valid JSON: {e}"))?;
+    let Value::Object(fields) = value else {
+        return Err(r#"body must be a JSON object, such as {"message": "hello"}"#.into());
+    };
+    let (status, missing) = match post {
+        Post::Messages => ("Received", "No message provided"),
+        Post::Rest => ("Received via REST", "No REST message provided"),
+    };
+    let message = fields
+        .get("message")
+        .cloned()
+        .unwrap_or_else(|| missing.into());
+    let answer = json!({ "status": status, "message": message });
+    Ok((Event::message(pyjson::dumps(&answer)), answer))
 }
 
 #[cfg(test)]

@@ -1,6 +1,38 @@
 //! Tokens: who may publish and who may subscribe.
 //!
+//! Every route says who may use it ([`Who`], from `routes::Route::who`, a
+//! match without a catch-all: a new route does not compile until it says).
 //! Pure functions over header and query values; the server supplies them.
+
+/// Who may use a route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Who {
+    /// Pages, the demos, health, preflights, refusals.
+    Anyone,
+    /// Publishing: the publish token, as a Bearer header.
+    Publishers,
+    /// Subscribing and what lists the topics: the subscribe token, as a
+    /// Bearer header, `?token=` or the cookie.
+    Subscribers,
+}
+
+/// The tokens in force: `--publish-token`, `--subscribe-token`.
+#[derive(Clone, Debug, Default)]
+pub struct Tokens {
+    pub publish: Option<String>,
+    pub subscribe: Option<String>,
+}
+
+impl Tokens {
+    /// Whether `presented` lets its request do what `who` may.
+    pub fn allow(&self, who: Who, presented: &Presented) -> Result<(), Denied> {
+        match who {
+            Who::Anyone => Ok(()),
+            Who::Publishers => check(self.publish.as_deref(), presented, false),
+            Who::Subscribers => check(self.subscribe.as_deref(), presented, true),
+        }
+    }
+}
 
 /// Where a request may carry a token.
 pub struct Presented<'a> {

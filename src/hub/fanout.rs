@@ -33,13 +33,12 @@
 //! noise). A topic that keeps up (each pass ends before the next event) is
 //! never paced.
 
-use crate::hub::{Notify, Published, Topic};
-use crate::sync::lock;
+use super::topic::{Notify, Topic};
+use crate::sync::{lock, Crew};
 use std::collections::VecDeque;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
-use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 /// A saturated topic rests this fraction of its last pass's time.
@@ -185,14 +184,16 @@ impl Pass {
 
 /// The fan-out workers, and their queue of topics with news.
 pub struct Fanouts {
-    shared: Arc<Shared>,
-    workers: Mutex<Vec<JoinHandle<()>>>,
+    /// `None`: no workers, each pass runs on the thread that dispatches
+    /// (tests, where a publish must have reached its subscribers when it
+    /// returns).
+    shared: Option<Arc<Shared>>,
 }
 
 struct Shared {
     queue: Mutex<Queue>,
     ready: Condvar,
-    stopping: AtomicBool,
+    crew: Crew,
     workers: usize,
 }
 
@@ -203,49 +204,56 @@ impl Fanouts {
         let shared = Arc::new(Shared {
             queue: Mutex::default(),
             ready: Condvar::new(),
-            stopping: AtomicBool::new(false),
+            crew: Crew::default(),
             workers,
         });
-        let fanouts = Fanouts {
-            shared,
-            workers: Mutex::default(),
-        };
         for i in 0..workers {
-            let shared = Arc::clone(&fanouts.shared);
-            let worker = thread::Builder::new()
-                .name(format!("ssed-fanout-{i}"))
-                .spawn(move || work(&shared))?;
-            lock(&fanouts.workers).push(worker);
+            let s = Arc::clone(&shared);
+            shared
+                .crew
+                .spawn(&format!("ssed-fanout-{i}"), move || work(&s))?;
         }
-        Ok(fanouts)
+        Ok(Fanouts {
+            shared: Some(shared),
+        })
     }
 
-    /// Has the subscribers of what was just published notified.
-    pub fn dispatch(&self, published: Published) {
-        let topic = published.into_topic();
+    /// No workers: every pass runs at once, on the thread that dispatches.
+    pub fn inline() -> Arc<Fanouts> {
+        Arc::new(Fanouts { shared: None })
+    }
+
+    /// Has the subscribers of `topic` told of what it holds now.
+    pub fn dispatch(&self, topic: Arc<Topic>) {
+        let Some(shared) = &self.shared else {
+            for n in topic.take_news() {
+                n.notify();
+            }
+            return;
+        };
         if !topic.queue_for_fanout() {
             // Queued already: the pass to come covers this event too.
             return;
         }
-        lock(&self.shared.queue).ready.push_back(Due {
+        lock(&shared.queue).ready.push_back(Due {
             topic,
             saturated: false,
         });
-        self.shared.ready.notify_one();
+        shared.ready.notify_one();
     }
 
     /// Finishes what is queued, then stops and joins the workers.
     pub fn stop(&self) {
-        self.shared.stopping.store(true, Ordering::Release);
+        let Some(shared) = &self.shared else {
+            return;
+        };
+        shared.crew.begin_stop();
         {
             // Taken so that no worker is between its check and its wait.
-            let _queue = lock(&self.shared.queue);
-            self.shared.ready.notify_all();
+            let _queue = lock(&shared.queue);
+            shared.ready.notify_all();
         }
-        let workers: Vec<_> = lock(&self.workers).drain(..).collect();
-        for worker in workers {
-            let _ = worker.join();
-        }
+        shared.crew.join();
     }
 }
 
@@ -260,7 +268,7 @@ fn work(shared: &Shared) {
         let job = {
             let mut queue = lock(&shared.queue);
             loop {
-                let stopping = shared.stopping.load(Ordering::Acquire);
+                let stopping = shared.crew.stopping();
                 // At shutdown nothing rests: what is queued goes out now.
                 queue.wake_rested(Instant::now(), stopping);
                 if let Some(job) = queue.next() {
@@ -301,7 +309,7 @@ fn run_pass(shared: &Shared, due: Due) {
     // Unqueued before the snapshot: an event published from here on
     // queues the topic again, so none is left without a pass.
     let started = Instant::now();
-    let pass = Arc::new(Pass::new(topic.fanout().into_subscribers()));
+    let pass = Arc::new(Pass::new(topic.take_news()));
     // A topic that keeps up leaves cores idle between its events: another
     // worker shortens its pass. A saturated one is not shared: every core
     // is busy already, and its writes carry more events the longer its
@@ -325,7 +333,7 @@ fn run_pass(shared: &Shared, due: Due) {
         let rest = took.mul_f64(PACE).min(MAX_REST);
         queue.rest(&topic, Instant::now() + rest);
     }
-    if shared.stopping.load(Ordering::Acquire) {
+    if shared.crew.stopping() {
         // Workers that waited for this pass to end may now be done.
         shared.ready.notify_all();
     } else if !queue.ready.is_empty() {
@@ -337,11 +345,13 @@ fn run_pass(shared: &Shared, due: Due) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hub::{Hub, Notify, Resume, Retention};
+    use crate::hub::{Hub, Notify, Resume, Retention, Subscription};
     use crate::sse::Event;
     use crate::sync::Doorbell;
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
+    use std::thread;
     use std::time::Duration;
+    use std::time::Instant;
 
     /// Counts notifications and rings when told of one.
     struct Counter(AtomicUsize, Doorbell);
@@ -373,26 +383,18 @@ mod tests {
 
     #[test]
     fn a_saturated_topic_rests_while_others_are_served_and_nothing_is_lost() {
-        let hub = Arc::new(Hub::new(
-            Retention {
-                history: 10,
-                bytes: usize::MAX,
-            },
-            10,
-            usize::MAX,
-        ));
         let fanouts = Arc::new(Fanouts::start(1).unwrap());
+        let hub = hub(&fanouts);
         let log = Arc::new(Mutex::new(Vec::new()));
         let busy = {
-            let (hub, fanouts) = (Arc::clone(&hub), Arc::clone(&fanouts));
+            let hub = Arc::clone(&hub);
             Arc::new(Logger {
                 name: "busy",
                 log: Arc::clone(&log),
                 // During busy's first pass: busy gets news again, then quiet.
                 during: Mutex::new(Some(Box::new(move || {
                     for topic in ["busy", "quiet"] {
-                        let (_, p) = hub.publish(topic, Event::message("2")).unwrap();
-                        fanouts.dispatch(p);
+                        hub.publish(topic, Event::message("2")).unwrap();
                     }
                 }))),
             })
@@ -409,8 +411,7 @@ mod tests {
         };
         let _busy_sub = subscribe("busy", busy);
         let _quiet_sub = subscribe("quiet", quiet);
-        let (_, p) = hub.publish("busy", Event::message("1")).unwrap();
-        fanouts.dispatch(p);
+        hub.publish("busy", Event::message("1")).unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while lock(&log).len() < 3 && std::time::Instant::now() < deadline {
             std::thread::yield_now();
@@ -422,23 +423,15 @@ mod tests {
 
     #[test]
     fn every_publish_is_fanned_out_and_a_queued_topic_once() {
-        let hub = Hub::new(
-            Retention {
-                history: 10,
-                bytes: usize::MAX,
-            },
-            10,
-            usize::MAX,
-        );
+        let fanouts = Arc::new(Fanouts::start(1).unwrap());
+        let hub = hub(&fanouts);
         let counter = Arc::new(Counter(AtomicUsize::new(0), Doorbell::default()));
         let as_notify: Arc<dyn Notify> = counter.clone();
         let (_subs, _) = hub
             .subscribe(&["t".to_string()], &as_notify, &Resume::Live)
             .unwrap();
-        let fanouts = Fanouts::start(1).unwrap();
         for i in 0..100 {
-            let (_, published) = hub.publish("t", Event::message(i.to_string())).unwrap();
-            fanouts.dispatch(published);
+            hub.publish("t", Event::message(i.to_string())).unwrap();
         }
         fanouts.stop();
         let n = counter.0.load(Ordering::SeqCst);
@@ -525,7 +518,8 @@ mod tests {
         }
     }
 
-    fn hub() -> Arc<Hub> {
+    /// A hub whose publishes `fanouts` carries.
+    fn hub(fanouts: &Arc<Fanouts>) -> Arc<Hub> {
         Arc::new(Hub::new(
             Retention {
                 history: 10,
@@ -533,28 +527,30 @@ mod tests {
             },
             10,
             usize::MAX,
+            Arc::clone(fanouts),
         ))
     }
 
-    /// `n` probes subscribed to `topic`; the first runs `first`.
+    /// `n` probes subscribed with `subscribe`; the first runs `first`.
     fn probes(
-        hub: &Hub,
-        topic: &str,
         n: usize,
         first: Box<dyn FnOnce() + Send>,
-    ) -> (Vec<Arc<Probe>>, Vec<Vec<crate::hub::Subscription>>) {
+        subscribe: impl Fn(Arc<dyn Notify>) -> Subscription,
+    ) -> (Vec<Arc<Probe>>, Vec<Subscription>) {
         let mut first = Some(first);
         let probes: Vec<_> = (0..n).map(|_| Probe::new(first.take())).collect();
-        let subs = probes
-            .iter()
-            .map(|p| {
-                let n: Arc<dyn Notify> = p.clone();
-                hub.subscribe(&[topic.to_string()], &n, &Resume::Live)
-                    .unwrap()
-                    .0
-            })
-            .collect();
+        let subs = probes.iter().map(|p| subscribe(p.clone())).collect();
         (probes, subs)
+    }
+
+    /// Subscribes to topic "t" of `hub`, live.
+    fn on_t(hub: &Hub) -> impl Fn(Arc<dyn Notify>) -> Subscription + '_ {
+        |n| {
+            hub.subscribe(&["t".to_string()], &n, &Resume::Live)
+                .unwrap()
+                .0
+                .remove(0)
+        }
     }
 
     #[test]
@@ -565,7 +561,8 @@ mod tests {
     }
 
     fn shared_pass(workers: usize) {
-        let hub = hub();
+        let fanouts = Arc::new(Fanouts::start(workers).unwrap());
+        let hub = hub(&fanouts);
         // The first subscriber holds its worker until a subscriber of
         // another share is told: only another worker can do that.
         let helped = Arc::new(Flag::default());
@@ -573,18 +570,15 @@ mod tests {
         let (probes, _subs) = {
             let (helped, waited) = (Arc::clone(&helped), Arc::clone(&waited));
             probes(
-                &hub,
-                "t",
                 3 * SHARE,
                 Box::new(move || {
                     waited.store(helped.wait(Duration::from_secs(10)), Ordering::SeqCst)
                 }),
+                on_t(&hub),
             )
         };
         let last = Arc::clone(&probes[3 * SHARE - 1]);
-        let fanouts = Fanouts::start(workers).unwrap();
-        let (_, published) = hub.publish("t", Event::message("1")).unwrap();
-        fanouts.dispatch(published);
+        hub.publish("t", Event::message("1")).unwrap();
         until(|| last.told.load(Ordering::SeqCst) == 1);
         helped.raise();
         until(|| probes.iter().all(|p| p.told.load(Ordering::SeqCst) == 1));
@@ -603,30 +597,28 @@ mod tests {
 
     #[test]
     fn a_saturated_pass_is_not_shared() {
-        let hub = hub();
+        // A topic of its own, its event inserted without a pass: this test
+        // runs the pass itself, as a saturated one.
+        let topic = Topic::standalone("t", 10, None, Fanouts::inline());
         let other = Arc::new(Flag::default());
         let me = thread::current().id();
         let (probes, _subs) = {
             let other = Arc::clone(&other);
             // Gives another worker time to take a share, were it offered.
             probes(
-                &hub,
-                "t",
                 3 * SHARE,
                 Box::new(move || {
                     other.wait(Duration::from_millis(300));
                 }),
+                |n| topic.subscribe(n, 0),
             )
         };
         // A probe told by another thread than this test's raises the flag.
         let fanouts = Fanouts::start(2).unwrap();
-        let (_, published) = hub.publish("t", Event::message("1")).unwrap();
-        let topic = published.into_topic();
+        let shared = Arc::clone(fanouts.shared.as_ref().unwrap());
+        topic.insert(1, Event::message("1"));
         assert!(topic.queue_for_fanout());
-        {
-            let mut queue = lock(&fanouts.shared.queue);
-            queue.running.push(Arc::clone(&topic));
-        }
+        lock(&shared.queue).running.push(Arc::clone(&topic));
         let watcher = {
             let (probes, other) = (probes.clone(), Arc::clone(&other));
             thread::spawn(move || {
@@ -647,7 +639,7 @@ mod tests {
             })
         };
         run_pass(
-            &fanouts.shared,
+            &shared,
             Due {
                 topic,
                 saturated: true,
@@ -665,33 +657,29 @@ mod tests {
     /// `then`.
     fn published_again_during_pass(
         hub: &Arc<Hub>,
-        fanouts: &Arc<Fanouts>,
         then: impl FnOnce() + Send + 'static,
-    ) -> (Vec<Arc<Probe>>, Vec<Vec<crate::hub::Subscription>>) {
-        let (publisher, fanouts) = (Arc::clone(hub), Arc::clone(fanouts));
+    ) -> (Vec<Arc<Probe>>, Vec<Subscription>) {
+        let publisher = Arc::clone(hub);
         probes(
-            hub,
-            "t",
             1,
             Box::new(move || {
-                let (_, p) = publisher.publish("t", Event::message("2")).unwrap();
-                fanouts.dispatch(p);
+                publisher.publish("t", Event::message("2")).unwrap();
                 then();
             }),
+            on_t(hub),
         )
     }
 
     #[test]
     fn a_topic_published_to_during_its_pass_is_not_passed_over_twice_at_once() {
-        let hub = hub();
         let fanouts = Arc::new(Fanouts::start(2).unwrap());
+        let hub = hub(&fanouts);
         // During the first pass: another event, which queues the topic
         // again, then time for the idle worker to start a second pass.
-        let (probes, _subs) = published_again_during_pass(&hub, &fanouts, || {
+        let (probes, _subs) = published_again_during_pass(&hub, || {
             Flag::default().wait(Duration::from_millis(300));
         });
-        let (_, published) = hub.publish("t", Event::message("1")).unwrap();
-        fanouts.dispatch(published);
+        hub.publish("t", Event::message("1")).unwrap();
         until(|| probes[0].told.load(Ordering::SeqCst) == 2);
         fanouts.stop();
         assert!(!probes[0].overlapped.load(Ordering::SeqCst));
@@ -699,19 +687,18 @@ mod tests {
 
     #[test]
     fn workers_stop_when_the_pass_they_waited_for_ends() {
-        let hub = hub();
         let fanouts = Arc::new(Fanouts::start(2).unwrap());
+        let hub = hub(&fanouts);
         let stopped = Arc::new(Flag::default());
         // During the first pass: the topic is queued again, then the pass
         // lasts until the server stops and a while after, so that the idle
         // worker waits for it.
-        let stopping = Arc::clone(&fanouts.shared);
-        let (probes, _subs) = published_again_during_pass(&hub, &fanouts, move || {
-            until(|| stopping.stopping.load(Ordering::Acquire));
+        let stopping = Arc::clone(fanouts.shared.as_ref().unwrap());
+        let (probes, _subs) = published_again_during_pass(&hub, move || {
+            until(|| stopping.crew.stopping());
             Flag::default().wait(Duration::from_millis(200));
         });
-        let (_, published) = hub.publish("t", Event::message("1")).unwrap();
-        fanouts.dispatch(published);
+        hub.publish("t", Event::message("1")).unwrap();
         until(|| !lock(&probes[0].threads).is_empty());
         let stopper = {
             let (fanouts, stopped) = (Arc::clone(&fanouts), Arc::clone(&stopped));

@@ -6,9 +6,8 @@
 //! the server must do with its hub, pages or a stream. No sockets, no
 //! state: every rule is a row of a table test.
 
-use crate::auth::{self, Denied, Presented};
-use crate::config::Config;
-use crate::cors::Cors;
+use super::auth::{Denied, Presented, Tokens, Who};
+use super::cors::Cors;
 use crate::http1::{self, Request, Response};
 use crate::stream::Format;
 use std::time::Duration;
@@ -132,6 +131,24 @@ pub fn route<'a>(method: &str, path: &'a str) -> Route<'a> {
     }
 }
 
+impl Route<'_> {
+    /// Who may use this route. Every route says so here, without a
+    /// catch-all: a new route does not compile until it does.
+    pub fn who(&self) -> Who {
+        match self {
+            Route::Publish(_) | Route::PublishTopic(_) => Who::Publishers,
+            Route::Messages | Route::Subscribe(_) | Route::Topics | Route::Metrics => {
+                Who::Subscribers
+            }
+            Route::Demo(_)
+            | Route::Health
+            | Route::Preflight
+            | Route::File { .. }
+            | Route::NotAllowed(_) => Who::Anyone,
+        }
+    }
+}
+
 /// What the server does for a request.
 #[derive(Debug, PartialEq)]
 pub enum Action {
@@ -217,8 +234,9 @@ fn bad(why: impl AsRef<str>) -> Action {
     Action::Reply(Response::error(400, why.as_ref()))
 }
 
-/// What to do with `req`. `cors` answers preflights.
-pub fn decide(req: &Request, config: &Config, cors: &Cors) -> Action {
+/// What to do with `req`: who may ask is checked against `tokens`;
+/// `cors` answers preflights.
+pub fn decide(req: &Request, tokens: &Tokens, cors: &Cors) -> Action {
     let (method, path) = (req.method.as_str(), req.path());
     if method == "OPTIONS" {
         return Action::Reply(cors.preflight(req));
@@ -228,26 +246,13 @@ pub fn decide(req: &Request, config: &Config, cors: &Cors) -> Action {
         Err(why) => return bad(why),
     };
     let route = route(method, path);
-    // Who may do this: publishers show the publish token in a header;
-    // subscribers the subscribe token in a header, ?token= or a cookie.
-    let needs = match &route {
-        Route::Publish(_) | Route::PublishTopic(_) => {
-            Some((config.publish_token.as_deref(), false))
-        }
-        Route::Messages | Route::Subscribe(_) | Route::Topics | Route::Metrics => {
-            Some((config.subscribe_token.as_deref(), true))
-        }
-        _ => None,
+    let presented = Presented {
+        authorization: req.header("Authorization"),
+        query: param(&params, "token"),
+        cookie: req.header("Cookie"),
     };
-    if let Some((required, anywhere)) = needs {
-        let presented = Presented {
-            authorization: req.header("Authorization"),
-            query: param(&params, "token"),
-            cookie: req.header("Cookie"),
-        };
-        if let Err(denied) = auth::check(required, &presented, anywhere) {
-            return Action::Reply(unauthorized(denied));
-        }
+    if let Err(denied) = tokens.allow(route.who(), &presented) {
+        return Action::Reply(unauthorized(denied));
     }
     if let Some(known) = known_params(&route) {
         if let Some((name, _)) = params.iter().find(|(n, _)| !known.contains(&n.as_str())) {
@@ -627,6 +632,13 @@ mod tests {
         }
     }
 
+    /// The server's settings, as far as routing reads them.
+    #[derive(Default)]
+    struct Config {
+        tokens: Tokens,
+        cors_origins: Vec<String>,
+    }
+
     fn decide_with(
         config: &Config,
         method: &str,
@@ -636,7 +648,7 @@ mod tests {
         let req = request(method, target, headers);
         decide(
             &req,
-            config,
+            &config.tokens,
             &Cors::new(&config.cors_origins, req.header("Origin")),
         )
     }
@@ -891,8 +903,10 @@ mod tests {
     #[test]
     fn tokens_are_asked_where_they_apply() {
         let config = Config {
-            publish_token: Some("p".into()),
-            subscribe_token: Some("s".into()),
+            tokens: Tokens {
+                publish: Some("p".into()),
+                subscribe: Some("s".into()),
+            },
             ..Config::default()
         };
         type Headers<'a> = Vec<(&'a str, &'a str)>;

@@ -1,0 +1,129 @@
+//! Opening a stream: its head, its place under the caps (and the memory
+//! line), what it reads (a demo's script, a demo's shared topic, or the
+//! hub through the log), and the [`Stream`] the connection layer runs.
+
+use super::cors::Cors;
+use super::routes::Feed;
+use super::App;
+use crate::conn::{self, Exchange, StreamBody};
+use crate::demos::{Clock, Numbered, Ticker, Training};
+use crate::http1::Response;
+use crate::hub::Topic;
+use crate::sse::Event;
+use crate::store::Start;
+use crate::stream::{Format, Kind, Outlet, Reader, Stream};
+use crate::sync::lock;
+use crate::sys;
+use std::sync::Arc;
+
+impl App {
+    /// Starts a stream on `ex` and returns its body, or says why not.
+    pub(super) fn open(
+        &self,
+        ex: &mut Exchange<'_>,
+        feed: Feed,
+        format: Format,
+        cors: &Cors,
+    ) -> Result<Option<Box<dyn StreamBody>>, Response> {
+        let mut fields: Vec<(&str, String)> = vec![
+            ("Content-Type", format.content_type().to_string()),
+            ("Cache-Control", "no-cache".into()),
+            ("X-Accel-Buffering", "no".into()),
+        ];
+        fields.extend(cors.fields());
+        let fields: Vec<(&str, &str)> = fields.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        if ex.request().method == "HEAD" {
+            ex.start_stream(&fields);
+            return Ok(None);
+        }
+        if let Some(refused) = self.memory_refusal(ex) {
+            return Err(refused);
+        }
+        let (streams, flag) = if feed.is_demo() {
+            (&self.demo_streams, "--max-demo-streams")
+        } else {
+            (&self.streams, "--max-streams")
+        };
+        let Some(slot) = streams.reserve() else {
+            self.refused_streams.note(flag);
+            ex.close_after();
+            let why = format!(
+                "all {} streams are in use ({flag}); try again later",
+                streams.max()
+            );
+            return Err(
+                Response::error(503, &why).with("Retry-After", conn::RETRY_AFTER_SECS.to_string())
+            );
+        };
+        let bell = ex.bell();
+        let outlet = || Outlet::new(Arc::clone(bell), format, Arc::clone(&self.buffers));
+        let demo_topic = |topic: &Arc<Topic>, latest: usize, first: Vec<Arc<Event>>| {
+            let outlet = outlet();
+            let sub = topic.subscribe(outlet.as_notify(), latest);
+            outlet.attach(Reader::demo(sub, first));
+            Kind::Topics(outlet)
+        };
+        let script = |s: Box<dyn crate::stream::Script>| Kind::Script(s);
+        let (kind, topics) = match feed {
+            Feed::Clock { interval } => (script(Box::new(Clock::new(interval))), Vec::new()),
+            Feed::Ticker { interval } => (script(Box::new(Ticker::new(interval))), Vec::new()),
+            Feed::Json { count, interval } => (
+                script(Box::new(Numbered::json(count, interval))),
+                Vec::new(),
+            ),
+            Feed::Text { count, interval } => (
+                script(Box::new(Numbered::text(count, interval))),
+                Vec::new(),
+            ),
+            Feed::Training {
+                epochs,
+                steps,
+                step,
+            } => (
+                script(Box::new(Training::new(epochs, steps, step))),
+                Vec::new(),
+            ),
+            Feed::SystemStats { last } => {
+                (demo_topic(&self.demos.stats, last, Vec::new()), Vec::new())
+            }
+            // Quotes read after subscribing: a tick in between comes twice,
+            // none is missed.
+            Feed::Stocks => {
+                let first = lock(&self.demos.quotes).clone();
+                (demo_topic(&self.demos.stocks, 0, first), Vec::new())
+            }
+            Feed::Hub {
+                topics: names,
+                last_event_id,
+                last,
+            } => {
+                let outlet = outlet();
+                let start = Start {
+                    last_event_id,
+                    last,
+                };
+                let subscribed = self
+                    .store
+                    .subscribe(&names, &outlet.as_notify(), &start)
+                    .map_err(|e| self.refused(e, ex))?;
+                outlet.attach(Reader::subscribed(subscribed));
+                (Kind::Topics(outlet), names)
+            }
+        };
+        let store = Arc::clone(&self.store);
+        let stream = Box::new(Stream::new(
+            kind,
+            format,
+            self.config.keepalive,
+            self.config.retry_ms,
+            slot,
+            // Topics nobody needs any more are freed.
+            move || store.release(&topics),
+        ));
+        sys::sched::batch_for_good();
+        // Without a head, the stream is dropped here: it lets its topics go.
+        Ok(ex
+            .start_stream(&fields)
+            .then_some(stream as Box<dyn StreamBody>))
+    }
+}

@@ -1,0 +1,377 @@
+//! The hub shared by several instances, through Redis (or Valkey).
+//!
+//! With `--redis`, the hub's log of events lives in Redis; each instance's
+//! `Hub` becomes a mirror of it, and everything above the hub
+//! (subscriptions, the live fan-out, gaps, slow clients, the writing of
+//! streams) is the same code as without Redis. The seam is the log:
+//!
+//! - **Publish**: one script (`PUBLISH`, in `scripts.rs`) takes the next number of the
+//!   hub-wide counter, appends the event to its topic's stream (trimmed to
+//!   `--history` and `--history-bytes`) and to the feed stream that every
+//!   instance follows, all in one atomic step. The publisher is answered
+//!   once Redis has it, never before.
+//! - **Live**: one thread per instance follows the feed stream
+//!   (`XREAD BLOCK`) and inserts each event into the local hub under its
+//!   number, in order, whatever instance published it. So every instance
+//!   sees one order, and an event comes back once per instance however many
+//!   local subscribers want it.
+//! - **Replay**: a subscriber is registered live at the local watermark W,
+//!   and what it is owed up to W is read from the topics' streams in Redis:
+//!   no loss and no duplicate at the seam, on whichever instance.
+//!
+//! Ids are `{run}-{number}`: the run is a token kept in Redis, so every
+//! instance gives out the same ids. If Redis loses its data (a restart
+//! without persistence), the next instance to connect draws a new run;
+//! instances that see the run change, or a hole in the feed they follow,
+//! reset their mirror: their hub streams end, and clients reconnect and
+//! resume from Redis, told of the gap by the usual `gap` event.
+//!
+//! Each instance holds [`POOL`] command connections and one feed
+//! connection. The link is retried with back-off for as long as Redis is
+//! away; meanwhile publishes are refused with 503 and `/healthz` says why.
+
+//! The rooms: `scripts.rs` (the Lua scripts and their contracts),
+//! `publish.rs` (a publish, its retry and what each failure means),
+//! `feed.rs` (the thread that follows the log and joins it again),
+//! `replay.rs` (a resume, read a page at a time), `conn.rs` and `pool.rs`
+//! (connections and their errors), `keys.rs` (what ssed keeps in Redis),
+//! `resp.rs` (the protocol, every reply bounded).
+
+mod conn;
+mod feed;
+mod keys;
+mod pool;
+mod publish;
+mod replay;
+mod resp;
+mod scripts;
+
+pub use crate::config::RedisTarget as Target;
+pub use resp::{Limits, Reply};
+
+use super::{unreplayed, Link, Start, Store, StoreError, Stored, TopicState};
+use crate::hub::{idempotency, Hub, Notify, Resume, Subscribed};
+use crate::log;
+use crate::sse::Event;
+use crate::sync::{lock, Crew, Doorbell};
+use conn::LinkError;
+use keys::{parse_id, stream_key, TOPICS};
+use pool::Pool;
+use scripts::LuaScript;
+use std::io;
+use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Command connections per instance (publishes, replays, `/topics`).
+pub const POOL: usize = 4;
+/// Entries the feed stream keeps: an instance away for longer than that
+/// many events resets its mirror.
+pub const FEED_LENGTH: u64 = 10_000;
+/// The first pause before reconnecting; it doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How long the feed's `XREAD` blocks before it looks at the link again.
+const BLOCK: Duration = Duration::from_millis(500);
+/// How often the round-trip time is measured.
+const PING_EVERY: Duration = Duration::from_secs(2);
+/// How often the feed thread checks that the log is still the one it
+/// follows (a FLUSHALL, or another Redis in its place): an instance that
+/// never publishes notices within this and a `BLOCK`.
+const RUN_CHECK_EVERY: Duration = Duration::from_millis(500);
+
+/// How the shared hub keeps events.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub history: usize,
+    pub history_bytes: usize,
+    /// `--history-total`: all topics together.
+    pub history_total: usize,
+    pub max_topics: usize,
+    pub max_event_bytes: usize,
+    /// Connecting and each command.
+    pub timeout: Duration,
+    /// How long an idempotency key is remembered.
+    pub idempotency_ttl: Duration,
+}
+
+/// The shared hub: the link, its thread and connections.
+pub struct Redis {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    target: Target,
+    settings: Settings,
+    hub: Arc<Hub>,
+    pool: Pool,
+    link: Mutex<LinkState>,
+    /// The feed thread, and its stop flag.
+    crew: Crew,
+    /// Cuts the feed thread's pauses short.
+    bell: Doorbell,
+    /// The feed connection, to shut down under its blocking read.
+    feed_socket: Mutex<Option<TcpStream>>,
+    join_script: LuaScript,
+    publish_script: LuaScript,
+    last_script: LuaScript,
+    reconnects: AtomicU64,
+    resets: AtomicU64,
+}
+
+struct LinkState {
+    up: bool,
+    since: Instant,
+    why: String,
+    rtt: Option<Duration>,
+}
+
+impl Redis {
+    /// Starts following the shared hub; returns at once. The link comes up
+    /// in the background and is retried for as long as Redis is away.
+    pub fn start(target: Target, settings: Settings, hub: Arc<Hub>) -> io::Result<Redis> {
+        let shared = Arc::new(Shared {
+            target,
+            settings,
+            hub,
+            pool: Pool::new(POOL),
+            link: Mutex::new(LinkState {
+                up: false,
+                since: Instant::now(),
+                why: "connecting".into(),
+                rtt: None,
+            }),
+            crew: Crew::default(),
+            bell: Doorbell::default(),
+            feed_socket: Mutex::default(),
+            join_script: LuaScript::new(scripts::JOIN),
+            last_script: LuaScript::new(scripts::LAST),
+            publish_script: LuaScript::new(scripts::PUBLISH),
+            reconnects: AtomicU64::new(0),
+            resets: AtomicU64::new(0),
+        });
+        let follower = Arc::clone(&shared);
+        shared
+            .crew
+            .spawn("ssed-redis", move || follower.follow_feed())?;
+        Ok(Redis { shared })
+    }
+
+    /// Reads a `Last-Event-ID`. Unlike a hub of its own, a mirror may see
+    /// an id of its run that it has not reached yet: given out moments ago
+    /// through another instance, or its link is behind or stalled. The
+    /// client has everything up to it: it resumes after it (the replay
+    /// from Redis, and the live events past it), never before it, and
+    /// without asking Redis first (which a stalled link would make wait).
+    fn resume(&self, last_event_id: Option<&str>) -> Resume {
+        let s = &self.shared;
+        match s.hub.resume(last_event_id) {
+            Resume::Foreign(id) => match s.hub.seq_of(&id) {
+                Some(seq) => Resume::After(seq),
+                None => Resume::Foreign(id),
+            },
+            other => other,
+        }
+    }
+
+    /// Every topic in Redis: (name, retained events, newest number).
+    fn topics_in_redis(&self) -> Result<Vec<(String, usize, Option<u64>)>, LinkError> {
+        let s = &self.shared;
+        if let Some(why) = s.down() {
+            return Err(LinkError::Setup(why));
+        }
+        let limits = Limits {
+            bulk: crate::hub::MAX_TOPIC_LEN,
+            items: s.settings.max_topics.max(1),
+            depth: 1,
+            total: s.settings.max_topics.max(1) * 256,
+        };
+        let names = s
+            .pool
+            .with(s, |c| c.call(&[b"SMEMBERS", TOPICS.as_bytes()], &limits))?;
+        let mut names: Vec<String> = names
+            .items()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|n| n.text().map(String::from))
+            .collect();
+        names.sort();
+        let mut commands = Vec::new();
+        for name in &names {
+            let key = stream_key(name).into_bytes();
+            commands.push(vec![b"XLEN".to_vec(), key.clone()]);
+            commands.push(vec![
+                b"XREVRANGE".to_vec(),
+                key,
+                b"+".to_vec(),
+                b"-".to_vec(),
+                b"COUNT".to_vec(),
+                b"1".to_vec(),
+            ]);
+        }
+        let limits = s.replay_limits();
+        let replies = s.pool.with(s, |c| c.pipeline(&commands, &limits))?;
+        Ok(names
+            .into_iter()
+            .zip(replies.chunks(2))
+            .map(|(name, pair)| {
+                let retained = pair[0].int().unwrap_or(0).max(0) as usize;
+                let newest = pair[1]
+                    .items()
+                    .and_then(|items| items.first())
+                    .and_then(|e| e.items()?.first()?.text().and_then(parse_id));
+                (name, retained, newest)
+            })
+            .collect())
+    }
+
+    /// Stops the feed thread and closes every connection.
+    fn stop_link(&self) {
+        let s = &self.shared;
+        s.crew.begin_stop();
+        s.bell.ring();
+        if let Some(sock) = lock(&s.feed_socket).take() {
+            let _ = sock.shutdown(Shutdown::Both);
+        }
+        s.crew.join();
+        lock(&s.pool.idle).clear();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop_link();
+    }
+}
+
+impl Shared {
+    pub(super) fn stopping(&self) -> bool {
+        self.crew.stopping()
+    }
+
+    /// Why the link is down, if it is.
+    pub(super) fn down(&self) -> Option<String> {
+        let link = lock(&self.link);
+        (!link.up).then(|| format!("Redis ({}) is unreachable: {}", self.target, link.why))
+    }
+
+    pub(super) fn replay_limits(&self) -> Limits {
+        let event = self.settings.max_event_bytes.max(1024);
+        Limits {
+            bulk: event,
+            items: self.settings.history.max(self.settings.max_topics).max(16) * 2,
+            depth: 4,
+            total: self.settings.history_bytes.max(event) * 2 + self.settings.history * 512 + 65536,
+        }
+    }
+
+    pub(super) fn mark_up(&self, run: &str, seq: u64) {
+        let mut link = lock(&self.link);
+        if !link.up {
+            log::line(&format!(
+                "redis {}: linked (run {run}, at event {seq})",
+                self.target
+            ));
+        }
+        link.up = true;
+        link.since = Instant::now();
+        link.why.clear();
+    }
+
+    pub(super) fn mark_down(&self, why: String) {
+        let mut link = lock(&self.link);
+        // Said when the link goes down, and when the reason changes.
+        if link.up || link.why != why {
+            log::line(&format!("redis {}: {why}; retrying", self.target));
+        }
+        if link.up {
+            link.since = Instant::now();
+        }
+        link.up = false;
+        link.why = why;
+    }
+
+    /// Has the feed thread connect again (and so check the run).
+    pub(super) fn restart_feed(&self) {
+        if let Some(sock) = lock(&self.feed_socket).as_ref() {
+            let _ = sock.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+/// The log in Redis, as the application sees it: the same [`Store`] as
+/// the hub alone, with the link's failures told apart (`Down`: not
+/// stored; `Unknown`: perhaps stored).
+impl Store for Redis {
+    fn publish(&self, topic: &str, event: Event, key: Option<&str>) -> Result<Stored, StoreError> {
+        // Ssed's own retries need a key too.
+        let key = key.map_or_else(idempotency::draw, String::from);
+        // The event comes back through the feed, to every instance.
+        let (id, subscribers) = self.publish_event(topic, &event, &key)?;
+        Ok(Stored { id, subscribers })
+    }
+
+    /// Live from the local watermark; what is owed up to it, from Redis.
+    /// While Redis is away or stalled, a gap says the replay could not be
+    /// had; live events up to a resumed id are skipped either way.
+    fn subscribe(
+        &self,
+        names: &[String],
+        notify: &Arc<dyn Notify>,
+        start: &Start,
+    ) -> Result<Subscribed, StoreError> {
+        let hub = &self.shared.hub;
+        let resume = start.resume(|id| self.resume(id));
+        let (subs, upto) = hub.subscribe_live(names, notify)?;
+        let (gaps, replay) = self
+            .replay(names, &resume, upto)
+            .unwrap_or_else(|_| (unreplayed(names), None));
+        let mut subscribed = Subscribed::new(Arc::clone(hub), subs, gaps, start.quoted());
+        if let Resume::After(seq) = resume {
+            subscribed.skip_through = seq;
+        }
+        subscribed.backlog = replay.map(|r| Box::new(r) as Box<dyn crate::hub::Backlog>);
+        Ok(subscribed)
+    }
+
+    fn topics(&self) -> Result<Vec<TopicState>, StoreError> {
+        let hub = &self.shared.hub;
+        let topics = self
+            .topics_in_redis()
+            .map_err(|why| StoreError::Down(format!("redis {}: {why}", self.shared.target)))?;
+        Ok(topics
+            .into_iter()
+            .map(|(name, retained, newest)| TopicState {
+                subscribers: hub.subscribers(&name),
+                retained,
+                last_id: newest.map(|seq| hub.id(seq)),
+                name,
+            })
+            .collect())
+    }
+
+    fn link(&self) -> Option<Link> {
+        let s = &self.shared;
+        let link = lock(&s.link);
+        Some(Link {
+            backend: "redis",
+            header: "Redis-Link",
+            name: format!("redis {}", s.target),
+            rtt: link.up.then_some(link.rtt).flatten(),
+            down: (!link.up).then(|| (link.since.elapsed(), link.why.clone())),
+            reconnects: s.reconnects.load(Ordering::Relaxed),
+            resets: s.resets.load(Ordering::Relaxed),
+        })
+    }
+
+    /// A topic nobody here watches is forgotten, whatever it holds: Redis
+    /// keeps its events.
+    fn release(&self, names: &[String]) {
+        self.shared.hub.forget(names);
+    }
+
+    fn stop(&self) {
+        self.stop_link();
+    }
+}

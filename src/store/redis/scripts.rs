@@ -1,0 +1,158 @@
+//! The Lua scripts ssed runs in Redis, each one atomic step, and how they
+//! are loaded (once per Redis, then run by their SHA). Their contracts,
+//! which the backend relies on, are each script's doc; `tests/redis.rs`
+//! holds them against a real `redis-server`.
+
+use std::sync::Mutex;
+
+/// Makes the run if Redis has none, and says where the log is:
+/// `{run, last number}`.
+pub(super) const JOIN: &str = r"
+local run = redis.call('get', KEYS[1])
+if not run then
+  run = ARGV[1]
+  redis.call('set', KEYS[1], run)
+end
+return {run, tonumber(redis.call('get', KEYS[2]) or '0')}
+";
+
+/// Where the newest ARGV[2] events up to number ARGV[1] of the topics
+/// KEYS start: the number just before them (0: there are no more than
+/// that). Only a number comes back, whatever the events hold. (The one
+/// before the newest n is among some topic's newest n + 1.)
+pub(super) const LAST: &str = r"
+local upto = ARGV[1] .. '-0'
+local n = tonumber(ARGV[2])
+local seqs = {}
+for _, key in ipairs(KEYS) do
+  for _, entry in ipairs(redis.call('xrevrange', key, upto, '-', 'COUNT', n + 1)) do
+    table.insert(seqs, tonumber(string.match(entry[1], '^(%d+)')))
+  end
+end
+if #seqs <= n then
+  return 0
+end
+table.sort(seqs, function(a, b) return a > b end)
+return seqs[n + 1]
+";
+
+/// Appends one event; returns its number. Refuses before taking a number,
+/// so that numbers have no holes. Then trims: the topic to its history
+/// (events and data), and all topics together to the total budget, the
+/// largest topic first, as the hub in memory does (`Hub::enforce_budget`).
+/// An event's cost is counted as there: its data, id, name and topic, and
+/// 128 bytes. `ssed:cost` is a sorted set of each topic's cost, so that
+/// the largest is found at once.
+/// A publish carries an idempotency key (the client's `Idempotency-Key`, or
+/// one ssed draws): a key already stored answers with its number, and
+/// nothing is appended, so that a retry (ssed's after a lost reply, or the
+/// client's) stores the event once.
+/// KEYS: run, seq, topic stream, feed, topics, bytes, cut, cost, total,
+/// idempotency key.
+/// ARGV: run, topic, name, data, history, history bytes, max topics, feed
+/// length, history total, the prefix of topic streams, the key's lifetime
+/// in seconds, the publish's fingerprint (`idempotency::fingerprint`, in
+/// hex): the key holds `NUMBER:FINGERPRINT`, and the same key with another
+/// fingerprint is refused (`SSEDREUSED`).
+/// (Each error reply is a code and a message: Redis makes one without a
+/// message `ERR CODE`.)
+/// (The budget trims topics other than KEYS[3], whose keys it makes from
+/// the prefix: fine on one Redis, not meant for Redis Cluster.)
+pub(super) const PUBLISH: &str = r"
+if redis.call('get', KEYS[1]) ~= ARGV[1] then
+  return redis.error_reply('SSEDRUN the shared hub was reset')
+end
+local done = redis.call('get', KEYS[10])
+if done then
+  local seq, fingerprint = string.match(done, '^(%d+):?(%x*)$')
+  if not seq then
+    return redis.error_reply('SSEDKEY the idempotency key holds ' .. string.sub(done, 1, 40))
+  end
+  if fingerprint ~= '' and fingerprint ~= ARGV[12] then
+    return redis.error_reply('SSEDREUSED the key was used for another publish')
+  end
+  return {tonumber(seq), 0, 1}
+end
+if redis.call('sismember', KEYS[5], ARGV[2]) == 0 then
+  if redis.call('scard', KEYS[5]) >= tonumber(ARGV[7]) then
+    return redis.error_reply('SSEDTOPICS there are too many topics')
+  end
+  redis.call('sadd', KEYS[5], ARGV[2])
+end
+local seq = redis.call('incr', KEYS[2])
+local id = seq .. '-0'
+redis.call('xadd', KEYS[3], id, 'e', ARGV[3], 'd', ARGV[4])
+redis.call('xadd', KEYS[4], 'MAXLEN', '~', ARGV[8], id, 't', ARGV[2], 'e', ARGV[3], 'd', ARGV[4])
+local run_len = #ARGV[1] + 1
+local function cost(topic, entry_id, fields)
+  return #fields[4] + #fields[2] + #topic + run_len + #entry_id - 2 + 128
+end
+-- Drops the oldest event of a topic; returns what it cost and the data
+-- the topic keeps after it, or nil.
+local function drop_oldest(topic, key)
+  local oldest = redis.call('xrange', key, '-', '+', 'COUNT', 1)[1]
+  if not oldest then
+    return nil
+  end
+  redis.call('xdel', key, oldest[1])
+  local left = redis.call('hincrby', KEYS[6], topic, -#oldest[2][4])
+  redis.call('hset', KEYS[7], topic, oldest[1])
+  local c = cost(topic, oldest[1], oldest[2])
+  redis.call('zincrby', KEYS[8], -c, topic)
+  redis.call('incrby', KEYS[9], -c)
+  return c, left
+end
+local added = cost(ARGV[2], id, {'e', ARGV[3], 'd', ARGV[4]})
+redis.call('zincrby', KEYS[8], added, ARGV[2])
+local total = redis.call('incrby', KEYS[9], added)
+local bytes = redis.call('hincrby', KEYS[6], ARGV[2], #ARGV[4])
+local len = redis.call('xlen', KEYS[3])
+local history = tonumber(ARGV[5])
+local max_bytes = tonumber(ARGV[6])
+while len > 0 and (len > history or (bytes > max_bytes and len > 1)) do
+  local c, left = drop_oldest(ARGV[2], KEYS[3])
+  if not c then break end
+  total = total - c
+  bytes = left
+  len = len - 1
+end
+local budget = tonumber(ARGV[9])
+local trimmed = 0
+while total > budget do
+  local top = redis.call('zrevrange', KEYS[8], 0, 1, 'WITHSCORES')
+  if #top == 0 then break end
+  local topic = top[1]
+  local mine = tonumber(top[2])
+  local second = tonumber(top[4] or '0')
+  local dropped = 0
+  while total > budget and (dropped == 0 or mine >= second) do
+    local c = drop_oldest(topic, ARGV[10] .. topic)
+    if not c then break end
+    total = total - c
+    mine = mine - c
+    dropped = dropped + 1
+  end
+  if dropped == 0 then
+    -- Nothing left to drop there: forget its cost, so the next is tried.
+    redis.call('zrem', KEYS[8], topic)
+  end
+  trimmed = trimmed + dropped
+end
+redis.call('set', KEYS[10], seq .. ':' .. ARGV[12], 'EX', ARGV[11])
+return {seq, trimmed, 0}
+";
+
+/// A Lua script, loaded once per Redis and run by its SHA.
+pub(super) struct LuaScript {
+    pub(super) text: &'static str,
+    pub(super) sha: Mutex<Option<String>>,
+}
+
+impl LuaScript {
+    pub(super) const fn new(text: &'static str) -> LuaScript {
+        LuaScript {
+            text,
+            sha: Mutex::new(None),
+        }
+    }
+}
