@@ -1,60 +1,14 @@
-//! The rooms keep to their doors: the wire formats, the hub and the
-//! application never touch sockets (the connection layer, the client and
-//! the Redis link do), and only the connection layer accepts.
+//! The rooms keep to their doors, as ARCHITECTURE.md says: the direction
+//! of imports between the layers (read from the code: every `crate::ROOM`
+//! a file names), no circle between rooms, which rooms touch sockets, that
+//! only the connection layer accepts, and that `unsafe` code lives in `sys`
+//! alone.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-/// The code of `src/{module}.rs`, without its comments.
-fn source(module: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("src/{module}.rs"));
-    code(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
-}
-
-fn code(text: &str) -> String {
-    text.lines()
-        .filter(|l| !l.trim_start().starts_with("//"))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-#[test]
-fn only_the_connection_layer_the_client_and_the_redis_link_touch_sockets() {
-    let socketless = [
-        "sse",
-        "http1",
-        "pyjson",
-        "calendar",
-        "waker",
-        "hub",
-        "fanout",
-        "stream",
-        "routes",
-        "publish",
-        "auth",
-        "cors",
-        "www",
-        "metrics",
-        "demos",
-        "config",
-        "args",
-        "log",
-        "sources",
-        "lines",
-        "redis/resp",
-        "redis/target",
-    ];
-    for module in socketless {
-        let text = source(module);
-        for forbidden in ["std::net", "TcpStream", "TcpListener", "UdpSocket"] {
-            assert!(
-                !text.contains(forbidden),
-                "src/{module}.rs mentions {forbidden}: it must not touch sockets"
-            );
-        }
-    }
-}
-
-/// Every `.rs` file under `src/`, as (path from `src/`, code).
+/// Every `.rs` file under `src/`, as (path from `src/`, code without
+/// comments).
 fn sources() -> Vec<(String, String)> {
     fn walk(dir: &Path, root: &Path, out: &mut Vec<(String, String)>) {
         for entry in std::fs::read_dir(dir).unwrap() {
@@ -74,14 +28,242 @@ fn sources() -> Vec<(String, String)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut out = Vec::new();
     walk(&root, &root, &mut out);
-    assert!(out.len() > 20, "the sources were found");
+    assert!(out.len() > 60, "the sources were found");
     out
+}
+
+/// The code of a file, without its comments and without its unit tests
+/// (which may use what they test from any room).
+fn code(text: &str) -> String {
+    let text = match text.find("#[cfg(test)]\nmod tests") {
+        Some(i) => &text[..i],
+        None => text,
+    };
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The room a file is in: its top folder, or its own name at the top.
+fn room(path: &str) -> String {
+    let first = path.split('/').next().unwrap_or(path);
+    first.strip_suffix(".rs").unwrap_or(first).to_string()
+}
+
+/// The rooms a file's code names: `crate::ROOM` and `crate::{ROOM, ...}`.
+fn names(code: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut rest = code;
+    while let Some(i) = rest.find("crate::") {
+        rest = &rest[i + "crate::".len()..];
+        if let Some(group) = rest.strip_prefix('{') {
+            let end = group.find('}').unwrap_or(group.len());
+            for item in group[..end].split(',') {
+                let name: String = item
+                    .trim()
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                if !name.is_empty() {
+                    out.insert(name);
+                }
+            }
+        } else {
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            out.insert(name);
+        }
+    }
+    out
+}
+
+/// Room -> the other rooms it imports.
+fn imports() -> BTreeMap<String, BTreeSet<String>> {
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (path, code) in sources() {
+        let from = room(&path);
+        if from == "main" || from == "lib" {
+            continue;
+        }
+        let to = graph.entry(from.clone()).or_default();
+        for name in names(&code) {
+            if name != from {
+                to.insert(name);
+            }
+        }
+    }
+    graph
+}
+
+/// The leaves: bytes and values, the operating system, the command line.
+/// They import nothing but one another.
+const LEAVES: &[&str] = &[
+    "args", "calendar", "config", "http1", "lines", "log", "memory", "names", "net", "pyjson",
+    "sse", "sync", "sys",
+];
+
+/// What each room must never import (ARCHITECTURE.md, "The rooms").
+const NEVER: &[(&str, &[&str])] = &[
+    // The transport knows no routes, topics, events or writer.
+    (
+        "conn",
+        &[
+            "app", "hub", "store", "stream", "demos", "sources", "client",
+        ],
+    ),
+    // The hub knows no HTTP, no sockets, no log backend, no writer.
+    (
+        "hub",
+        &[
+            "app", "conn", "http1", "store", "stream", "demos", "sources", "client",
+        ],
+    ),
+    // A log backend knows no HTTP and no writer.
+    (
+        "store",
+        &[
+            "app", "conn", "http1", "stream", "demos", "sources", "client",
+        ],
+    ),
+    // The writer knows no log backend and no application.
+    ("stream", &["app", "store", "demos", "sources", "client"]),
+    // Demos only produce events.
+    (
+        "demos",
+        &["app", "conn", "http1", "store", "sources", "client"],
+    ),
+    // Sources publish through the log, as any publish.
+    (
+        "sources",
+        &["app", "conn", "http1", "stream", "demos", "client"],
+    ),
+    // The client is a program of its own.
+    (
+        "client",
+        &["app", "conn", "hub", "store", "stream", "demos", "sources"],
+    ),
+];
+
+#[test]
+fn every_room_is_known_and_the_leaves_import_only_leaves() {
+    let graph = imports();
+    let known: BTreeSet<&str> = LEAVES
+        .iter()
+        .copied()
+        .chain([
+            "app", "client", "conn", "demos", "hub", "sources", "store", "stream",
+        ])
+        .collect();
+    for (from, to) in &graph {
+        assert!(
+            known.contains(from.as_str()),
+            "src/{from}: a room this test does not know"
+        );
+        for name in to {
+            assert!(
+                known.contains(name.as_str()),
+                "src/{from} names crate::{name}"
+            );
+        }
+        if LEAVES.contains(&from.as_str()) {
+            for name in to {
+                assert!(
+                    LEAVES.contains(&name.as_str()),
+                    "the leaf src/{from} imports the room {name}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn imports_run_down_the_layers() {
+    let graph = imports();
+    for (from, never) in NEVER {
+        let to = graph.get(*from).unwrap_or_else(|| panic!("no room {from}"));
+        for room in *never {
+            assert!(
+                !to.contains(*room),
+                "src/{from} imports {room}: ARCHITECTURE.md says it never does"
+            );
+        }
+    }
+    // Only the application knows every room, and no room knows it.
+    for (from, to) in &graph {
+        assert!(
+            !to.contains("app") || from == "app",
+            "src/{from} imports app"
+        );
+    }
+}
+
+#[test]
+fn no_circle_between_rooms() {
+    let graph = imports();
+    fn visit<'g>(
+        room: &'g str,
+        graph: &'g BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<&'g str>,
+        done: &mut BTreeSet<&'g str>,
+    ) {
+        if done.contains(room) {
+            return;
+        }
+        if let Some(i) = path.iter().position(|r| *r == room) {
+            panic!("a circle: {} -> {room}", path[i..].join(" -> "));
+        }
+        path.push(room);
+        for next in graph.get(room).into_iter().flatten() {
+            visit(next, graph, path, done);
+        }
+        path.pop();
+        done.insert(room);
+    }
+    let mut done = BTreeSet::new();
+    for room in graph.keys() {
+        visit(room, &graph, &mut Vec::new(), &mut done);
+    }
+}
+
+#[test]
+fn only_the_connection_layer_the_client_and_the_redis_link_touch_sockets() {
+    // The listener is bound where the application starts (app/start.rs)
+    // and handed to the connection layer, which alone accepts.
+    let may = |path: &str| {
+        path.starts_with("conn/")
+            || path.starts_with("client/")
+            || path == "app/start.rs"
+            || matches!(
+                path,
+                "store/redis/mod.rs" | "store/redis/conn.rs" | "store/redis/feed.rs"
+            )
+    };
+    for (path, text) in sources() {
+        if may(&path) || path == "main.rs" || path == "lib.rs" {
+            continue;
+        }
+        for forbidden in [
+            "std::net",
+            "TcpStream",
+            "TcpListener",
+            "UdpSocket",
+            "socket2",
+        ] {
+            assert!(
+                !text.contains(forbidden),
+                "src/{path} mentions {forbidden}: it must not touch sockets"
+            );
+        }
+    }
 }
 
 #[test]
 fn only_the_connection_layer_accepts() {
     for (name, text) in sources() {
-        if name != "conn.rs" {
+        if !name.starts_with("conn/") {
             assert!(
                 !text.contains(".accept()"),
                 "src/{name} accepts connections"
@@ -93,7 +275,7 @@ fn only_the_connection_layer_accepts() {
 #[test]
 fn unsafe_code_lives_in_sys_only() {
     for (name, text) in sources() {
-        if name != "sys.rs" {
+        if !name.starts_with("sys/") {
             assert!(!text.contains("unsafe {"), "src/{name} has unsafe code");
         }
     }

@@ -189,11 +189,10 @@ fn run_once(shared: &Shared, source: &Source, command: &str) -> Value {
         state.pid = None;
         child.wait()
     };
-    let exit = match status {
+    match status {
         Ok(status) => json!({ "code": status.code(), "signal": status.signal() }),
         Err(e) => json!({ "code": null, "signal": null, "error": e.to_string() }),
-    };
-    exit
+    }
 }
 
 /// Calls `line` for each line read from the pipe `r` until it ends or

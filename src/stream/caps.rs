@@ -93,3 +93,20 @@ impl Streams {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cap() {
+        let streams = Streams::new(2);
+        let a = streams.reserve().unwrap();
+        let _b = streams.reserve().unwrap();
+        assert!(streams.reserve().is_none());
+        assert_eq!(streams.counters.refused.load(Ordering::Relaxed), 1);
+        drop(a);
+        assert_eq!(streams.open(), 1);
+        assert!(streams.reserve().is_some());
+    }
+}

@@ -563,3 +563,387 @@ impl Drop for Core {
         self.buffers.resize(self.reserved, 0);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::{Fanouts, Hub, Resume, Retention, Subscribed, Topic};
+    use crate::sse;
+
+    /// A connection in memory: `write_now` takes at most `room` bytes at a
+    /// time (then `WouldBlock`), as a socket whose buffer fills.
+    #[derive(Default)]
+    struct Memory {
+        bytes: Mutex<Vec<u8>>,
+        room: Mutex<Option<usize>>,
+        now_writes: AtomicUsize,
+    }
+
+    impl Memory {
+        fn with_room(room: usize) -> Arc<Memory> {
+            let m = Memory::default();
+            *m.room.lock().unwrap() = Some(room);
+            Arc::new(m)
+        }
+
+        fn text(&self) -> String {
+            String::from_utf8(self.bytes.lock().unwrap().clone()).unwrap()
+        }
+    }
+
+    impl Wire for Memory {
+        fn write_all(&self, bufs: &[IoSlice<'_>]) -> io::Result<()> {
+            for b in bufs {
+                self.bytes.lock().unwrap().extend_from_slice(b);
+            }
+            Ok(())
+        }
+
+        fn write_now(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            let bytes: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
+            self.now_writes.fetch_add(1, Ordering::Relaxed);
+            let mut room = self.room.lock().unwrap();
+            let n = room.map_or(bytes.len(), |r| r.min(bytes.len()));
+            if n == 0 && !bytes.is_empty() {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            if let Some(r) = room.as_mut() {
+                *r -= n;
+            }
+            self.bytes.lock().unwrap().extend_from_slice(&bytes[..n]);
+            Ok(n)
+        }
+    }
+
+    fn keep(history: usize) -> Retention {
+        Retention {
+            history,
+            bytes: usize::MAX,
+        }
+    }
+
+    /// An outlet subscribed to `names` of `hub`, live.
+    fn outlet(hub: &Arc<Hub>, names: &[&str]) -> (Arc<Outlet>, Arc<Doorbell>) {
+        let buffers = Buffers::new(1 << 20, 64 << 10);
+        outlet_with(hub, names, Format::Sse, buffers, &Resume::Live)
+    }
+
+    fn outlet_with(
+        hub: &Arc<Hub>,
+        names: &[&str],
+        format: Format,
+        buffers: Arc<Buffers>,
+        from: &Resume,
+    ) -> (Arc<Outlet>, Arc<Doorbell>) {
+        let waker = Arc::new(Doorbell::default());
+        let outlet = Outlet::new(Arc::clone(&waker), format, buffers);
+        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        let (subs, gaps) = hub.subscribe(&names, &outlet.as_notify(), from).unwrap();
+        outlet.attach(Reader::subscribed(Subscribed::new(
+            Arc::clone(hub),
+            subs,
+            gaps,
+            None,
+        )));
+        (outlet, waker)
+    }
+
+    /// What a stream holds of its own: its framer's buffer, what waits,
+    /// and the events it took but did not frame.
+    fn own_bytes(outlet: &Outlet) -> usize {
+        let core = outlet.lock();
+        let framer = core.framer.as_ref().map_or(0, Framer::capacity);
+        framer + core.batch.capacity() * 8 + core.reader.entries.capacity() * 16
+    }
+
+    #[test]
+    fn a_reader_that_takes_nothing_holds_one_piece_however_much_it_is_owed() {
+        // 64 topics of 200 events of 1,000 bytes: 12.8 MB owed in all.
+        let hub = Arc::new(Hub::new(keep(1000), 100, usize::MAX, Fanouts::inline()));
+        let names: Vec<String> = (0..64).map(|t| format!("t{t}")).collect();
+        for i in 0..200 {
+            for name in &names {
+                hub.publish(name, Event::message(format!("{i:01000}")))
+                    .unwrap();
+            }
+        }
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let buffers = Buffers::new(1 << 20, 16 << 10);
+        for format in [Format::Sse, Format::Ndjson, Format::SseTagged] {
+            let (outlet, _) =
+                outlet_with(&hub, &refs, format, Arc::clone(&buffers), &Resume::After(0));
+            let wire = Memory::with_room(0);
+            outlet.lock().framer = Some(Framer::new(Framing::Chunked, format, 2000));
+            let _ = outlet.wire.set(wire.clone());
+            for _ in 0..10 {
+                assert!(matches!(
+                    outlet.look(Duration::from_secs(60), false),
+                    Look::Blocked
+                ));
+            }
+            // One piece of 16 KiB (and the first event past it), no more.
+            let own = own_bytes(&outlet);
+            assert!(own < 40 << 10, "{format:?}: {own} bytes");
+            assert!(buffers.used() <= (16 << 10) + 2048, "{}", buffers.used());
+            outlet.close();
+            assert_eq!(buffers.used(), 0, "an ended stream gives its place back");
+        }
+    }
+
+    #[test]
+    fn pieces_of_several_topics_keep_one_order() {
+        let hub = Arc::new(Hub::new(keep(10_000), 10, usize::MAX, Fanouts::inline()));
+        for i in 0..3000 {
+            let topic = ["a", "b", "c"][(i * 7 + i / 5) % 3];
+            hub.publish(topic, Event::message(format!("{i}"))).unwrap();
+        }
+        // Pieces of about ten events: every piece cuts the topics.
+        let buffers = Buffers::new(1 << 20, 300);
+        let (outlet, _) = outlet_with(
+            &hub,
+            &["a", "b", "c"],
+            Format::Sse,
+            buffers,
+            &Resume::After(0),
+        );
+        let wire = Arc::new(Memory::default());
+        outlet.lock().framer = Some(Framer::new(Framing::Chunked, Format::Sse, 2000));
+        let _ = outlet.wire.set(wire.clone());
+        outlet
+            .lock()
+            .catch_up(&*wire, &AtomicBool::new(false))
+            .unwrap();
+        let expected: Vec<String> = (0..3000).map(|i| i.to_string()).collect();
+        assert_eq!(data_of(&wire.text()), expected);
+    }
+
+    #[test]
+    fn a_spent_budget_leaves_events_in_their_topics_until_there_is_room() {
+        let hub = Arc::new(Hub::new(keep(100), 10, usize::MAX, Fanouts::inline()));
+        // Room for one piece: two readers that take nothing.
+        let buffers = Buffers::new(4096, 4096);
+        let (a, _) = outlet_with(
+            &hub,
+            &["t"],
+            Format::Ndjson,
+            Arc::clone(&buffers),
+            &Resume::Live,
+        );
+        let (b, _) = outlet_with(
+            &hub,
+            &["t"],
+            Format::Ndjson,
+            Arc::clone(&buffers),
+            &Resume::Live,
+        );
+        let (wa, wb) = (Memory::with_room(0), Memory::with_room(0));
+        for (o, w) in [(&a, &wa), (&b, &wb)] {
+            o.lock().framer = Some(Framer::new(Framing::Chunked, Format::Ndjson, 2000));
+            let _ = o.wire.set(w.clone());
+        }
+        for i in 0..20 {
+            publish(&hub, "t", &format!("{i:0500}"));
+        }
+        assert!(matches!(
+            a.look(Duration::from_secs(60), false),
+            Look::Blocked
+        ));
+        // The second finds no room: it frames nothing, and looks again.
+        assert!(matches!(
+            b.look(Duration::from_secs(60), false),
+            Look::Idle(_)
+        ));
+        assert!(matches!(b.lock().pending, Pending::None));
+        assert!(buffers.used() <= 4096);
+        // Once the first reader takes its piece, the second gets room.
+        *wa.room.lock().unwrap() = None;
+        assert!(matches!(
+            a.look(Duration::from_secs(60), false),
+            Look::Idle(_)
+        ));
+        *wb.room.lock().unwrap() = None;
+        while matches!(b.look(Duration::from_secs(60), false), Look::Idle(at) if at <= Instant::now())
+        {
+        }
+        let lines = |w: &Memory| w.text().matches("\"data\"").count();
+        assert_eq!((lines(&wa), lines(&wb)), (20, 20));
+    }
+
+    #[test]
+    fn a_large_event_waits_as_itself_not_as_a_copy() {
+        let hub = Arc::new(Hub::new(keep(100), 10, usize::MAX, Fanouts::inline()));
+        let (outlet, _) = outlet(&hub, &["t"]);
+        let wire = Memory::with_room(0);
+        open(&outlet, wire.clone());
+        publish(&hub, "t", "small");
+        publish(&hub, "t", &"x".repeat(60_000));
+        // Blocked on the first: the large one then waits alone, by reference.
+        assert!(matches!(
+            outlet.look(Duration::from_secs(60), false),
+            Look::Blocked
+        ));
+        *wire.room.lock().unwrap() = Some(40);
+        let _ = outlet.look(Duration::from_secs(60), false);
+        assert!(matches!(outlet.lock().pending, Pending::Event { .. }));
+        assert!(own_bytes(&outlet) < 4096, "{}", own_bytes(&outlet));
+    }
+
+    /// The outlet's body as if its thread had written the retry and set the
+    /// wire, without running the thread's loop.
+    fn open(outlet: &Outlet, wire: Arc<dyn Wire>) {
+        outlet.lock().framer = Some(Framer::new(Framing::Chunked, Format::Sse, 2000));
+        let _ = outlet.wire.set(wire);
+    }
+
+    fn publish(hub: &Hub, topic: &str, data: &str) {
+        hub.publish(topic, Event::message(data)).unwrap();
+    }
+
+    fn data_of(text: &str) -> Vec<String> {
+        let mut d = sse::Decoder::new();
+        let mut items = Vec::new();
+        // De-chunk: keep the lines that are not chunk sizes.
+        let body: String = text
+            .split("\r\n")
+            .enumerate()
+            .filter(|(i, _)| i % 2 == 1)
+            .map(|(_, s)| s)
+            .collect();
+        d.feed(body.as_bytes(), &mut items).unwrap();
+        items
+            .into_iter()
+            .filter_map(|i| match i {
+                sse::Item::Event(m) => Some(m.data),
+                sse::Item::Comment(_) => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_caught_up_stream_is_written_by_the_publisher_without_a_wake() {
+        let hub = Arc::new(Hub::new(keep(10), 10, usize::MAX, Fanouts::inline()));
+        let (outlet, waker) = outlet(&hub, &["a"]);
+        let wire = Arc::new(Memory::default());
+        open(&outlet, wire.clone());
+        publish(&hub, "a", "one");
+        publish(&hub, "a", "two");
+        assert_eq!(data_of(&wire.text()), ["one", "two"]);
+        assert_eq!(wire.now_writes.load(Ordering::Relaxed), 2, "one write each");
+        assert!(
+            !waker.wait(Duration::ZERO),
+            "the stream's thread was not woken"
+        );
+        assert_eq!(hub.counters.delivered.load(Ordering::Relaxed), 2);
+        outlet.close();
+        assert_eq!(
+            hub.topics()[0].subscribers(),
+            0,
+            "closing lets go of the topic"
+        );
+    }
+
+    #[test]
+    fn a_short_write_leaves_the_rest_to_the_thread_in_order() {
+        let hub = Arc::new(Hub::new(keep(10), 10, usize::MAX, Fanouts::inline()));
+        let (outlet, waker) = outlet(&hub, &["a"]);
+        // Room for the first chunk (34 bytes) and 10 of the second (41).
+        let wire = Memory::with_room(44);
+        open(&outlet, wire.clone());
+        publish(&hub, "a", "first");
+        publish(&hub, "a", "second event");
+        assert!(
+            waker.wait(Duration::ZERO),
+            "the thread is woken for the rest"
+        );
+        // A third publish finds bytes owed: it writes nothing itself.
+        publish(&hub, "a", "third");
+        assert_eq!(wire.now_writes.load(Ordering::Relaxed), 2);
+        // The thread finishes the frame, then everything after it.
+        outlet
+            .lock()
+            .catch_up(&*wire, &AtomicBool::new(false))
+            .unwrap();
+        assert_eq!(data_of(&wire.text()), ["first", "second event", "third"]);
+    }
+
+    #[test]
+    fn a_busy_stream_is_woken_not_waited_for() {
+        let hub = Arc::new(Hub::new(keep(10), 10, usize::MAX, Fanouts::inline()));
+        let (outlet, waker) = outlet(&hub, &["a"]);
+        let wire = Arc::new(Memory::default());
+        open(&outlet, wire.clone());
+        let held = outlet.lock();
+        publish(&hub, "a", "x");
+        assert!(waker.wait(Duration::ZERO));
+        assert_eq!(wire.now_writes.load(Ordering::Relaxed), 0);
+        drop(held);
+        outlet
+            .lock()
+            .catch_up(&*wire, &AtomicBool::new(false))
+            .unwrap();
+        assert_eq!(data_of(&wire.text()), ["x"]);
+    }
+
+    #[test]
+    fn concurrent_publishers_keep_one_order_across_topics() {
+        let hub = Arc::new(Hub::new(keep(10_000), 10, usize::MAX, Fanouts::inline()));
+        let outlets: Vec<_> = (0..8).map(|_| outlet(&hub, &["a", "b"])).collect();
+        let wires: Vec<_> = outlets
+            .iter()
+            .map(|(o, _)| {
+                let w = Arc::new(Memory::default());
+                open(o, w.clone());
+                w
+            })
+            .collect();
+        let publishers: Vec<_> = (0..4)
+            .map(|p| {
+                let hub = Arc::clone(&hub);
+                std::thread::spawn(move || {
+                    for i in 0..500 {
+                        let topic = if (p + i) % 2 == 0 { "a" } else { "b" };
+                        publish(&hub, topic, &format!("{p}-{i}"));
+                    }
+                })
+            })
+            .collect();
+        for p in publishers {
+            p.join().unwrap();
+        }
+        for ((outlet, _), wire) in outlets.iter().zip(&wires) {
+            // What publishers could not write, the thread writes.
+            outlet
+                .lock()
+                .catch_up(&**wire, &AtomicBool::new(false))
+                .unwrap();
+            let text = wire.text();
+            let ids: Vec<u64> = text
+                .lines()
+                .filter_map(|l| l.strip_prefix("id: "))
+                .map(|id| id.rsplit_once('-').unwrap().1.parse().unwrap())
+                .collect();
+            assert_eq!(
+                ids,
+                (1..=2000).collect::<Vec<u64>>(),
+                "every event once, in id order"
+            );
+        }
+    }
+
+    #[test]
+    fn demo_topics_feed_an_outlet_too() {
+        let topic = Topic::standalone("t", 4, None, Fanouts::inline());
+        let waker = Arc::new(Doorbell::default());
+        let outlet = Outlet::new(
+            Arc::clone(&waker),
+            Format::Sse,
+            Buffers::new(1 << 20, 64 << 10),
+        );
+        let sub = topic.subscribe(outlet.as_notify(), 0);
+        outlet.attach(Reader::demo(sub, Vec::new()));
+        let wire = Arc::new(Memory::default());
+        open(&outlet, wire.clone());
+        topic.publish(1, Event::message("tick"));
+        assert_eq!(data_of(&wire.text()), ["tick"]);
+    }
+}
