@@ -94,7 +94,7 @@ impl Throttled {
 /// One access-log line: `2026-11-22T07:37:52Z 127.0.0.1:5123 "GET /sse HTTP/1.1" 200 1234 0.012s`.
 /// The target is shown with control and non-ASCII bytes escaped, and the
 /// value of every `token` query parameter hidden, however its name is
-/// spelled (see [`shown_target`]).
+/// spelled (see `shown_target`).
 pub fn access_line(
     peer: &str,
     method: &str,

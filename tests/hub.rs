@@ -496,7 +496,7 @@ fn a_lagging_client_is_told_what_it_missed() {
 fn a_client_that_never_reads_is_dropped_and_publishing_is_unaffected() {
     let server = start(|c| {
         c.write_timeout = Duration::from_millis(300);
-        c.keepalive = Duration::from_secs(60);
+        c.heartbeat = Duration::from_secs(60);
     });
     let addr = server.addr();
     let _stuck = Conn::open_stream(addr, "/events/firehose");
@@ -731,7 +731,7 @@ fn deeply_nested_json_is_parsed_or_refused_within_the_stack() {
 fn idle_topics_are_freed_and_listed_topics_are_true() {
     let server = start(|c| {
         c.history = 0;
-        c.keepalive = Duration::from_millis(20);
+        c.heartbeat = Duration::from_millis(20);
     });
     let addr = server.addr();
     let sub = Conn::open_stream(addr, "/events/watched");
@@ -761,7 +761,7 @@ fn idle_topics_are_freed_and_listed_topics_are_true() {
 fn metrics_move() {
     let server = start(|c| {
         c.max_streams = Some(3);
-        c.keepalive = Duration::from_millis(20);
+        c.heartbeat = Duration::from_millis(20);
     });
     let addr = server.addr();
     let metric = |name: &str| -> u64 {

@@ -27,7 +27,7 @@ fn instance_at(url: &str, tweak: impl FnOnce(&mut Config)) -> Server {
     let server = start(|c| {
         c.redis = Some(ssed::config::RedisTarget::parse(url).unwrap());
         c.redis_timeout = Duration::from_millis(500);
-        c.keepalive = Duration::from_millis(200);
+        c.heartbeat = Duration::from_millis(200);
         tweak(c);
     });
     linked(server.addr());

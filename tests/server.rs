@@ -203,7 +203,7 @@ fn training_runs_to_completion_exactly() {
 
 #[test]
 fn training_stops_when_the_client_leaves() {
-    let server = start(|c| c.keepalive = Duration::from_millis(20));
+    let server = start(|c| c.heartbeat = Duration::from_millis(20));
     let mut c = Conn::get(server.addr(), "/stream-training?step_ms=10");
     assert_eq!(c.head().status, 200);
     c.events(2);
@@ -377,7 +377,7 @@ fn stream_text_is_plain_text_line_by_line() {
 
 #[test]
 fn any_stream_as_text_is_each_event_s_data_and_a_line_break() {
-    let server = start(|c| c.keepalive = Duration::from_millis(20));
+    let server = start(|c| c.heartbeat = Duration::from_millis(20));
     let addr = server.addr();
     let (head, body) = fetch(
         addr,
@@ -555,7 +555,7 @@ fn bad_publish_bodies() {
 
 #[test]
 fn keepalive_comments_on_idle_streams() {
-    let server = start(|c| c.keepalive = Duration::from_millis(30));
+    let server = start(|c| c.heartbeat = Duration::from_millis(30));
     let mut c = Conn::open_stream(server.addr(), "/sse");
     assert_eq!(c.chunk_str().as_deref(), Some(": keep-alive\n"));
     assert_eq!(c.items(1), [Item::Comment("keep-alive".into())]);
@@ -563,7 +563,7 @@ fn keepalive_comments_on_idle_streams() {
 
 #[test]
 fn every_parked_stream_gets_a_keepalive_after_each_silence() {
-    let server = start(|c| c.keepalive = Duration::from_millis(30));
+    let server = start(|c| c.heartbeat = Duration::from_millis(30));
     let mut streams: Vec<_> = (0..20)
         .map(|_| Conn::open_stream(server.addr(), "/events/quiet"))
         .collect();
@@ -594,7 +594,7 @@ fn every_parked_stream_gets_a_keepalive_after_each_silence() {
 
 #[test]
 fn streams_are_released_when_clients_vanish() {
-    let server = start(|c| c.keepalive = Duration::from_millis(20));
+    let server = start(|c| c.heartbeat = Duration::from_millis(20));
     let clients: Vec<_> = [
         "/sse",
         "/stream-stocks",
@@ -884,7 +884,7 @@ fn shutdown_ends_streams_with_the_last_chunk() {
 fn a_client_that_stops_reading_is_dropped_while_others_go_on() {
     let server = start(|c| {
         c.write_timeout = Duration::from_millis(300);
-        c.keepalive = Duration::from_secs(60);
+        c.heartbeat = Duration::from_secs(60);
     });
     let addr = server.addr();
     let stuck = Conn::open_stream(addr, "/sse");

@@ -223,29 +223,32 @@ pub fn render(s: &Sources) -> String {
         "Gap notices sent: events a client was owed but could not get.",
         &one(h.gaps.load(Relaxed)),
     );
+    // A shared log's link, named by its backend (`ssed_redis_up`, ...):
+    // nothing here knows which backends exist.
     if let Some(link) = &s.link {
         let (up, rtt) = (u64::from(link.up()), link.rtt);
+        let b = link.backend;
         metric(
-            "ssed_redis_up",
+            &format!("ssed_{b}_up"),
             "gauge",
-            "1 while the link to Redis (--redis) is up.",
+            &format!("1 while the link to the shared log ({b}) is up."),
             &one(up),
         );
         metric(
-            "ssed_redis_reconnects_total",
+            &format!("ssed_{b}_reconnects_total"),
             "counter",
-            "Times the link to Redis came back after it was lost.",
+            &format!("Times the link to the shared log ({b}) came back after it was lost."),
             &one(link.reconnects),
         );
         metric(
-            "ssed_redis_resets_total",
+            &format!("ssed_{b}_resets_total"),
             "counter",
-            "Times this instance's hub streams were ended because Redis lost events they were owed.",
+            &format!("Times this instance's hub streams were ended because the shared log ({b}) lost events they were owed."),
             &one(link.resets),
         );
         let _ = writeln!(
             out,
-            "# HELP ssed_redis_rtt_seconds Round-trip time of a PING to Redis, measured every 2 s.\n# TYPE ssed_redis_rtt_seconds gauge\nssed_redis_rtt_seconds {}",
+            "# HELP ssed_{b}_rtt_seconds Round-trip time of a PING to the shared log ({b}), measured every 2 s.\n# TYPE ssed_{b}_rtt_seconds gauge\nssed_{b}_rtt_seconds {}",
             rtt.map_or(f64::NAN, |d| d.as_secs_f64())
         );
     }

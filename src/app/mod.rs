@@ -3,7 +3,7 @@
 //! asks [`routes::decide`] what to do, then does it: replies, publishes
 //! (`publish.rs`), or opens a stream (`open.rs`). `start.rs` puts the
 //! rooms together. Every refusal of the log is one status for one meaning
-//! ([`App::refused`]).
+//! (`refusal`).
 
 mod auth;
 mod cors;
@@ -180,28 +180,40 @@ impl App {
         )
     }
 
-    /// The answer to what the log refused: one status for each meaning.
-    /// A client refused for want of topics is logged (at most once a
-    /// second) and asked to let its connection go.
+    /// The answer to what the log refused ([`refusal`]). A client refused
+    /// for want of topics is logged (at most once a second) and asked to
+    /// let its connection go.
     fn refused(&self, e: StoreError, ex: &mut Exchange<'_>) -> Response {
-        match e {
-            StoreError::BadTopic(why) => Response::error(400, &why),
-            StoreError::TooManyTopics(max) => {
-                self.refused_topics.note(&format!("{}", ex.peer()));
-                ex.close_after();
-                Response::error(
-                    429,
-                    &format!("there are {max} topics already (--max-topics)"),
-                )
-                .with("Retry-After", conn::RETRY_AFTER_SECS.to_string())
-            }
-            // Certainly not stored.
-            StoreError::Down(why) | StoreError::LostData(why) => {
-                Response::error(503, &format!("not published: {why}"))
-                    .with("Retry-After", conn::RETRY_AFTER_SECS.to_string())
-            }
-            // Perhaps stored: say so, and with which key to retry.
-            StoreError::Unknown { why, key } => Response::error(
+        let (res, let_go) = refusal(e);
+        if let_go {
+            self.refused_topics.note(&format!("{}", ex.peer()));
+            ex.close_after();
+        }
+        res
+    }
+}
+
+/// One status for each meaning of a refusal by the log, and whether the
+/// client is asked to let its connection go.
+fn refusal(e: StoreError) -> (Response, bool) {
+    let retry_later = |res: Response| res.with("Retry-After", conn::RETRY_AFTER_SECS.to_string());
+    match e {
+        StoreError::BadTopic(why) => (Response::error(400, &why), false),
+        StoreError::TooManyTopics(max) => (
+            retry_later(Response::error(
+                429,
+                &format!("there are {max} topics already (--max-topics)"),
+            )),
+            true,
+        ),
+        // Certainly not stored.
+        StoreError::Down(why) | StoreError::LostData(why) => (
+            retry_later(Response::error(503, &format!("not published: {why}"))),
+            false,
+        ),
+        // Perhaps stored: say so, and with which key to retry.
+        StoreError::Unknown { why, key } => (
+            Response::error(
                 504,
                 &format!(
                     "perhaps published: {why}; retry with the header {}: {key} to publish it at most once",
@@ -209,14 +221,93 @@ impl App {
                 ),
             )
             .with(idempotency::HEADER, key),
-            StoreError::InProgress => Response::error(
+            false,
+        ),
+        StoreError::InProgress => (
+            Response::error(
                 409,
                 "a publish with this Idempotency-Key is under way; retry with it in a moment",
             ),
-            StoreError::KeyReused => Response::error(
+            false,
+        ),
+        StoreError::KeyReused => (
+            Response::error(
                 422,
                 "this Idempotency-Key was used for another publish (another topic or other data); a new event needs a new key",
             ),
+            false,
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http1::reason;
+
+    fn field<'a>(res: &'a Response, name: &str) -> Option<&'a str> {
+        res.fields
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn error_line(res: &Response) -> String {
+        let v: Value = serde_json::from_slice(&res.body).unwrap();
+        v["error"].as_str().unwrap().to_string()
+    }
+
+    #[test]
+    fn each_refusal_of_the_log_is_one_status_for_one_meaning() {
+        let cases = [
+            (StoreError::BadTopic("bad name".into()), 400, false, None),
+            (StoreError::TooManyTopics(3), 429, true, Some("Retry-After")),
+            (
+                StoreError::Down("redis x: down".into()),
+                503,
+                false,
+                Some("Retry-After"),
+            ),
+            (
+                StoreError::LostData("redis x: lost".into()),
+                503,
+                false,
+                Some("Retry-After"),
+            ),
+            (
+                StoreError::Unknown {
+                    why: "no answer".into(),
+                    key: "k1".into(),
+                },
+                504,
+                false,
+                Some(idempotency::HEADER),
+            ),
+            (StoreError::InProgress, 409, false, None),
+            (StoreError::KeyReused, 422, false, None),
+        ];
+        for (e, status, let_go, header) in cases {
+            let what = format!("{e:?}");
+            let (res, asked) = refusal(e);
+            assert_eq!(res.status, status, "{what}");
+            assert_eq!(asked, let_go, "{what}");
+            assert!(!reason(status).is_empty(), "{status} has a reason phrase");
+            let line = error_line(&res);
+            assert!(!line.is_empty() && !line.contains('\n'), "{what}: {line}");
+            if let Some(h) = header {
+                assert!(field(&res, h).is_some(), "{what} carries {h}");
+            }
         }
+        // 503 means not stored; "perhaps" is never 503.
+        let (res, _) = refusal(StoreError::Unknown {
+            why: "no answer".into(),
+            key: "k1".into(),
+        });
+        assert_eq!(field(&res, idempotency::HEADER), Some("k1"));
+        assert!(error_line(&res).starts_with(
+            "perhaps published: no answer; retry with the header Idempotency-Key: k1"
+        ));
+        let (res, _) = refusal(StoreError::Down("redis x: down".into()));
+        assert_eq!(error_line(&res), "not published: redis x: down");
     }
 }

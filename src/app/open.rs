@@ -114,7 +114,7 @@ impl App {
         let stream = Box::new(Stream::new(
             kind,
             format,
-            self.config.keepalive,
+            self.config.heartbeat,
             self.config.retry_ms,
             slot,
             // Topics nobody needs any more are freed.

@@ -211,7 +211,7 @@ impl Server {
             pressure,
             header_timeout: app.config.header_timeout,
             idle_timeout: app.config.idle_timeout,
-            heartbeat: app.config.keepalive,
+            heartbeat: app.config.heartbeat,
             write_timeout: app.config.write_timeout,
             access_log: app.config.access_log,
         };

@@ -81,7 +81,7 @@ pub const FLAGS: &[Flag] = &[
         value: Some("SECS"),
         help: "comment sent on a stream idle this long",
         default: "15",
-        set: |c, v| set(&mut c.keepalive, seconds(v, 0.01, 3600.0)),
+        set: |c, v| set(&mut c.heartbeat, seconds(v, 0.01, 3600.0)),
         repeat: None,
     },
     Flag {

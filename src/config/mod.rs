@@ -87,7 +87,9 @@ pub struct Config {
     pub addr: String,
     pub www: Option<PathBuf>,
     pub cors_origins: Vec<String>,
-    pub keepalive: Duration,
+    /// `--keepalive`: a stream silent this long gets a heartbeat comment
+    /// (not HTTP persistence, which is `--idle-timeout`).
+    pub heartbeat: Duration,
     /// `--retry-ms`: the reconnection delay each SSE stream sends first.
     pub retry_ms: u64,
     /// `None`: what the system's limits allow, found at start.
@@ -137,7 +139,7 @@ impl Default for Config {
             addr: "127.0.0.1:8000".into(),
             www: None,
             cors_origins: Vec::new(),
-            keepalive: Duration::from_secs(15),
+            heartbeat: Duration::from_secs(15),
             retry_ms: DEFAULT_RETRY_MS,
             max_connections: None,
             max_streams: None,
@@ -276,7 +278,7 @@ mod tests {
     fn defaults_flags_and_env() {
         let c = parse_with(&[], &[]).unwrap();
         assert_eq!(c.addr, "127.0.0.1:8000");
-        assert_eq!(c.keepalive, Duration::from_secs(15));
+        assert_eq!(c.heartbeat, Duration::from_secs(15));
         assert_eq!(
             (c.header_timeout, c.idle_timeout, c.access_log),
             (Duration::from_secs(10), Duration::from_secs(60), false)
@@ -305,7 +307,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.addr, "0.0.0.0:0");
-        assert_eq!(c.keepalive, Duration::from_millis(500));
+        assert_eq!(c.heartbeat, Duration::from_millis(500));
         assert_eq!(c.max_streams, Some(7));
         assert_eq!(c.max_connections, Some(50));
         assert_eq!(c.cors_origins, ["*", "http://a:1"]);
@@ -322,6 +324,61 @@ mod tests {
         .unwrap();
         assert_eq!(c.cors_origins, ["http://x", "http://y"]);
         assert!(c.access_log);
+    }
+
+    /// Each flag's default, as the usage shows it, is what `Config::default`
+    /// holds: the flag set to its shown default changes nothing. Defaults
+    /// that are a rule, not a value, are named here and held to the rule.
+    #[test]
+    fn the_usage_shows_the_defaults_the_server_uses() {
+        use crate::memory::{Sizing, MAX_HISTORY_TOTAL};
+        let rules = [
+            ("--max-connections", "from system limits"),
+            ("--max-streams", "connections less 1/16"),
+            ("--history-total", "64M, less on a small host"),
+            ("--memory", "the cgroup's limit, else the host's"),
+            ("--publish-token", "the variable keeps it out of ps"),
+            ("--access-log", "1 turns it on"),
+            ("--tail-symlinks", "1 turns it on"),
+        ];
+        let unset = format!("{:?}", Config::default());
+        for flag in flags::FLAGS {
+            if let Some((_, rule)) = rules.iter().find(|(name, _)| *name == flag.name) {
+                assert_eq!(flag.default, *rule, "{}", flag.name);
+                continue;
+            }
+            if flag.default.is_empty() {
+                // Nothing by default: a list or an option left empty.
+                continue;
+            }
+            let mut c = Config::default();
+            (flag.set)(&mut c, flag.default)
+                .unwrap_or_else(|e| panic!("{} {}: {e}", flag.name, flag.default));
+            assert_eq!(format!("{c:?}"), unset, "{} {}", flag.name, flag.default);
+        }
+        // The rules: off unless set; the history's 64M on a large host.
+        let c = Config::default();
+        assert!(!c.access_log && !c.tail_symlinks);
+        assert_eq!(c.history_total, None);
+        assert_eq!(c.memory, None);
+        assert_eq!(c.publish_token, None);
+        assert_eq!((c.max_connections, c.max_streams), (None, None));
+        assert_eq!(Sizing::for_limit(64 << 30).history_total, MAX_HISTORY_TOTAL);
+        assert_eq!(
+            MAX_HISTORY_TOTAL,
+            64 << 20,
+            "--history-total's usage says 64M"
+        );
+        // The empty defaults are empty.
+        for flag in flags::FLAGS.iter().filter(|f| f.default.is_empty()) {
+            let mut c = Config::default();
+            let ok = (flag.set)(&mut c, "");
+            assert!(
+                ok.is_err() || format!("{c:?}") == unset,
+                "{}: an empty value changes the default",
+                flag.name
+            );
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! written, its body run, and handed to the park once caught up.
 
 use super::park::{Park, Parked};
-use super::wire::SocketWire;
+use super::wire::{is_timeout, SocketWire};
 use super::{Delimit, Peer, Shared, StreamBody};
 use crate::http1::{self, Framing, HeadParser, Refusal, Request, Response, Version};
 use crate::log;
@@ -262,14 +262,7 @@ impl Conn {
     }
 }
 
-pub(super) fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
-}
-
-/// One request and its answer, as the [`Handler`] sees it.
+/// One request and its answer, as the [`super::Handler`] sees it.
 pub struct Exchange<'c> {
     conn: &'c mut Conn,
     request: Request,

@@ -9,8 +9,7 @@
 //! readers took nothing for longest. At shutdown it ends every stream with
 //! its last chunk.
 
-use super::exchange::is_timeout;
-use super::wire::SocketWire;
+use super::wire::{is_timeout, SocketWire};
 use super::{Look, Parkable, Peer, Shared};
 use crate::log;
 use crate::sync::lock;

@@ -95,3 +95,12 @@ impl Wire for SocketWire {
         self.count(sock.send_vectored_with_flags(bufs, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL))
     }
 }
+
+/// A read or write that ran out of time (a socket's timeout, or nothing
+/// to take without waiting).
+pub(super) fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}

@@ -1,6 +1,6 @@
 //! The seed tutorials' demos, as producers of events.
 //!
-//! Per-client demos are [`Script`]s run by the client's own stream thread:
+//! Per-client demos are [`crate::stream::Script`]s run by the client's own stream thread:
 //! the clock, the `/event_stream` example, the training task and the JSON
 //! lines. Demos whose data is the same for everyone have one producer thread
 //! each, publishing to a [`Topic`]: the system sampler (one sampling serves a
@@ -64,8 +64,8 @@ impl Demos {
     pub fn start(pace: &Pace, fanouts: Arc<Fanouts>) -> std::io::Result<Demos> {
         let mut demos = Demos {
             topics: DemoTopics {
-                stats: Topic::standalone("", 0, None, Arc::clone(&fanouts)),
-                stocks: Topic::standalone("", 0, None, Arc::clone(&fanouts)),
+                stats: Topic::standalone("", 0, None, fanouts.clone()),
+                stocks: Topic::standalone("", 0, None, fanouts.clone()),
                 quotes: Arc::default(),
             },
             crew: Arc::new(Crew::default()),
@@ -99,7 +99,7 @@ impl Demos {
         run: impl FnOnce(Producer) + Send + 'static,
     ) -> std::io::Result<Arc<Topic>> {
         let bell = Arc::new(Doorbell::default());
-        let topic = Topic::standalone(name, ring, Some(Arc::clone(&bell)), Arc::clone(fanouts));
+        let topic = Topic::standalone(name, ring, Some(Arc::clone(&bell)), fanouts.clone());
         let producer = Producer {
             topic: Arc::clone(&topic),
             bell: Arc::clone(&bell),

@@ -33,7 +33,7 @@
 //! noise). A topic that keeps up (each pass ends before the next event) is
 //! never paced.
 
-use super::topic::{Notify, Topic};
+use super::topic::{Dispatch, Notify, Topic};
 use crate::sync::{lock, Crew};
 use std::collections::VecDeque;
 use std::io;
@@ -223,8 +223,24 @@ impl Fanouts {
         Arc::new(Fanouts { shared: None })
     }
 
+    /// Finishes what is queued, then stops and joins the workers.
+    pub fn stop(&self) {
+        let Some(shared) = &self.shared else {
+            return;
+        };
+        shared.crew.begin_stop();
+        {
+            // Taken so that no worker is between its check and its wait.
+            let _queue = lock(&shared.queue);
+            shared.ready.notify_all();
+        }
+        shared.crew.join();
+    }
+}
+
+impl Dispatch for Fanouts {
     /// Has the subscribers of `topic` told of what it holds now.
-    pub fn dispatch(&self, topic: Arc<Topic>) {
+    fn dispatch(&self, topic: Arc<Topic>) {
         let Some(shared) = &self.shared else {
             for n in topic.take_news() {
                 n.notify();
@@ -240,20 +256,6 @@ impl Fanouts {
             saturated: false,
         });
         shared.ready.notify_one();
-    }
-
-    /// Finishes what is queued, then stops and joins the workers.
-    pub fn stop(&self) {
-        let Some(shared) = &self.shared else {
-            return;
-        };
-        shared.crew.begin_stop();
-        {
-            // Taken so that no worker is between its check and its wait.
-            let _queue = lock(&shared.queue);
-            shared.ready.notify_all();
-        }
-        shared.crew.join();
     }
 }
 

@@ -1,20 +1,25 @@
 //! A topic: a ring of its recent events, its subscribers, and each
 //! subscriber's cursor. Publishing appends to the ring and has the
-//! subscribers told through the fan-out ([`Fanouts`]); nothing a subscriber
+//! subscribers told through its [`Dispatch`] (the hub's fan-out); nothing a subscriber
 //! does can make a publish wait. Each [`Subscription`] reads the ring at
 //! its own cursor; one that falls further behind than the ring holds is
 //! told what it missed ([`Gap`]).
 
-use super::fanout::Fanouts;
 use crate::sse::Event;
 use crate::sync::{read, write, Doorbell};
+/// Who has a topic's subscribers told of what it inserted: the hub's
+/// fan-out (`fanout.rs`), on its workers or inline.
+pub trait Dispatch: Send + Sync {
+    fn dispatch(&self, topic: Arc<Topic>);
+}
+
 /// Someone to tell that a topic has new events.
 pub trait Notify: Send + Sync {
     /// Called after events were added, on the publisher's thread; must not
     /// wait for anything a reader controls.
     fn notify(&self);
 
-    /// The topic was closed ([`Hub::reset`]): the reader's own thread must
+    /// The topic was closed (the mirror's [`super::Hub::rejoin`] with a reset): the reader's own thread must
     /// look, even if nothing new is there to write.
     fn closed(&self) {
         self.notify();
@@ -65,12 +70,12 @@ pub struct Topic {
     hub_total: Option<Arc<AtomicUsize>>,
     /// Waiting for a fan-out pass (see `fanout`).
     queued: AtomicBool,
-    /// Kept even when idle: a source feeds it (see [`Hub::pin`]).
+    /// Kept even when idle: a source feeds it (see [`super::Hub::pin`]).
     pub(super) pinned: AtomicBool,
     /// The hub was reset under it: its readers' streams end.
     closed: AtomicBool,
     /// Who tells its subscribers of what it inserts.
-    fanouts: Arc<Fanouts>,
+    fanouts: Arc<dyn Dispatch>,
 }
 
 /// One retained event and its sequence number.
@@ -157,7 +162,7 @@ impl Topic {
         name: &str,
         capacity: usize,
         producer: Option<Arc<Doorbell>>,
-        fanouts: Arc<Fanouts>,
+        fanouts: Arc<dyn Dispatch>,
     ) -> Arc<Topic> {
         let keep = Retention {
             history: capacity,
@@ -171,7 +176,7 @@ impl Topic {
         keep: Retention,
         on_first_subscriber: Option<Arc<Doorbell>>,
         hub_total: Option<Arc<AtomicUsize>>,
-        fanouts: Arc<Fanouts>,
+        fanouts: Arc<dyn Dispatch>,
     ) -> Arc<Topic> {
         let capacity = keep.history.max(LIVE_RING);
         Arc::new(Topic {
@@ -202,14 +207,14 @@ impl Topic {
     }
 
     /// Appends `event` as number `seq` (which must exceed every earlier one)
-    /// and has its subscribers told (see [`Fanouts`]).
+    /// and has its subscribers told (see [`Dispatch`]).
     pub fn publish(self: &Arc<Self>, seq: u64, event: Event) {
         self.insert(seq, event);
         self.fanouts.dispatch(Arc::clone(self));
     }
 
     /// Appends without telling anyone: the caller dispatches once its
-    /// locks are let go (see [`Hub::publish`]).
+    /// locks are let go (see [`super::Hub::publish`]).
     pub(super) fn insert(&self, seq: u64, event: Event) {
         let mut ring = write(&self.ring);
         let size = event.data.len();
@@ -490,6 +495,7 @@ impl Drop for Subscription {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hub::Fanouts;
     use std::time::Duration;
 
     fn data(entries: &[Entry]) -> Vec<&str> {

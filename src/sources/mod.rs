@@ -19,7 +19,7 @@
 //! So a followed file is opened without blocking and only if it is a
 //! regular file (by default not through a symlink, and owned by the owner
 //! of the file it replaces); every read loop looks at the stop flag; a
-//! program runs under a [keeper](crate::keeper) that ends its whole tree;
+//! program runs under a keeper (`keeper.rs`) that ends its whole tree;
 //! and its pipes are read only so long after it exits.
 //!
 //! [`Sources`] owns every thread and child: at shutdown it asks each
@@ -69,7 +69,7 @@ pub struct Settings {
     pub tail_poll: Duration,
     /// The longest line published whole.
     pub max_line: usize,
-    /// ssed's own binary, run as the [keeper](keeper) of each
+    /// ssed's own binary, run as the keeper (`keeper.rs`) of each
     /// program; `None` runs `sh` directly, without the keeper's guarantees
     /// (for library use, where the binary is not at hand).
     pub keeper: Option<PathBuf>,

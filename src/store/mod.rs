@@ -10,11 +10,11 @@
 //! - [`Redis`] (`--redis`): the log is in Redis, and the hub mirrors the
 //!   topics this instance's clients watch.
 //!
-//! Every backend is given the local [`Hub`] and fills it: a publish, or an
+//! Every backend is given the local [`crate::hub::Hub`] and fills it: a publish, or an
 //! event that comes back from a shared log, is inserted into its topic,
 //! which tells its subscribers (one path, the hub's fan-out). A backend
 //! knows no HTTP and no writer: a subscription comes back as
-//! [`Subscribed`], subscriptions, gaps and a [`Backlog`] to read from.
+//! [`Subscribed`], subscriptions, gaps and a [`crate::hub::Backlog`] to read from.
 //! What is a backend's own (its link, its names) it describes itself, in
 //! [`Link`]. A third backend (NATS JetStream, Redis Cluster) is one module
 //! here that implements [`Store`], and one flag that picks it.

@@ -7,7 +7,7 @@
 //! write left wait where they are, never copied.
 
 use super::framing::{Format, Framer, Framing, Head};
-use super::reader::Reader;
+use super::reader::{Reader, KEEP_BATCH};
 use crate::conn::{Look, Pressure, Wire};
 use crate::hub::Notify;
 use crate::sse::Event;
@@ -17,9 +17,6 @@ use std::io::{self, IoSlice};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
-
-/// A stream's batch of events keeps at most this capacity after a piece.
-pub(super) const KEEP_BATCH: usize = 256;
 
 /// An SSE event whose chunk is at least this large is written alone, from
 /// its own encoding, rather than copied into a piece with others: a slow
@@ -190,7 +187,7 @@ impl Outlet {
     /// Starts a stream that is then written without a thread of its own:
     /// the `retry:` line and what is owed now (a replay) are written as the
     /// stream's thread would, waiting as needed, a piece at a time; from
-    /// then on publishers write what fits at once, and [`Outlet::pump`]
+    /// then on publishers write what fits at once, and [`Outlet::look`]
     /// the rest.
     pub fn start(
         &self,

@@ -2,7 +2,6 @@
 //! first, then a backlog (a shared log's replay, a page at a time), then
 //! the live events, a bounded piece at a time.
 
-use super::outlet::KEEP_BATCH;
 use crate::hub::{Backlog, Entry, Gap, Hub, Subscribed, Subscription, Take};
 use crate::sse::{Event, GAP_EVENT};
 use std::collections::VecDeque;
@@ -36,6 +35,9 @@ pub struct Reader {
 /// Events one piece takes at most, whatever their size: what a write
 /// carries and what a stream holds is bounded by count as well as bytes.
 const MAX_PIECE_EVENTS: usize = 1024;
+
+/// A stream's batch of events keeps at most this capacity after a piece.
+pub(super) const KEEP_BATCH: usize = 256;
 
 impl Reader {
     /// A reader of what a store subscribed to.

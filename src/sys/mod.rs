@@ -1,6 +1,6 @@
 //! What ssed asks of the operating system, one file a mechanism. The only
 //! `unsafe` code of ssed lives here, each block with a `SAFETY` note, and
-//! every system call's result is checked ([`check`]): a failure is an
+//! every system call's result is checked (`check`): a failure is an
 //! `io::Error`, never dropped.
 
 pub mod cgroup;

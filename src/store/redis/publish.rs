@@ -6,6 +6,7 @@ use super::conn::small_reply;
 use super::keys::{
     stream_key, BYTES, COST, CUT, FEED, IDEM_PREFIX, RUN, SEQ, TOPICS, TOPIC_PREFIX, TOTAL,
 };
+use super::scripts::{PUBLISH_ARGS, PUBLISH_KEYS};
 use super::{Redis, Reply, FEED_LENGTH};
 use crate::hub::{check_topic, idempotency};
 use crate::log;
@@ -50,7 +51,7 @@ impl Redis {
             "{:016x}",
             idempotency::fingerprint(topic, event.event.as_deref(), &event.data)
         );
-        let keys: [&[u8]; 10] = [
+        let keys: [&[u8]; PUBLISH_KEYS] = [
             RUN.as_bytes(),
             SEQ.as_bytes(),
             stream.as_bytes(),
@@ -62,7 +63,7 @@ impl Redis {
             TOTAL.as_bytes(),
             idem.as_bytes(),
         ];
-        let args: [&[u8]; 12] = [
+        let args: [&[u8]; PUBLISH_ARGS] = [
             run.as_bytes(),
             topic.as_bytes(),
             event.event.as_deref().unwrap_or("").as_bytes(),
@@ -108,26 +109,14 @@ impl Redis {
             }
             Err(e) => return Err(StoreError::Down(named(format!("not reached: {e}")))),
         };
-        let stored = match reply.items() {
-            Some([Reply::Int(seq), Reply::Int(trimmed), ..]) => Some((*seq, *trimmed)),
-            _ => None,
-        };
-        if let Some((seq, trimmed)) = stored {
-            s.hub
-                .counters
-                .trimmed
-                .fetch_add(u64::try_from(trimmed).unwrap_or(0), Ordering::Relaxed);
-            return Ok((
-                crate::hub::format_id(&run, seq.max(0) as u64),
-                s.hub.subscribers(topic),
-            ));
-        }
-        match reply {
-            Reply::Error(e) if e.starts_with("SSEDTOPICS") => {
-                Err(StoreError::TooManyTopics(s.settings.max_topics))
+        match outcome(&reply) {
+            Outcome::Stored { seq, trimmed } => {
+                s.hub.counters.trimmed.fetch_add(trimmed, Ordering::Relaxed);
+                Ok((crate::hub::format_id(&run, seq), s.hub.subscribers(topic)))
             }
-            Reply::Error(e) if e.starts_with("SSEDREUSED") => Err(StoreError::KeyReused),
-            Reply::Error(e) if e.starts_with("SSEDRUN") => {
+            Outcome::TooManyTopics => Err(StoreError::TooManyTopics(s.settings.max_topics)),
+            Outcome::KeyReused => Err(StoreError::KeyReused),
+            Outcome::RunChanged => {
                 // Redis lost its data under a live feed: have the feed
                 // connect again, which resets the mirror.
                 s.restart_feed();
@@ -135,8 +124,110 @@ impl Redis {
                     "it lost the shared hub's data; it is being set up again".into(),
                 )))
             }
-            Reply::Error(e) => Err(StoreError::Down(named(format!("refused: {e}")))),
-            other => Err(unknown(format!("an unexpected reply: {other:?}"))),
+            Outcome::Refused(e) => Err(StoreError::Down(named(format!("refused: {e}")))),
+            Outcome::Unexpected(what) => Err(unknown(format!("an unexpected reply: {what}"))),
+        }
+    }
+}
+
+/// What the publish script's reply means (its contract: `scripts::PUBLISH`).
+#[derive(Debug, PartialEq)]
+enum Outcome {
+    /// Stored (or stored before, under the same key) with this number;
+    /// `trimmed` events were dropped to keep within the history.
+    Stored { seq: u64, trimmed: u64 },
+    /// `SSEDTOPICS`: a new topic, and there are `--max-topics` already.
+    TooManyTopics,
+    /// `SSEDREUSED`: the key belongs to another publish.
+    KeyReused,
+    /// `SSEDRUN`: the log is not the run this instance follows.
+    RunChanged,
+    /// Any other error: Redis refused the script (not stored).
+    Refused(String),
+    /// Not an answer the script gives: perhaps stored.
+    Unexpected(String),
+}
+
+fn outcome(reply: &Reply) -> Outcome {
+    match reply {
+        Reply::Array(Some(items)) => match items.as_slice() {
+            [Reply::Int(seq), Reply::Int(trimmed), Reply::Int(0 | 1)] if *seq > 0 => {
+                Outcome::Stored {
+                    seq: *seq as u64,
+                    trimmed: u64::try_from(*trimmed).unwrap_or(0),
+                }
+            }
+            _ => Outcome::Unexpected(format!("{reply:?}")),
+        },
+        Reply::Error(e) if e.starts_with("SSEDTOPICS ") => Outcome::TooManyTopics,
+        Reply::Error(e) if e.starts_with("SSEDREUSED ") => Outcome::KeyReused,
+        Reply::Error(e) if e.starts_with("SSEDRUN ") => Outcome::RunChanged,
+        Reply::Error(e) => Outcome::Refused(e.clone()),
+        other => Outcome::Unexpected(format!("{other:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::scripts::PUBLISH;
+    use super::*;
+
+    #[test]
+    fn the_publish_scripts_replies_mean_one_thing_each() {
+        let ints = |v: &[i64]| Reply::Array(Some(v.iter().map(|n| Reply::Int(*n)).collect()));
+        let err = |s: &str| Reply::Error(s.into());
+        let cases = [
+            (ints(&[7, 2, 0]), Outcome::Stored { seq: 7, trimmed: 2 }),
+            // A key already stored: its first number, nothing appended.
+            (ints(&[7, 0, 1]), Outcome::Stored { seq: 7, trimmed: 0 }),
+            (
+                err("SSEDTOPICS there are too many topics"),
+                Outcome::TooManyTopics,
+            ),
+            (
+                err("SSEDREUSED the key was used for another publish"),
+                Outcome::KeyReused,
+            ),
+            (err("SSEDRUN the shared hub was reset"), Outcome::RunChanged),
+            // Redis's own refusals: not stored.
+            (
+                err("NOPERM this user has no permissions to run the 'evalsha' command"),
+                Outcome::Refused(
+                    "NOPERM this user has no permissions to run the 'evalsha' command".into(),
+                ),
+            ),
+            (
+                err("OOM command not allowed when used memory > 'maxmemory'."),
+                Outcome::Refused("OOM command not allowed when used memory > 'maxmemory'.".into()),
+            ),
+            // A code Redis made from a message-less error is not ours.
+            (
+                err("ERR SSEDTOPICS"),
+                Outcome::Refused("ERR SSEDTOPICS".into()),
+            ),
+        ];
+        for (reply, expected) in cases {
+            assert_eq!(outcome(&reply), expected, "{reply:?}");
+        }
+        // Anything else is not an answer the script gives: perhaps stored.
+        for reply in [
+            ints(&[0, 0, 0]),
+            ints(&[-1, 0, 0]),
+            ints(&[7, 0]),
+            ints(&[7, 0, 2]),
+            Reply::Int(7),
+            Reply::Simple("OK".into()),
+            Reply::Bulk(None),
+            Reply::Array(None),
+        ] {
+            assert!(
+                matches!(outcome(&reply), Outcome::Unexpected(_)),
+                "{reply:?}"
+            );
+        }
+        // Every code the script can answer with is one read above.
+        for code in ["SSEDRUN ", "SSEDTOPICS ", "SSEDREUSED "] {
+            assert!(PUBLISH.contains(&format!("error_reply('{code}")), "{code}");
         }
     }
 }

@@ -16,7 +16,7 @@ end
 return {run, tonumber(redis.call('get', KEYS[2]) or '0')}
 ";
 
-/// Where the newest ARGV[2] events up to number ARGV[1] of the topics
+/// Where the newest `ARGV[2]` events up to number `ARGV[1]` of the topics
 /// KEYS start: the number just before them (0: there are no more than
 /// that). Only a number comes back, whatever the events hold. (The one
 /// before the newest n is among some topic's newest n + 1.)
@@ -56,7 +56,7 @@ return seqs[n + 1]
 /// fingerprint is refused (`SSEDREUSED`).
 /// (Each error reply is a code and a message: Redis makes one without a
 /// message `ERR CODE`.)
-/// (The budget trims topics other than KEYS[3], whose keys it makes from
+/// (The budget trims topics other than `KEYS[3]`, whose keys it makes from
 /// the prefix: fine on one Redis, not meant for Redis Cluster.)
 pub(super) const PUBLISH: &str = r"
 if redis.call('get', KEYS[1]) ~= ARGV[1] then
@@ -142,6 +142,11 @@ redis.call('set', KEYS[10], seq .. ':' .. ARGV[12], 'EX', ARGV[11])
 return {seq, trimmed, 0}
 ";
 
+/// How many KEYS and ARGV `PUBLISH` reads (held to the script's text by a
+/// test).
+pub(super) const PUBLISH_KEYS: usize = 10;
+pub(super) const PUBLISH_ARGS: usize = 12;
+
 /// A Lua script, loaded once per Redis and run by its SHA.
 pub(super) struct LuaScript {
     pub(super) text: &'static str,
@@ -153,6 +158,54 @@ impl LuaScript {
         LuaScript {
             text,
             sha: Mutex::new(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The highest `NAME[n]` a script reads.
+    fn highest(script: &str, name: &str) -> usize {
+        let mut top = 0;
+        let mut rest = script;
+        while let Some(i) = rest.find(&format!("{name}[")) {
+            rest = &rest[i + name.len() + 1..];
+            let n: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            top = top.max(n.parse().unwrap_or(0));
+        }
+        top
+    }
+
+    #[test]
+    fn the_scripts_read_what_the_backend_passes() {
+        // The publish passes exactly what the script reads.
+        assert_eq!(highest(PUBLISH, "KEYS"), PUBLISH_KEYS);
+        assert_eq!(highest(PUBLISH, "ARGV"), PUBLISH_ARGS);
+        // The join: run and seq; one fresh run.
+        assert_eq!((highest(JOIN, "KEYS"), highest(JOIN, "ARGV")), (2, 1));
+        // The replay's start: any number of topic streams, two numbers.
+        assert_eq!(highest(LAST, "ARGV"), 2);
+        assert!(LAST.contains("ipairs(KEYS)"));
+    }
+
+    #[test]
+    fn every_error_reply_is_a_code_and_a_message() {
+        // Redis 7.0 turns `error_reply('CODE')` into `ERR CODE`, which the
+        // backend would not recognise.
+        for script in [JOIN, LAST, PUBLISH] {
+            let mut rest = script;
+            while let Some(i) = rest.find("error_reply('") {
+                rest = &rest[i + "error_reply('".len()..];
+                let text: String = rest.chars().take_while(|c| *c != '\'').collect();
+                let (code, message) = text.split_once(' ').unwrap_or((&text, ""));
+                assert!(
+                    code.starts_with("SSED") && code.chars().all(|c| c.is_ascii_uppercase()),
+                    "{text}"
+                );
+                assert!(!message.trim().is_empty(), "{text}");
+            }
         }
     }
 }
