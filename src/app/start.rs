@@ -25,6 +25,32 @@ use std::sync::Arc;
 /// (Linux cuts it to `net.core.somaxconn`, 4096 by default.)
 const BACKLOG: i32 = 4096;
 
+/// The one place the log's backend is chosen: the hub alone, or a shared
+/// log that the hub mirrors.
+fn open_store(
+    config: &Config,
+    hub: Arc<Hub>,
+    history_total: usize,
+    max_keys: usize,
+) -> io::Result<Arc<dyn Store>> {
+    Ok(match &config.redis {
+        Some(target) => Arc::new(Redis::start(
+            target.clone(),
+            redis::Settings {
+                history: config.history,
+                history_bytes: config.history_bytes,
+                history_total,
+                max_topics: config.max_topics,
+                max_event_bytes: config.max_event_bytes,
+                timeout: config.redis_timeout,
+                idempotency_ttl: config.idempotency_ttl,
+            },
+            hub,
+        )?),
+        None => Arc::new(Memory::new(hub, config.idempotency_ttl, max_keys)),
+    })
+}
+
 /// A running server. Dropping it shuts it down.
 pub struct Server {
     addr: SocketAddr,
@@ -53,33 +79,20 @@ pub struct Limits {
     pub history_total: usize,
 }
 
-impl Server {
-    /// Binds `config.addr` and starts serving. Errors name the address or
-    /// the directory they are about.
-    pub fn start(config: Config) -> io::Result<Server> {
-        let pages = match &config.www {
-            Some(dir) => {
-                Pages::dir(dir).map_err(|e| io::Error::new(e.kind(), format!("--www {e}")))?
-            }
-            None => Pages::Embedded,
-        };
-        // What the memory allows sizes everything that costs memory; a
-        // flag given says otherwise, and a flag that asks for more than
-        // the memory holds is noted at start.
-        let limit = match config.memory {
-            Some(bytes) => memory::Limit::planned(bytes),
-            None => memory::Limit::detect(),
-        };
-        let sizing = memory::Sizing::for_limit(limit.bytes);
-        let listener = listen(&config, sizing.send_buffer)?;
-        let addr = listener.local_addr()?;
-        // Every connection needs a descriptor, and the soft limit is often 1024.
-        let open_files = sys::limits::raise_open_files_limit().unwrap_or(1024);
-        let (by_files, files) = sys::limits::default_max_connections(open_files);
-        let (system, why) = if sizing.max_connections < by_files {
+impl Limits {
+    /// The caps: a flag given wins, else what `sizing` allows or, if
+    /// fewer, the open-files limit (`by_files`: the cap and its reason).
+    /// A flag that asks for more than the system holds is noted.
+    fn decide(
+        config: &Config,
+        sizing: &memory::Sizing,
+        memory: &str,
+        by_files: (usize, &'static str),
+    ) -> Limits {
+        let (system, why) = if sizing.max_connections < by_files.0 {
             (sizing.max_connections, "memory")
         } else {
-            (by_files, files)
+            by_files
         };
         let mut notes = Vec::new();
         let max_connections = match config.max_connections {
@@ -102,9 +115,8 @@ impl Server {
             Some(total) => {
                 if total > sizing.history_total {
                     notes.push(format!(
-                        "--history-total {} is more than {} holds ({}); past the memory, connections and publishes are refused with 503",
+                        "--history-total {} is more than {memory} holds ({}); past the memory, connections and publishes are refused with 503",
                         memory::size(total as u64),
-                        limit.describe(),
                         memory::size(sizing.history_total as u64)
                     ));
                 }
@@ -117,15 +129,47 @@ impl Server {
         let max_streams = config
             .max_streams
             .unwrap_or_else(|| max_connections.saturating_sub(reserve).max(1));
-        let limits = Limits {
+        Limits {
             max_connections,
             set_by,
             notes,
             max_streams,
             max_demo_streams: config.max_demo_streams,
-            memory: limit.describe(),
+            memory: memory.to_string(),
             history_total,
+        }
+    }
+}
+
+impl Server {
+    /// Binds `config.addr` and starts serving. Errors name the address or
+    /// the directory they are about.
+    pub fn start(config: Config) -> io::Result<Server> {
+        let pages = match &config.www {
+            Some(dir) => {
+                Pages::dir(dir).map_err(|e| io::Error::new(e.kind(), format!("--www {e}")))?
+            }
+            None => Pages::Embedded,
         };
+        // What the memory allows sizes everything that costs memory; a
+        // flag given says otherwise, and a flag that asks for more than
+        // the memory holds is noted at start.
+        let limit = match config.memory {
+            Some(bytes) => memory::Limit::planned(bytes),
+            None => memory::Limit::detect(),
+        };
+        let sizing = memory::Sizing::for_limit(limit.bytes);
+        let listener = listen(&config, sizing.send_buffer)?;
+        let addr = listener.local_addr()?;
+        // Every connection needs a descriptor, and the soft limit is often 1024.
+        let open_files = sys::limits::raise_open_files_limit().unwrap_or(1024);
+        let limits = Limits::decide(
+            &config,
+            &sizing,
+            &limit.describe(),
+            sys::limits::default_max_connections(open_files),
+        );
+        let (max_connections, history_total) = (limits.max_connections, limits.history_total);
         let guard = Arc::new(memory::Guard::new(limit, sizing.refuse_above));
         let buffers = Buffers::new(sizing.stream_buffers, sizing.frame_bytes);
         let fanouts = Arc::new(Fanouts::start(workers())?);
@@ -141,28 +185,7 @@ impl Server {
             history_total,
             Arc::clone(&fanouts),
         ));
-        // The one place the log's backend is chosen: the hub alone, or a
-        // shared log that the hub mirrors.
-        let store: Arc<dyn Store> = match &config.redis {
-            Some(target) => Arc::new(Redis::start(
-                target.clone(),
-                redis::Settings {
-                    history: config.history,
-                    history_bytes: config.history_bytes,
-                    history_total,
-                    max_topics: config.max_topics,
-                    max_event_bytes: config.max_event_bytes,
-                    timeout: config.redis_timeout,
-                    idempotency_ttl: config.idempotency_ttl,
-                },
-                Arc::clone(&hub),
-            )?),
-            None => Arc::new(Memory::new(
-                Arc::clone(&hub),
-                config.idempotency_ttl,
-                sizing.max_keys,
-            )),
-        };
+        let store = open_store(&config, Arc::clone(&hub), history_total, sizing.max_keys)?;
         let sources = Sources::start(
             &config.sources,
             Arc::clone(&store),
@@ -186,7 +209,7 @@ impl Server {
             demos: demos.topics.clone(),
             guard: Arc::clone(&guard),
             buffers,
-            streams: Streams::new(max_streams),
+            streams: Streams::new(limits.max_streams),
             demo_streams: Streams::new(config.max_demo_streams),
             conn_counters: Arc::clone(&conn_counters),
             max_connections,
@@ -326,4 +349,59 @@ fn listen(config: &Config, send_buffer: Option<usize>) -> io::Result<TcpListener
     })?;
     socket.listen(BACKLOG)?;
     Ok(socket.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caps_come_from_flags_else_from_the_smaller_of_memory_and_files() {
+        let small = memory::Sizing::for_limit(12 << 20);
+        let large = memory::Sizing::for_limit(24 << 30);
+        let config = Config::default();
+        // A small host: memory sets the cap.
+        let l = Limits::decide(&config, &small, "12 MiB", (19_000, "the open-files limit"));
+        assert_eq!(
+            (l.max_connections, l.set_by),
+            (small.max_connections, "memory")
+        );
+        assert!(l.notes.is_empty());
+        assert_eq!(
+            l.history_total,
+            small.history_total.max(config.max_event_bytes)
+        );
+        // A large host: the open-files limit does.
+        let l = Limits::decide(&config, &large, "24 GiB", (19_000, "the open-files limit"));
+        assert_eq!(
+            (l.max_connections, l.set_by),
+            (19_000, "the open-files limit")
+        );
+        // Streams leave a sixteenth (at least one, at most 1,024) for
+        // pages and publishes.
+        assert_eq!(l.max_streams, 19_000 - 1_024);
+        let mut few = config.clone();
+        few.max_connections = Some(1);
+        let l = Limits::decide(&few, &large, "24 GiB", (19_000, "the open-files limit"));
+        assert_eq!(
+            (l.max_connections, l.max_streams, l.set_by),
+            (1, 1, "--max-connections")
+        );
+        // Flags that ask for more than the system holds are taken, and noted.
+        let mut greedy = config.clone();
+        greedy.max_connections = Some(50_000);
+        greedy.history_total = Some(1 << 30);
+        greedy.max_streams = Some(7);
+        let l = Limits::decide(&greedy, &small, "12 MiB", (19_000, "the open-files limit"));
+        assert_eq!(
+            (l.max_connections, l.max_streams, l.history_total),
+            (50_000, 7, 1 << 30)
+        );
+        assert_eq!(l.notes.len(), 2, "{:?}", l.notes);
+        assert!(
+            l.notes[0].starts_with("--max-connections 50000 is more than this system can hold (")
+        );
+        assert!(l.notes[0].contains("set by memory"));
+        assert!(l.notes[1].starts_with("--history-total 1 GiB is more than 12 MiB holds ("));
+    }
 }

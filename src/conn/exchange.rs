@@ -537,7 +537,8 @@ impl<'c> Exchange<'c> {
         // need, and no stack pages that routing touched.
         self.conn.buf.shrink_to_fit();
         self.request.headers = Vec::new();
-        crate::sys::stack::release_unused_stack();
+        // Refused, the pages stay resident: the stream runs as well.
+        let _ = crate::sys::stack::release_unused_stack();
         let delimit = if self.request.version == Version::Http11 {
             Delimit::Chunked
         } else {
