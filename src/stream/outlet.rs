@@ -233,7 +233,7 @@ impl Outlet {
         // A few pieces at a time: a reader far behind does not keep the
         // park from the others; it is rung to come back at once.
         let mut more = false;
-        for _ in 0..PIECES_A_PUMP {
+        for _ in 0..PIECES_A_LOOK {
             match core.frame_next() {
                 Piece::Nothing => {
                     more = false;
@@ -306,7 +306,7 @@ impl Outlet {
 }
 
 /// Pieces the park writes to one stream before it looks at the others.
-const PIECES_A_PUMP: usize = 4;
+const PIECES_A_LOOK: usize = 4;
 
 /// How soon a stream that found the shared budget spent looks again.
 const NO_ROOM_RETRY: Duration = Duration::from_millis(20);
