@@ -29,7 +29,7 @@
 //! - [`conn`]: the connection layer, the only room that accepts sockets;
 //!   [`hub`]: topics, ids, the fan-out, idempotency keys;
 //! - leaves, bytes and values only: [`http1`], [`sse`], [`pyjson`],
-//!   [`names`], [`lines`], [`config`] and [`args`] (the command line),
+//!   [`names`], [`jwt`] (signed tokens), [`lines`], [`config`] and [`args`] (the command line),
 //!   [`memory`] (what the host allows), [`log`], [`calendar`], [`sync`],
 //!   [`net`], and [`sys`] (the only `unsafe` code);
 //! - the client: [`client`] (`ssed listen`, `ssed publish`).
@@ -45,6 +45,7 @@ pub mod conn;
 pub mod demos;
 pub mod http1;
 pub mod hub;
+pub mod jwt;
 pub mod lines;
 pub mod log;
 pub mod memory;

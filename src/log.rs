@@ -91,24 +91,44 @@ impl Throttled {
     }
 }
 
-/// One access-log line: `2026-11-22T07:37:52Z 127.0.0.1:5123 "GET /sse HTTP/1.1" 200 1234 0.012s`.
-/// The target is shown with control and non-ASCII bytes escaped, and the
-/// value of every `token` query parameter hidden, however its name is
-/// spelled (see `shown_target`).
-pub fn access_line(
-    peer: &str,
-    method: &str,
-    target: &str,
-    version: &str,
-    status: u16,
-    bytes: u64,
-    secs: f64,
-) -> String {
-    format!(
-        "{} {peer} \"{method} {} {version}\" {status} {bytes} {secs:.3}s",
-        Civil::from_unix(calendar::unix_now()).iso8601(),
-        shown_target(target)
-    )
+/// One access-log line: `2026-11-22T07:37:52Z 127.0.0.1:5123 "GET /sse HTTP/1.1" 200 1234 0.012s`,
+/// and ` sub=NAME` when a signed token (or the application) said who made
+/// the request. The target is shown with control and non-ASCII bytes
+/// escaped, and the value of every `token` query parameter hidden, however
+/// its name is spelled (see `shown_target`); the name is escaped alike.
+pub struct Access<'a> {
+    pub peer: &'a str,
+    pub method: &'a str,
+    pub target: &'a str,
+    pub version: &'a str,
+    pub status: u16,
+    pub bytes: u64,
+    pub secs: f64,
+    pub user: Option<&'a str>,
+}
+
+impl Access<'_> {
+    pub fn line(&self) -> String {
+        let Access {
+            peer,
+            method,
+            version,
+            status,
+            bytes,
+            secs,
+            ..
+        } = self;
+        let mut line = format!(
+            "{} {peer} \"{method} {} {version}\" {status} {bytes} {secs:.3}s",
+            Civil::from_unix(calendar::unix_now()).iso8601(),
+            shown_target(self.target)
+        );
+        if let Some(user) = self.user {
+            line.push_str(" sub=");
+            line.push_str(&escaped(user));
+        }
+        line
+    }
 }
 
 /// The target as it can be logged: secret values replaced by `***`, and
@@ -131,6 +151,12 @@ fn shown_target(target: &str) -> String {
             .collect();
         shown.push_str(&pairs.join("&"));
     }
+    escaped(&shown)
+}
+
+/// Printable ASCII as it is, other bytes (and quotes, backslashes) as
+/// `\xNN`: a logged value cannot end or forge a line.
+fn escaped(shown: &str) -> String {
     let mut out = String::with_capacity(shown.len());
     for b in shown.bytes() {
         if (0x21..0x7f).contains(&b) && b != b'"' && b != b'\\' {
@@ -176,9 +202,25 @@ mod tests {
         for (target, shown) in cases {
             assert_eq!(shown_target(target), shown);
         }
-        let line = access_line("1.2.3.4:5", "GET", "/x", "HTTP/1.1", 200, 12, 0.0123);
+        let mut access = Access {
+            peer: "1.2.3.4:5",
+            method: "GET",
+            target: "/x",
+            version: "HTTP/1.1",
+            status: 200,
+            bytes: 12,
+            secs: 0.0123,
+            user: None,
+        };
+        let line = access.line();
         assert!(
             line.ends_with(" 1.2.3.4:5 \"GET /x HTTP/1.1\" 200 12 0.012s"),
+            "{line}"
+        );
+        access.user = Some("user 42\n\"x");
+        let line = access.line();
+        assert!(
+            line.ends_with(" 0.012s sub=user\\x2042\\x0a\\x22x"),
             "{line}"
         );
     }

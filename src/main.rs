@@ -41,6 +41,17 @@ fn main() -> ExitCode {
                 Err(e) => usage_error(e, "publish"),
             };
         }
+        Some("token") => {
+            args.next();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            return match client::parse_token(args, env, now) {
+                Ok(Ok(request)) => print(&client::token(&request)),
+                Ok(Err(help)) => print(help),
+                Err(e) => usage_error(e, "token"),
+            };
+        }
         Some(sources::KEEPER_SUBCOMMAND) => {
             args.next();
             sources::run_keeper(&args.collect::<Vec<_>>());
@@ -67,7 +78,9 @@ fn main() -> ExitCode {
 fn spelled_out(args: Vec<String>) -> Vec<String> {
     match args.first().map(String::as_str) {
         Some("help") => match args.get(1).map(String::as_str) {
-            Some(sub @ ("listen" | "publish" | "serve")) => vec![sub.to_string(), "--help".into()],
+            Some(sub @ ("listen" | "publish" | "serve" | "token")) => {
+                vec![sub.to_string(), "--help".into()]
+            }
             _ => vec!["--help".into()],
         },
         Some("version") if args.len() == 1 => vec!["--version".into()],
@@ -107,7 +120,8 @@ fn serve(config: ssed::Config) -> ExitCode {
     if let Err(e) = sys::signals::block_stop_signals() {
         log::internal(&format!("cannot take SIGTERM and SIGINT: {e}"));
     }
-    let config_open = config.publish_token.is_none() || config.subscribe_token.is_none();
+    let config_open = (config.publish_token.is_none() || config.subscribe_token.is_none())
+        && config.token_key.is_none();
     let server = match ssed::Server::start(config) {
         Ok(server) => server,
         Err(e) => {

@@ -2,7 +2,7 @@
 //! the rules they keep. Checked once, wherever a name comes in (a URL, a body, a flag),
 //! with a sentence that quotes the rule.
 
-use crate::sse::GAP_EVENT;
+use crate::sse::{EXPIRED_EVENT, GAP_EVENT};
 
 /// Longest topic name.
 pub const MAX_TOPIC_LEN: usize = 128;
@@ -30,6 +30,88 @@ pub fn check_topic(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A topic pattern, in grants and (later) subscriptions: segments
+/// separated by `/`, each a name that matches itself, `*` that matches
+/// exactly one segment, or, as the last segment only, `**` that matches one
+/// or more.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pattern {
+    text: String,
+}
+
+impl Pattern {
+    /// A pattern as written: a topic name whose segments may be `*`, and
+    /// whose last may be `**`.
+    pub fn parse(text: &str) -> Result<Pattern, String> {
+        let bad = |why: &str| {
+            Err(format!(
+                "{why}, not {:?}",
+                text.chars().take(140).collect::<String>()
+            ))
+        };
+        if text.is_empty() || text.len() > MAX_TOPIC_LEN {
+            return bad(&format!("a pattern is 1 to {MAX_TOPIC_LEN} characters"));
+        }
+        let segments: Vec<&str> = text.split('/').collect();
+        for (i, seg) in segments.iter().enumerate() {
+            match *seg {
+                "*" => {}
+                "**" if i + 1 == segments.len() => {}
+                "**" => return bad("** is only the last segment of a pattern"),
+                s if s.contains('*') => {
+                    return bad("* stands for a whole segment (a/*/c), not part of one")
+                }
+                _ => {}
+            }
+        }
+        // Every literal segment follows the rules of topic names: check the
+        // pattern with its wildcards as a plain letter.
+        let literal: String = text.replace('*', "x");
+        check_topic(&literal).map_err(|_| {
+            format!(
+                "a pattern is a topic name whose segments may be * (and the last **), not {:?}",
+                text.chars().take(140).collect::<String>()
+            )
+        })?;
+        Ok(Pattern {
+            text: text.to_string(),
+        })
+    }
+
+    /// Whether the pattern has a wildcard (else it names one topic).
+    pub fn is_wild(&self) -> bool {
+        self.text.contains('*')
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Whether `topic` is one of the topics this pattern stands for.
+    pub fn matches(&self, topic: &str) -> bool {
+        if !self.is_wild() {
+            return self.text == topic;
+        }
+        let mut want = self.text.split('/');
+        let mut have = topic.split('/');
+        loop {
+            match (want.next(), have.next()) {
+                (Some("**"), Some(_)) => return true,
+                (Some("*"), Some(_)) => {}
+                (Some(w), Some(h)) if w == h => {}
+                (None, None) => return true,
+                _ => return false,
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Pattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
 /// Longest event name.
 pub const MAX_EVENT_NAME: usize = 128;
 
@@ -50,6 +132,11 @@ pub fn check_event_name(name: &str) -> Result<(), String> {
     if name == GAP_EVENT {
         return Err(format!(
             "the event name {GAP_EVENT:?} is reserved for ssed's notices of lost events"
+        ));
+    }
+    if name == EXPIRED_EVENT {
+        return Err(format!(
+            "the event name {EXPIRED_EVENT:?} is reserved for ssed's notice that a token expired"
         ));
     }
     Ok(())
@@ -96,9 +183,48 @@ mod tests {
     }
 
     #[test]
+    fn patterns() {
+        let p = |t: &str| Pattern::parse(t).unwrap();
+        let cases = [
+            ("users/42/*", "users/42/inbox", true),
+            ("users/42/*", "users/42/a/b", false),
+            ("users/42/*", "users/42", false),
+            ("users/42/*", "users/43/inbox", false),
+            ("sensors/**", "sensors/a", true),
+            ("sensors/**", "sensors/a/b/c", true),
+            ("sensors/**", "sensors", false),
+            ("sensors/**", "sensorsx/a", false),
+            ("*/inbox", "u1/inbox", true),
+            ("*/inbox", "u1/outbox", false),
+            ("news", "news", true),
+            ("news", "news/a", false),
+            ("**", "anything/at/all", true),
+            ("*", "one", true),
+            ("*", "one/two", false),
+        ];
+        for (pattern, topic, expected) in cases {
+            assert_eq!(p(pattern).matches(topic), expected, "{pattern} {topic}");
+        }
+        for bad in [
+            "",
+            "a/**/b",
+            "a*",
+            "a/b*/c",
+            "a//*",
+            "/*",
+            "a b/*",
+            "***",
+            &"x".repeat(129),
+        ] {
+            assert!(Pattern::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(!p("news").is_wild() && p("a/*").is_wild());
+    }
+
+    #[test]
     fn event_names() {
         let long = "é".repeat(129);
-        for bad in ["", "a\nb", "a\rb", "a\0b", " a", "gap", &long] {
+        for bad in ["", "a\nb", "a\rb", "a\0b", " a", "gap", "expired", &long] {
             assert!(check_event_name(bad).is_err(), "{bad:?}");
         }
         for good in ["reading", "a b", &"é".repeat(128)] {

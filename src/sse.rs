@@ -102,6 +102,10 @@ impl Event {
 /// The name of the event that reports lost events; publishers cannot use it.
 pub const GAP_EVENT: &str = "gap";
 
+/// The name of the last event of a stream whose token expired; publishers
+/// cannot use it either.
+pub const EXPIRED_EVENT: &str = "expired";
+
 /// Rejects a value that cannot stand in an `id:` or `event:` line.
 ///
 /// A CR or LF would end the field early and let the rest be read as new

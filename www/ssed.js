@@ -31,15 +31,72 @@ function showState(text, cls) {
 function subscribe(url, handlers) {
   const source = new EventSource(url);
   showState("connecting…", "connecting");
-  source.onopen = () => showState("connected", "open");
+  source.onopen = () => {
+    showState("connected", "open");
+    explain(null);
+  };
   source.onerror = () => {
-    if (source.readyState === EventSource.CLOSED) showState("disconnected", "closed");
-    else showState("reconnecting…", "connecting");
+    if (source.readyState === EventSource.CLOSED) {
+      showState("disconnected", "closed");
+      // The browser does not say why a stream was refused: ask once more.
+      refusalOf(url).then(explain);
+    } else showState("reconnecting…", "connecting");
   };
   for (const [type, handle] of Object.entries(handlers)) {
     source.addEventListener(type, (e) => handle(e.data, e));
   }
   return source;
+}
+
+/**
+ * Why the server refuses the stream at `url`, as a sentence for a person,
+ * or null if it does not (it was a network error, or it is back).
+ */
+async function refusalOf(url) {
+  const ctl = new AbortController();
+  let res;
+  try {
+    res = await fetch(url, { signal: ctl.signal, headers: { Accept: "text/event-stream" } });
+  } catch (err) {
+    return null;
+  }
+  if (res.ok) {
+    ctl.abort();
+    return null;
+  }
+  return refusalSentence(res, "this stream");
+}
+
+/** A refused response (`what` it was for) as a sentence for a person. */
+async function refusalSentence(res, what) {
+  let why = res.statusText;
+  try { why = (await res.json()).error || why; } catch (err) { /* not JSON */ }
+  const hasToken = new URLSearchParams(location.search).has("token") || /(^|;\s*)ssed_token=/.test(document.cookie);
+  if (res.status === 401 && !hasToken) {
+    return `The server needs a token for ${what} (${why}): open the page with ?token=… in its address, or sign in to the application that serves it.`;
+  }
+  if (res.status === 401) return `The token was not accepted for ${what}: ${why}.`;
+  if (res.status === 403) return `The token does not allow ${what}: ${why}.`;
+  return `The server refused ${what} (${res.status}): ${why}.`;
+}
+
+/** Shows `sentence` under the page's title (null: hides it). */
+function explain(sentence) {
+  let el = document.getElementById("refusal");
+  if (!sentence) {
+    if (el) el.hidden = true;
+    return;
+  }
+  if (!el) {
+    el = document.createElement("p");
+    el.id = "refusal";
+    el.className = "refusal";
+    const title = document.querySelector("h1");
+    if (title) title.after(el);
+    else document.body.prepend(el);
+  }
+  el.textContent = sentence;
+  el.hidden = false;
 }
 
 /** Parses JSON, or returns null (and logs why) for data that is not JSON. */

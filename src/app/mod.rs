@@ -26,7 +26,7 @@ use crate::memory;
 use crate::sources::Sources;
 use crate::store::{Store, StoreError};
 use crate::stream::{Buffers, Streams};
-use auth::Tokens;
+use auth::{Access, Tokens};
 use cors::Cors;
 use routes::Action;
 use serde_json::{json, Value};
@@ -65,17 +65,25 @@ impl Handler for App {
     fn handle(&self, ex: &mut Exchange<'_>) -> Option<Box<dyn StreamBody>> {
         let req = ex.request();
         let cors = Cors::new(&self.config.cors_origins, req.header("Origin"));
-        let action = routes::decide(req, &self.tokens, &cors);
+        let judge = routes::Judge {
+            tokens: &self.tokens,
+            now: u64::try_from(crate::calendar::unix_now()).unwrap_or(0),
+            ask: &routes::refuse,
+        };
+        let (action, access) = routes::decide(req, &judge, &cors);
+        if let Some(user) = access.user() {
+            ex.set_user(user);
+        }
         let res = match action {
             Action::Reply(res) => res,
             Action::Page { path, allowed } => self.page(&path, allowed, &ex.request().method),
-            Action::Topics => self.topics(ex),
+            Action::Topics => self.topics(ex, &access),
             Action::Health => self.health(),
             Action::Metrics => self.metrics(),
             Action::Publish { to, event } => self
                 .publish(ex, &to, event.as_deref())
                 .unwrap_or_else(|refused| refused),
-            Action::Stream { feed, format } => match self.open(ex, feed, format, &cors) {
+            Action::Stream { feed, format } => match self.open(ex, feed, format, &cors, &access) {
                 Ok(body) => return body,
                 Err(res) => res,
             },
@@ -99,9 +107,10 @@ impl App {
         }
     }
 
-    /// `/topics`: every topic of the log, with this instance's subscribers
-    /// and what feeds it; a shared log's link in the header it names.
-    fn topics(&self, ex: &mut Exchange<'_>) -> Response {
+    /// `/topics`: every topic of the log that `access` may read, with this
+    /// instance's subscribers and what feeds it; a shared log's link in
+    /// the header it names.
+    fn topics(&self, ex: &mut Exchange<'_>, access: &Access) -> Response {
         let link = self.store.link().map(|l| (l.header, l.summary()));
         let with_link = |res: Response| match &link {
             Some((header, summary)) => res.with(header, summary.clone()),
@@ -111,6 +120,7 @@ impl App {
             Ok(topics) => {
                 let list: Vec<Value> = topics
                     .into_iter()
+                    .filter(|t| access.may_subscribe(&t.name))
                     .map(|t| {
                         let mut entry = json!({
                             "topic": t.name,

@@ -2,6 +2,7 @@
 //! line), what it reads (a demo's script, a demo's shared topic, or the
 //! hub through the log), and the [`Stream`] the connection layer runs.
 
+use super::auth::Access;
 use super::cors::Cors;
 use super::routes::Feed;
 use super::App;
@@ -24,6 +25,7 @@ impl App {
         feed: Feed,
         format: Format,
         cors: &Cors,
+        access: &Access,
     ) -> Result<Option<Box<dyn StreamBody>>, Response> {
         let mut fields: Vec<(&str, String)> = vec![
             ("Content-Type", format.content_type().to_string()),
@@ -107,6 +109,10 @@ impl App {
                     .subscribe(&names, &outlet.as_notify(), &start)
                     .map_err(|e| self.refused(e, ex))?;
                 outlet.attach(Reader::subscribed(subscribed));
+                // A stream ends when the token it was opened with does.
+                if let Some(exp) = access.expires() {
+                    outlet.end_at(ends_at(exp));
+                }
                 (Kind::Topics(outlet), names)
             }
         };
@@ -128,4 +134,13 @@ impl App {
             .start_stream(&fields)
             .then_some(stream as Box<dyn StreamBody>))
     }
+}
+
+/// The instant of `exp` (seconds since the epoch) on this host's monotonic
+/// clock.
+fn ends_at(exp: u64) -> std::time::Instant {
+    let now = std::time::SystemTime::now();
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(exp);
+    let left = at.duration_since(now).unwrap_or_default();
+    std::time::Instant::now() + left
 }

@@ -6,7 +6,7 @@
 //! the server must do with its hub, pages or a stream. No sockets, no
 //! state: every rule is a row of a table test.
 
-use super::auth::{Denied, Presented, Tokens, Who};
+use super::auth::{Access, Denied, Presented, Tokens, Who};
 use super::cors::Cors;
 use crate::http1::{self, Request, Response};
 use crate::stream::Format;
@@ -234,26 +234,84 @@ fn bad(why: impl AsRef<str>) -> Action {
     Action::Reply(Response::error(400, why.as_ref()))
 }
 
-/// What to do with `req`: who may ask is checked against `tokens`;
-/// `cors` answers preflights.
-pub fn decide(req: &Request, tokens: &Tokens, cors: &Cors) -> Action {
-    let (method, path) = (req.method.as_str(), req.path());
-    if method == "OPTIONS" {
-        return Action::Reply(cors.preflight(req));
+/// How a request's credentials are judged: the tokens, the time (seconds
+/// since the epoch), and what becomes of a request they do not allow
+/// (`--auth-url` asks the application; else a 401 that says why).
+pub struct Judge<'a> {
+    pub tokens: &'a Tokens,
+    pub now: u64,
+    pub ask: &'a dyn Fn(Denied) -> Result<Access, Response>,
+}
+
+/// The 401 of a request whose credentials are refused, with no one else
+/// to ask.
+pub fn refuse(denied: Denied) -> Result<Access, Response> {
+    Err(unauthorized(denied))
+}
+
+/// What to do with `req`, and what its credentials allow: who may ask is
+/// checked by `judge`, and what a signed token grants against what the
+/// request asks for; `cors` answers preflights.
+pub fn decide(req: &Request, judge: &Judge, cors: &Cors) -> (Action, Access) {
+    if req.method == "OPTIONS" {
+        return (Action::Reply(cors.preflight(req)), Access::All);
     }
     let params = match http1::parse_query(req.query()) {
         Ok(params) => params,
-        Err(why) => return bad(why),
+        Err(why) => return (bad(why), Access::All),
     };
-    let route = route(method, path);
+    let route = route(&req.method, req.path());
     let presented = Presented {
         authorization: req.header("Authorization"),
         query: param(&params, "token"),
         cookie: req.header("Cookie"),
     };
-    if let Err(denied) = tokens.allow(route.who(), &presented) {
-        return Action::Reply(unauthorized(denied));
+    let access = match judge.tokens.allow(route.who(), &presented, judge.now) {
+        Ok(access) => access,
+        Err(denied) => match (judge.ask)(denied) {
+            Ok(access) => access,
+            Err(res) => return (Action::Reply(res), Access::All),
+        },
+    };
+    let action = act(req, route, &params, cors);
+    match granted(&action, &access) {
+        Ok(()) => (action, access),
+        Err(why) => (Action::Reply(Response::error(403, &why)), access),
     }
+}
+
+/// Whether `access` covers what `action` does: every topic of a stream, a
+/// publish's topic, `/metrics`. (`/topics` lists what it may read.)
+fn granted(action: &Action, access: &Access) -> Result<(), String> {
+    match action {
+        Action::Stream {
+            feed: Feed::Hub { topics, .. },
+            ..
+        } => match topics.iter().find(|t| !access.may_subscribe(t)) {
+            Some(topic) => Err(format!("no grant to subscribe to {topic:?}")),
+            None => Ok(()),
+        },
+        Action::Publish { to, .. } => {
+            let topic = match to {
+                PublishTo::Seed(_) => MESSAGES_TOPIC,
+                PublishTo::Topic(topic) => topic,
+            };
+            if access.may_publish(topic) {
+                Ok(())
+            } else {
+                Err(format!("no grant to publish to {topic:?}"))
+            }
+        }
+        Action::Metrics if !access.is_admin() => {
+            Err("no grant to read /metrics: it needs \"admin\": true".into())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// What a request asks for, its credentials allowed.
+fn act(req: &Request, route: Route, params: &[(String, String)], cors: &Cors) -> Action {
+    let (method, path) = (req.method.as_str(), req.path());
     if let Some(known) = known_params(&route) {
         if let Some((name, _)) = params.iter().find(|(n, _)| !known.contains(&n.as_str())) {
             return bad(format!(
@@ -271,9 +329,9 @@ pub fn decide(req: &Request, tokens: &Tokens, cors: &Cors) -> Action {
         }
     }
     let feed = match route {
-        Route::Demo(demo) => demo_feed(demo, &params),
-        Route::Messages => hub_start(vec![MESSAGES_TOPIC.to_string()], &params, req),
-        Route::Subscribe(topic) => hub_feed(topic, &params, req),
+        Route::Demo(demo) => demo_feed(demo, params),
+        Route::Messages => hub_start(vec![MESSAGES_TOPIC.to_string()], params, req),
+        Route::Subscribe(topic) => hub_feed(topic, params, req),
         Route::Publish(post) => {
             return Action::Publish {
                 to: PublishTo::Seed(post),
@@ -284,7 +342,7 @@ pub fn decide(req: &Request, tokens: &Tokens, cors: &Cors) -> Action {
             return match http1::percent_decode(raw) {
                 Some(topic) => Action::Publish {
                     to: PublishTo::Topic(topic),
-                    event: param(&params, "event").map(String::from),
+                    event: param(params, "event").map(String::from),
                 },
                 None => bad("the topic is not valid percent-encoded UTF-8"),
             }
@@ -313,11 +371,11 @@ pub fn decide(req: &Request, tokens: &Tokens, cors: &Cors) -> Action {
         Feed::Text { .. } => Some(Format::Text),
         _ => None,
     };
-    let format = match format_for(native, &params, req.header("Accept")) {
+    let format = match format_for(native, params, req.header("Accept")) {
         Ok(format) => format,
         Err(why) => return bad(why),
     };
-    match tagged(&feed, format, &params) {
+    match tagged(&feed, format, params) {
         Ok(format) => Action::Stream { feed, format },
         Err(why) => bad(why),
     }
@@ -371,13 +429,33 @@ fn tagged(feed: &Feed, format: Format, params: &[(String, String)]) -> Result<Fo
 
 fn unauthorized(denied: Denied) -> Response {
     let (why, challenge) = match denied {
-        Denied::Missing => ("a token is required", r#"Bearer realm="ssed""#),
-        Denied::Wrong => (
-            "the token is wrong",
-            r#"Bearer realm="ssed", error="invalid_token""#,
+        Denied::Missing => (
+            "a token is required".to_string(),
+            r#"Bearer realm="ssed""#.to_string(),
         ),
+        Denied::Wrong => (
+            "the token is wrong".to_string(),
+            r#"Bearer realm="ssed", error="invalid_token""#.to_string(),
+        ),
+        Denied::Invalid(invalid) => {
+            let why = invalid.to_string();
+            // A quoted-string (RFC 9110, section 5.6.4) of printable ASCII
+            // without quotes or backslashes.
+            let described: String = why
+                .chars()
+                .map(|c| match c {
+                    '"' | '\\' => '\'',
+                    c if c.is_ascii_graphic() || c == ' ' => c,
+                    _ => '?',
+                })
+                .collect();
+            let challenge = format!(
+                r#"Bearer realm="ssed", error="invalid_token", error_description="{described}""#
+            );
+            (why, challenge)
+        }
     };
-    Response::error(401, why).with("WWW-Authenticate", challenge)
+    Response::error(401, &why).with("WWW-Authenticate", challenge)
 }
 
 fn demo_feed(demo: Demo, params: &[(String, String)]) -> Result<Feed, String> {
@@ -645,10 +723,25 @@ mod tests {
         target: &str,
         headers: &[(&str, &str)],
     ) -> Action {
+        decide_at(config, method, target, headers, 1000).0
+    }
+
+    fn decide_at(
+        config: &Config,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        now: u64,
+    ) -> (Action, Access) {
         let req = request(method, target, headers);
+        let judge = Judge {
+            tokens: &config.tokens,
+            now,
+            ask: &refuse,
+        };
         decide(
             &req,
-            &config.tokens,
+            &judge,
             &Cors::new(&config.cors_origins, req.header("Origin")),
         )
     }
@@ -906,6 +999,7 @@ mod tests {
             tokens: Tokens {
                 publish: Some("p".into()),
                 subscribe: Some("s".into()),
+                ..Tokens::default()
             },
             ..Config::default()
         };
@@ -958,6 +1052,172 @@ mod tests {
                 .find(|(n, _)| *n == "WWW-Authenticate")
                 .map(|(_, v)| v.as_str()),
             Some(r#"Bearer realm="ssed", error="invalid_token""#)
+        );
+    }
+
+    #[test]
+    fn signed_tokens_grant_topics() {
+        let key = crate::jwt::Key::new(&[3; 32]).unwrap();
+        let config = Config {
+            tokens: Tokens {
+                key: Some(key.clone()),
+                ..Tokens::default()
+            },
+            ..Config::default()
+        };
+        let token = |claims: serde_json::Value| crate::jwt::sign(&claims, &key);
+        let user = token(serde_json::json!({
+            "sub": "u42", "exp": 2000,
+            "ssed": {"subscribe": ["users/42/*", "news"], "publish": ["users/42/outbox", "messages"]}
+        }));
+        let admin = token(serde_json::json!({"ssed": {"admin": true}}));
+        let bearer = |t: &str| format!("Bearer {t}");
+        let q = |target: &str, t: &str| {
+            format!(
+                "{target}{}token={t}",
+                if target.contains('?') { '&' } else { '?' }
+            )
+        };
+        // (method, target, Authorization, status; 0: allowed)
+        let cases: Vec<(&str, String, Option<String>, u16, &str)> = vec![
+            ("GET", q("/events/users/42/inbox", &user), None, 0, ""),
+            (
+                "GET",
+                "/events/users/42/inbox".into(),
+                Some(bearer(&user)),
+                0,
+                "",
+            ),
+            (
+                "GET",
+                q("/events/users/43/inbox", &user),
+                None,
+                403,
+                "no grant to subscribe to \"users/43/inbox\"",
+            ),
+            (
+                "GET",
+                q("/events/users/42/a/b", &user),
+                None,
+                403,
+                "no grant to subscribe to \"users/42/a/b\"",
+            ),
+            // Several topics need every one.
+            (
+                "GET",
+                q("/events?topic=news&topic=users/42/x", &user),
+                None,
+                0,
+                "",
+            ),
+            (
+                "GET",
+                q("/events?topic=news&topic=sport", &user),
+                None,
+                403,
+                "no grant to subscribe to \"sport\"",
+            ),
+            (
+                "GET",
+                q("/sse", &user),
+                None,
+                403,
+                "no grant to subscribe to \"messages\"",
+            ),
+            (
+                "POST",
+                "/events/users/42/outbox".into(),
+                Some(bearer(&user)),
+                0,
+                "",
+            ),
+            ("POST", "/messages".into(), Some(bearer(&user)), 0, ""),
+            (
+                "POST",
+                "/events/users/42/inbox".into(),
+                Some(bearer(&user)),
+                403,
+                "no grant to publish to \"users/42/inbox\"",
+            ),
+            // A publish reads the header alone.
+            (
+                "POST",
+                q("/events/users/42/outbox", &user),
+                None,
+                401,
+                "a token is required",
+            ),
+            (
+                "GET",
+                q("/metrics", &user),
+                None,
+                403,
+                "no grant to read /metrics: it needs \"admin\": true",
+            ),
+            ("GET", q("/metrics", &admin), None, 0, ""),
+            ("GET", "/topics".into(), None, 401, "a token is required"),
+            ("GET", q("/topics", &user), None, 0, ""),
+            // With a key, nothing is open but the pages, the demos, health.
+            (
+                "GET",
+                "/events/news".into(),
+                None,
+                401,
+                "a token is required",
+            ),
+            (
+                "POST",
+                "/events/news".into(),
+                None,
+                401,
+                "a token is required",
+            ),
+            ("GET", "/stream-time".into(), None, 0, ""),
+            ("GET", "/healthz".into(), None, 0, ""),
+        ];
+        for (method, target, auth, status, why) in cases {
+            let headers: Vec<(&str, &str)> =
+                auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+            let (action, access) = decide_at(&config, method, &target, &headers, 1500);
+            if status == 0 {
+                assert!(
+                    !matches!(action, Action::Reply(_)),
+                    "{method} {target}: {action:?}"
+                );
+            } else {
+                assert_eq!(
+                    reply(action),
+                    (status, why.to_string()),
+                    "{method} {target}"
+                );
+                continue;
+            }
+            if target.contains(&user) || auth.is_some() {
+                assert_eq!(access.user(), Some("u42"), "{method} {target}");
+            }
+        }
+        // Refusals of the token itself: 401, the reason in the challenge.
+        let Action::Reply(res) = decide_at(&config, "GET", &q("/events/news", &user), &[], 2000).0
+        else {
+            panic!()
+        };
+        assert_eq!(res.status, 401);
+        assert_eq!(
+            res.fields
+                .iter()
+                .find(|(n, _)| *n == "WWW-Authenticate")
+                .map(|(_, v)| v.as_str()),
+            Some(
+                r#"Bearer realm="ssed", error="invalid_token", error_description="the token expired 0 s ago (exp 2000)""#
+            )
+        );
+        let (action, _) = decide_at(&config, "GET", &q("/events/news", "a.b.c"), &[], 1500);
+        assert_eq!(
+            reply(action),
+            (
+                401,
+                "the token is malformed: its header is not base64url-encoded JSON".into()
+            )
         );
     }
 

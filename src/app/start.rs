@@ -204,6 +204,8 @@ impl Server {
             tokens: Tokens {
                 publish: config.publish_token.clone(),
                 subscribe: config.subscribe_token.clone(),
+                key: config.token_key.clone(),
+                app: false,
             },
             hub,
             demos: demos.topics.clone(),

@@ -2,7 +2,8 @@
 //!
 //! - `ssed listen` ([`listen()`]) prints a stream's events as a browser's
 //!   EventSource receives them, and reconnects as it does;
-//! - `ssed publish` ([`publish()`]) sends an event and prints the reply.
+//! - `ssed publish` ([`publish()`]) sends an event and prints the reply;
+//! - `ssed token` ([`token()`]) prints a signed token.
 //!
 //! Both speak HTTP/1.1 through [`http`] (on the server's own `http1` bytes)
 //! to `http://` [`Url`]s. What they print is pipe-friendly.
@@ -10,10 +11,12 @@
 pub mod http;
 mod listen;
 mod publish;
+mod token;
 pub mod url;
 
 pub use listen::{listen, parse_listen, Listen, LISTEN_USAGE, MAX_RETRY, MIN_RETRY};
 pub use publish::{parse_publish, publish, publish_lines, LineSettings, Publish, PUBLISH_USAGE};
+pub use token::{parse_token, token, TokenRequest, TOKEN_USAGE};
 pub use url::Url;
 
 use crate::args::{self, UsageError};

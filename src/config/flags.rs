@@ -259,6 +259,24 @@ pub const FLAGS: &[Flag] = &[
         repeat: None,
     },
     Flag {
+        name: "--token-key",
+        var: "SSED_TOKEN_KEY",
+        value: Some("SECRET"),
+        help: "accept JSON Web Tokens signed with SECRET (HS256, at least 32 bytes), whose ssed claim grants topics; publishing and subscribing then need a token",
+        default: "the variable keeps it out of ps",
+        set: |c, v| set(&mut c.token_key, crate::jwt::Key::new(v.as_bytes()).map(Some)),
+        repeat: None,
+    },
+    Flag {
+        name: "--token-key-file",
+        var: "SSED_TOKEN_KEY_FILE",
+        value: Some("PATH"),
+        help: "read --token-key from the file PATH (a systemd credential, say); one trailing newline is dropped",
+        default: "",
+        set: |c, v| set(&mut c.token_key, crate::jwt::Key::from_file(v).map(Some)),
+        repeat: None,
+    },
+    Flag {
         name: "--source",
         var: "SSED_SOURCE",
         value: Some("TOPIC=COMMAND"),
@@ -380,7 +398,8 @@ pub fn usage() -> String {
         "ssed: a Server-Sent Events daemon\n\n\
          Usage: ssed [serve] [OPTIONS]     run the server\n       \
          ssed listen URL [OPTIONS]  print a stream's events (ssed listen --help)\n       \
-         ssed publish URL [DATA]    publish an event (ssed publish --help)\n\n\
+         ssed publish URL [DATA]    publish an event (ssed publish --help)\n       \
+         ssed token [OPTIONS]       print a signed token (ssed token --help)\n\n\
          Options of serve (each also read from the environment variable shown):\n",
     );
     const COLUMN: usize = 27;

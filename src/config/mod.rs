@@ -6,8 +6,8 @@
 //! error names the flag (or variable) and the value it could not use.
 //!
 //! This room holds leaf values only ([`Pace`], [`SourceSpec`],
-//! [`RedisTarget`], ...): it imports no other room but the name rules and
-//! the URL helpers, and the rooms turn its values into their own settings.
+//! [`RedisTarget`], ...): it imports no other room but the name rules, the
+//! URL helpers and the token key ([`crate::jwt::Key`]), and the rooms turn its values into their own settings.
 
 mod flags;
 mod redis_url;
@@ -111,6 +111,8 @@ pub struct Config {
     pub max_event_bytes: usize,
     pub publish_token: Option<String>,
     pub subscribe_token: Option<String>,
+    /// `--token-key`: signed tokens accepted, with the grants they carry.
+    pub token_key: Option<crate::jwt::Key>,
     /// `--source` and `--tail`: what feeds topics.
     pub sources: Vec<SourceSpec>,
     pub source_restart: Restart,
@@ -156,6 +158,7 @@ impl Default for Config {
             max_event_bytes: 64 * 1024,
             publish_token: None,
             subscribe_token: None,
+            token_key: None,
             sources: Vec::new(),
             source_restart: Restart::Always,
             source_restart_delay: Duration::from_secs(1),
@@ -275,6 +278,37 @@ mod tests {
     }
 
     #[test]
+    fn token_keys_from_a_flag_a_variable_or_a_file() {
+        let key = "k".repeat(32);
+        let c = parse_with(&["--token-key", &key], &[]).unwrap();
+        assert_eq!(format!("{:?}", c.token_key), "Some(Key(*** 32 bytes))");
+        let c = parse_with(&[], &[("SSED_TOKEN_KEY", &key)]).unwrap();
+        assert!(c.token_key.is_some());
+        // Never printed, not even in the config's Debug.
+        assert!(!format!("{c:?}").contains(&key));
+        assert_eq!(
+            parse_with(&["--token-key", "short"], &[]).unwrap_err(),
+            "invalid value for --token-key: a token key needs at least 32 bytes (256 bits, RFC 7518), not 5; make one with: head -c 32 /dev/urandom | base64"
+        );
+        let dir = std::env::temp_dir().join(format!("ssed-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("key");
+        std::fs::write(&file, format!("{key}\r\n")).unwrap();
+        let path = file.to_str().unwrap();
+        let c = parse_with(&["--token-key-file", path], &[]).unwrap();
+        assert_eq!(format!("{:?}", c.token_key), "Some(Key(*** 32 bytes))");
+        std::fs::write(&file, "x".repeat(5000)).unwrap();
+        let e = parse_with(&["--token-key-file", path], &[]).unwrap_err();
+        assert!(e.contains("longer than 4096 bytes"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+        let e = parse_with(&["--token-key-file", "/nonexistent/key"], &[]).unwrap_err();
+        assert!(
+            e.starts_with("invalid value for --token-key-file: cannot open it: "),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn defaults_flags_and_env() {
         let c = parse_with(&[], &[]).unwrap();
         assert_eq!(c.addr, "127.0.0.1:8000");
@@ -338,6 +372,7 @@ mod tests {
             ("--history-total", "64M, less on a small host"),
             ("--memory", "the cgroup's limit, else the host's"),
             ("--publish-token", "the variable keeps it out of ps"),
+            ("--token-key", "the variable keeps it out of ps"),
             ("--access-log", "1 turns it on"),
             ("--tail-symlinks", "1 turns it on"),
         ];

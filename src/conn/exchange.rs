@@ -282,6 +282,8 @@ pub struct Exchange<'c> {
     /// The connection closes after this exchange.
     close: bool,
     started: Instant,
+    /// Who made the request, for the access log (a token's `sub`).
+    user: Option<String>,
 }
 
 impl<'c> Exchange<'c> {
@@ -326,6 +328,7 @@ impl<'c> Exchange<'c> {
             close,
             started: Instant::now(),
             request,
+            user: None,
         }
     }
 
@@ -336,6 +339,12 @@ impl<'c> Exchange<'c> {
     /// The client's address.
     pub fn peer(&self) -> SocketAddr {
         self.conn.addr
+    }
+
+    /// Says who made the request (a signed token's `sub`), for the access
+    /// log.
+    pub fn set_user(&mut self, user: &str) {
+        self.user = Some(user.to_string());
     }
 
     /// The doorbell a stream on this connection sleeps on; rung at shutdown.
@@ -562,6 +571,7 @@ impl<'c> Exchange<'c> {
                     version,
                     self.bytes,
                     self.started,
+                    self.user.take(),
                 )
             });
             return Some(Parked::new(
@@ -586,15 +596,19 @@ impl<'c> Exchange<'c> {
             self.conn.abort |= matches!(kind, io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut);
         }
         if self.conn.shared.settings.access_log && !self.request.method.is_empty() {
-            log::access(&log::access_line(
-                &self.conn.addr.to_string(),
-                &self.request.method,
-                &self.request.target,
-                self.request.version.as_str(),
-                self.status.unwrap_or(0),
-                self.bytes,
-                self.started.elapsed().as_secs_f64(),
-            ));
+            log::access(
+                &log::Access {
+                    peer: &self.conn.addr.to_string(),
+                    method: &self.request.method,
+                    target: &self.request.target,
+                    version: self.request.version.as_str(),
+                    status: self.status.unwrap_or(0),
+                    bytes: self.bytes,
+                    secs: self.started.elapsed().as_secs_f64(),
+                    user: self.user.as_deref(),
+                }
+                .line(),
+            );
         }
         !self.close && !self.conn.stopping()
     }

@@ -48,8 +48,16 @@ pub(super) struct Park {
 }
 
 /// A parked stream's access-log fields: peer, method, target, version,
-/// bytes written before it was parked, when its request began.
-pub(super) type AccessFields = (String, String, String, &'static str, u64, Instant);
+/// bytes written before it was parked, when its request began, who.
+pub(super) type AccessFields = (
+    String,
+    String,
+    String,
+    &'static str,
+    u64,
+    Instant,
+    Option<String>,
+);
 
 /// A stream in the park.
 pub(super) struct Parked {
@@ -475,16 +483,20 @@ fn end_parked(shared: &Shared, mut parked: Parked, result: io::Result<()>) {
         let _ = socket2::SockRef::from(&parked.peer.sock).set_linger(Some(Duration::ZERO));
     }
     let _ = parked.peer.sock.shutdown(Shutdown::Both);
-    if let Some((peer, method, target, version, bytes, started)) = parked.access.take() {
-        log::access(&log::access_line(
-            &peer,
-            &method,
-            &target,
-            version,
-            200,
-            bytes + parked.wire.written(),
-            started.elapsed().as_secs_f64(),
-        ));
+    if let Some((peer, method, target, version, bytes, started, user)) = parked.access.take() {
+        log::access(
+            &log::Access {
+                peer: &peer,
+                method: &method,
+                target: &target,
+                version,
+                status: 200,
+                bytes: bytes + parked.wire.written(),
+                secs: started.elapsed().as_secs_f64(),
+                user: user.as_deref(),
+            }
+            .line(),
+        );
     }
     shared.end(parked.id);
 }

@@ -10,7 +10,7 @@ use super::framing::{Format, Framer, Framing, Head};
 use super::reader::{Reader, KEEP_BATCH};
 use crate::conn::{Look, Pressure, Wire};
 use crate::hub::Notify;
-use crate::sse::Event;
+use crate::sse::{Event, EXPIRED_EVENT};
 use crate::sync::Doorbell;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
@@ -134,6 +134,8 @@ struct Core {
     /// A write failed: how. The stream ends.
     failed: Option<io::ErrorKind>,
     last_write: Instant,
+    /// When the stream ends with an `expired` event: its token's end.
+    ends_at: Option<Instant>,
 }
 
 /// What framing the next piece gave.
@@ -163,6 +165,7 @@ impl Outlet {
                 open: true,
                 failed: None,
                 last_write: Instant::now(),
+                ends_at: None,
             }),
             bell,
             wire: OnceLock::new(),
@@ -178,6 +181,15 @@ impl Outlet {
     /// Gives the outlet what it reads.
     pub fn attach(&self, reader: Reader) {
         self.lock().reader = reader;
+    }
+
+    /// Ends the stream at `at` (its token's end) with an `expired` event,
+    /// so that a page fetches a new token and resumes with its
+    /// `Last-Event-ID`.
+    pub fn end_at(&self, at: Instant) {
+        self.lock().ends_at = Some(at);
+        // Looked at by then: the park sleeps no longer than [`Outlet::look`]
+        // says.
     }
 
     fn lock(&self) -> MutexGuard<'_, Core> {
@@ -230,6 +242,9 @@ impl Outlet {
         if !core.flush_now(wire) {
             return core.blocked();
         }
+        if core.ends_at.is_some_and(|at| Instant::now() >= at) {
+            return core.expire_now(wire);
+        }
         // A few pieces at a time: a reader far behind does not keep the
         // park from the others; it is rung to come back at once.
         let mut more = false;
@@ -271,7 +286,8 @@ impl Outlet {
                 }
             }
         }
-        Look::Idle(core.last_write + heartbeat)
+        let next = core.last_write + heartbeat;
+        Look::Idle(core.ends_at.map_or(next, |at| at.min(next)))
     }
 
     /// Ends the stream: nothing more is written, and every subscription is
@@ -492,6 +508,22 @@ impl Core {
             let _ = wire.write_now(&[IoSlice::new(end)]);
         }
         Look::Done(Ok(()))
+    }
+
+    /// The token's end: a last `expired` event and the end of the body,
+    /// written if they fit at once; the stream is over either way.
+    fn expire_now(&mut self, wire: &dyn Wire) -> Look {
+        if let Some(framer) = self.framer.as_mut() {
+            let note = serde_json::json!({
+                "reason": "the token expired; fetch a new one and reconnect with Last-Event-ID",
+            });
+            framer.event(&Event::named(EXPIRED_EVENT, note.to_string()));
+            framer.frame();
+            let n = framer.framed_len();
+            self.hold(Pending::Frame(0), n);
+            let _ = self.flush_now(wire);
+        }
+        self.end_now(wire)
     }
 
     /// A publisher's write: the next piece of what is owed, in one write

@@ -7,6 +7,7 @@
 import { test, before, after, beforeEach, afterEach } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import { createHmac } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -350,6 +351,51 @@ test("hub: a token field for servers that ask for one, with clear 401s", async (
     await finish(page, "hub-token");
   } finally {
     await stopSsed(locked);
+  }
+});
+
+test("private streams: a page reads with its cookie token, and says why when it may not", async () => {
+  allowed.push(/status of 401/, /status of 403/);
+  // Tokens signed here, with Node's own HMAC: as an application would.
+  const KEY = "a browser test key, thirty-two bytes or more";
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
+  const sign = (claims) => {
+    const signing = `${b64({ alg: "HS256", typ: "JWT" })}.${b64(claims)}`;
+    return `${signing}.${createHmac("sha256", KEY).update(signing).digest("base64url")}`;
+  };
+  const exp = Math.floor(Date.now() / 1000) + 600;
+  const priv = await startSsed("127.0.0.1:0", ["--token-key", KEY]);
+  try {
+    const visit = async (cookie) => {
+      await context.clearCookies();
+      if (cookie) await context.addCookies([{ name: "ssed_token", value: cookie, url: priv.url }]);
+      const page = await context.newPage();
+      page.on("console", (msg) => { if (msg.type() === "error" && !allowed.some((re) => re.test(msg.text()))) problems.push(msg.text()); });
+      await page.goto(priv.url + "/messages.html");
+      return page;
+    };
+    // Alice's cookie grants the messages topic: the page reads it.
+    const alice = await visit(sign({ sub: "alice", exp, ssed: { subscribe: ["messages"] } }));
+    await alice.locator("#state.open").waitFor({ timeout: WAIT });
+    const writer = sign({ sub: "app", exp, ssed: { publish: ["messages"] } });
+    const res = await fetch(`${priv.url}/messages`, {
+      method: "POST", body: JSON.stringify({ message: "for alice" }), headers: { Authorization: `Bearer ${writer}` },
+    });
+    assert.equal(res.status, 200);
+    await until("the message", async () => (await alice.locator("#log li").allInnerTexts()).includes("Received: for alice"));
+    await finish(alice, "private-cookie");
+    // Bob's grants another topic: the page says so, naming the topic.
+    const bob = await visit(sign({ sub: "bob", exp, ssed: { subscribe: ["news"] } }));
+    await until("the 403 sentence", async () => (await bob.locator("#refusal").count()) > 0 &&
+      (await text(bob, "#refusal")) === 'The token does not allow this stream: no grant to subscribe to "messages".');
+    // No cookie: the page says a token is needed.
+    const nobody = await visit(null);
+    await until("the 401 sentence", async () => (await nobody.locator("#refusal").count()) > 0 &&
+      (await text(nobody, "#refusal")).startsWith("The server needs a token for this stream (a token is required)"));
+    await finish(nobody, "private-no-token");
+  } finally {
+    await context.clearCookies();
+    await stopSsed(priv);
   }
 });
 
