@@ -18,7 +18,7 @@
 
 use crate::names::Pattern;
 use hmac::{Hmac, Mac};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use sha2::Sha256;
 use std::fmt;
 
@@ -218,20 +218,8 @@ pub fn verify(token: &str, key: &Key, now: u64) -> Result<Claims, Invalid> {
     let Value::Object(claims) = payload else {
         return Err(malformed("its payload is not a JSON object"));
     };
-    let time = |name: &str| -> Result<Option<u64>, Invalid> {
-        match claims.get(name) {
-            None => Ok(None),
-            Some(Value::Number(n)) => match n.as_f64() {
-                Some(t) if t >= 0.0 && t.is_finite() => Ok(Some(t.min(u64::MAX as f64) as u64)),
-                _ => Err(Invalid::Malformed(format!(
-                    "{name} is not a time in seconds"
-                ))),
-            },
-            Some(_) => Err(Invalid::Malformed(format!("{name} is not a number"))),
-        }
-    };
-    let exp = time("exp")?;
-    let nbf = time("nbf")?;
+    let exp = time(&claims, "exp")?;
+    let nbf = time(&claims, "nbf")?;
     if let Some(exp) = exp {
         if now >= exp {
             return Err(Invalid::Expired { exp, now });
@@ -242,48 +230,92 @@ pub fn verify(token: &str, key: &Key, now: u64) -> Result<Claims, Invalid> {
             return Err(Invalid::NotYet { nbf, now });
         }
     }
-    let sub = match claims.get("sub") {
-        None => None,
-        Some(Value::String(s)) => Some(s.chars().take(128).collect()),
-        Some(_) => return Err(malformed("sub is not a string")),
-    };
     let grants = match claims.get("ssed") {
         None => Grants::default(),
-        Some(Value::Object(g)) => {
-            let patterns = |name: &str| -> Result<Vec<Pattern>, Invalid> {
-                match g.get(name) {
-                    None => Ok(Vec::new()),
-                    Some(Value::Array(items)) if items.len() <= MAX_PATTERNS => items
-                        .iter()
-                        .map(|item| match item {
-                            Value::String(s) => Pattern::parse(s)
-                                .map_err(|why| Invalid::Malformed(format!("ssed.{name}: {why}"))),
-                            _ => Err(Invalid::Malformed(format!(
-                                "ssed.{name} holds something other than a string"
-                            ))),
-                        })
-                        .collect(),
-                    Some(Value::Array(_)) => Err(Invalid::Malformed(format!(
-                        "ssed.{name} holds more than {MAX_PATTERNS} patterns"
-                    ))),
-                    Some(_) => Err(Invalid::Malformed(format!(
-                        "ssed.{name} is not a list of patterns"
-                    ))),
-                }
-            };
-            Grants {
-                subscribe: patterns("subscribe")?,
-                publish: patterns("publish")?,
-                admin: match g.get("admin") {
-                    None => false,
-                    Some(Value::Bool(b)) => *b,
-                    Some(_) => return Err(malformed("ssed.admin is not true or false")),
-                },
-            }
-        }
+        Some(Value::Object(g)) => grants(g, "ssed.")?,
         Some(_) => return Err(malformed("the ssed claim is not an object")),
     };
-    Ok(Claims { sub, exp, grants })
+    Ok(Claims {
+        sub: sub(&claims)?,
+        exp,
+        grants,
+    })
+}
+
+/// The grants an application answers for a request (`--auth-url`): the
+/// token's, flat: `{"sub", "subscribe", "publish", "admin", "exp"}`, each
+/// optional. `exp`, if given, ends the streams opened with the answer.
+pub fn answered(answer: &Value) -> Result<Claims, Invalid> {
+    let Value::Object(answer) = answer else {
+        return Err(Invalid::Malformed("the answer is not a JSON object".into()));
+    };
+    Ok(Claims {
+        sub: sub(answer)?,
+        exp: time(answer, "exp")?,
+        grants: grants(answer, "")?,
+    })
+}
+
+/// A time claim (`exp`, `nbf`): seconds since the epoch, if there.
+fn time(claims: &Map<String, Value>, name: &str) -> Result<Option<u64>, Invalid> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::Number(n)) => match n.as_f64() {
+            Some(t) if t >= 0.0 && t.is_finite() => Ok(Some(t.min(u64::MAX as f64) as u64)),
+            _ => Err(Invalid::Malformed(format!(
+                "{name} is not a time in seconds"
+            ))),
+        },
+        Some(_) => Err(Invalid::Malformed(format!("{name} is not a number"))),
+    }
+}
+
+/// `sub`, cut to 128 characters.
+fn sub(claims: &Map<String, Value>) -> Result<Option<String>, Invalid> {
+    match claims.get("sub") {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.chars().take(128).collect())),
+        Some(_) => Err(Invalid::Malformed("sub is not a string".into())),
+    }
+}
+
+/// `subscribe`, `publish` and `admin` of `g`; `prefix` names where they
+/// are in messages (`ssed.`).
+fn grants(g: &Map<String, Value>, prefix: &str) -> Result<Grants, Invalid> {
+    let patterns = |name: &str| -> Result<Vec<Pattern>, Invalid> {
+        match g.get(name) {
+            None => Ok(Vec::new()),
+            Some(Value::Array(items)) if items.len() <= MAX_PATTERNS => items
+                .iter()
+                .map(|item| match item {
+                    Value::String(s) => Pattern::parse(s)
+                        .map_err(|why| Invalid::Malformed(format!("{prefix}{name}: {why}"))),
+                    _ => Err(Invalid::Malformed(format!(
+                        "{prefix}{name} holds something other than a string"
+                    ))),
+                })
+                .collect(),
+            Some(Value::Array(_)) => Err(Invalid::Malformed(format!(
+                "{prefix}{name} holds more than {MAX_PATTERNS} patterns"
+            ))),
+            Some(_) => Err(Invalid::Malformed(format!(
+                "{prefix}{name} is not a list of patterns"
+            ))),
+        }
+    };
+    Ok(Grants {
+        subscribe: patterns("subscribe")?,
+        publish: patterns("publish")?,
+        admin: match g.get("admin") {
+            None => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => {
+                return Err(Invalid::Malformed(format!(
+                    "{prefix}admin is not true or false"
+                )))
+            }
+        },
+    })
 }
 
 /// A token for `claims` (a JSON object), signed with `key` (`ssed token`).

@@ -121,7 +121,8 @@ fn serve(config: ssed::Config) -> ExitCode {
         log::internal(&format!("cannot take SIGTERM and SIGINT: {e}"));
     }
     let config_open = (config.publish_token.is_none() || config.subscribe_token.is_none())
-        && config.token_key.is_none();
+        && config.token_key.is_none()
+        && config.auth_url.is_none();
     let server = match ssed::Server::start(config) {
         Ok(server) => server,
         Err(e) => {

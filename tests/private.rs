@@ -487,3 +487,378 @@ print(json.dumps([json.loads(base64.urlsafe_b64decode(pad(head))), json.loads(ba
         &[],
     );
 }
+
+/// A small application that knows its users by their session cookie (or
+/// its own bearer token), as `--auth-url` asks it; it records what it was
+/// asked.
+struct App {
+    addr: SocketAddr,
+    asked: std::sync::Arc<std::sync::Mutex<Vec<Asked>>>,
+}
+
+#[derive(Clone, Debug)]
+struct Asked {
+    method: String,
+    target: String,
+    cookie: Option<String>,
+    authorization: Option<String>,
+    forwarded_method: Option<String>,
+    forwarded_uri: Option<String>,
+}
+
+impl App {
+    fn start() -> App {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = std::sync::Arc::clone(&asked);
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let log = std::sync::Arc::clone(&log);
+                std::thread::spawn(move || {
+                    conn.set_read_timeout(Some(Duration::from_secs(10)))
+                        .unwrap();
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") && head.len() < 65536 {
+                        if conn.read(&mut byte).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        head.push(byte[0]);
+                    }
+                    let head = String::from_utf8_lossy(&head).to_string();
+                    let mut lines = head.lines();
+                    let mut first = lines.next().unwrap_or("").split(' ');
+                    let header = |name: &str| {
+                        head.lines()
+                            .find_map(|l| {
+                                l.split_once(':')
+                                    .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+                            })
+                            .map(|(_, v)| v.trim().to_string())
+                    };
+                    let a = Asked {
+                        method: first.next().unwrap_or("").into(),
+                        target: first.next().unwrap_or("").into(),
+                        cookie: header("Cookie"),
+                        authorization: header("Authorization"),
+                        forwarded_method: header("X-Forwarded-Method"),
+                        forwarded_uri: header("X-Forwarded-Uri"),
+                    };
+                    log.lock().unwrap().push(a.clone());
+                    let session = a
+                        .cookie
+                        .as_deref()
+                        .and_then(|c| c.split(';').find_map(|p| p.trim().strip_prefix("session=")))
+                        .unwrap_or("");
+                    let (status, body) = match (session, a.authorization.as_deref()) {
+                        (_, Some("Bearer app-token-bob")) => (
+                            "200 OK",
+                            r#"{"sub":"bob","subscribe":["users/bob/*"],"publish":["users/bob/*"]}"#,
+                        ),
+                        (_, Some("Bearer app-token-service")) => {
+                            ("200 OK", r#"{"sub":"service","publish":["**"]}"#)
+                        }
+                        ("alice", _) => (
+                            "200 OK",
+                            r#"{"sub":"alice","subscribe":["users/alice/*","news"],"publish":["users/alice/*"]}"#,
+                        ),
+                        ("root", _) => ("200 OK", r#"{"sub":"root","admin":true}"#),
+                        ("banned", _) => {
+                            ("403 Forbidden", r#"{"error":"this account is suspended"}"#)
+                        }
+                        ("login", _) => ("302 Found", ""),
+                        ("broken", _) => ("500 Internal Server Error", "oops"),
+                        ("garbage", _) => ("200 OK", "<html>welcome</html>"),
+                        ("odd", _) => ("200 OK", r#"{"subscribe":["a/**/b"]}"#),
+                        ("slow", _) => {
+                            std::thread::sleep(Duration::from_secs(5));
+                            return;
+                        }
+                        _ => ("401 Unauthorized", r#"{"error":"not signed in"}"#),
+                    };
+                    let _ = write!(
+                        conn,
+                        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nLocation: /login\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                });
+            }
+        });
+        App { addr, asked }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/sse-auth", self.addr)
+    }
+
+    /// How often it was asked about `session`.
+    fn asked_about(&self, session: &str) -> usize {
+        let cookie = format!("session={session}");
+        self.asked
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|a| a.cookie.as_deref() == Some(cookie.as_str()))
+            .count()
+    }
+}
+
+fn asking(app: &App, cache: Duration) -> ssed::Server {
+    let url = app.url();
+    start(move |c| {
+        c.auth_url = Some(url);
+        c.auth_cache = cache;
+        c.auth_timeout = Duration::from_millis(300);
+    })
+}
+
+#[test]
+fn the_application_grants_by_session_cookie() {
+    let app = App::start();
+    let server = asking(&app, Duration::from_secs(60));
+    let addr = server.addr();
+    let alice = [("Cookie", "theme=dark; session=alice")];
+    let mut inbox = stream(addr, "/events/users/alice/inbox", &alice);
+    let (head, body) = fetch(addr, "GET", "/events/users/bob/inbox", &alice, b"");
+    assert_eq!(
+        (head.status, json(&body)["error"].as_str()),
+        (403, Some("no grant to subscribe to \"users/bob/inbox\""))
+    );
+    // What the application was asked: the request's cookie, method and target.
+    let first = app.asked.lock().unwrap()[0].clone();
+    assert_eq!(
+        (first.method.as_str(), first.target.as_str()),
+        ("GET", "/sse-auth")
+    );
+    assert_eq!(first.cookie.as_deref(), Some("theme=dark; session=alice"));
+    assert_eq!(first.forwarded_method.as_deref(), Some("GET"));
+    assert_eq!(
+        first.forwarded_uri.as_deref(),
+        Some("/events/users/alice/inbox")
+    );
+    // Its own bearer tokens work too: Bob publishes to Alice? No: to himself.
+    let bob = [("Authorization", "Bearer app-token-bob")];
+    assert_eq!(
+        fetch(addr, "POST", "/events/users/alice/inbox", &bob, b"x")
+            .0
+            .status,
+        403
+    );
+    assert_eq!(
+        fetch(addr, "POST", "/events/users/bob/inbox", &bob, b"x")
+            .0
+            .status,
+        200
+    );
+    // A session cookie does not publish: the application is not even
+    // shown it, and says the request is not signed in.
+    let (head, body) = fetch(addr, "POST", "/events/users/alice/inbox", &alice, b"x");
+    assert_eq!(
+        (head.status, json(&body)["error"].as_str()),
+        (
+            401,
+            Some("the application refused the credentials: not signed in")
+        )
+    );
+    let publish_ask = app.asked.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(
+        (publish_ask.cookie, publish_ask.forwarded_method.as_deref()),
+        (None, Some("POST"))
+    );
+    // /topics by grant; /metrics for admins.
+    let (head, body) = fetch(addr, "GET", "/topics", &alice, b"");
+    assert_eq!(head.status, 200);
+    let listed = json(&body);
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["topic"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["users/alice/inbox"], "{body}");
+    assert_eq!(fetch(addr, "GET", "/metrics", &alice, b"").0.status, 403);
+    let (head, body) = fetch(addr, "GET", "/metrics", &[("Cookie", "session=root")], b"");
+    assert_eq!(head.status, 200);
+    assert!(
+        body.contains("ssed_auth_requests_total{result=\"asked\"}"),
+        "{body}"
+    );
+    // The application's backend publishes to Alice with its own token.
+    let service = [("Authorization", "Bearer app-token-service")];
+    assert_eq!(
+        fetch(
+            addr,
+            "POST",
+            "/events/users/alice/inbox",
+            &service,
+            b"for alice"
+        )
+        .0
+        .status,
+        200
+    );
+    assert_eq!(inbox.events(1)[0].data, "for alice");
+}
+
+#[test]
+fn answers_are_cached_per_credentials() {
+    let app = App::start();
+    let server = asking(&app, Duration::from_secs(60));
+    let addr = server.addr();
+    for _ in 0..5 {
+        stream(addr, "/events/news", &[("Cookie", "session=alice")]);
+        assert_eq!(
+            fetch(
+                addr,
+                "GET",
+                "/events/news",
+                &[("Cookie", "session=nobody")],
+                b""
+            )
+            .0
+            .status,
+            401
+        );
+    }
+    assert_eq!(app.asked_about("alice"), 1, "a grant is reused");
+    assert_eq!(app.asked_about("nobody"), 1, "a refusal is reused");
+    // Without a cache, every request asks.
+    let app = App::start();
+    let server = asking(&app, Duration::ZERO);
+    for _ in 0..3 {
+        stream(
+            server.addr(),
+            "/events/news",
+            &[("Cookie", "session=alice")],
+        );
+    }
+    assert_eq!(app.asked_about("alice"), 3);
+    // A short cache asks again once it is over.
+    let app = App::start();
+    let server = asking(&app, Duration::from_millis(100));
+    stream(
+        server.addr(),
+        "/events/news",
+        &[("Cookie", "session=alice")],
+    );
+    common::wait_until(Duration::from_secs(10), "the cache to be over", || {
+        stream(
+            server.addr(),
+            "/events/news",
+            &[("Cookie", "session=alice")],
+        );
+        app.asked_about("alice") >= 2
+    });
+}
+
+#[test]
+fn refusals_and_failures_of_the_application() {
+    let app = App::start();
+    let server = asking(&app, Duration::from_secs(60));
+    let addr = server.addr();
+    let cases = [
+        ("", 401, "the application refused the credentials: not signed in"),
+        ("banned", 403, "the application refused this request: this account is suspended"),
+        ("login", 401, "not signed in: the application answered 302 (a redirect, to its login page?)"),
+        ("broken", 503, "the application (--auth-url) answered 500 Internal Server Error"),
+        ("garbage", 503, "the application (--auth-url) answered 200 without JSON grants"),
+        ("odd", 503, "the application (--auth-url) answered 200 with grants ssed cannot read: subscribe: ** is only the last segment of a pattern, not \"a/**/b\""),
+        ("slow", 503, "the application (--auth-url) could not be asked: "),
+    ];
+    for (session, status, why) in cases {
+        let cookie = format!("session={session}");
+        let started = std::time::Instant::now();
+        let (head, body) = fetch(addr, "GET", "/events/news", &[("Cookie", &cookie)], b"");
+        assert_eq!(head.status, status, "{session}: {body}");
+        let error = json(&body)["error"].as_str().unwrap().to_string();
+        assert!(error.starts_with(why), "{session}: {error:?}");
+        if status == 401 {
+            assert_eq!(
+                head.header("WWW-Authenticate"),
+                Some(r#"Bearer realm="ssed""#)
+            );
+        }
+        if status == 503 {
+            assert!(head.header("Retry-After").is_some());
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "{session}: within the timeout"
+        );
+    }
+    // Failures are not cached: each asks again.
+    fetch(
+        addr,
+        "GET",
+        "/events/news",
+        &[("Cookie", "session=broken")],
+        b"",
+    );
+    assert_eq!(app.asked_about("broken"), 2);
+    // An application that is down: 503, never access.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/auth", closed.local_addr().unwrap());
+    drop(closed);
+    let down = start(move |c| c.auth_url = Some(url));
+    let (head, body) = fetch(
+        down.addr(),
+        "GET",
+        "/events/news",
+        &[("Cookie", "session=alice")],
+        b"",
+    );
+    assert_eq!(head.status, 503);
+    assert!(
+        json(&body)["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("the application (--auth-url) could not be asked: "),
+        "{body}"
+    );
+    // The pages, demos and health do not ask.
+    assert_eq!(
+        fetch(down.addr(), "GET", "/healthz", &[], b"").0.status,
+        200
+    );
+}
+
+#[test]
+fn a_signed_token_is_judged_before_the_application() {
+    let app = App::start();
+    let url = app.url();
+    let server = start(move |c| {
+        c.auth_url = Some(url);
+        c.token_key = Some(ssed::jwt::Key::new(KEY.as_bytes()).unwrap());
+    });
+    let addr = server.addr();
+    // A valid token: the application is not asked.
+    stream(
+        addr,
+        &format!("/events/users/42/a?token={}", user_token()),
+        &[("Cookie", "session=alice")],
+    );
+    assert_eq!(app.asked_about("alice"), 0);
+    // An expired one is refused as such, not passed on.
+    let old = sign(&serde_json::json!({"exp": now() - 5, "ssed": {"subscribe": ["**"]}}));
+    let (head, body) = fetch(
+        addr,
+        "GET",
+        &format!("/events/news?token={old}"),
+        &[("Cookie", "session=alice")],
+        b"",
+    );
+    assert_eq!(head.status, 401);
+    assert!(
+        json(&body)["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("the token expired"),
+        "{body}"
+    );
+    // No token: the application decides.
+    stream(addr, "/events/news", &[("Cookie", "session=alice")]);
+    assert_eq!(app.asked_about("alice"), 1);
+}

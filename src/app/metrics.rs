@@ -19,6 +19,8 @@ pub struct Sources<'a> {
     pub buffers: &'a crate::stream::Buffers,
     /// Idempotency keys kept in memory (without Redis).
     pub keys: Option<usize>,
+    /// The application asked about requests (`--auth-url`).
+    pub asker: Option<&'a super::ask::Counters>,
 }
 
 /// Renders every metric; topic names need no escaping (their characters
@@ -125,6 +127,19 @@ pub fn render(s: &Sources) -> String {
             "gauge",
             "Idempotency keys remembered in memory.",
             &one(keys as u64),
+        );
+    }
+    if let Some(asker) = s.asker {
+        let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        metric(
+            "ssed_auth_requests_total",
+            "counter",
+            "Requests without a valid token, by how --auth-url decided them: asked (the application was asked), cached (its earlier answer for the same credentials), failed (it could not be asked or answered unusably: 503).",
+            &[
+                ("{result=\"asked\"}".into(), get(&asker.asked)),
+                ("{result=\"cached\"}".into(), get(&asker.cached)),
+                ("{result=\"failed\"}".into(), get(&asker.failed)),
+            ],
         );
     }
     let kinds = [("hub", s.streams), ("demo", s.demo_streams)];

@@ -5,6 +5,7 @@
 //! rooms together. Every refusal of the log is one status for one meaning
 //! (`refusal`).
 
+mod ask;
 mod auth;
 mod cors;
 mod metrics;
@@ -38,6 +39,8 @@ use www::Pages;
 pub struct App {
     config: Config,
     tokens: Tokens,
+    /// `--auth-url`: the application that decides what the tokens do not.
+    asker: Option<ask::Asker>,
     pages: Pages,
     hub: Arc<Hub>,
     /// The shared demos' topics.
@@ -65,10 +68,14 @@ impl Handler for App {
     fn handle(&self, ex: &mut Exchange<'_>) -> Option<Box<dyn StreamBody>> {
         let req = ex.request();
         let cors = Cors::new(&self.config.cors_origins, req.header("Origin"));
+        let ask_app = |who, denied| match &self.asker {
+            Some(asker) => asker.ask(req, who, denied),
+            None => routes::refuse(who, denied),
+        };
         let judge = routes::Judge {
             tokens: &self.tokens,
             now: u64::try_from(crate::calendar::unix_now()).unwrap_or(0),
-            ask: &routes::refuse,
+            ask: &ask_app,
         };
         let (action, access) = routes::decide(req, &judge, &cors);
         if let Some(user) = access.user() {
@@ -166,6 +173,7 @@ impl App {
             guard: &self.guard,
             buffers: &self.buffers,
             keys: self.store.keys(),
+            asker: self.asker.as_ref().map(|a| &a.counters),
         });
         Response::new(
             200,

@@ -240,12 +240,12 @@ fn bad(why: impl AsRef<str>) -> Action {
 pub struct Judge<'a> {
     pub tokens: &'a Tokens,
     pub now: u64,
-    pub ask: &'a dyn Fn(Denied) -> Result<Access, Response>,
+    pub ask: &'a dyn Fn(Who, Denied) -> Result<Access, Response>,
 }
 
 /// The 401 of a request whose credentials are refused, with no one else
 /// to ask.
-pub fn refuse(denied: Denied) -> Result<Access, Response> {
+pub fn refuse(_who: Who, denied: Denied) -> Result<Access, Response> {
     Err(unauthorized(denied))
 }
 
@@ -268,7 +268,7 @@ pub fn decide(req: &Request, judge: &Judge, cors: &Cors) -> (Action, Access) {
     };
     let access = match judge.tokens.allow(route.who(), &presented, judge.now) {
         Ok(access) => access,
-        Err(denied) => match (judge.ask)(denied) {
+        Err(denied) => match (judge.ask)(route.who(), denied) {
             Ok(access) => access,
             Err(res) => return (Action::Reply(res), Access::All),
         },

@@ -151,6 +151,13 @@ impl Server {
             }
             None => Pages::Embedded,
         };
+        let asker = match &config.auth_url {
+            Some(url) => Some(
+                super::ask::Asker::new(url, config.auth_timeout, config.auth_cache)
+                    .map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, why))?,
+            ),
+            None => None,
+        };
         // What the memory allows sizes everything that costs memory; a
         // flag given says otherwise, and a flag that asks for more than
         // the memory holds is noted at start.
@@ -205,8 +212,9 @@ impl Server {
                 publish: config.publish_token.clone(),
                 subscribe: config.subscribe_token.clone(),
                 key: config.token_key.clone(),
-                app: false,
+                app: config.auth_url.is_some(),
             },
+            asker,
             hub,
             demos: demos.topics.clone(),
             guard: Arc::clone(&guard),

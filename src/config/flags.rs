@@ -277,6 +277,36 @@ pub const FLAGS: &[Flag] = &[
         repeat: None,
     },
     Flag {
+        name: "--auth-url",
+        var: "SSED_AUTH_URL",
+        value: Some("URL"),
+        help: "ask the application at URL (http://) about a request without a valid token: GET with its Cookie and Authorization; 200 carries grants, 401 and 403 refuse",
+        default: "",
+        set: |c, v| {
+            c.auth_url = Some(check_http_url(v)?);
+            Ok(())
+        },
+        repeat: None,
+    },
+    Flag {
+        name: "--auth-cache",
+        var: "SSED_AUTH_CACHE",
+        value: Some("SECS"),
+        help: "how long an --auth-url answer is reused for the same credentials (0: ask every time)",
+        default: "10",
+        set: |c, v| set(&mut c.auth_cache, seconds(v, 0.0, 3600.0)),
+        repeat: None,
+    },
+    Flag {
+        name: "--auth-timeout",
+        var: "SSED_AUTH_TIMEOUT",
+        value: Some("SECS"),
+        help: "how long the application may take to connect and to send each part of its answer; later is 503",
+        default: "2",
+        set: |c, v| set(&mut c.auth_timeout, seconds(v, 0.01, 60.0)),
+        repeat: None,
+    },
+    Flag {
         name: "--source",
         var: "SSED_SOURCE",
         value: Some("TOPIC=COMMAND"),
@@ -493,6 +523,20 @@ fn token(value: &str) -> Result<String, String> {
     } else {
         Err("expected printable ASCII without spaces, quotes, commas or semicolons".into())
     }
+}
+
+/// An `http://` URL of the application: checked fully when the server
+/// starts (the client's parser); here, its scheme and that it is one word.
+fn check_http_url(value: &str) -> Result<String, String> {
+    let ok = value.len() > "http://".len()
+        && value
+            .get(..7)
+            .is_some_and(|s| s.eq_ignore_ascii_case("http://"))
+        && value.bytes().all(|b| b.is_ascii_graphic());
+    if !ok {
+        return Err("expected an http:// URL, such as http://127.0.0.1:5000/sse-auth (ssed has no TLS: the application is asked over the local network)".into());
+    }
+    Ok(value.to_string())
 }
 
 /// `HOST:PORT` as given, or `:PORT` (as nginx and Go read it: every IPv4

@@ -113,6 +113,13 @@ pub struct Config {
     pub subscribe_token: Option<String>,
     /// `--token-key`: signed tokens accepted, with the grants they carry.
     pub token_key: Option<crate::jwt::Key>,
+    /// `--auth-url`: the application that decides about requests without
+    /// a valid token.
+    pub auth_url: Option<String>,
+    /// `--auth-cache`: how long its answer is reused per credentials.
+    pub auth_cache: Duration,
+    /// `--auth-timeout`: its connect, and each read of its answer.
+    pub auth_timeout: Duration,
     /// `--source` and `--tail`: what feeds topics.
     pub sources: Vec<SourceSpec>,
     pub source_restart: Restart,
@@ -159,6 +166,9 @@ impl Default for Config {
             publish_token: None,
             subscribe_token: None,
             token_key: None,
+            auth_url: None,
+            auth_cache: Duration::from_secs(10),
+            auth_timeout: Duration::from_secs(2),
             sources: Vec::new(),
             source_restart: Restart::Always,
             source_restart_delay: Duration::from_secs(1),
