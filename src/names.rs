@@ -106,6 +106,29 @@ impl Pattern {
     }
 }
 
+impl Pattern {
+    /// Whether every topic this pattern matches is matched by `outer` too
+    /// (a subscription by pattern needs a grant that covers all of it).
+    pub fn within(&self, outer: &Pattern) -> bool {
+        let mine: Vec<&str> = self.text.split('/').collect();
+        let theirs: Vec<&str> = outer.text.split('/').collect();
+        for (i, want) in theirs.iter().enumerate() {
+            let Some(have) = mine.get(i) else {
+                return false;
+            };
+            match (*want, *have) {
+                // One or more segments: anything from here on.
+                ("**", _) => return true,
+                (_, "**") => return false,
+                ("*", _) => {}
+                (w, h) if w == h => {}
+                _ => return false,
+            }
+        }
+        mine.len() == theirs.len()
+    }
+}
+
 impl std::fmt::Display for Pattern {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.text)
@@ -219,6 +242,31 @@ mod tests {
             assert!(Pattern::parse(bad).is_err(), "{bad:?}");
         }
         assert!(!p("news").is_wild() && p("a/*").is_wild());
+        // Within: every topic of the first is one of the second's.
+        let within = [
+            ("users/42/*", "users/42/*", true),
+            ("users/42/inbox", "users/42/*", true),
+            ("users/*/inbox", "users/42/*", false),
+            ("users/42/**", "users/42/*", false),
+            ("users/42/*", "users/42/**", true),
+            ("users/42/*/x", "users/42/**", true),
+            ("users/42/**", "users/42/**", true),
+            ("users/42", "users/42/**", false),
+            ("users/**", "users/42/**", false),
+            ("a/*", "*/*", true),
+            ("*/*", "a/*", false),
+            ("anything/at/all", "**", true),
+            ("**", "**", true),
+            ("a/b", "a", false),
+            ("a", "a/b", false),
+        ];
+        for (inner, outer, expected) in within {
+            assert_eq!(
+                p(inner).within(&p(outer)),
+                expected,
+                "{inner} within {outer}"
+            );
+        }
     }
 
     #[test]

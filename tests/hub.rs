@@ -974,3 +974,153 @@ fn a_publish_retried_with_its_idempotency_key_is_stored_once() {
         "Idempotency-Key is 1 to 128 printable ASCII characters without spaces"
     );
 }
+
+/// `(topic, data)` of NDJSON lines as a stream sends them.
+fn ndjson_lines(conn: &mut Conn, n: usize) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    let mut buf = String::new();
+    while out.len() < n {
+        let chunk = conn.chunk_str().expect("the stream goes on");
+        buf.push_str(&chunk);
+        while let Some(i) = buf.find('\n') {
+            let line: String = buf.drain(..=i).collect();
+            if line.trim().is_empty() {
+                continue;
+            }
+            let v = json(line.trim());
+            out.push((
+                v["topic"].as_str().unwrap_or("").to_string(),
+                v["data"].as_str().unwrap_or("").to_string(),
+                v["id"].as_str().unwrap_or("").to_string(),
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+fn pattern_streams_take_every_matching_topic_also_those_made_later() {
+    let server = start(|_| {});
+    let addr = server.addr();
+    let post = |topic: &str, data: &str| {
+        let (head, body) = fetch(
+            addr,
+            "POST",
+            &format!("/events/{topic}"),
+            &[],
+            data.as_bytes(),
+        );
+        assert_eq!(head.status, 200, "{body}");
+        json(&body)["id"].as_str().unwrap().to_string()
+    };
+    post("sensors/kitchen", "before");
+    let mut one = Conn::send(addr, "GET", "/events/sensors/*?format=ndjson", &[], b"");
+    assert_eq!(one.head().status, 200);
+    let mut deep = Conn::open_stream(addr, "/events?topic=sensors/**&topic=news&tag=topic");
+    // Topics that exist, topics made after the streams opened, a named one
+    // beside a pattern; none that does not match.
+    post("sensors/kitchen", "21.5");
+    post("sensors/garage", "9.0");
+    post("sensors/garage/door", "open");
+    post("sensorsx", "no");
+    post("weather/sensors", "no");
+    post("news", "extra");
+    let got = ndjson_lines(&mut one, 2);
+    assert_eq!(
+        got.iter()
+            .map(|(t, d, _)| (t.as_str(), d.as_str()))
+            .collect::<Vec<_>>(),
+        [("sensors/kitchen", "21.5"), ("sensors/garage", "9.0")]
+    );
+    let got: Vec<String> = deep.events(4).into_iter().map(|m| m.data).collect();
+    assert_eq!(
+        got,
+        [
+            r#"{"topic":"sensors/kitchen","data":"21.5"}"#,
+            r#"{"topic":"sensors/garage","data":"9.0"}"#,
+            r#"{"topic":"sensors/garage/door","data":"open"}"#,
+            r#"{"topic":"news","data":"extra"}"#,
+        ]
+    );
+    // Resuming a pattern from an id: exactly what came after it, across
+    // every matching topic, also one made while the client was away.
+    let kitchen = post("sensors/kitchen", "22.0");
+    post("sensors/attic", "away 1");
+    post("other", "no");
+    post("sensors/kitchen", "away 2");
+    let mut back = Conn::send(
+        addr,
+        "GET",
+        "/events/sensors/*",
+        &[("Last-Event-ID", &kitchen)],
+        b"",
+    );
+    assert_eq!(back.head().status, 200);
+    let got: Vec<String> = back.events(2).into_iter().map(|m| m.data).collect();
+    assert_eq!(got, ["away 1", "away 2"]);
+    // Bad patterns are 400 with the rule.
+    for (target, why) in [
+        (
+            "/events/a/**/b",
+            "** is only the last segment of a pattern, not \"a/**/b\"",
+        ),
+        (
+            "/events?topic=a*",
+            "* stands for a whole segment (a/*/c), not part of one, not \"a*\"",
+        ),
+    ] {
+        let (head, body) = fetch(addr, "GET", target, &[], b"");
+        assert_eq!(
+            (head.status, json(&body)["error"].as_str()),
+            (400, Some(why)),
+            "{target}"
+        );
+    }
+}
+
+#[test]
+fn a_pattern_stream_lets_its_topics_go_when_it_ends() {
+    // A short keep-alive finds the ended stream soon.
+    let server = start(|c| c.heartbeat = Duration::from_millis(50));
+    let addr = server.addr();
+    let topics = || -> Vec<(String, u64)> {
+        json(&fetch(addr, "GET", "/topics", &[], b"").1)
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["topic"].as_str().unwrap().to_string(),
+                    t["subscribers"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let mut sub = Conn::open_stream(addr, "/events/jobs/*");
+    // Subscribing by pattern makes no topic.
+    assert_eq!(topics(), []);
+    assert_eq!(
+        fetch(addr, "POST", "/events/jobs/1", &[], b"started")
+            .0
+            .status,
+        200
+    );
+    assert_eq!(sub.events(1)[0].data, "started");
+    assert_eq!(topics(), [("jobs/1".to_string(), 1)]);
+    drop(sub);
+    // Its end lets go of what its pattern brought, and its watch with it:
+    // a topic made afterwards has no subscriber.
+    wait_until(Duration::from_secs(10), "the subscription let go", || {
+        topics() == [("jobs/1".to_string(), 0)]
+    });
+    assert_eq!(
+        fetch(addr, "POST", "/events/jobs/2", &[], b"later")
+            .0
+            .status,
+        200
+    );
+    assert_eq!(
+        topics(),
+        [("jobs/1".to_string(), 0), ("jobs/2".to_string(), 0)]
+    );
+}

@@ -978,3 +978,49 @@ fn with_cut_replies_and_subscribers_that_move_every_acknowledged_event_arrives_o
         }
     }
 }
+
+#[test]
+fn pattern_streams_across_instances_take_new_topics_and_resume() {
+    let Some(redis) = Redis::start(false) else {
+        return;
+    };
+    let a = instance(&redis, |_| {});
+    let b = instance(&redis, |_| {});
+    publish(a.addr(), "/events/sensors/kitchen", "before");
+    // On B, a pattern: a topic B has never seen, made on A afterwards,
+    // reaches it, as do those that exist.
+    let mut on_b = subscribe(b.addr(), "/events/sensors/*?tag=topic", &[]);
+    let first = publish(a.addr(), "/events/sensors/kitchen", "21.5");
+    publish(a.addr(), "/events/sensors/garage", "9.0");
+    publish(a.addr(), "/events/other", "no");
+    let last = publish(b.addr(), "/events/sensors/attic", "dusty");
+    let got: Vec<(String, String)> = on_b.events(3).into_iter().map(|m| (m.data, m.id)).collect();
+    assert_eq!(
+        got,
+        [
+            (
+                r#"{"topic":"sensors/kitchen","data":"21.5"}"#.to_string(),
+                first.clone()
+            ),
+            (
+                r#"{"topic":"sensors/garage","data":"9.0"}"#.to_string(),
+                got[1].1.clone()
+            ),
+            (
+                r#"{"topic":"sensors/attic","data":"dusty"}"#.to_string(),
+                last.clone()
+            ),
+        ]
+    );
+    // Away, then back on the other instance: exactly what came after the
+    // id, across every matching topic, one made meanwhile among them.
+    drop(on_b);
+    publish(b.addr(), "/events/sensors/cellar", "damp");
+    publish(a.addr(), "/events/sensors/kitchen", "22.0");
+    let mut back = subscribe(a.addr(), "/events/sensors/*", &[("Last-Event-ID", &first)]);
+    let got: Vec<String> = back.events(4).into_iter().map(|m| m.data).collect();
+    assert_eq!(got, ["9.0", "dusty", "damp", "22.0"]);
+    // And live after the replay, on a topic new to both.
+    publish(b.addr(), "/events/sensors/roof", "windy");
+    assert_eq!(back.events(1)[0].data, "windy");
+}

@@ -7,6 +7,7 @@
 //! route does; a signed one ([`crate::jwt`]) what its grants say.
 
 use crate::jwt::{self, Claims};
+use crate::names::Pattern;
 
 /// Who may use a route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +56,16 @@ impl Access {
         match self {
             Access::All => true,
             Access::Granted(c) => c.grants.admin || c.grants.may_subscribe(topic),
+        }
+    }
+
+    /// Whether this access may read every topic `pattern` matches.
+    pub fn may_subscribe_all(&self, pattern: &Pattern) -> bool {
+        match self {
+            Access::All => true,
+            Access::Granted(c) => {
+                c.grants.admin || c.grants.subscribe.iter().any(|g| pattern.within(g))
+            }
         }
     }
 

@@ -66,6 +66,7 @@ impl App {
             Kind::Topics(outlet)
         };
         let script = |s: Box<dyn crate::stream::Script>| Kind::Script(s);
+        let mut watch = None;
         let (kind, topics) = match feed {
             Feed::Clock { interval } => (script(Box::new(Clock::new(interval))), Vec::new()),
             Feed::Ticker { interval } => (script(Box::new(Ticker::new(interval))), Vec::new()),
@@ -96,6 +97,7 @@ impl App {
             }
             Feed::Hub {
                 topics: names,
+                patterns,
                 last_event_id,
                 last,
             } => {
@@ -106,8 +108,9 @@ impl App {
                 };
                 let subscribed = self
                     .store
-                    .subscribe(&names, &outlet.as_notify(), &start)
+                    .subscribe(&names, &patterns, &outlet.as_notify(), &start)
                     .map_err(|e| self.refused(e, ex))?;
+                watch = subscribed.watch.clone();
                 outlet.attach(Reader::subscribed(subscribed));
                 // A stream ends when the token it was opened with does.
                 if let Some(exp) = access.expires() {
@@ -117,14 +120,22 @@ impl App {
             }
         };
         let store = Arc::clone(&self.store);
+        let hub = Arc::clone(&self.hub);
         let stream = Box::new(Stream::new(
             kind,
             format,
             self.config.heartbeat,
             self.config.retry_ms,
             slot,
-            // Topics nobody needs any more are freed.
-            move || store.release(&topics),
+            // Topics nobody needs any more are freed: those named, and
+            // those its patterns brought.
+            move || {
+                let mut topics = topics;
+                if let Some(watch) = watch {
+                    topics.extend(hub.matching(&watch));
+                }
+                store.release(&topics)
+            },
         ));
         // Refused, the thread keeps the normal policy: it costs a context
         // switch more per delivery, nothing else.

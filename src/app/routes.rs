@@ -9,6 +9,7 @@
 use super::auth::{Access, Denied, Presented, Tokens, Who};
 use super::cors::Cors;
 use crate::http1::{self, Request, Response};
+use crate::names::Pattern;
 use crate::stream::Format;
 use std::time::Duration;
 
@@ -218,6 +219,9 @@ pub enum Feed {
     /// from, or with the newest `last` retained events, or live.
     Hub {
         topics: Vec<String>,
+        /// Topic patterns (`sensors/*`): every topic that matches, also
+        /// those made later.
+        patterns: Vec<Pattern>,
         last_event_id: Option<String>,
         last: Option<usize>,
     },
@@ -285,12 +289,22 @@ pub fn decide(req: &Request, judge: &Judge, cors: &Cors) -> (Action, Access) {
 fn granted(action: &Action, access: &Access) -> Result<(), String> {
     match action {
         Action::Stream {
-            feed: Feed::Hub { topics, .. },
+            feed: Feed::Hub {
+                topics, patterns, ..
+            },
             ..
-        } => match topics.iter().find(|t| !access.may_subscribe(t)) {
-            Some(topic) => Err(format!("no grant to subscribe to {topic:?}")),
-            None => Ok(()),
-        },
+        } => {
+            if let Some(topic) = topics.iter().find(|t| !access.may_subscribe(t)) {
+                return Err(format!("no grant to subscribe to {topic:?}"));
+            }
+            match patterns.iter().find(|p| !access.may_subscribe_all(p)) {
+                Some(p) => Err(format!(
+                    "no grant to subscribe to every topic of {:?}",
+                    p.as_str()
+                )),
+                None => Ok(()),
+            }
+        }
         Action::Publish { to, .. } => {
             let topic = match to {
                 PublishTo::Seed(_) => MESSAGES_TOPIC,
@@ -528,7 +542,21 @@ fn hub_feed(
             topics.len()
         ));
     }
-    hub_start(topics, params, req)
+    // A name with a `*` is a pattern (topic names have none).
+    let mut patterns = Vec::new();
+    let mut named = Vec::new();
+    for topic in topics {
+        if topic.contains('*') {
+            patterns.push(Pattern::parse(&topic)?);
+        } else {
+            named.push(topic);
+        }
+    }
+    let mut feed = hub_start(named, params, req)?;
+    if let Feed::Hub { patterns: p, .. } = &mut feed {
+        *p = patterns;
+    }
+    Ok(feed)
 }
 
 /// Where a hub stream starts. A returning client resumes after the id it
@@ -552,6 +580,7 @@ fn hub_start(
     let last = number(params, "last", 0, 1_000_000)?.map(|n| n as usize);
     Ok(Feed::Hub {
         topics,
+        patterns: Vec::new(),
         last_event_id,
         last,
     })
@@ -938,6 +967,7 @@ mod tests {
                 &[("Last-Event-ID", " abc-1 ")],
                 Feed::Hub {
                     topics: vec!["messages".into()],
+                    patterns: vec![],
                     last_event_id: Some("abc-1".into()),
                     last: None,
                 },
@@ -948,6 +978,7 @@ mod tests {
                 &[],
                 Feed::Hub {
                     topics: vec!["a".into(), "b".into()],
+                    patterns: vec![],
                     last_event_id: Some("x-2".into()),
                     last: None,
                 },
@@ -958,6 +989,7 @@ mod tests {
                 &[("Last-Event-ID", "h")],
                 Feed::Hub {
                     topics: vec!["a/b".into()],
+                    patterns: vec![],
                     last_event_id: Some("h".into()),
                     last: None,
                 },
@@ -968,6 +1000,7 @@ mod tests {
                 &[],
                 Feed::Hub {
                     topics: vec!["a".into()],
+                    patterns: vec![],
                     last_event_id: Some("s-3".into()),
                     last: Some(5),
                 },
@@ -978,6 +1011,7 @@ mod tests {
                 &[],
                 Feed::Hub {
                     topics: vec!["messages".into()],
+                    patterns: vec![],
                     last_event_id: None,
                     last: Some(20),
                 },

@@ -9,7 +9,18 @@ use crate::sync::{lock, write};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::{Notify, Subscription};
+use super::{Notify, Subscription, Watch};
+use crate::names::Pattern;
+
+/// What a mirror's subscription has live: the subscriptions, the
+/// watermark they start after, and the watch of its patterns with the
+/// topics here that matched them.
+pub struct Live {
+    pub subs: Vec<Subscription>,
+    pub upto: u64,
+    pub watch: Option<Arc<Watch>>,
+    pub matching: Vec<String>,
+}
 
 impl Hub {
     /// Frees those of `names` that have no subscribers, whatever they hold:
@@ -24,7 +35,12 @@ impl Hub {
     /// if anyone here reads that topic (its subscribers are told), and
     /// moves the watermark to `seq`. Events must come in sequence order.
     pub fn insert_remote(&self, name: &str, seq: u64, mut event: Event) {
-        let topics = lock(&self.topics);
+        let mut topics = lock(&self.topics);
+        // A topic nobody here reads by name is made for a pattern that
+        // matches it (its watches subscribe as it is made).
+        if !topics.contains_key(name) && self.watched(name) {
+            let _ = self.topic(&mut topics, name);
+        }
         let inserted = topics.get(name).map(|topic| {
             event.id = Some(self.id(seq));
             event.topic = Some(name.to_string());
@@ -49,15 +65,52 @@ impl Hub {
         names: &[String],
         notify: &Arc<dyn Notify>,
     ) -> Result<(Vec<Subscription>, u64), TopicError> {
+        self.subscribe_live_matching(names, &[], notify)
+            .map(|live| (live.subs, live.upto))
+    }
+
+    /// [`Hub::subscribe_live`], and a watch of `patterns`: the topics here
+    /// that match are subscribed to now, and those made later (by the
+    /// mirror, as their first event comes) as they are made.
+    pub fn subscribe_live_matching(
+        &self,
+        names: &[String],
+        patterns: &[Pattern],
+        notify: &Arc<dyn Notify>,
+    ) -> Result<Live, TopicError> {
         let mut topics = lock(&self.topics);
         for name in names {
             self.topic(&mut topics, name)?;
         }
+        let (watch, matching) = if patterns.is_empty() {
+            (None, Vec::new())
+        } else {
+            let (watch, matching) = self.watch(&topics, patterns, notify, names);
+            (Some(watch), matching)
+        };
         let subs = names
             .iter()
+            .chain(&matching)
             .map(|name| topics[name.as_str()].subscribe(Arc::clone(notify), 0))
             .collect();
-        Ok((subs, self.watermark()))
+        Ok(Live {
+            subs,
+            upto: self.watermark(),
+            watch,
+            matching,
+        })
+    }
+
+    /// Makes here those of `names` (topics of the shared log) that `watch`
+    /// matches and that are not here yet: the watch subscribes to each as
+    /// it is made. Up to `--max-topics`; the rest are left out.
+    pub fn make_watched(&self, watch: &Watch, names: &[String]) {
+        let mut topics = lock(&self.topics);
+        for name in names {
+            if watch.matches(name) && !topics.contains_key(name.as_str()) {
+                let _ = self.topic(&mut topics, name);
+            }
+        }
     }
 
     /// A mirror that (re)joins the shared log: takes its run and carries on

@@ -29,16 +29,20 @@ mod fanout;
 pub mod idempotency;
 mod mirror;
 mod topic;
+mod watch;
 
 pub use crate::names::{check_topic, MAX_TOPIC_LEN};
 pub use fanout::{Fanouts, MAX_WORKERS};
+pub use mirror::Live;
 pub use topic::{Entry, Gap, Notify, Retention, Subscription, Take, Topic};
+pub use watch::Watch;
 
+use crate::names::Pattern;
 use crate::sse::Event;
 use crate::sync::{lock, read, write};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 /// Why a topic could not be had.
 #[derive(Debug, PartialEq, Eq)]
@@ -77,6 +81,18 @@ pub struct Hub {
     pub counters: Counters,
     /// Tells subscribers of what is inserted: one path for every event.
     fanouts: Arc<Fanouts>,
+    /// Subscribers by pattern, told of each topic made that matches
+    /// (taken after `topics`, never before).
+    watches: Mutex<Watches>,
+}
+
+/// The watches, and names known to match none of them: a mirror asks for
+/// each event of a topic it does not hold, and is answered from the set
+/// after the first time (a new watch empties it).
+#[derive(Default)]
+struct Watches {
+    list: Vec<Weak<Watch>>,
+    unmatched: std::collections::HashSet<String>,
 }
 
 /// Hub-wide counts for `/metrics`.
@@ -106,6 +122,8 @@ pub struct Subscribed {
     /// them already (it resumed after an id the mirror had not reached).
     pub skip_through: u64,
     pub backlog: Option<Box<dyn Backlog>>,
+    /// Its patterns' watch: subscriptions to topics made later come from it.
+    pub watch: Option<Arc<Watch>>,
 }
 
 impl Subscribed {
@@ -122,6 +140,7 @@ impl Subscribed {
             resumed_from,
             skip_through: 0,
             backlog: None,
+            watch: None,
         }
     }
 }
@@ -135,6 +154,10 @@ pub trait Backlog: Send {
     /// for what could not be read.
     fn next_page(&mut self) -> Result<Vec<Arc<Event>>, Vec<Gap>>;
 }
+
+/// A subscription by names and patterns: its subscriptions, the gaps to
+/// report first, and its patterns' watch.
+pub type Matched = (Vec<Subscription>, Vec<Gap>, Option<Arc<Watch>>);
 
 /// What a publish appended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -185,6 +208,7 @@ impl Hub {
             budget,
             counters: Counters::default(),
             fanouts,
+            watches: Mutex::default(),
         }
     }
 
@@ -287,12 +311,77 @@ impl Hub {
             }
             let total = Some(Arc::clone(&self.total));
             let fanouts = Arc::clone(&self.fanouts);
-            topics.insert(
-                name.to_string(),
-                Topic::build(name, self.keep, None, total, fanouts),
-            );
+            let topic = Topic::build(name, self.keep, None, total, fanouts);
+            // Watches that match subscribe now, before its first event.
+            let mut watches = lock(&self.watches);
+            watches.list.retain(|w| w.strong_count() > 0);
+            for watch in watches.list.iter().filter_map(Weak::upgrade) {
+                if watch.matches(name) {
+                    watch.attach(&topic);
+                }
+            }
+            drop(watches);
+            topics.insert(name.to_string(), topic);
         }
         Ok(&topics[name])
+    }
+
+    /// Whether a watch here matches `name` (a shared log's mirror makes
+    /// such a topic when its first event comes).
+    pub(super) fn watched(&self, name: &str) -> bool {
+        let mut watches = lock(&self.watches);
+        if watches.list.is_empty() || watches.unmatched.contains(name) {
+            return false;
+        }
+        let watched = watches
+            .list
+            .iter()
+            .filter_map(Weak::upgrade)
+            .any(|w| w.matches(name));
+        if !watched {
+            // Bounded: names beyond what the hub may hold start it afresh.
+            if watches.unmatched.len() >= self.max_topics.saturating_mul(4).max(1024) {
+                watches.unmatched.clear();
+            }
+            watches.unmatched.insert(name.to_string());
+        }
+        watched
+    }
+
+    /// Starts a watch of `patterns` for `notify`: it is subscribed to every
+    /// topic made from now on that matches. Returns it with the names of
+    /// the topics that match already (not among `except`), which the
+    /// caller subscribes to as it does to named ones. The caller holds the
+    /// topics' lock, so that no topic is made in between.
+    pub(super) fn watch(
+        &self,
+        topics: &HashMap<String, Arc<Topic>>,
+        patterns: &[Pattern],
+        notify: &Arc<dyn Notify>,
+        except: &[String],
+    ) -> (Arc<Watch>, Vec<String>) {
+        let watch = Arc::new(Watch::new(patterns.to_vec(), Arc::clone(notify)));
+        let mut watches = lock(&self.watches);
+        watches.list.push(Arc::downgrade(&watch));
+        watches.unmatched.clear();
+        drop(watches);
+        let mut matching: Vec<String> = topics
+            .keys()
+            .filter(|name| watch.matches(name) && !except.contains(name))
+            .cloned()
+            .collect();
+        matching.sort();
+        (watch, matching)
+    }
+
+    /// The topics here that `watch` matches (to let go of when its
+    /// stream ends).
+    pub fn matching(&self, watch: &Watch) -> Vec<String> {
+        lock(&self.topics)
+            .keys()
+            .filter(|name| watch.matches(name))
+            .cloned()
+            .collect()
     }
 
     /// Publishes `event` to topic `name`, giving it the next id, and has
@@ -333,11 +422,37 @@ impl Hub {
         notify: &Arc<dyn Notify>,
         from: &Resume,
     ) -> Result<(Vec<Subscription>, Vec<Gap>), TopicError> {
+        self.subscribe_matching(names, &[], notify, from)
+            .map(|(subs, gaps, _)| (subs, gaps))
+    }
+
+    /// Subscribes `notify` to every topic in `names` and every topic that
+    /// matches one of `patterns`, now and when it is made, resuming from
+    /// `from` in all of them alike. Returns the subscriptions, the gaps to
+    /// report first, and the watch of the patterns (its reader takes the
+    /// subscriptions to topics made later from it).
+    pub fn subscribe_matching(
+        &self,
+        names: &[String],
+        patterns: &[Pattern],
+        notify: &Arc<dyn Notify>,
+        from: &Resume,
+    ) -> Result<Matched, TopicError> {
         let mut topics = lock(&self.topics);
-        // Check every name before subscribing to any.
+        // Check every name before subscribing to any; named topics are made
+        // before the watch begins, so that it does not take them twice.
         for name in names {
             self.topic(&mut topics, name)?;
         }
+        let (watch, names) = if patterns.is_empty() {
+            (None, names.to_vec())
+        } else {
+            let (watch, matching) = self.watch(&topics, patterns, notify, names);
+            let mut all = names.to_vec();
+            all.extend(matching);
+            (Some(watch), all)
+        };
+        let names = &names[..];
         let mut subs = Vec::with_capacity(names.len());
         let mut gaps = Vec::new();
         // The newest n events across the topics start after the event just
@@ -395,7 +510,16 @@ impl Hub {
                 }
             }
         }
-        Ok((subs, gaps))
+        if let Resume::Foreign(_) = from {
+            // Topics of a pattern that no longer exist here cannot be
+            // placed either: said once for each pattern.
+            gaps.extend(patterns.iter().map(|p| Gap {
+                topic: p.to_string(),
+                missed: None,
+                through: None,
+            }));
+        }
+        Ok((subs, gaps, watch))
     }
 
     /// Keeps topic `name` even while idle, making it if need be: a source

@@ -3,6 +3,7 @@
 use super::{Start, Store, StoreError, Stored, TopicState};
 use crate::hub::idempotency::{self, Keys, Seen};
 use crate::hub::{check_topic, Hub, Notify, Subscribed};
+use crate::names::Pattern;
 use crate::sse::Event;
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,17 +67,17 @@ impl Store for Memory {
     fn subscribe(
         &self,
         names: &[String],
+        patterns: &[Pattern],
         notify: &Arc<dyn Notify>,
         start: &Start,
     ) -> Result<Subscribed, StoreError> {
         let resume = start.resume(|id| self.hub.resume(id));
-        let (subs, gaps) = self.hub.subscribe(names, notify, &resume)?;
-        Ok(Subscribed::new(
-            Arc::clone(&self.hub),
-            subs,
-            gaps,
-            start.quoted(),
-        ))
+        let (subs, gaps, watch) = self
+            .hub
+            .subscribe_matching(names, patterns, notify, &resume)?;
+        let mut subscribed = Subscribed::new(Arc::clone(&self.hub), subs, gaps, start.quoted());
+        subscribed.watch = watch;
+        Ok(subscribed)
     }
 
     fn topics(&self) -> Result<Vec<TopicState>, StoreError> {
@@ -161,7 +162,7 @@ mod tests {
             last_event_id: Some(ids[0].clone()),
             last: None,
         };
-        let mut subscribed = m.subscribe(&["a".into()], &notify, &start).unwrap();
+        let mut subscribed = m.subscribe(&["a".into()], &[], &notify, &start).unwrap();
         assert!(subscribed.gaps.is_empty());
         let mut out = Vec::new();
         subscribed.subs[0].take(u64::MAX, &mut out);

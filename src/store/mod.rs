@@ -26,6 +26,7 @@ pub use memory::Memory;
 pub use redis::Redis;
 
 use crate::hub::{Gap, Notify, Resume, Subscribed, TopicError};
+use crate::names::Pattern;
 use crate::sse::Event;
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,10 +42,12 @@ pub trait Store: Send + Sync {
     /// has it reach the topic's subscribers, here and on every instance.
     fn publish(&self, topic: &str, event: Event, key: Option<&str>) -> Result<Stored, StoreError>;
 
-    /// Subscribes `notify` to `names`, starting where `start` says.
+    /// Subscribes `notify` to `names` and to every topic that matches one
+    /// of `patterns` (also those made later), starting where `start` says.
     fn subscribe(
         &self,
         names: &[String],
+        patterns: &[Pattern],
         notify: &Arc<dyn Notify>,
         start: &Start,
     ) -> Result<Subscribed, StoreError>;

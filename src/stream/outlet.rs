@@ -296,6 +296,8 @@ impl Outlet {
         let mut core = self.lock();
         core.open = false;
         core.reader.subs.clear();
+        // The watch holds this outlet as its subscriber: let it go too.
+        core.reader.watch = None;
         core.batch.clear();
         core.let_go();
     }

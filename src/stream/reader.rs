@@ -2,7 +2,7 @@
 //! first, then a backlog (a shared log's replay, a page at a time), then
 //! the live events, a bounded piece at a time.
 
-use crate::hub::{Backlog, Entry, Gap, Hub, Subscribed, Subscription, Take};
+use crate::hub::{Backlog, Entry, Gap, Hub, Subscribed, Subscription, Take, Watch};
 use crate::sse::{Event, GAP_EVENT};
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -30,6 +30,8 @@ pub struct Reader {
     /// What is owed before the live events and read a page at a time (a
     /// shared log's replay): while it lasts, no live event is taken.
     backlog: Option<Box<dyn Backlog>>,
+    /// Its patterns' watch, whose subscriptions to new topics it takes.
+    pub(super) watch: Option<Arc<Watch>>,
 }
 
 /// Events one piece takes at most, whatever their size: what a write
@@ -52,6 +54,7 @@ impl Reader {
             entries: Vec::new(),
             starts: Vec::new(),
             backlog: s.backlog,
+            watch: s.watch,
         }
     }
 
@@ -68,6 +71,7 @@ impl Reader {
             entries: Vec::new(),
             starts: Vec::new(),
             backlog: None,
+            watch: None,
         }
     }
 
@@ -83,6 +87,7 @@ impl Reader {
             entries: Vec::new(),
             starts: Vec::new(),
             backlog: None,
+            watch: None,
         }
     }
 
@@ -141,6 +146,11 @@ impl Reader {
         // Read the watermark first: every event at or below it is already in
         // its topic, so what is taken below is complete up to it.
         let watermark = hub.map_or(u64::MAX, Hub::watermark);
+        // Topics made since that a pattern matches: subscribed to as they
+        // were made, so nothing of theirs is missed.
+        if let Some(watch) = &self.watch {
+            watch.take_fresh(&mut self.subs);
+        }
         // Several topics share the piece, and are merged by number: each
         // takes its share; the piece ends before the first number some
         // topic had to leave behind, and what each took past it is given

@@ -52,6 +52,7 @@ pub use resp::{Limits, Reply};
 use super::{unreplayed, Link, Start, Store, StoreError, Stored, TopicState};
 use crate::hub::{idempotency, Hub, Notify, Resume, Subscribed};
 use crate::log;
+use crate::names::Pattern;
 use crate::sse::Event;
 use crate::sync::{lock, Crew, Doorbell};
 use conn::LinkError;
@@ -178,25 +179,7 @@ impl Redis {
     /// Every topic in Redis: (name, retained events, newest number).
     fn topics_in_redis(&self) -> Result<Vec<(String, usize, Option<u64>)>, LinkError> {
         let s = &self.shared;
-        if let Some(why) = s.down() {
-            return Err(LinkError::Setup(why));
-        }
-        let limits = Limits {
-            bulk: crate::hub::MAX_TOPIC_LEN,
-            items: s.settings.max_topics.max(1),
-            depth: 1,
-            total: s.settings.max_topics.max(1) * 256,
-        };
-        let names = s
-            .pool
-            .with(s, |c| c.call(&[b"SMEMBERS", TOPICS.as_bytes()], &limits))?;
-        let mut names: Vec<String> = names
-            .items()
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|n| n.text().map(String::from))
-            .collect();
-        names.sort();
+        let names = self.topic_names()?;
         let mut commands = Vec::new();
         for name in &names {
             let key = stream_key(name).into_bytes();
@@ -224,6 +207,33 @@ impl Redis {
                 (name, retained, newest)
             })
             .collect())
+    }
+
+    /// The names of every topic in Redis, sorted; at most `--max-topics`
+    /// read, and only valid names kept.
+    fn topic_names(&self) -> Result<Vec<String>, LinkError> {
+        let s = &self.shared;
+        if let Some(why) = s.down() {
+            return Err(LinkError::Setup(why));
+        }
+        let limits = Limits {
+            bulk: crate::hub::MAX_TOPIC_LEN,
+            items: s.settings.max_topics.max(1),
+            depth: 1,
+            total: s.settings.max_topics.max(1) * 256,
+        };
+        let names = s
+            .pool
+            .with(s, |c| c.call(&[b"SMEMBERS", TOPICS.as_bytes()], &limits))?;
+        let mut names: Vec<String> = names
+            .items()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|n| n.text().map(String::from))
+            .filter(|n| crate::hub::check_topic(n).is_ok())
+            .collect();
+        names.sort();
+        Ok(names)
     }
 
     /// Stops the feed thread and closes every connection.
@@ -318,16 +328,41 @@ impl Store for Redis {
     fn subscribe(
         &self,
         names: &[String],
+        patterns: &[Pattern],
         notify: &Arc<dyn Notify>,
         start: &Start,
     ) -> Result<Subscribed, StoreError> {
         let hub = &self.shared.hub;
         let resume = start.resume(|id| self.resume(id));
-        let (subs, upto) = hub.subscribe_live(names, notify)?;
-        let (gaps, replay) = self
-            .replay(names, &resume, upto)
-            .unwrap_or_else(|_| (unreplayed(names), None));
-        let mut subscribed = Subscribed::new(Arc::clone(hub), subs, gaps, start.quoted());
+        // Live first: from here on, a topic a pattern matches is made here
+        // as its first event comes, and its watch subscribed.
+        let live = hub.subscribe_live_matching(names, patterns, notify)?;
+        let mut all: Vec<String> = names.iter().chain(&live.matching).cloned().collect();
+        let mut unlisted = Vec::new();
+        if let Some(watch) = &live.watch {
+            // Then the topics Redis has that match and are not here: made
+            // here (their watch subscribes), and replayed with the others.
+            match self.topic_names() {
+                Ok(listed) => {
+                    let more: Vec<String> = listed
+                        .into_iter()
+                        .filter(|n| watch.matches(n) && !all.contains(n))
+                        .collect();
+                    hub.make_watched(watch, &more);
+                    all.extend(more);
+                }
+                Err(_) if !matches!(resume, Resume::Live) => {
+                    unlisted = patterns.iter().map(|p| p.to_string()).collect()
+                }
+                Err(_) => {}
+            }
+        }
+        let (mut gaps, replay) = self
+            .replay(&all, &resume, live.upto)
+            .unwrap_or_else(|_| (unreplayed(&all), None));
+        gaps.extend(unreplayed(&unlisted));
+        let mut subscribed = Subscribed::new(Arc::clone(hub), live.subs, gaps, start.quoted());
+        subscribed.watch = live.watch;
         if let Resume::After(seq) = resume {
             subscribed.skip_through = seq;
         }
