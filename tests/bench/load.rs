@@ -8,6 +8,7 @@
 //! it was due (latency counts from then).
 //!
 //! Usage: load [--bin PATH] [--only a,b,c,d,e,f,r,flood,stats] [--subs N --events E --rate R]
+//! [--sub-path /events/*] (subscribers on a pattern instead of the topic)
 //! (the last three run one custom scenario instead of the defaults; e and f,
 //! b's and d's subscribers at a's 50,000 deliveries a second, run only when
 //! named).
@@ -24,6 +25,9 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// Where subscribers subscribe (`--sub-path`), if not `/events/bench`.
+static SUB_PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 /// How long subscribers may take to connect before the scenario goes on.
 const CONNECT_DEADLINE: Duration = Duration::from_secs(30);
@@ -77,6 +81,11 @@ fn main() {
                 )
             }
             "--rate" => rate = Some(value().parse().unwrap_or_else(|_| die("--rate: a number"))),
+            // Subscribers read this path instead of /events/bench: a
+            // pattern (/events/*) measures pattern subscribers' cost.
+            "--sub-path" => {
+                let _ = SUB_PATH.set(value());
+            }
             "--bench" => {} // passed by `cargo bench`-style runners
             other => die(&format!("unknown argument {other:?}")),
         }
@@ -432,8 +441,9 @@ fn run_on(label: &str, servers: &[Server], s: &Scenario) -> Row {
 
     let mut poll = Poll::new().unwrap();
     let mut subs: Vec<Sub> = Vec::with_capacity(s.subs);
-    let request = "GET /events/bench HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n"
-        .to_string();
+    let path = SUB_PATH.get().map_or("/events/bench", String::as_str);
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n");
     let mut events = Events::with_capacity(4096);
     let started = Instant::now();
     let mut subscribed = 0usize;
