@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{fetch, json, start, Conn, Daemon};
+use common::{fetch, json, sign_as, start, Conn, Daemon};
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -16,31 +16,6 @@ fn now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs()
-}
-
-/// A token of `header` and `claims` (JSON text), signed by Python with
-/// `key` and the hash `alg` names (HS256, HS512), or unsigned for `none`.
-fn sign_as(header: &str, claims: &str, key: &str) -> String {
-    let script = r#"
-import base64, hashlib, hmac, json, sys
-header, claims, key = sys.argv[1], sys.argv[2], sys.argv[3]
-b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
-alg = json.loads(header).get("alg")
-signing = b64(header.encode()) + "." + b64(claims.encode())
-hashes = {"HS256": hashlib.sha256, "HS512": hashlib.sha512}
-sig = b64(hmac.new(key.encode(), signing.encode(), hashes[alg]).digest()) if alg in hashes else ""
-print(signing + "." + sig)
-"#;
-    let out = std::process::Command::new("python3")
-        .args(["-c", script, header, claims, key])
-        .output()
-        .expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 fn sign(claims: &serde_json::Value) -> String {

@@ -1024,3 +1024,45 @@ fn pattern_streams_across_instances_take_new_topics_and_resume() {
     publish(b.addr(), "/events/sensors/roof", "windy");
     assert_eq!(back.events(1)[0].data, "windy");
 }
+
+#[test]
+fn signed_tokens_work_alike_on_every_instance() {
+    let Some(redis) = Redis::start(false) else {
+        return;
+    };
+    const KEY: &str = "a key shared by every instance, 32+ bytes";
+    let key = ssed::jwt::Key::new(KEY.as_bytes()).unwrap();
+    let with_key = |c: &mut Config| c.token_key = Some(key.clone());
+    // Signed by Python, as the application would.
+    let sign =
+        |claims: serde_json::Value| common::sign_as(r#"{"alg":"HS256"}"#, &claims.to_string(), KEY);
+    let a = instance(&redis, with_key);
+    let b = instance(&redis, with_key);
+    // Tokens are stateless: one signed for the application works on both.
+    let reader = sign(serde_json::json!({"sub": "u1", "ssed": {"subscribe": ["users/1/*"]}}));
+    let writer = sign(serde_json::json!({"ssed": {"publish": ["users/**"]}}));
+    let mut on_b = subscribe(b.addr(), &format!("/events/users/1/*?token={reader}"), &[]);
+    let bearer = format!("Bearer {writer}");
+    let (head, _) = fetch(
+        a.addr(),
+        "POST",
+        "/events/users/1/inbox",
+        &[("Authorization", &bearer)],
+        b"hi",
+    );
+    assert_eq!(head.status, 200);
+    assert_eq!(on_b.events(1)[0].data, "hi");
+    for addr in [a.addr(), b.addr()] {
+        let (head, _) = fetch(
+            addr,
+            "GET",
+            &format!("/events/users/2/inbox?token={reader}"),
+            &[],
+            b"",
+        );
+        assert_eq!(head.status, 403);
+        let (head, body) = fetch(addr, "GET", &format!("/topics?token={reader}"), &[], b"");
+        assert_eq!(head.status, 200);
+        assert!(body.contains("users/1/inbox"), "{body}");
+    }
+}
