@@ -135,6 +135,8 @@ pub struct Link {
     pub down: Option<(Duration, String)>,
     pub reconnects: u64,
     pub resets: u64,
+    /// While it is up but refuses to store (out of memory), why.
+    pub refusing: Option<String>,
 }
 
 impl Link {
@@ -158,9 +160,15 @@ impl Link {
     /// While down, why, in a sentence: `redis redis://...: down for 3.2 s:
     /// Connection refused (os error 111)`.
     pub fn trouble(&self) -> Option<String> {
-        self.down.as_ref().map(|(for_, why)| {
-            format!("{}: down for {:.1} s: {why}", self.name, for_.as_secs_f64())
-        })
+        match (&self.down, &self.refusing) {
+            (Some((for_, why)), _) => Some(format!(
+                "{}: down for {:.1} s: {why}",
+                self.name,
+                for_.as_secs_f64()
+            )),
+            (None, Some(why)) => Some(format!("{}: {why}", self.name)),
+            (None, None) => None,
+        }
     }
 }
 
@@ -265,6 +273,7 @@ mod tests {
             down: None,
             reconnects: 1,
             resets: 0,
+            refusing: None,
         };
         assert_eq!(link.summary(), "up; rtt=0.046ms; reconnects=1; resets=0");
         assert_eq!(link.trouble(), None);
@@ -273,6 +282,12 @@ mod tests {
         assert_eq!(
             link.trouble().as_deref(),
             Some("redis redis://127.0.0.1:6379: down for 3.2 s: Connection refused")
+        );
+        link.down = None;
+        link.refusing = Some("out of memory: used 2.1 MB of maxmemory 2 MB".into());
+        assert_eq!(
+            link.trouble().as_deref(),
+            Some("redis redis://127.0.0.1:6379: out of memory: used 2.1 MB of maxmemory 2 MB")
         );
     }
 }

@@ -30,6 +30,13 @@ impl LinkError {
         matches!(self, LinkError::Io { sent: true, .. })
     }
 
+    /// Whether no answer came within the timeout (a stalled Redis), as
+    /// opposed to a connection that failed.
+    pub(super) fn timed_out(&self) -> bool {
+        matches!(self, LinkError::Io { error, .. }
+            if matches!(error.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut))
+    }
+
     /// Whether a kept connection was closed by Redis while idle.
     pub(super) fn stale(&self) -> bool {
         matches!(self, LinkError::Io { error, .. } if crate::net::stale(error))

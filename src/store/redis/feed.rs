@@ -8,20 +8,22 @@ use super::keys::{parse_entry, parse_id, FEED, RUN, SEQ};
 use super::{
     Limits, Reply, Shared, BLOCK, FIRST_BACKOFF, MAX_BACKOFF, PING_EVERY, RUN_CHECK_EVERY,
 };
-use crate::hub::new_run;
+use crate::hub::{idempotency, new_run};
 use crate::log;
 use crate::sync::lock;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// A link that held this long is retried at once when it fails.
+const STEADY: Duration = Duration::from_secs(2);
 
 impl Shared {
     /// The feed thread: connects, joins the log, follows it; again after
     /// any failure, with back-off.
     pub(super) fn follow_feed(&self) {
         let mut backoff = FIRST_BACKOFF;
-        // The number of the last event this instance has (None: never
-        // linked yet).
-        let mut pos: Option<u64> = None;
+        // The last event this instance has (None: never linked yet).
+        let mut pos: Option<Position> = None;
         let mut was_up = false;
         while !self.stopping() {
             let mut conn = match Conn::open(&self.target, self.settings.timeout) {
@@ -50,19 +52,30 @@ impl Shared {
                 self.reconnects.fetch_add(1, Ordering::Relaxed);
             }
             was_up = true;
-            backoff = FIRST_BACKOFF;
             self.mark_up(&run, seq);
+            let followed = Instant::now();
             let why = self.follow(&mut conn, &mut pos, &run);
             if self.stopping() {
                 break;
             }
             self.mark_down(why);
+            // A link that fails as soon as it is up (a command refused, a
+            // Redis that drops every connection) is retried with back-off
+            // too, never in a tight loop; one that held starts afresh.
+            if followed.elapsed() >= STEADY {
+                backoff = FIRST_BACKOFF;
+            } else {
+                self.bell.wait(backoff);
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
         }
     }
 
     /// Joins the log: learns its run and where it is, and decides whether
-    /// this instance carries on from `pos` or resets its mirror.
-    fn join(&self, conn: &mut Conn, pos: &mut Option<u64>) -> Result<(String, u64), String> {
+    /// this instance carries on from `pos`, resets its mirror, or finds
+    /// that the log's history went back under it (then ids go on under a
+    /// new run, so that none names two events).
+    fn join(&self, conn: &mut Conn, pos: &mut Option<Position>) -> Result<(String, u64), String> {
         let fresh = new_run();
         let reply = conn
             .eval(
@@ -72,74 +85,136 @@ impl Shared {
                 &small_reply(),
             )
             .map_err(|e| e.to_string())?;
-        let (run, seq) = match reply.items() {
-            Some([run, seq]) => match (run.text(), seq.int()) {
-                (Some(run), Some(seq)) if seq >= 0 => (run.to_string(), seq as u64),
-                _ => return Err(format!("an unexpected answer to the join: {reply:?}")),
-            },
-            _ => return Err(format!("Redis refused the join: {reply:?}")),
-        };
-        let reset = match *pos {
+        let (run, seq) = run_and_seq(&reply, "the join")?;
+        self.check_redis(conn)?;
+        let verdict = match *pos {
             // The first link: the mirror starts from the log's end (what
             // came before is replayed from Redis).
-            None => false,
-            Some(_) if run != self.hub.run_token() => {
-                log::line(&format!(
-                    "redis {}: the shared hub's data is not what this instance followed (run {run}, was {}): Redis lost it; hub streams here end and clients resume from Redis",
-                    self.target,
-                    self.hub.run_token()
-                ));
-                true
-            }
-            Some(p) if seq < p => {
-                log::line(&format!(
-                    "redis {}: the event count went back from {p} to {seq}; hub streams here end and clients resume from Redis",
-                    self.target
-                ));
-                true
-            }
-            Some(p) if seq > p => {
-                // Were the events after p trimmed from the feed meanwhile?
-                let oldest = conn
-                    .call(
-                        &[b"XRANGE", FEED.as_bytes(), b"-", b"+", b"COUNT", b"1"],
-                        &self.replay_limits(),
-                    )
-                    .map_err(|e| e.to_string())?;
-                let oldest = oldest
-                    .items()
-                    .and_then(|i| i.first())
-                    .and_then(|e| e.items()?.first()?.text().and_then(parse_id));
-                let missed = oldest.is_none_or(|o| o > p + 1);
-                if missed {
-                    log::line(&format!(
-                        "redis {}: events {}..{seq} left the feed while this instance was away; hub streams here end and clients resume from Redis",
-                        self.target,
-                        p + 1
-                    ));
-                }
-                missed
-            }
-            Some(_) => false,
+            None => Verdict::Fresh,
+            Some(p) => self.compare(conn, &run, seq, p)?,
         };
-        match *pos {
-            Some(p) if !reset => {
+        let (run, seq) = match verdict {
+            Verdict::Carry(p) => {
                 // Same log: carry on after p.
                 self.hub.rejoin(&run, p, false);
+                return Ok((run, seq));
             }
-            _ => {
-                if reset {
-                    self.resets.fetch_add(1, Ordering::Relaxed);
-                }
-                self.hub.rejoin(&run, seq, reset);
-                *pos = Some(seq);
+            Verdict::Fresh => {
+                self.hub.rejoin(&run, seq, false);
+                *pos = Some(Position { seq, print: None });
+                return Ok((run, seq));
             }
-        }
+            Verdict::Reset => (run, seq),
+            Verdict::WentBack(why) => {
+                let renewed = self.renew(conn, &run)?;
+                log::line(&format!(
+                    "redis {}: Redis's history went back ({why}): ids go on under a new run ({}, was {run}) so that none names two events; hub streams here end and clients resume from Redis, told of the gap",
+                    self.target, renewed.0
+                ));
+                renewed
+            }
+        };
+        self.resets.fetch_add(1, Ordering::Relaxed);
+        self.hub.rejoin(&run, seq, true);
+        *pos = Some(Position { seq, print: None });
         Ok((run, seq))
     }
 
+    /// Gives the log a new run if it still has `run` (see `scripts::RENEW`).
+    pub(super) fn renew(&self, conn: &mut Conn, run: &str) -> Result<(String, u64), String> {
+        let fresh = new_run();
+        let reply = conn
+            .eval(
+                &self.renew_script,
+                &[RUN.as_bytes(), SEQ.as_bytes()],
+                &[run.as_bytes(), fresh.as_bytes()],
+                &small_reply(),
+            )
+            .map_err(|e| e.to_string())?;
+        run_and_seq(&reply, "the renewal of the run")
+    }
+
+    /// What the log is now, against where this instance was (`p`).
+    fn compare(
+        &self,
+        conn: &mut Conn,
+        run: &str,
+        seq: u64,
+        p: Position,
+    ) -> Result<Verdict, String> {
+        if run != self.hub.run_token() {
+            log::line(&format!(
+                "redis {}: the shared hub's data is not what this instance followed (run {run}, was {}): Redis lost it; hub streams here end and clients resume from Redis",
+                self.target,
+                self.hub.run_token()
+            ));
+            return Ok(Verdict::Reset);
+        }
+        if seq < p.seq {
+            return Ok(Verdict::WentBack(format!(
+                "the event count is {seq}, this instance had {}",
+                p.seq
+            )));
+        }
+        // The event at p, and the oldest the feed holds.
+        let at = format!("{}-0", p.seq);
+        let replies = conn
+            .pipeline(
+                &[
+                    vec![
+                        b"XRANGE".to_vec(),
+                        FEED.as_bytes().to_vec(),
+                        at.clone().into_bytes(),
+                        at.into_bytes(),
+                    ],
+                    vec![
+                        b"XRANGE".to_vec(),
+                        FEED.as_bytes().to_vec(),
+                        b"-".to_vec(),
+                        b"+".to_vec(),
+                        b"COUNT".to_vec(),
+                        b"1".to_vec(),
+                    ],
+                ],
+                &self.replay_limits(),
+            )
+            .map_err(|e| e.to_string())?;
+        let first = |r: &Reply| r.items().and_then(|i| i.first()).cloned();
+        let entry = replies.first().and_then(first);
+        let oldest = replies
+            .get(1)
+            .and_then(first)
+            .and_then(|e| e.items()?.first()?.text().and_then(parse_id));
+        if let Some(print) = p.print {
+            match entry.as_ref().and_then(fingerprint) {
+                Some(now) if now != print => {
+                    return Ok(Verdict::WentBack(format!(
+                        "event {} is not the one this instance had",
+                        p.seq
+                    )))
+                }
+                None if oldest.is_some_and(|o| o <= p.seq) => {
+                    return Ok(Verdict::WentBack(format!(
+                        "event {} is gone from the feed, though older ones are there",
+                        p.seq
+                    )))
+                }
+                _ => {}
+            }
+        }
+        if seq > p.seq && oldest.is_none_or(|o| o > p.seq + 1) {
+            log::line(&format!(
+                "redis {}: events {}..{seq} left the feed while this instance was away; hub streams here end and clients resume from Redis",
+                self.target,
+                p.seq + 1
+            ));
+            return Ok(Verdict::Reset);
+        }
+        Ok(Verdict::Carry(p.seq))
+    }
+
     /// Follows the feed until the link fails or ssed stops; returns why.
-    fn follow(&self, conn: &mut Conn, pos: &mut Option<u64>, run: &str) -> String {
+    fn follow(&self, conn: &mut Conn, pos: &mut Option<Position>, run: &str) -> String {
         let count = (8 << 20) / (self.settings.max_event_bytes + 512);
         let count = count.clamp(16, 1000);
         let limits = Limits {
@@ -159,19 +234,38 @@ impl Shared {
             // An instance that does not publish learns of a FLUSHALL (or
             // of another Redis in its place) only by looking.
             if run_checked.elapsed() >= RUN_CHECK_EVERY {
-                match conn.call(&[b"GET", RUN.as_bytes()], &small_reply()) {
-                    Ok(reply) if reply.text() == Some(run) => {}
-                    Ok(reply) => {
-                        let now = reply
-                            .text()
-                            .map_or_else(|| "no run".to_string(), |r| format!("run {r}"));
-                        log::line(&format!(
-                            "redis {}: the shared hub's data changed under this instance ({now}, was run {run}): Redis lost or replaced it; hub streams here end and clients resume from Redis",
-                            self.target
-                        ));
-                        return "the shared hub's data changed under this instance".into();
-                    }
+                let checked = conn.pipeline(
+                    &[
+                        vec![b"GET".to_vec(), RUN.as_bytes().to_vec()],
+                        vec![b"GET".to_vec(), SEQ.as_bytes().to_vec()],
+                    ],
+                    &small_reply(),
+                );
+                let replies = match checked {
+                    Ok(replies) => replies,
                     Err(e) => return e.to_string(),
+                };
+                let now_run = replies.first().and_then(Reply::text);
+                if now_run != Some(run) {
+                    let now = now_run.map_or_else(|| "no run".to_string(), |r| format!("run {r}"));
+                    log::line(&format!(
+                        "redis {}: the shared hub's data changed under this instance ({now}, was run {run}): Redis lost or replaced it; hub streams here end and clients resume from Redis",
+                        self.target
+                    ));
+                    return "the shared hub's data changed under this instance".into();
+                }
+                // A count below this instance's position: the history went
+                // back (the join that follows gives ids a new run).
+                let count = replies
+                    .get(1)
+                    .and_then(|r| r.text().and_then(|t| t.parse::<u64>().ok()).or(Some(0)));
+                if let (Some(count), Some(p)) = (count, pos.as_ref()) {
+                    if count < p.seq {
+                        return format!(
+                            "the event count went back from {} to {count} under this instance",
+                            p.seq
+                        );
+                    }
                 }
                 run_checked = Instant::now();
             }
@@ -182,9 +276,15 @@ impl Shared {
                     Ok(other) => return format!("an unexpected answer to PING: {other:?}"),
                     Err(e) => return e.to_string(),
                 }
+                // Out of memory (or room again), also without a publish.
+                match self.memory(conn) {
+                    Ok(Some(between)) if between.is_empty() => {}
+                    Ok(full) => self.mark_full(full),
+                    Err(e) => return e,
+                }
                 pinged = Instant::now();
             }
-            let after = format!("{}-0", pos.unwrap_or(0));
+            let after = format!("{}-0", pos.map_or(0, |p| p.seq));
             let reply = conn.call(
                 &[
                     b"XREAD",
@@ -215,7 +315,7 @@ impl Shared {
                 let Some((seq, event)) = parse_entry(entry, Some(&mut topic)) else {
                     return "the feed holds an entry ssed did not write".into();
                 };
-                let p = pos.unwrap_or(0);
+                let p = pos.map_or(0, |p| p.seq);
                 if seq <= p {
                     continue;
                 }
@@ -231,10 +331,57 @@ impl Shared {
                     self.resets.fetch_add(1, Ordering::Relaxed);
                     self.hub.rejoin(run, seq - 1, true);
                 }
+                let print = idempotency::fingerprint(&topic, event.event.as_deref(), &event.data);
                 self.hub.insert_remote(&topic, seq, event);
-                *pos = Some(seq);
+                *pos = Some(Position {
+                    seq,
+                    print: Some(print),
+                });
             }
         }
         "stopping".into()
     }
+}
+
+/// Where an instance is in the log: the number of the last event it has,
+/// and that event's fingerprint (topic, name, data) if it read it from the
+/// feed, to tell whether the event under that number is still the same.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Position {
+    seq: u64,
+    print: Option<u64>,
+}
+
+/// What a join finds.
+enum Verdict {
+    /// The first link.
+    Fresh,
+    /// The same log: carry on after this number.
+    Carry(u64),
+    /// Another log, or events missed: the mirror starts again.
+    Reset,
+    /// The log's history went back, for this reason: a new run.
+    WentBack(String),
+}
+
+/// `{run, number}`, as the join and the renewal answer.
+fn run_and_seq(reply: &Reply, what: &str) -> Result<(String, u64), String> {
+    match reply.items() {
+        Some([run, seq]) => match (run.text(), seq.int()) {
+            (Some(run), Some(seq)) if seq >= 0 => Ok((run.to_string(), seq as u64)),
+            _ => Err(format!("an unexpected answer to {what}: {reply:?}")),
+        },
+        _ => Err(format!("Redis refused {what}: {reply:?}")),
+    }
+}
+
+/// The fingerprint of a feed entry, as [`Position`] keeps it.
+fn fingerprint(entry: &Reply) -> Option<u64> {
+    let mut topic = String::new();
+    let (_, event) = parse_entry(entry, Some(&mut topic))?;
+    Some(idempotency::fingerprint(
+        &topic,
+        event.event.as_deref(),
+        &event.data,
+    ))
 }

@@ -37,6 +37,7 @@
 //! (connections and their errors), `keys.rs` (what ssed keeps in Redis),
 //! `resp.rs` (the protocol, every reply bounded).
 
+mod checks;
 mod conn;
 mod feed;
 mod keys;
@@ -56,7 +57,7 @@ use crate::names::Pattern;
 use crate::sse::Event;
 use crate::sync::{lock, Crew, Doorbell};
 use conn::LinkError;
-use keys::{parse_id, stream_key, TOPICS};
+use keys::{parse_id, stream_key, SEQ, TOPICS};
 use pool::Pool;
 use scripts::LuaScript;
 use std::io;
@@ -100,6 +101,10 @@ pub struct Settings {
 /// The shared hub: the link, its thread and connections.
 pub struct Redis {
     shared: Arc<Shared>,
+    /// Idempotency keys of publishes that went out without an answer, and
+    /// when: a retry with one is never told "not stored" while Redis
+    /// cannot say.
+    unknown: Mutex<std::collections::HashMap<String, Instant>>,
 }
 
 struct Shared {
@@ -115,6 +120,8 @@ struct Shared {
     /// The feed connection, to shut down under its blocking read.
     feed_socket: Mutex<Option<TcpStream>>,
     join_script: LuaScript,
+    renew_script: LuaScript,
+    can_script: LuaScript,
     publish_script: LuaScript,
     last_script: LuaScript,
     reconnects: AtomicU64,
@@ -126,6 +133,8 @@ struct LinkState {
     since: Instant,
     why: String,
     rtt: Option<Duration>,
+    /// Up, but Redis refuses to store: out of memory.
+    full: Option<String>,
 }
 
 impl Redis {
@@ -142,11 +151,14 @@ impl Redis {
                 since: Instant::now(),
                 why: "connecting".into(),
                 rtt: None,
+                full: None,
             }),
             crew: Crew::default(),
             bell: Doorbell::default(),
             feed_socket: Mutex::default(),
             join_script: LuaScript::new(scripts::JOIN),
+            renew_script: LuaScript::new(scripts::RENEW),
+            can_script: LuaScript::new(checks::CAN),
             last_script: LuaScript::new(scripts::LAST),
             publish_script: LuaScript::new(scripts::PUBLISH),
             reconnects: AtomicU64::new(0),
@@ -156,19 +168,27 @@ impl Redis {
         shared
             .crew
             .spawn("ssed-redis", move || follower.follow_feed())?;
-        Ok(Redis { shared })
+        Ok(Redis {
+            shared,
+            unknown: Mutex::default(),
+        })
     }
 
     /// Reads a `Last-Event-ID`. Unlike a hub of its own, a mirror may see
     /// an id of its run that it has not reached yet: given out moments ago
     /// through another instance, or its link is behind or stalled. The
     /// client has everything up to it: it resumes after it (the replay
-    /// from Redis, and the live events past it), never before it, and
-    /// without asking Redis first (which a stalled link would make wait).
+    /// from Redis, and the live events past it), never before it. Unless
+    /// Redis's count is below it: then the history went back without an
+    /// instance there to see it (all restarted with Redis), the id names
+    /// an event Redis lost, and ids go on under a new run; the client is
+    /// told of the gap. (Redis is asked only for an id ahead of this
+    /// mirror, and not while the link is down.)
     fn resume(&self, last_event_id: Option<&str>) -> Resume {
         let s = &self.shared;
         match s.hub.resume(last_event_id) {
             Resume::Foreign(id) => match s.hub.seq_of(&id) {
+                Some(seq) if s.down().is_none() && s.lost(seq) => Resume::Foreign(id),
                 Some(seq) => Resume::After(seq),
                 None => Resume::Foreign(id),
             },
@@ -289,6 +309,22 @@ impl Shared {
         link.why.clear();
     }
 
+    /// Redis refuses to store for want of memory (`why`), or stores again
+    /// (`None`): said in the log when it changes, and by `/healthz`.
+    pub(super) fn mark_full(&self, why: Option<String>) {
+        let mut link = lock(&self.link);
+        if link.full.is_some() != why.is_some() {
+            match &why {
+                Some(why) => log::line(&format!(
+                    "redis {}: {why}; publishes are refused with 503 until it has room (raise maxmemory, or lower --history-total)",
+                    self.target
+                )),
+                None => log::line(&format!("redis {}: has room again", self.target)),
+            }
+        }
+        link.full = why;
+    }
+
     pub(super) fn mark_down(&self, why: String) {
         let mut link = lock(&self.link);
         // Said when the link goes down, and when the reason changes.
@@ -303,6 +339,33 @@ impl Shared {
     }
 
     /// Has the feed thread connect again (and so check the run).
+    /// Whether number `seq` of this run is past Redis's count: an event
+    /// Redis lost. If so, the run is renewed at once (no id of it may be
+    /// given again) and the feed joins again, which resets the mirror.
+    fn lost(&self, seq: u64) -> bool {
+        let run = self.hub.run_token();
+        let count = self.pool.with(self, |c| c.call(&[b"GET", SEQ.as_bytes()], &conn::small_reply()));
+        let count = match count {
+            Ok(reply) => reply.text().and_then(|t| t.parse::<u64>().ok()).unwrap_or(0),
+            Err(_) => return false,
+        };
+        if seq <= count {
+            return false;
+        }
+        match self.pool.with(self, |c| self.renew(c, &run).map_err(LinkError::Setup)) {
+            Ok((now, _)) => log::line(&format!(
+                "redis {}: a client resumed from event {seq} of run {run}, and Redis counts {count}: its history went back; ids go on under a new run ({now}) so that none names two events",
+                self.target
+            )),
+            Err(e) => log::line(&format!(
+                "redis {}: a client resumed from event {seq} of run {run}, and Redis counts {count}; renewing the run failed: {e}",
+                self.target
+            )),
+        }
+        self.restart_feed();
+        true
+    }
+
     pub(super) fn restart_feed(&self) {
         if let Some(sock) = lock(&self.feed_socket).as_ref() {
             let _ = sock.shutdown(Shutdown::Both);
@@ -397,6 +460,7 @@ impl Store for Redis {
             down: (!link.up).then(|| (link.since.elapsed(), link.why.clone())),
             reconnects: s.reconnects.load(Ordering::Relaxed),
             resets: s.resets.load(Ordering::Relaxed),
+            refusing: link.up.then(|| link.full.clone()).flatten(),
         })
     }
 

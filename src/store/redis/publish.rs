@@ -12,7 +12,9 @@ use crate::hub::{check_topic, idempotency};
 use crate::log;
 use crate::sse::Event;
 use crate::store::StoreError;
+use crate::sync::lock;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 impl Redis {
     /// Stores `event` in `topic` and returns its id and how many local
@@ -33,8 +35,21 @@ impl Redis {
             why: named(why),
             key: key.to_string(),
         };
+        // Certainly not stored, unless an earlier attempt with this key
+        // went out and no answer came: that one may still be stored (a
+        // stalled Redis runs it when it wakes), so the answer stays
+        // "unknown" until Redis can say.
+        let down = |why: String| {
+            if self.unknown_key(key) {
+                unknown(format!(
+                    "{why}; an earlier attempt with this idempotency key went out without an answer, so the outcome is still unknown: retry with the same key"
+                ))
+            } else {
+                StoreError::Down(named(why))
+            }
+        };
         if let Some(why) = s.down() {
-            return Err(StoreError::Down(named(format!("down: {why}"))));
+            return Err(down(format!("down: {why}")));
         }
         let run = s.hub.run_token();
         let (history, bytes, max_topics, feed, total) = (
@@ -45,7 +60,9 @@ impl Redis {
             s.settings.history_total.to_string(),
         );
         let stream = stream_key(topic);
-        let idem = format!("{IDEM_PREFIX}{key}");
+        // Under the run: after the history went back (a new run), a key
+        // of the old one answers nothing of the new.
+        let idem = format!("{IDEM_PREFIX}{run}:{key}");
         let ttl = s.settings.idempotency_ttl.as_secs().max(1).to_string();
         let fingerprint = format!(
             "{:016x}",
@@ -88,6 +105,15 @@ impl Redis {
         // is answered so.
         let reply = match attempt() {
             Ok(reply) => reply,
+            // A stalled Redis would keep the retry waiting as long again:
+            // answered within one timeout, the outcome unknown.
+            Err(e) if e.after_sending() && e.timed_out() => {
+                self.note_unknown(key);
+                return Err(unknown(format!(
+                    "no answer within {:.1} s after the publish was sent ({e}); the outcome is unknown",
+                    s.settings.timeout.as_secs_f64()
+                )));
+            }
             Err(e) if e.after_sending() => {
                 log::line(&format!(
                     "redis {}: no answer to a publish ({e}); asking again with its idempotency key",
@@ -96,26 +122,45 @@ impl Redis {
                 match attempt() {
                     Ok(reply) => reply,
                     Err(e2) if e2.after_sending() => {
+                        self.note_unknown(key);
                         return Err(unknown(format!(
                             "no answer after the publish was sent ({e2}); the outcome is unknown"
-                        )))
+                        )));
                     }
                     Err(e2) => {
+                        self.note_unknown(key);
                         return Err(unknown(format!(
                             "no answer after the publish was sent ({e}), then {e2}; the outcome is unknown"
-                        )))
+                        )));
                     }
                 }
             }
-            Err(e) => return Err(StoreError::Down(named(format!("not reached: {e}")))),
+            Err(e) => return Err(down(format!("not reached: {e}"))),
         };
         match outcome(&reply) {
+            Outcome::Refused(e) if e.starts_with("OOM") => {
+                s.mark_full(Some(format!("out of memory ({e})")));
+                Err(down(format!("refused: {e}")))
+            }
             Outcome::Stored { seq, trimmed } => {
+                s.mark_full(None);
+                self.settle(key);
                 s.hub.counters.trimmed.fetch_add(trimmed, Ordering::Relaxed);
                 Ok((crate::hub::format_id(&run, seq), s.hub.subscribers(topic)))
             }
             Outcome::TooManyTopics => Err(StoreError::TooManyTopics(s.settings.max_topics)),
-            Outcome::KeyReused => Err(StoreError::KeyReused),
+            Outcome::KeyReused => {
+                self.settle(key);
+                Err(StoreError::KeyReused)
+            }
+            Outcome::Behind => {
+                // The count is behind the log: its history went back. The
+                // feed's join finds out and gives ids a new run.
+                s.restart_feed();
+                Err(StoreError::LostData(named(
+                    "its event count is behind the log (it lost or evicted it); ids go on under a new run".into(),
+                )))
+            }
             Outcome::RunChanged => {
                 // Redis lost its data under a live feed: have the feed
                 // connect again, which resets the mirror.
@@ -124,11 +169,49 @@ impl Redis {
                     "it lost the shared hub's data; it is being set up again".into(),
                 )))
             }
-            Outcome::Refused(e) => Err(StoreError::Down(named(format!("refused: {e}")))),
-            Outcome::Unexpected(what) => Err(unknown(format!("an unexpected reply: {what}"))),
+            Outcome::Refused(e) => Err(down(format!("refused: {e}"))),
+            Outcome::Unexpected(what) => {
+                self.note_unknown(key);
+                Err(unknown(format!("an unexpected reply: {what}")))
+            }
+        }
+    }
+
+    /// Notes that a publish with `key` went out and its outcome is unknown.
+    fn note_unknown(&self, key: &str) {
+        let ttl = self.shared.settings.idempotency_ttl;
+        let mut keys = lock(&self.unknown);
+        if keys.len() >= MAX_UNKNOWN {
+            keys.retain(|_, at| at.elapsed() < ttl);
+            if keys.len() >= MAX_UNKNOWN {
+                // The oldest is the least likely to be retried.
+                if let Some(oldest) = keys.iter().min_by_key(|(_, at)| **at).map(|(k, _)| k.clone()) {
+                    keys.remove(&oldest);
+                }
+            }
+        }
+        keys.insert(key.to_string(), Instant::now());
+    }
+
+    /// Whether an attempt with `key` went out without an answer lately.
+    fn unknown_key(&self, key: &str) -> bool {
+        let ttl = self.shared.settings.idempotency_ttl;
+        lock(&self.unknown)
+            .get(key)
+            .is_some_and(|at| at.elapsed() < ttl)
+    }
+
+    /// Redis said what became of `key`'s publish.
+    fn settle(&self, key: &str) {
+        let mut keys = lock(&self.unknown);
+        if !keys.is_empty() {
+            keys.remove(key);
         }
     }
 }
+
+/// Keys remembered whose publish's outcome is unknown, at most.
+const MAX_UNKNOWN: usize = 10_000;
 
 /// What the publish script's reply means (its contract: `scripts::PUBLISH`).
 #[derive(Debug, PartialEq)]
@@ -142,6 +225,8 @@ enum Outcome {
     KeyReused,
     /// `SSEDRUN`: the log is not the run this instance follows.
     RunChanged,
+    /// `SSEDBEHIND`: the count is behind the numbers the log holds.
+    Behind,
     /// Any other error: Redis refused the script (not stored).
     Refused(String),
     /// Not an answer the script gives: perhaps stored.
@@ -162,6 +247,7 @@ fn outcome(reply: &Reply) -> Outcome {
         Reply::Error(e) if e.starts_with("SSEDTOPICS ") => Outcome::TooManyTopics,
         Reply::Error(e) if e.starts_with("SSEDREUSED ") => Outcome::KeyReused,
         Reply::Error(e) if e.starts_with("SSEDRUN ") => Outcome::RunChanged,
+        Reply::Error(e) if e.starts_with("SSEDBEHIND ") => Outcome::Behind,
         Reply::Error(e) => Outcome::Refused(e.clone()),
         other => Outcome::Unexpected(format!("{other:?}")),
     }
@@ -189,6 +275,12 @@ mod tests {
                 Outcome::KeyReused,
             ),
             (err("SSEDRUN the shared hub was reset"), Outcome::RunChanged),
+            (err("SSEDBEHIND the event count is behind the log"), Outcome::Behind),
+            // Not stored either: refused before anything changed.
+            (
+                err("SSEDNOPERM the Redis user may not run XADD on ssed:all"),
+                Outcome::Refused("SSEDNOPERM the Redis user may not run XADD on ssed:all".into()),
+            ),
             // Redis's own refusals: not stored.
             (
                 err("NOPERM this user has no permissions to run the 'evalsha' command"),
@@ -226,7 +318,7 @@ mod tests {
             );
         }
         // Every code the script can answer with is one read above.
-        for code in ["SSEDRUN ", "SSEDTOPICS ", "SSEDREUSED "] {
+        for code in ["SSEDRUN ", "SSEDTOPICS ", "SSEDREUSED ", "SSEDBEHIND ", "SSEDNOPERM "] {
             assert!(PUBLISH.contains(&format!("error_reply('{code}")), "{code}");
         }
     }

@@ -16,6 +16,19 @@ end
 return {run, tonumber(redis.call('get', KEYS[2]) or '0')}
 ";
 
+/// Gives the log a new run, if it still has the run `ARGV[1]`: its history
+/// went back (an older snapshot, a promoted replica that lagged, a lost
+/// counter), so numbers from here on would name events that some client
+/// already holds under the old run. Ids go on under run `ARGV[2]`; an
+/// instance that already renewed it is not overruled. Returns `{run, last
+/// number}` as [`JOIN`] does.
+pub(super) const RENEW: &str = r"
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  redis.call('set', KEYS[1], ARGV[2])
+end
+return {redis.call('get', KEYS[1]) or ARGV[2], tonumber(redis.call('get', KEYS[2]) or '0')}
+";
+
 /// Where the newest `ARGV[2]` events up to number `ARGV[1]` of the topics
 /// KEYS start: the number just before them (0: there are no more than
 /// that). Only a number comes back, whatever the events hold. (The one
@@ -73,20 +86,44 @@ if done then
   end
   return {tonumber(seq), 0, 1}
 end
-if redis.call('sismember', KEYS[5], ARGV[2]) == 0 then
-  if redis.call('scard', KEYS[5]) >= tonumber(ARGV[7]) then
-    return redis.error_reply('SSEDTOPICS there are too many topics')
+local new_topic = redis.call('sismember', KEYS[5], ARGV[2]) == 0
+if new_topic and redis.call('scard', KEYS[5]) >= tonumber(ARGV[7]) then
+  return redis.error_reply('SSEDTOPICS there are too many topics')
+end
+-- Everything that can refuse is asked before anything changes: the
+-- count must be past every number the log holds (Redis lost it, or
+-- evicted it: a number given again would name two events), and the
+-- user must be allowed to write (Redis 7's ACL).
+local next = tonumber(redis.call('get', KEYS[2]) or '0') + 1
+for _, key in ipairs({KEYS[4], KEYS[3]}) do
+  local newest = redis.call('xrevrange', key, '+', '-', 'COUNT', 1)[1]
+  if newest and tonumber(string.match(newest[1], '^(%d+)')) >= next then
+    return redis.error_reply('SSEDBEHIND the event count is behind the log: Redis lost or evicted it')
   end
+end
+if redis.acl_check_cmd then
+  for _, c in ipairs({{'incr', KEYS[2]}, {'xadd', KEYS[3], '1-0', 'd', ''}, {'xadd', KEYS[4], '1-0', 'd', ''}, {'sadd', KEYS[5], 'x'}, {'set', KEYS[10], 'x'}}) do
+    if not redis.acl_check_cmd(unpack(c)) then
+      return redis.error_reply('SSEDNOPERM the Redis user may not run ' .. string.upper(c[1]) .. ' on ' .. c[2])
+    end
+  end
+end
+if new_topic then
   redis.call('sadd', KEYS[5], ARGV[2])
 end
 local seq = redis.call('incr', KEYS[2])
 local id = seq .. '-0'
-redis.call('xadd', KEYS[3], id, 'e', ARGV[3], 'd', ARGV[4])
-redis.call('xadd', KEYS[4], 'MAXLEN', '~', ARGV[8], id, 't', ARGV[2], 'e', ARGV[3], 'd', ARGV[4])
 local run_len = #ARGV[1] + 1
 local function cost(topic, entry_id, fields)
   return #fields[4] + #fields[2] + #topic + run_len + #entry_id - 2 + 128
 end
+local added = cost(ARGV[2], id, {'e', ARGV[3], 'd', ARGV[4]})
+-- The feed is for instances catching up: it keeps about what the history
+-- keeps in all (ARGV[9]), in events the size of this one, and at most
+-- ARGV[8].
+local feed_len = math.min(tonumber(ARGV[8]), math.max(64, math.floor(tonumber(ARGV[9]) / added)))
+redis.call('xadd', KEYS[3], id, 'e', ARGV[3], 'd', ARGV[4])
+redis.call('xadd', KEYS[4], 'MAXLEN', '~', feed_len, id, 't', ARGV[2], 'e', ARGV[3], 'd', ARGV[4])
 -- Drops the oldest event of a topic; returns what it cost and the data
 -- the topic keeps after it, or nil.
 local function drop_oldest(topic, key)
@@ -102,7 +139,6 @@ local function drop_oldest(topic, key)
   redis.call('incrby', KEYS[9], -c)
   return c, left
 end
-local added = cost(ARGV[2], id, {'e', ARGV[3], 'd', ARGV[4]})
 redis.call('zincrby', KEYS[8], added, ARGV[2])
 local total = redis.call('incrby', KEYS[9], added)
 local bytes = redis.call('hincrby', KEYS[6], ARGV[2], #ARGV[4])
@@ -183,8 +219,10 @@ mod tests {
         // The publish passes exactly what the script reads.
         assert_eq!(highest(PUBLISH, "KEYS"), PUBLISH_KEYS);
         assert_eq!(highest(PUBLISH, "ARGV"), PUBLISH_ARGS);
-        // The join: run and seq; one fresh run.
+        // The join: run and seq; one fresh run. The renewal: the old run
+        // and a fresh one.
         assert_eq!((highest(JOIN, "KEYS"), highest(JOIN, "ARGV")), (2, 1));
+        assert_eq!((highest(RENEW, "KEYS"), highest(RENEW, "ARGV")), (2, 2));
         // The replay's start: any number of topic streams, two numbers.
         assert_eq!(highest(LAST, "ARGV"), 2);
         assert!(LAST.contains("ipairs(KEYS)"));
@@ -194,7 +232,7 @@ mod tests {
     fn every_error_reply_is_a_code_and_a_message() {
         // Redis 7.0 turns `error_reply('CODE')` into `ERR CODE`, which the
         // backend would not recognise.
-        for script in [JOIN, LAST, PUBLISH] {
+        for script in [JOIN, LAST, PUBLISH, RENEW] {
             let mut rest = script;
             while let Some(i) = rest.find("error_reply('") {
                 rest = &rest[i + "error_reply('".len()..];
