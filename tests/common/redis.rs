@@ -88,6 +88,22 @@ impl Redis {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// Its directory (`dump.rdb` is there after `SAVE`).
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// SIGSTOP (`true`) or SIGCONT: a Redis that stalls, then goes on.
+    pub fn pause(&self, stop: bool) {
+        let pid = self.child.as_ref().expect("running").id();
+        let signal = if stop { "-STOP" } else { "-CONT" };
+        let ok = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {signal} {pid}");
+    }
+
     /// Runs one command and returns the raw reply.
     pub fn cmd(&self, args: &[&str]) -> String {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
@@ -118,4 +134,90 @@ pub fn ping(port: u16) -> bool {
     let mut buf = [0u8; 16];
     s.write_all(b"*1\r\n$4\r\nPING\r\n").is_ok()
         && s.read(&mut buf).is_ok_and(|n| &buf[..n] == b"+PONG\r\n")
+}
+
+/// A TCP forwarder to a Redis that can be switched to another (a failover:
+/// the address stays, the server behind it changes); switching cuts every
+/// connection, as a failover does.
+pub struct Switch {
+    pub port: u16,
+    to: std::sync::Arc<std::sync::atomic::AtomicU16>,
+    generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Switch {
+    pub fn start(to: u16) -> Switch {
+        use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+        use std::sync::Arc;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let target = Arc::new(AtomicU16::new(to));
+        let generation = Arc::new(AtomicU64::new(0));
+        let (t, g) = (Arc::clone(&target), Arc::clone(&generation));
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", t.load(Ordering::SeqCst))) else {
+                    continue;
+                };
+                let born = g.load(Ordering::SeqCst);
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    let g = Arc::clone(&g);
+                    std::thread::spawn(move || {
+                        let _ = from.set_read_timeout(Some(Duration::from_millis(50)));
+                        let mut buf = [0u8; 65536];
+                        loop {
+                            if g.load(Ordering::SeqCst) != born {
+                                break;
+                            }
+                            match from.read(&mut buf) {
+                                Ok(0) => break,
+                                Ok(n) => {
+                                    if to.write_all(&buf[..n]).is_err() {
+                                        break;
+                                    }
+                                }
+                                Err(e)
+                                    if matches!(
+                                        e.kind(),
+                                        std::io::ErrorKind::WouldBlock
+                                            | std::io::ErrorKind::TimedOut
+                                    ) => {}
+                                Err(_) => break,
+                            }
+                        }
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                        let _ = from.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Switch {
+            port,
+            to: target,
+            generation,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// From now on to the Redis on `port`; open connections are cut.
+    pub fn switch_to(&self, port: u16) {
+        use std::sync::atomic::Ordering;
+        self.to.store(port, Ordering::SeqCst);
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// A number of an `INFO` reply (`name:value` lines), 0 if absent.
+pub fn info_number(info: &str, name: &str) -> u64 {
+    info.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
 }

@@ -2,11 +2,17 @@
 //! link comes up: an eviction policy that never drops ssed's keys, and a
 //! user that may run everything ssed runs. A check that fails keeps the
 //! link down, with one sentence that names what is wrong and the fix;
-//! the feed thread tries again with back-off.
+//! the feed thread tries again with back-off. And the fence: which Redis
+//! server holds the log, so that a restart from an older snapshot or a
+//! failover to a replica that lagged is noticed by any instance that
+//! joins, also one that never saw the events lost.
 
 use super::conn::{small_reply, Conn};
-use super::keys::{stream_key, BYTES, COST, CUT, FEED, IDEM_PREFIX, RUN, SEQ, TOPICS, TOTAL};
+use super::keys::{
+    stream_key, BYTES, COST, CUT, FEED, FENCE, IDEM_PREFIX, RUN, SEQ, TOPICS, TOTAL,
+};
 use super::{Limits, Reply, Shared};
+use crate::hub::new_run;
 use crate::log;
 
 /// Checks what a user may run, with Redis 7's `redis.acl_check_cmd`
@@ -38,37 +44,77 @@ return 'ok'
 ";
 
 impl Shared {
-    /// The checks of a new link: the eviction policy, then what the user
-    /// may run.
-    pub(super) fn check_redis(&self, conn: &mut Conn) -> Result<(), String> {
-        self.check_policy(conn)?;
-        self.check_permissions(conn)
-    }
-
-    /// `maxmemory-policy` must be `noeviction`: any other may drop the
-    /// event count (ids would repeat) or idempotency keys (a retry would
-    /// be stored twice). Read from `INFO memory`, which managed Redis
-    /// allows where `CONFIG` is disabled.
-    fn check_policy(&self, conn: &mut Conn) -> Result<(), String> {
+    /// The checks of a new link, after the join found run `run`: the
+    /// server (a replica cannot take publishes), the eviction policy,
+    /// what the user may run, and whether the server that holds the log
+    /// changed since (then, unless its history is known whole, the run is
+    /// renewed: returned with the count).
+    pub(super) fn check_redis(
+        &self,
+        conn: &mut Conn,
+        run: &str,
+    ) -> Result<Option<(String, u64)>, String> {
         let info = conn
-            .call(&[b"INFO", b"memory"], &info_limits())
+            .call(&[b"INFO"], &info_limits())
             .map_err(|e| e.to_string())?;
         let text = match &info {
-            Reply::Bulk(Some(bytes)) => String::from_utf8_lossy(bytes).into_owned(),
+            Reply::Bulk(Some(bytes)) => Some(String::from_utf8_lossy(bytes).into_owned()),
             Reply::Error(e) => {
                 log::line(&format!(
-                    "redis {}: cannot read the eviction policy (INFO memory: {e}); ssed's promises hold only with maxmemory-policy noeviction",
+                    "redis {}: cannot read INFO ({e}); ssed cannot check the eviction policy (it must be noeviction) nor notice a restart from an older snapshot by itself",
                     self.target
                 ));
-                return Ok(());
+                None
             }
-            other => return Err(format!("an unexpected answer to INFO memory: {other:?}")),
+            other => return Err(format!("an unexpected answer to INFO: {other:?}")),
         };
-        match info_field(&text, "maxmemory_policy") {
-            Some("noeviction") | None => Ok(()),
-            Some(policy) => Err(format!(
-                "Redis's maxmemory-policy is {policy}: it may evict ssed's keys (the event count, idempotency keys), and ids would repeat or retries be stored twice; set maxmemory-policy noeviction (CONFIG SET maxmemory-policy noeviction, or in redis.conf)"
-            )),
+        if let Some(text) = &text {
+            check_info(text)?;
+        }
+        self.check_permissions(conn)?;
+        let Some(text) = text else {
+            return Ok(None);
+        };
+        let Some(server) = info_field(&text, "run_id") else {
+            return Ok(None);
+        };
+        // Whole: the same server's AOF (not a replica promoted; a replica
+        // keeps its former primary's id as master_replid2).
+        let aof = info_field(&text, "aof_enabled") == Some("1");
+        let promoted =
+            info_field(&text, "master_replid2").is_some_and(|r| r.bytes().any(|b| b != b'0'));
+        let trust = if aof && !promoted { "1" } else { "0" };
+        let fresh = new_run();
+        let reply = conn
+            .eval(
+                &self.fence_script,
+                &[RUN.as_bytes(), SEQ.as_bytes(), FENCE.as_bytes()],
+                &[
+                    server.as_bytes(),
+                    trust.as_bytes(),
+                    fresh.as_bytes(),
+                    run.as_bytes(),
+                ],
+                &small_reply(),
+            )
+            .map_err(|e| e.to_string())?;
+        match reply.items() {
+            Some([now, seq, Reply::Int(1)]) => {
+                let now = now.text().unwrap_or(&fresh).to_string();
+                let seq = seq.int().unwrap_or(0).max(0) as u64;
+                let why = if promoted {
+                    "a replica was promoted"
+                } else {
+                    "it restarted without an AOF"
+                };
+                log::line(&format!(
+                    "redis {}: another Redis server holds the log now ({why}): its history may have gone back, so ids go on under a new run ({now}, was {run}) and none names two events; clients resume told of the gap",
+                    self.target
+                ));
+                Ok(Some((now, seq)))
+            }
+            Some([_, _, Reply::Int(0)]) => Ok(None),
+            _ => Err(format!("an unexpected answer to the fence: {reply:?}")),
         }
     }
 
@@ -77,9 +123,25 @@ impl Shared {
     fn check_permissions(&self, conn: &mut Conn) -> Result<(), String> {
         let fix = "grant it to the user ssed logs in as (ACL SETUSER NAME +@all ~ssed:* &*, or the commands the README lists)";
         let reads: [(&str, Vec<&[u8]>); 4] = [
-            ("XREAD", vec![b"XREAD", b"COUNT", b"1", b"STREAMS", FEED.as_bytes(), b"0-0"]),
-            ("XRANGE", vec![b"XRANGE", FEED.as_bytes(), b"-", b"+", b"COUNT", b"1"]),
-            ("XREVRANGE", vec![b"XREVRANGE", FEED.as_bytes(), b"+", b"-", b"COUNT", b"1"]),
+            (
+                "XREAD",
+                vec![
+                    b"XREAD",
+                    b"COUNT",
+                    b"1",
+                    b"STREAMS",
+                    FEED.as_bytes(),
+                    b"0-0",
+                ],
+            ),
+            (
+                "XRANGE",
+                vec![b"XRANGE", FEED.as_bytes(), b"-", b"+", b"COUNT", b"1"],
+            ),
+            (
+                "XREVRANGE",
+                vec![b"XREVRANGE", FEED.as_bytes(), b"+", b"-", b"COUNT", b"1"],
+            ),
             ("SMEMBERS", vec![b"SRANDMEMBER", TOPICS.as_bytes()]),
         ];
         let limits = Limits {
@@ -122,7 +184,9 @@ impl Shared {
                 Reply::Error(e) if e.starts_with("NOPERM") => {
                     Err(format!("the Redis user may not run scripts ({e}): {fix}"))
                 }
-                other => Err(format!("an unexpected answer to the permission check: {other:?}")),
+                other => Err(format!(
+                    "an unexpected answer to the permission check: {other:?}"
+                )),
             },
         }
     }
@@ -153,6 +217,25 @@ impl Shared {
     }
 }
 
+/// What `INFO` must say: a primary, and `maxmemory-policy noeviction`:
+/// any other policy may drop the event count (ids would repeat) or
+/// idempotency keys (a retry would be stored twice). (`INFO` works where
+/// managed Redis disables `CONFIG`.)
+fn check_info(text: &str) -> Result<(), String> {
+    if info_field(text, "role") == Some("slave") {
+        return Err(
+            "this Redis is a replica, which cannot take publishes: point --redis at the primary"
+                .into(),
+        );
+    }
+    match info_field(text, "maxmemory_policy") {
+        Some("noeviction") | None => Ok(()),
+        Some(policy) => Err(format!(
+            "Redis's maxmemory-policy is {policy}: it may evict ssed's keys (the event count, idempotency keys), and ids would repeat or retries be stored twice; set maxmemory-policy noeviction (CONFIG SET maxmemory-policy noeviction, or in redis.conf)"
+        )),
+    }
+}
+
 fn info_limits() -> Limits {
     Limits {
         bulk: 64 * 1024,
@@ -175,7 +258,8 @@ mod tests {
 
     #[test]
     fn info_fields() {
-        let text = "# Memory\r\nused_memory:1024\r\nmaxmemory:0\r\nmaxmemory_policy:allkeys-lru\r\n";
+        let text =
+            "# Memory\r\nused_memory:1024\r\nmaxmemory:0\r\nmaxmemory_policy:allkeys-lru\r\n";
         assert_eq!(info_field(text, "maxmemory_policy"), Some("allkeys-lru"));
         assert_eq!(info_field(text, "maxmemory"), Some("0"));
         assert_eq!(info_field(text, "used_memory"), Some("1024"));

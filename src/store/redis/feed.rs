@@ -85,8 +85,10 @@ impl Shared {
                 &small_reply(),
             )
             .map_err(|e| e.to_string())?;
-        let (run, seq) = run_and_seq(&reply, "the join")?;
-        self.check_redis(conn)?;
+        let (mut run, mut seq) = run_and_seq(&reply, "the join")?;
+        if let Some(renewed) = self.check_redis(conn, &run)? {
+            (run, seq) = renewed;
+        }
         let verdict = match *pos {
             // The first link: the mirror starts from the log's end (what
             // came before is replayed from Redis).

@@ -12,6 +12,9 @@ pub(super) const BYTES: &str = "ssed:bytes";
 pub(super) const CUT: &str = "ssed:cut";
 pub(super) const COST: &str = "ssed:cost";
 pub(super) const TOTAL: &str = "ssed:total";
+/// The Redis server (its `run_id`) that last joined the log: another one
+/// means a restart or a failover.
+pub(super) const FENCE: &str = "ssed:fence";
 /// Each topic's stream is this and its name.
 pub(super) const TOPIC_PREFIX: &str = "ssed:t:";
 /// Each publish's idempotency key is this and the key: it holds the

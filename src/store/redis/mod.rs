@@ -122,6 +122,7 @@ struct Shared {
     join_script: LuaScript,
     renew_script: LuaScript,
     can_script: LuaScript,
+    fence_script: LuaScript,
     publish_script: LuaScript,
     last_script: LuaScript,
     reconnects: AtomicU64,
@@ -159,6 +160,7 @@ impl Redis {
             join_script: LuaScript::new(scripts::JOIN),
             renew_script: LuaScript::new(scripts::RENEW),
             can_script: LuaScript::new(checks::CAN),
+            fence_script: LuaScript::new(scripts::FENCE),
             last_script: LuaScript::new(scripts::LAST),
             publish_script: LuaScript::new(scripts::PUBLISH),
             reconnects: AtomicU64::new(0),
@@ -344,9 +346,14 @@ impl Shared {
     /// given again) and the feed joins again, which resets the mirror.
     fn lost(&self, seq: u64) -> bool {
         let run = self.hub.run_token();
-        let count = self.pool.with(self, |c| c.call(&[b"GET", SEQ.as_bytes()], &conn::small_reply()));
+        let count = self.pool.with(self, |c| {
+            c.call(&[b"GET", SEQ.as_bytes()], &conn::small_reply())
+        });
         let count = match count {
-            Ok(reply) => reply.text().and_then(|t| t.parse::<u64>().ok()).unwrap_or(0),
+            Ok(reply) => reply
+                .text()
+                .and_then(|t| t.parse::<u64>().ok())
+                .unwrap_or(0),
             Err(_) => return false,
         };
         if seq <= count {

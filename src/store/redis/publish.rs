@@ -42,7 +42,7 @@ impl Redis {
         let down = |why: String| {
             if self.unknown_key(key) {
                 unknown(format!(
-                    "{why}; an earlier attempt with this idempotency key went out without an answer, so the outcome is still unknown: retry with the same key"
+                    "{why}; an earlier attempt with this idempotency key went out without an answer, so the outcome is still unknown"
                 ))
             } else {
                 StoreError::Down(named(why))
@@ -185,7 +185,11 @@ impl Redis {
             keys.retain(|_, at| at.elapsed() < ttl);
             if keys.len() >= MAX_UNKNOWN {
                 // The oldest is the least likely to be retried.
-                if let Some(oldest) = keys.iter().min_by_key(|(_, at)| **at).map(|(k, _)| k.clone()) {
+                if let Some(oldest) = keys
+                    .iter()
+                    .min_by_key(|(_, at)| **at)
+                    .map(|(k, _)| k.clone())
+                {
                     keys.remove(&oldest);
                 }
             }
@@ -275,7 +279,10 @@ mod tests {
                 Outcome::KeyReused,
             ),
             (err("SSEDRUN the shared hub was reset"), Outcome::RunChanged),
-            (err("SSEDBEHIND the event count is behind the log"), Outcome::Behind),
+            (
+                err("SSEDBEHIND the event count is behind the log"),
+                Outcome::Behind,
+            ),
             // Not stored either: refused before anything changed.
             (
                 err("SSEDNOPERM the Redis user may not run XADD on ssed:all"),
@@ -318,7 +325,13 @@ mod tests {
             );
         }
         // Every code the script can answer with is one read above.
-        for code in ["SSEDRUN ", "SSEDTOPICS ", "SSEDREUSED ", "SSEDBEHIND ", "SSEDNOPERM "] {
+        for code in [
+            "SSEDRUN ",
+            "SSEDTOPICS ",
+            "SSEDREUSED ",
+            "SSEDBEHIND ",
+            "SSEDNOPERM ",
+        ] {
             assert!(PUBLISH.contains(&format!("error_reply('{code}")), "{code}");
         }
     }

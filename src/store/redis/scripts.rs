@@ -29,6 +29,25 @@ end
 return {redis.call('get', KEYS[1]) or ARGV[2], tonumber(redis.call('get', KEYS[2]) or '0')}
 ";
 
+/// Notes which Redis server holds the log (`ARGV[1]`, its `run_id`). If
+/// another one held it before (a restart, a failover) and its history
+/// cannot be trusted to be whole (`ARGV[2]` is not `1`: no AOF, or a
+/// promoted replica), the run `ARGV[4]` is renewed to `ARGV[3]`, so that
+/// no number given from now on names an event some client holds under
+/// the old run. Returns `{run, last number, 1 if renewed}`.
+pub(super) const FENCE: &str = r"
+local fence = redis.call('get', KEYS[3])
+local renewed = 0
+if fence ~= ARGV[1] then
+  if fence and ARGV[2] ~= '1' and redis.call('get', KEYS[1]) == ARGV[4] then
+    redis.call('set', KEYS[1], ARGV[3])
+    renewed = 1
+  end
+  redis.call('set', KEYS[3], ARGV[1])
+end
+return {redis.call('get', KEYS[1]) or ARGV[3], tonumber(redis.call('get', KEYS[2]) or '0'), renewed}
+";
+
 /// Where the newest `ARGV[2]` events up to number `ARGV[1]` of the topics
 /// KEYS start: the number just before them (0: there are no more than
 /// that). Only a number comes back, whatever the events hold. (The one
@@ -223,6 +242,9 @@ mod tests {
         // and a fresh one.
         assert_eq!((highest(JOIN, "KEYS"), highest(JOIN, "ARGV")), (2, 1));
         assert_eq!((highest(RENEW, "KEYS"), highest(RENEW, "ARGV")), (2, 2));
+        // The fence: run, seq, fence; the server, trust, a fresh run, the
+        // run joined.
+        assert_eq!((highest(FENCE, "KEYS"), highest(FENCE, "ARGV")), (3, 4));
         // The replay's start: any number of topic streams, two numbers.
         assert_eq!(highest(LAST, "ARGV"), 2);
         assert!(LAST.contains("ipairs(KEYS)"));
@@ -232,7 +254,7 @@ mod tests {
     fn every_error_reply_is_a_code_and_a_message() {
         // Redis 7.0 turns `error_reply('CODE')` into `ERR CODE`, which the
         // backend would not recognise.
-        for script in [JOIN, LAST, PUBLISH, RENEW] {
+        for script in [JOIN, LAST, PUBLISH, RENEW, FENCE] {
             let mut rest = script;
             while let Some(i) = rest.find("error_reply('") {
                 rest = &rest[i + "error_reply('".len()..];
