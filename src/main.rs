@@ -41,6 +41,14 @@ fn main() -> ExitCode {
                 Err(e) => usage_error(e, "publish"),
             };
         }
+        Some("delete") => {
+            args.next();
+            return match client::parse_delete(args, env) {
+                Ok(Ok(d)) => finish(client::delete(&d, &mut std::io::stdout())),
+                Ok(Err(help)) => print(help),
+                Err(e) => usage_error(e, "delete"),
+            };
+        }
         Some("token") => {
             args.next();
             let now = std::time::SystemTime::now()
@@ -78,7 +86,7 @@ fn main() -> ExitCode {
 fn spelled_out(args: Vec<String>) -> Vec<String> {
     match args.first().map(String::as_str) {
         Some("help") => match args.get(1).map(String::as_str) {
-            Some(sub @ ("listen" | "publish" | "serve" | "token")) => {
+            Some(sub @ ("listen" | "publish" | "serve" | "token" | "delete")) => {
                 vec![sub.to_string(), "--help".into()]
             }
             _ => vec!["--help".into()],

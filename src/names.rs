@@ -2,7 +2,7 @@
 //! the rules they keep. Checked once, wherever a name comes in (a URL, a body, a flag),
 //! with a sentence that quotes the rule.
 
-use crate::sse::{EXPIRED_EVENT, GAP_EVENT};
+use crate::sse::{DELETED_EVENT, EXPIRED_EVENT, GAP_EVENT};
 
 /// Longest topic name.
 pub const MAX_TOPIC_LEN: usize = 128;
@@ -157,6 +157,11 @@ pub fn check_event_name(name: &str) -> Result<(), String> {
             "the event name {GAP_EVENT:?} is reserved for ssed's notices of lost events"
         ));
     }
+    if name == DELETED_EVENT {
+        return Err(format!(
+            "the event name {DELETED_EVENT:?} is reserved for ssed's notice that a topic was deleted"
+        ));
+    }
     if name == EXPIRED_EVENT {
         return Err(format!(
             "the event name {EXPIRED_EVENT:?} is reserved for ssed's notice that a token expired"
@@ -272,7 +277,9 @@ mod tests {
     #[test]
     fn event_names() {
         let long = "é".repeat(129);
-        for bad in ["", "a\nb", "a\rb", "a\0b", " a", "gap", "expired", &long] {
+        for bad in [
+            "", "a\nb", "a\rb", "a\0b", " a", "gap", "expired", "deleted", &long,
+        ] {
             assert!(check_event_name(bad).is_err(), "{bad:?}");
         }
         for good in ["reading", "a b", &"é".repeat(128)] {

@@ -106,6 +106,10 @@ pub const GAP_EVENT: &str = "gap";
 /// cannot use it either.
 pub const EXPIRED_EVENT: &str = "expired";
 
+/// The name of the last event of a topic that was deleted; publishers
+/// cannot use it.
+pub const DELETED_EVENT: &str = "deleted";
+
 /// Rejects a value that cannot stand in an `id:` or `event:` line.
 ///
 /// A CR or LF would end the field early and let the rest be read as new

@@ -898,3 +898,52 @@ fn publish_reads_data_as_curl_d_does_unless_text() {
     let data: Vec<String> = sub.events(4).into_iter().map(|e| e.data).collect();
     assert_eq!(data, ["1", r#"{"data": 1}"#, "plain words", "1"]);
 }
+
+#[test]
+fn delete_deletes_a_topic_and_listen_stops_on_it() {
+    let server = common::start(|c| c.heartbeat = Duration::from_millis(50));
+    let base = format!("http://{}", server.addr());
+    let out = ssed(&["publish", &format!("{base}/events/news"), "hello"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // A listener: it prints the event, then, told the topic was deleted,
+    // says so and exits 0 instead of reconnecting.
+    let mut listener = Command::new(env!("CARGO_BIN_EXE_ssed"))
+        .args([
+            "listen",
+            &format!("{base}/events/news?last=1"),
+            "--retry",
+            "100",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(listener.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "hello");
+    let out = ssed(&["delete", &format!("{base}/events/news")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "{\"topic\":\"news\",\"deleted\":true}\n");
+    // A notice, as a gap is: on stderr; stdout simply ends.
+    assert!(lines.next().is_none());
+    let status = listener.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let mut err = String::new();
+    listener
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(err.contains("the topic was deleted"), "{err}");
+    // Again: 404, exit 1, the reason on stderr.
+    let out = ssed(&["delete", &format!("{base}/events/news")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("404 Not Found: no topic \"news\""),
+        "{}",
+        stderr(&out)
+    );
+    // A bad command line: 2.
+    assert_eq!(ssed(&["delete"]).status.code(), Some(2));
+    assert_eq!(ssed(&["delete", &base, "--frob"]).status.code(), Some(2));
+}

@@ -1124,3 +1124,83 @@ fn a_pattern_stream_lets_its_topics_go_when_it_ends() {
         [("jobs/1".to_string(), 0), ("jobs/2".to_string(), 0)]
     );
 }
+
+#[test]
+fn a_deleted_topic_ends_its_streams_loses_its_history_and_starts_afresh() {
+    let server = start(|c| c.heartbeat = Duration::from_millis(50));
+    let addr = server.addr();
+    for data in ["one", "two"] {
+        assert_eq!(
+            fetch(addr, "POST", "/events/news", &[], data.as_bytes())
+                .0
+                .status,
+            200
+        );
+    }
+    let mut only = Conn::open_stream(addr, "/events/news");
+    let mut both = Conn::open_stream(addr, "/events?topic=news&topic=other");
+    let mut pattern = Conn::open_stream(addr, "/events/*");
+    let (head, body) = fetch(addr, "DELETE", "/events/news", &[], b"");
+    assert_eq!(head.status, 200, "{body}");
+    assert_eq!(
+        json(&body),
+        serde_json::json!({"topic": "news", "deleted": true})
+    );
+    // A stream of the topic alone: a last event, and its end.
+    let last = only.events_to_end();
+    assert_eq!(last.len(), 1, "{last:?}");
+    assert_eq!(
+        (last[0].event.as_str(), last[0].data.as_str()),
+        ("deleted", r#"{"topic":"news"}"#)
+    );
+    assert_eq!(last[0].id, "", "no id of its own");
+    // Streams of other topics too, or of a pattern: told, and going on.
+    for conn in [&mut both, &mut pattern] {
+        let got = conn.events(1);
+        assert_eq!(got[0].event, "deleted");
+    }
+    assert_eq!(
+        fetch(addr, "POST", "/events/other", &[], b"three").0.status,
+        200
+    );
+    assert_eq!(both.events(1)[0].data, "three");
+    assert_eq!(pattern.events(1)[0].data, "three");
+    // Gone from /topics; deleting it again is 404.
+    let listed = json(&fetch(addr, "GET", "/topics", &[], b"").1);
+    assert!(!listed.to_string().contains("\"news\""), "{listed}");
+    let (head, body) = fetch(addr, "DELETE", "/events/news", &[], b"");
+    assert_eq!(
+        (head.status, json(&body)["error"].as_str()),
+        (404, Some("no topic \"news\""))
+    );
+    // Its history is gone; a publish starts it afresh.
+    assert_eq!(
+        fetch(addr, "POST", "/events/news", &[], b"anew").0.status,
+        200
+    );
+    let mut fresh = Conn::open_stream(addr, "/events/news?last=10");
+    assert_eq!(fresh.events(1)[0].data, "anew");
+    // `deleted` is ssed's: a publish may not use the name.
+    let (head, _) = fetch(addr, "POST", "/events/news?event=deleted", &[], b"x");
+    assert_eq!(head.status, 400);
+}
+
+#[test]
+fn deleting_needs_the_right_to_publish() {
+    let server = start(|c| c.publish_token = Some("p".into()));
+    let addr = server.addr();
+    let auth = [("Authorization", "Bearer p")];
+    assert_eq!(fetch(addr, "POST", "/events/t", &auth, b"x").0.status, 200);
+    assert_eq!(fetch(addr, "DELETE", "/events/t", &[], b"").0.status, 401);
+    assert_eq!(
+        fetch(addr, "DELETE", "/events/t?token=p", &[], b"")
+            .0
+            .status,
+        401
+    );
+    assert_eq!(fetch(addr, "DELETE", "/events/t", &auth, b"").0.status, 200);
+    assert_eq!(
+        fetch(addr, "DELETE", "/events/a%20b", &auth, b"").0.status,
+        400
+    );
+}

@@ -1066,3 +1066,36 @@ fn signed_tokens_work_alike_on_every_instance() {
         assert!(body.contains("users/1/inbox"), "{body}");
     }
 }
+
+#[test]
+fn a_delete_on_one_instance_deletes_on_every_instance() {
+    let Some(redis) = Redis::start(false) else {
+        return;
+    };
+    let a = instance(&redis, |_| {});
+    let b = instance(&redis, |_| {});
+    publish(a.addr(), "/events/news", "one");
+    let mut on_b = subscribe(b.addr(), "/events/news", &[]);
+    let mut pattern_b = subscribe(b.addr(), "/events/*", &[]);
+    let (head, body) = fetch(a.addr(), "DELETE", "/events/news", &[], b"");
+    assert_eq!(head.status, 200, "{body}");
+    let last = on_b.events_to_end();
+    assert_eq!(last.len(), 1, "{last:?}");
+    assert_eq!(last[0].event, "deleted");
+    assert_eq!(pattern_b.events(1)[0].event, "deleted");
+    for addr in [a.addr(), b.addr()] {
+        let listed = fetch(addr, "GET", "/topics", &[], b"").1;
+        assert!(!listed.contains("\"news\""), "{listed}");
+        assert_eq!(
+            fetch(addr, "DELETE", "/events/news", &[], b"").0.status,
+            404
+        );
+    }
+    // The history is gone in Redis; a publish starts the topic afresh, and
+    // ids go on (the deletion took a number of its own).
+    let id = publish(b.addr(), "/events/news", "anew");
+    assert_eq!(seq(&id), 3);
+    let mut fresh = subscribe(a.addr(), "/events/news?last=10", &[]);
+    assert_eq!(fresh.events(1)[0].data, "anew");
+    assert_eq!(pattern_b.events(1)[0].data, "anew");
+}

@@ -65,7 +65,7 @@ impl Cors {
             let why = format!("origin {origin} is not allowed; see --cors-origin");
             return Response::error(403, &why);
         }
-        let mut res = Response::empty(204).with("Allow", "GET, HEAD, POST, OPTIONS");
+        let mut res = Response::empty(204).with("Allow", "GET, HEAD, POST, DELETE, OPTIONS");
         if self.allow_origin.is_some() {
             let asked = match req.header("Access-Control-Request-Headers") {
                 Some(list) => match header_names(list) {
@@ -80,7 +80,10 @@ impl Cors {
                 None => DEFAULT_ALLOWED_HEADERS.to_string(),
             };
             res = res
-                .with("Access-Control-Allow-Methods", "GET, HEAD, POST, OPTIONS")
+                .with(
+                    "Access-Control-Allow-Methods",
+                    "GET, HEAD, POST, DELETE, OPTIONS",
+                )
                 .with("Access-Control-Allow-Headers", asked)
                 .with("Access-Control-Max-Age", "600");
         }
@@ -174,7 +177,7 @@ mod tests {
         let res = Cors::new(&allowed, None).preflight(&options(&[]));
         assert_eq!(
             (res.status, field(&res, "Allow")),
-            (204, Some("GET, HEAD, POST, OPTIONS"))
+            (204, Some("GET, HEAD, POST, DELETE, OPTIONS"))
         );
         assert_eq!(field(&res, "Access-Control-Allow-Headers"), None);
     }

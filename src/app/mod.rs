@@ -87,6 +87,7 @@ impl Handler for App {
             Action::Topics => self.topics(ex, &access),
             Action::Health => self.health(),
             Action::Metrics => self.metrics(),
+            Action::Delete { topic } => self.delete(ex, &topic),
             Action::Publish { to, event } => self
                 .publish(ex, &to, event.as_deref())
                 .unwrap_or_else(|refused| refused),
@@ -147,6 +148,23 @@ impl App {
                 Response::error(503, &why).with("Retry-After", conn::RETRY_AFTER_SECS.to_string()),
             ),
             Err(e) => with_link(self.refused(e, ex)),
+        }
+    }
+
+    /// `DELETE /events/{topic}`: its events gone and its readers told, on
+    /// every instance; `404` if there is no such topic; `409` for a topic
+    /// a source feeds.
+    fn delete(&self, ex: &mut Exchange<'_>, topic: &str) -> Response {
+        if let Some(flag) = self.sources.owner(topic) {
+            return Response::error(
+                409,
+                &format!("topic {topic} is fed by {flag}; it cannot be deleted while ssed runs it"),
+            );
+        }
+        match self.store.delete(topic) {
+            Ok(true) => Response::json(200, &json!({ "topic": topic, "deleted": true })),
+            Ok(false) => Response::error(404, &format!("no topic {topic:?}")),
+            Err(e) => self.refused(e, ex),
         }
     }
 
@@ -230,6 +248,10 @@ fn refusal(e: StoreError) -> (Response, bool) {
             false,
         ),
         // Perhaps stored: say so, and with which key to retry.
+        // A delete carries no key: its retry is harmless (404 once done).
+        StoreError::Unknown { why, key } if key.is_empty() => {
+            (Response::error(504, &format!("perhaps done: {why}")), false)
+        }
         StoreError::Unknown { why, key } => (
             Response::error(
                 504,

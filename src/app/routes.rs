@@ -63,6 +63,8 @@ pub enum Route<'a> {
     Publish(Post),
     /// `POST /events/{topic}`.
     PublishTopic(&'a str),
+    /// `DELETE /events/{topic}`.
+    DeleteTopic(&'a str),
     /// `GET /topics`: the hub's topics as JSON.
     Topics,
     /// `GET /metrics`: Prometheus text.
@@ -105,7 +107,8 @@ pub fn route<'a>(method: &str, path: &'a str) -> Route<'a> {
         return match method {
             _ if get => Route::Subscribe(Some(topic)),
             "POST" => Route::PublishTopic(topic),
-            _ => Route::NotAllowed("GET, HEAD, POST, OPTIONS"),
+            "DELETE" => Route::DeleteTopic(topic),
+            _ => Route::NotAllowed("GET, HEAD, POST, DELETE, OPTIONS"),
         };
     }
     if let Some(post) = post {
@@ -137,7 +140,7 @@ impl Route<'_> {
     /// catch-all: a new route does not compile until it does.
     pub fn who(&self) -> Who {
         match self {
-            Route::Publish(_) | Route::PublishTopic(_) => Who::Publishers,
+            Route::Publish(_) | Route::PublishTopic(_) | Route::DeleteTopic(_) => Who::Publishers,
             Route::Messages | Route::Subscribe(_) | Route::Topics | Route::Metrics => {
                 Who::Subscribers
             }
@@ -164,6 +167,10 @@ pub enum Action {
     Metrics,
     /// `/healthz`: `200 ok`, or `503` naming what is down (the Redis link).
     Health,
+    /// `DELETE /events/{topic}`: the topic, decoded.
+    Delete {
+        topic: String,
+    },
     /// Read the body and publish it.
     Publish {
         to: PublishTo,
@@ -316,6 +323,9 @@ fn granted(action: &Action, access: &Access) -> Result<(), String> {
                 Err(format!("no grant to publish to {topic:?}"))
             }
         }
+        Action::Delete { topic } if !access.may_publish(topic) => Err(format!(
+            "no grant to delete {topic:?}: it needs the grant to publish to it"
+        )),
         Action::Metrics if !access.is_admin() => {
             Err("no grant to read /metrics: it needs \"admin\": true".into())
         }
@@ -358,6 +368,12 @@ fn act(req: &Request, route: Route, params: &[(String, String)], cors: &Cors) ->
                     to: PublishTo::Topic(topic),
                     event: param(params, "event").map(String::from),
                 },
+                None => bad("the topic is not valid percent-encoded UTF-8"),
+            }
+        }
+        Route::DeleteTopic(raw) => {
+            return match http1::percent_decode(raw) {
+                Some(topic) => Action::Delete { topic },
                 None => bad("the topic is not valid percent-encoded UTF-8"),
             }
         }
@@ -418,6 +434,7 @@ fn known_params(route: &Route) -> Option<&'static [&'static str]> {
             "token",
         ],
         Route::PublishTopic(_) => &["event", "token"],
+        Route::DeleteTopic(_) => &["token"],
         Route::Publish(_) | Route::Topics | Route::Metrics | Route::Health => &["token"],
         Route::Preflight | Route::NotAllowed(_) | Route::File { .. } => return None,
     })
@@ -685,10 +702,11 @@ mod tests {
             ("GET", "/events/news", Route::Subscribe(Some("news"))),
             ("GET", "/events/a/b", Route::Subscribe(Some("a/b"))),
             ("POST", "/events/news", Route::PublishTopic("news")),
+            ("DELETE", "/events/news", Route::DeleteTopic("news")),
             (
-                "DELETE",
+                "PUT",
                 "/events/news",
-                Route::NotAllowed("GET, HEAD, POST, OPTIONS"),
+                Route::NotAllowed("GET, HEAD, POST, DELETE, OPTIONS"),
             ),
             ("GET", "/events", Route::Subscribe(None)),
             ("POST", "/events", Route::NotAllowed("GET, HEAD, OPTIONS")),

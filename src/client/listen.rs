@@ -235,6 +235,7 @@ pub fn listen(l: &Listen, out: &mut dyn Write, err: &mut dyn Write) -> Outcome {
         out,
         err,
         count: 0,
+        deleted: false,
     };
     let mut retry = l.retry;
     // Connections in a row that delivered no event.
@@ -246,6 +247,8 @@ pub fn listen(l: &Listen, out: &mut dyn Write, err: &mut dyn Write) -> Outcome {
         let why = match ended {
             Ended::Finished | Ended::NoContent => return Outcome::Done,
             Ended::Fatal(why) => return Outcome::Failed(why),
+            // The stream's topic was deleted: it is over, not broken.
+            Ended::Broken(_) if printer.deleted => return Outcome::Done,
             Ended::Broken(why) => why,
         };
         failures = if printer.count > before {
@@ -307,6 +310,9 @@ struct Printer<'a> {
     out: &'a mut dyn Write,
     err: &'a mut dyn Write,
     count: u64,
+    /// A topic of the stream was deleted: when the stream ends, it is
+    /// not reconnected.
+    deleted: bool,
 }
 
 impl Printer<'_> {
@@ -338,12 +344,21 @@ impl Printer<'_> {
                 } else if m.event == sse::GAP_EVENT {
                     // A notice of lost events, not data: on stderr.
                     let _ = writeln!(self.err, "ssed: gap: {}", m.data);
+                } else if m.event == sse::DELETED_EVENT {
+                    let _ = writeln!(
+                        self.err,
+                        "ssed: {}: the topic was deleted: {}",
+                        self.l.url, m.data
+                    );
                 } else if m.event == "message" {
                     self.line(&m.data)?;
                 } else {
                     // A named event: its name first, so that it does not
                     // pass for a message.
                     self.line(&format!("[{}] {}", m.event, m.data))?;
+                }
+                if m.event == sse::DELETED_EVENT {
+                    self.deleted = true;
                 }
                 self.count += 1;
                 return Ok(self.l.events.is_some_and(|n| self.count >= n));

@@ -3,17 +3,20 @@
 //! - `ssed listen` ([`listen()`]) prints a stream's events as a browser's
 //!   EventSource receives them, and reconnects as it does;
 //! - `ssed publish` ([`publish()`]) sends an event and prints the reply;
+//! - `ssed delete` ([`delete()`]) deletes a topic;
 //! - `ssed token` ([`token()`]) prints a signed token.
 //!
 //! Both speak HTTP/1.1 through [`http`] (on the server's own `http1` bytes)
 //! to `http://` [`Url`]s. What they print is pipe-friendly.
 
+mod delete;
 pub mod http;
 mod listen;
 mod publish;
 mod token;
 pub mod url;
 
+pub use delete::{delete, parse_delete, Delete, DELETE_USAGE};
 pub use listen::{listen, parse_listen, Listen, LISTEN_USAGE, MAX_RETRY, MIN_RETRY};
 pub use publish::{parse_publish, publish, publish_lines, LineSettings, Publish, PUBLISH_USAGE};
 pub use token::{parse_token, token, TokenRequest, TOKEN_USAGE};

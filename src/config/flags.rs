@@ -429,6 +429,7 @@ pub fn usage() -> String {
          Usage: ssed [serve] [OPTIONS]     run the server\n       \
          ssed listen URL [OPTIONS]  print a stream's events (ssed listen --help)\n       \
          ssed publish URL [DATA]    publish an event (ssed publish --help)\n       \
+         ssed delete URL            delete a topic (ssed delete --help)\n       \
          ssed token [OPTIONS]       print a signed token (ssed token --help)\n\n\
          Options of serve (each also read from the environment variable shown):\n",
     );

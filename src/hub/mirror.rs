@@ -57,6 +57,13 @@ impl Hub {
         }
     }
 
+    /// A mirror: the shared log's event number `seq` deletes topic `name`
+    /// (its readers here are told), and moves the watermark to `seq`.
+    pub fn delete_remote(&self, name: &str, seq: u64) {
+        self.delete(name);
+        self.watermark.store(seq, Ordering::Release);
+    }
+
     /// Subscribes `notify` to `names` for what comes next, and returns the
     /// watermark at that moment: every event after it comes live, every
     /// event up to it is the shared log's to replay.

@@ -549,6 +549,20 @@ impl Hub {
         }
     }
 
+    /// Deletes topic `name`: its events are gone, its readers told (a
+    /// last `deleted` event), and a later publish starts it afresh.
+    /// Whether it existed.
+    pub fn delete(&self, name: &str) -> bool {
+        let mut topics = lock(&self.topics);
+        let Some(topic) = topics.remove(name) else {
+            return false;
+        };
+        drop(topics);
+        let freed = topic.delete();
+        self.total.fetch_sub(freed, Ordering::AcqRel);
+        true
+    }
+
     /// Subscribers of `topic` here.
     pub fn subscribers(&self, topic: &str) -> usize {
         lock(&self.topics).get(topic).map_or(0, |t| t.subscribers())

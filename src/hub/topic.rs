@@ -74,6 +74,9 @@ pub struct Topic {
     pub(super) pinned: AtomicBool,
     /// The hub was reset under it: its readers' streams end.
     closed: AtomicBool,
+    /// Deleted (`DELETE /events/{topic}`): its readers are told, and let
+    /// go of it.
+    deleted: AtomicBool,
     /// Who tells its subscribers of what it inserts.
     fanouts: Arc<dyn Dispatch>,
 }
@@ -198,6 +201,7 @@ impl Topic {
             queued: AtomicBool::new(false),
             pinned: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            deleted: AtomicBool::new(false),
             fanouts,
         })
     }
@@ -377,6 +381,29 @@ impl Topic {
     }
 
     /// Closes the topic and tells every reader.
+    /// Deletes the topic: its events are dropped (returns what they cost
+    /// the hub's budget), and its subscribers told, each of which lets go
+    /// of it after a last `deleted` event.
+    pub(super) fn delete(&self) -> usize {
+        self.deleted.store(true, Ordering::Release);
+        let mut ring = write(&self.ring);
+        let cost = ring.cost;
+        ring.entries.clear();
+        ring.bytes = 0;
+        ring.cost = 0;
+        ring.shrink();
+        let subscribers = ring.subscribers.clone();
+        drop(ring);
+        for s in subscribers {
+            s.closed();
+        }
+        cost
+    }
+
+    pub fn is_deleted(&self) -> bool {
+        self.deleted.load(Ordering::Acquire)
+    }
+
     pub(super) fn close(&self) {
         self.closed.store(true, Ordering::Release);
         let subscribers = read(&self.ring).subscribers.clone();
@@ -408,6 +435,15 @@ impl Subscription {
     /// Whether its topic was closed by a reset of the hub.
     pub fn is_closed(&self) -> bool {
         self.topic.is_closed()
+    }
+
+    /// Whether its topic was deleted: the reader says so and lets go.
+    pub fn is_deleted(&self) -> bool {
+        self.topic.is_deleted()
+    }
+
+    pub fn topic_name(&self) -> &str {
+        &self.topic.name
     }
 
     /// Moves the events past the cursor numbered at most `watermark` into

@@ -101,6 +101,11 @@ impl Store for Memory {
         self.hub.release(names);
     }
 
+    fn delete(&self, topic: &str) -> Result<bool, StoreError> {
+        check_topic(topic).map_err(StoreError::BadTopic)?;
+        Ok(self.hub.delete(topic))
+    }
+
     fn keys(&self) -> Option<usize> {
         Some(self.keys.len())
     }

@@ -55,6 +55,11 @@ pub trait Store: Send + Sync {
     /// Every topic of the log, with this instance's subscribers.
     fn topics(&self) -> Result<Vec<TopicState>, StoreError>;
 
+    /// Deletes `topic`, here and on every instance: its events are gone,
+    /// its readers told, and a later publish starts it afresh. Whether it
+    /// existed.
+    fn delete(&self, topic: &str) -> Result<bool, StoreError>;
+
     /// The link to a shared log, if there is one: `/healthz`, `/metrics`
     /// and `/topics` show it.
     fn link(&self) -> Option<Link> {

@@ -3,7 +3,7 @@
 //! the live events, a bounded piece at a time.
 
 use crate::hub::{Backlog, Entry, Gap, Hub, Subscribed, Subscription, Take, Watch};
-use crate::sse::{Event, GAP_EVENT};
+use crate::sse::{Event, DELETED_EVENT, GAP_EVENT};
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -32,6 +32,8 @@ pub struct Reader {
     backlog: Option<Box<dyn Backlog>>,
     /// Its patterns' watch, whose subscriptions to new topics it takes.
     pub(super) watch: Option<Arc<Watch>>,
+    /// Every topic it read was deleted: it ends.
+    orphaned: bool,
 }
 
 /// Events one piece takes at most, whatever their size: what a write
@@ -55,6 +57,7 @@ impl Reader {
             starts: Vec::new(),
             backlog: s.backlog,
             watch: s.watch,
+            orphaned: false,
         }
     }
 
@@ -72,6 +75,7 @@ impl Reader {
             starts: Vec::new(),
             backlog: None,
             watch: None,
+            orphaned: false,
         }
     }
 
@@ -88,6 +92,7 @@ impl Reader {
             starts: Vec::new(),
             backlog: None,
             watch: None,
+            orphaned: false,
         }
     }
 
@@ -127,6 +132,19 @@ impl Reader {
         let hub = self.hub.as_deref();
         for gap in self.gaps.drain(..) {
             out.push_back(gap_event(hub, &gap, self.resumed_from.as_deref()));
+        }
+        // Topics deleted under it: said, and let go of. A stream left with
+        // no topic (and no pattern that may bring one) ends.
+        if self.subs.iter().any(Subscription::is_deleted) {
+            self.subs.retain(|sub| {
+                if sub.is_deleted() {
+                    out.push_back(deleted_event(sub.topic_name()));
+                    false
+                } else {
+                    true
+                }
+            });
+            self.orphaned = self.subs.is_empty() && self.watch.is_none();
         }
         let mut left = Take {
             events: MAX_PIECE_EVENTS,
@@ -208,7 +226,7 @@ impl Reader {
     /// Whether a topic was closed under it (the hub was reset): the
     /// stream ends, and its client reconnects.
     pub(super) fn ended(&self) -> bool {
-        self.subs.iter().any(Subscription::is_closed)
+        self.orphaned || self.subs.iter().any(Subscription::is_closed)
     }
 
     pub(super) fn sent(&self, events: usize) {
@@ -218,6 +236,15 @@ impl Reader {
                 .fetch_add(events as u64, Ordering::Relaxed);
         }
     }
+}
+
+/// `event: deleted` for a topic deleted under a stream: `{"topic": ..}`,
+/// without an id (the client's `Last-Event-ID` stays its last event's).
+fn deleted_event(topic: &str) -> Arc<Event> {
+    let data = serde_json::json!({ "topic": topic });
+    let mut event = Event::named(DELETED_EVENT, data.to_string());
+    event.topic = Some(topic.to_string());
+    Arc::new(event)
 }
 
 /// `event: gap` with what is known of the lost events, counted in `hub`.

@@ -320,6 +320,26 @@ test("hub: subscribe, publish, see every event with its topic, name and id", asy
   await finish(page, "hub");
 });
 
+test("hub: a topic deleted from its row ends for its subscribers, who are told", async () => {
+  const page = await open("/hub.html");
+  page.on("dialog", (d) => d.accept());
+  await page.fill("#topics", "doomed, kept");
+  await page.click("#subscribe");
+  await page.locator("#state.open").waitFor({ timeout: WAIT });
+  await fetch(`${base}/events/doomed`, { method: "POST", body: "soon gone" });
+  await until("the topic's row", async () => (await page.locator('table.topics tr[data-topic="doomed"] button.delete').count()) === 1);
+  await page.click('table.topics tr[data-topic="doomed"] button.delete');
+  await until("the answer", async () => (await text(page, "#reply")) === "Deleted doomed.");
+  await until("the notice in the log", async () =>
+    (await page.locator("#log li").allInnerTexts()).some((t) => t.includes("the topic doomed was deleted")));
+  await until("the row gone", async () => (await page.locator('table.topics tr[data-topic="doomed"]').count()) === 0);
+  // The stream goes on for the other topic.
+  const res = await fetch(`${base}/events/kept`, { method: "POST", body: "still here" });
+  const id = (await res.json()).id;
+  await page.locator(`#log li[data-id="${id}"]`).waitFor({ timeout: WAIT });
+  await finish(page, "hub-delete");
+});
+
 test("hub: a token field for servers that ask for one, with clear 401s", async () => {
   allowed.push(/status of 401/);
   const locked = await startSsed("127.0.0.1:0", ["--subscribe-token", "sub-secret", "--publish-token", "pub-secret"]);

@@ -333,6 +333,11 @@ impl Shared {
                     self.resets.fetch_add(1, Ordering::Relaxed);
                     self.hub.rejoin(run, seq - 1, true);
                 }
+                if is_deletion(entry) {
+                    self.hub.delete_remote(&topic, seq);
+                    *pos = Some(Position { seq, print: None });
+                    continue;
+                }
                 let print = idempotency::fingerprint(&topic, event.event.as_deref(), &event.data);
                 self.hub.insert_remote(&topic, seq, event);
                 *pos = Some(Position {
@@ -386,4 +391,18 @@ fn fingerprint(entry: &Reply) -> Option<u64> {
         event.event.as_deref(),
         &event.data,
     ))
+}
+
+/// Whether a feed entry deletes its topic (`x` = `deleted`, see
+/// `scripts::DELETE`).
+fn is_deletion(entry: &Reply) -> bool {
+    entry
+        .items()
+        .and_then(|e| e.get(1))
+        .and_then(Reply::items)
+        .is_some_and(|fields| {
+            fields
+                .chunks(2)
+                .any(|pair| matches!(pair, [n, v] if n.bytes() == Some(b"x") && v.bytes() == Some(b"deleted")))
+        })
 }

@@ -123,6 +123,7 @@ struct Shared {
     renew_script: LuaScript,
     can_script: LuaScript,
     fence_script: LuaScript,
+    delete_script: LuaScript,
     publish_script: LuaScript,
     last_script: LuaScript,
     reconnects: AtomicU64,
@@ -161,6 +162,7 @@ impl Redis {
             renew_script: LuaScript::new(scripts::RENEW),
             can_script: LuaScript::new(checks::CAN),
             fence_script: LuaScript::new(scripts::FENCE),
+            delete_script: LuaScript::new(scripts::DELETE),
             last_script: LuaScript::new(scripts::LAST),
             publish_script: LuaScript::new(scripts::PUBLISH),
             reconnects: AtomicU64::new(0),
@@ -469,6 +471,10 @@ impl Store for Redis {
             resets: s.resets.load(Ordering::Relaxed),
             refusing: link.up.then(|| link.full.clone()).flatten(),
         })
+    }
+
+    fn delete(&self, topic: &str) -> Result<bool, StoreError> {
+        self.delete_topic(topic)
     }
 
     /// A topic nobody here watches is forgotten, whatever it holds: Redis

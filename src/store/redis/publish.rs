@@ -217,6 +217,66 @@ impl Redis {
 /// Keys remembered whose publish's outcome is unknown, at most.
 const MAX_UNKNOWN: usize = 10_000;
 
+impl Redis {
+    /// Deletes `topic` in Redis; every instance (this one too) deletes it
+    /// here when the feed brings the deletion. Not reached: 503; sent and
+    /// no answer: 504 (a retry is harmless: 404 once done).
+    pub(super) fn delete_topic(&self, topic: &str) -> Result<bool, StoreError> {
+        let s = &self.shared;
+        check_topic(topic).map_err(StoreError::BadTopic)?;
+        let named = |why: String| format!("redis {}: {why}", s.target);
+        if let Some(why) = s.down() {
+            return Err(StoreError::Down(named(format!("down: {why}"))));
+        }
+        let run = s.hub.run_token();
+        let stream = stream_key(topic);
+        let keys: [&[u8]; 9] = [
+            RUN.as_bytes(),
+            SEQ.as_bytes(),
+            stream.as_bytes(),
+            FEED.as_bytes(),
+            TOPICS.as_bytes(),
+            BYTES.as_bytes(),
+            CUT.as_bytes(),
+            COST.as_bytes(),
+            TOTAL.as_bytes(),
+        ];
+        let feed = FEED_LENGTH.to_string();
+        let args: [&[u8]; 3] = [run.as_bytes(), topic.as_bytes(), feed.as_bytes()];
+        let reply = s.pool.with(s, |c| {
+            c.eval(&s.delete_script, &keys, &args, &small_reply())
+        });
+        match reply {
+            Ok(Reply::Int(0)) => Ok(false),
+            Ok(Reply::Int(seq)) if seq > 0 => {
+                // Gone here as soon as the feed brings it: wait briefly, so
+                // that a subscribe right after the answer finds it gone.
+                let deadline = std::time::Instant::now() + s.settings.timeout;
+                while s.hub.watermark() < seq as u64 && std::time::Instant::now() < deadline {
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+                Ok(true)
+            }
+            Ok(Reply::Error(e)) if e.starts_with("SSEDRUN ") => {
+                s.restart_feed();
+                Err(StoreError::LostData(named(
+                    "it lost the shared hub's data; it is being set up again".into(),
+                )))
+            }
+            Ok(Reply::Error(e)) => Err(StoreError::Down(named(format!("refused: {e}")))),
+            Ok(other) => Err(StoreError::Unknown {
+                why: named(format!("an unexpected reply to a delete: {other:?}")),
+                key: String::new(),
+            }),
+            Err(e) if e.after_sending() => Err(StoreError::Unknown {
+                why: named(format!("no answer after the delete was sent ({e}); retry it: a topic deleted already is 404")),
+                key: String::new(),
+            }),
+            Err(e) => Err(StoreError::Down(named(format!("not reached: {e}")))),
+        }
+    }
+}
+
 /// What the publish script's reply means (its contract: `scripts::PUBLISH`).
 #[derive(Debug, PartialEq)]
 enum Outcome {

@@ -48,6 +48,31 @@ end
 return {redis.call('get', KEYS[1]) or ARGV[3], tonumber(redis.call('get', KEYS[2]) or '0'), renewed}
 ";
 
+/// Deletes topic `ARGV[2]`: its stream and its part of the accounting,
+/// and appends to the feed, under the next number, an entry that tells
+/// every instance (`x` = `deleted`). Returns that number, or 0 when there
+/// is no such topic.
+/// KEYS: run, seq, topic stream, feed, topics, bytes, cut, cost, total.
+/// ARGV: run, topic, feed length.
+pub(super) const DELETE: &str = r"
+if redis.call('get', KEYS[1]) ~= ARGV[1] then
+  return redis.error_reply('SSEDRUN the shared hub was reset')
+end
+if redis.call('sismember', KEYS[5], ARGV[2]) == 0 then
+  return 0
+end
+local cost = tonumber(redis.call('zscore', KEYS[8], ARGV[2]) or '0')
+redis.call('del', KEYS[3])
+redis.call('srem', KEYS[5], ARGV[2])
+redis.call('hdel', KEYS[6], ARGV[2])
+redis.call('hdel', KEYS[7], ARGV[2])
+redis.call('zrem', KEYS[8], ARGV[2])
+redis.call('incrby', KEYS[9], -cost)
+local seq = redis.call('incr', KEYS[2])
+redis.call('xadd', KEYS[4], 'MAXLEN', '~', ARGV[3], seq .. '-0', 't', ARGV[2], 'x', 'deleted')
+return seq
+";
+
 /// Where the newest `ARGV[2]` events up to number `ARGV[1]` of the topics
 /// KEYS start: the number just before them (0: there are no more than
 /// that). Only a number comes back, whatever the events hold. (The one
@@ -242,6 +267,9 @@ mod tests {
         // and a fresh one.
         assert_eq!((highest(JOIN, "KEYS"), highest(JOIN, "ARGV")), (2, 1));
         assert_eq!((highest(RENEW, "KEYS"), highest(RENEW, "ARGV")), (2, 2));
+        // The delete: what the publish keeps, less the key; run, topic,
+        // the feed's length.
+        assert_eq!((highest(DELETE, "KEYS"), highest(DELETE, "ARGV")), (9, 3));
         // The fence: run, seq, fence; the server, trust, a fresh run, the
         // run joined.
         assert_eq!((highest(FENCE, "KEYS"), highest(FENCE, "ARGV")), (3, 4));
@@ -254,7 +282,7 @@ mod tests {
     fn every_error_reply_is_a_code_and_a_message() {
         // Redis 7.0 turns `error_reply('CODE')` into `ERR CODE`, which the
         // backend would not recognise.
-        for script in [JOIN, LAST, PUBLISH, RENEW, FENCE] {
+        for script in [JOIN, LAST, PUBLISH, RENEW, FENCE, DELETE] {
             let mut rest = script;
             while let Some(i) = rest.find("error_reply('") {
                 rest = &rest[i + "error_reply('".len()..];
