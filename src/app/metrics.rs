@@ -19,6 +19,8 @@ pub struct Sources<'a> {
     pub buffers: &'a crate::stream::Buffers,
     /// Idempotency keys kept in memory (without Redis).
     pub keys: Option<usize>,
+    /// Other instances' subscribers by topic (with a shared log).
+    pub elsewhere: Option<std::collections::HashMap<String, usize>>,
     /// The application asked about requests (`--auth-url`).
     pub asker: Option<&'a super::ask::Counters>,
 }
@@ -208,6 +210,27 @@ pub fn render(s: &Sources) -> String {
         "Subscribers now, by topic.",
         &per_topic(&|t| t.subscribers() as u64),
     );
+    if let Some(elsewhere) = &s.elsewhere {
+        // Every topic with subscribers anywhere: here, or on another.
+        let mut all: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+        for t in &topics {
+            *all.entry(t.name()).or_default() += t.subscribers() as u64;
+        }
+        for (topic, n) in elsewhere {
+            *all.entry(topic.as_str()).or_default() += *n as u64;
+        }
+        let samples: Vec<(String, u64)> = all
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(topic, n)| (format!("{{topic=\"{topic}\"}}"), n))
+            .collect();
+        metric(
+            "ssed_subscribers_all",
+            "gauge",
+            "Subscribers by topic on every instance sharing the hub (the others' counted at most a second or so ago); ssed_subscribers counts this instance's.",
+            &samples,
+        );
+    }
     metric(
         "ssed_history_bytes",
         "gauge",

@@ -192,6 +192,7 @@ impl App {
             buffers: &self.buffers,
             keys: self.store.keys(),
             asker: self.asker.as_ref().map(|a| &a.counters),
+            elsewhere: self.store.subscribers_elsewhere(),
         });
         Response::new(
             200,

@@ -73,6 +73,13 @@ pub trait Store: Send + Sync {
     /// Stops its threads (a shared log's link).
     fn stop(&self) {}
 
+    /// Other instances' subscribers by topic (a shared log's), at most a
+    /// couple of seconds old: `/topics` and a publish's reply count them
+    /// with this instance's.
+    fn subscribers_elsewhere(&self) -> Option<std::collections::HashMap<String, usize>> {
+        None
+    }
+
     /// Idempotency keys kept in this process, if they are kept here.
     fn keys(&self) -> Option<usize> {
         None

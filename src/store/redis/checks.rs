@@ -9,7 +9,8 @@
 
 use super::conn::{small_reply, Conn};
 use super::keys::{
-    stream_key, BYTES, COST, CUT, FEED, FENCE, IDEM_PREFIX, RUN, SEQ, TOPICS, TOTAL,
+    stream_key, BYTES, COST, CUT, FEED, FENCE, IDEM_PREFIX, INSTANCES, RUN, SEQ, SUBS_PREFIX,
+    TOPICS, TOTAL,
 };
 use super::{Limits, Reply, Shared};
 use crate::hub::new_run;
@@ -19,7 +20,7 @@ use crate::log;
 /// (older Redis has no ACL of that kind: `unknown`). Returns the first
 /// command refused with its keys, or `ok`.
 /// KEYS: run, seq, a topic stream, feed, topics, bytes, cut, cost, total,
-/// an idempotency key.
+/// an idempotency key, the instances, an instance's counts.
 pub(super) const CAN: &str = r"
 if not redis.acl_check_cmd then
   return 'unknown'
@@ -34,6 +35,9 @@ local checks = {
   {'hincrby', KEYS[6], 'x', '1'}, {'hset', KEYS[7], 'x', '1'},
   {'zincrby', KEYS[8], '1', 'x'}, {'zrevrange', KEYS[8], '0', '1'}, {'zrem', KEYS[8], 'x'},
   {'incrby', KEYS[9], '1'}, {'get', KEYS[10]}, {'set', KEYS[10], 'x', 'EX', '1'},
+  {'del', KEYS[3]}, {'srem', KEYS[5], 'x'}, {'hdel', KEYS[6], 'x'}, {'zscore', KEYS[8], 'x'},
+  {'zadd', KEYS[11], '1', 'x'}, {'zremrangebyscore', KEYS[11], '0', '1'}, {'zrange', KEYS[11], '0', '1'},
+  {'hset', KEYS[12], 'x', '1'}, {'pexpire', KEYS[12], '1'}, {'hgetall', KEYS[12]}, {'del', KEYS[12]},
 }
 for _, c in ipairs(checks) do
   if not redis.acl_check_cmd(unpack(c)) then
@@ -160,7 +164,8 @@ impl Shared {
         }
         let topic = stream_key("x");
         let idem = format!("{IDEM_PREFIX}x");
-        let keys: [&[u8]; 10] = [
+        let counts = format!("{SUBS_PREFIX}x");
+        let keys: [&[u8]; 12] = [
             RUN.as_bytes(),
             SEQ.as_bytes(),
             topic.as_bytes(),
@@ -171,6 +176,8 @@ impl Shared {
             COST.as_bytes(),
             TOTAL.as_bytes(),
             idem.as_bytes(),
+            INSTANCES.as_bytes(),
+            counts.as_bytes(),
         ];
         let reply = conn
             .eval(&self.can_script, &keys, &[], &small_reply())

@@ -4,7 +4,7 @@
 //! not the one it followed.
 
 use super::conn::{small_reply, Conn};
-use super::keys::{parse_entry, parse_id, FEED, RUN, SEQ};
+use super::keys::{parse_entry, parse_id, FEED, INSTANCES, RUN, SEQ, SUBS_PREFIX};
 use super::{
     Limits, Reply, Shared, BLOCK, FIRST_BACKOFF, MAX_BACKOFF, PING_EVERY, RUN_CHECK_EVERY,
 };
@@ -269,6 +269,10 @@ impl Shared {
                         );
                     }
                 }
+                // Subscribers across instances, as often.
+                if let Err(e) = self.count_subscribers(conn) {
+                    return e;
+                }
                 run_checked = Instant::now();
             }
             if pinged.elapsed() >= PING_EVERY {
@@ -349,6 +353,66 @@ impl Shared {
         "stopping".into()
     }
 }
+
+impl Shared {
+    /// Tells Redis this instance's subscribers by topic, and learns the
+    /// others' (see `scripts::COUNTS`).
+    fn count_subscribers(&self, conn: &mut Conn) -> Result<(), String> {
+        let mine: Vec<(String, String)> = self
+            .hub
+            .topics()
+            .iter()
+            .filter_map(|t| {
+                let n = t.subscribers();
+                (n > 0).then(|| (t.name().to_string(), n.to_string()))
+            })
+            .collect();
+        let ttl = COUNTED_FOR.as_millis().to_string();
+        let mut args: Vec<&[u8]> = vec![self.instance.as_bytes(), ttl.as_bytes()];
+        for (topic, n) in &mine {
+            args.push(topic.as_bytes());
+            args.push(n.as_bytes());
+        }
+        let key = format!("{SUBS_PREFIX}{}", self.instance);
+        let limits = Limits {
+            bulk: crate::hub::MAX_TOPIC_LEN.max(24),
+            items: self.settings.max_topics.max(1) * 2,
+            depth: 1,
+            total: self.settings.max_topics.max(1) * 256,
+        };
+        let reply = conn
+            .eval(
+                &self.counts_script,
+                &[INSTANCES.as_bytes(), key.as_bytes()],
+                &args,
+                &limits,
+            )
+            .map_err(|e| e.to_string())?;
+        let Some(items) = reply.items() else {
+            // Refused (an ACL): counted here only.
+            return Ok(());
+        };
+        let mut elsewhere = std::collections::HashMap::new();
+        for pair in items.chunks(2) {
+            if let [topic, n] = pair {
+                match (topic.text(), n.int()) {
+                    // What Redis holds is checked as any input: a name
+                    // goes into /metrics labels.
+                    (Some(topic), Some(n)) if crate::hub::check_topic(topic).is_ok() => {
+                        elsewhere.insert(topic.to_string(), n.max(0) as usize);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        *lock(&self.elsewhere) = elsewhere;
+        Ok(())
+    }
+}
+
+/// How long an instance's counts stand without being renewed: one that
+/// dies stops being counted within this.
+const COUNTED_FOR: Duration = Duration::from_secs(3);
 
 /// Where an instance is in the log: the number of the last event it has,
 /// and that event's fingerprint (topic, name, data) if it read it from the

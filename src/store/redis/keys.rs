@@ -15,6 +15,10 @@ pub(super) const TOTAL: &str = "ssed:total";
 /// The Redis server (its `run_id`) that last joined the log: another one
 /// means a restart or a failover.
 pub(super) const FENCE: &str = "ssed:fence";
+/// Instances alive, by when they last counted their subscribers.
+pub(super) const INSTANCES: &str = "ssed:instances";
+/// Each instance's subscribers by topic: this and its id.
+pub(super) const SUBS_PREFIX: &str = "ssed:subs:";
 /// Each topic's stream is this and its name.
 pub(super) const TOPIC_PREFIX: &str = "ssed:t:";
 /// Each publish's idempotency key is this and the key: it holds the

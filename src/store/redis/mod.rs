@@ -124,6 +124,12 @@ struct Shared {
     can_script: LuaScript,
     fence_script: LuaScript,
     delete_script: LuaScript,
+    counts_script: LuaScript,
+    /// This instance, as the others count it.
+    instance: String,
+    /// The other instances' subscribers by topic, at most a couple of
+    /// seconds old.
+    elsewhere: Mutex<std::collections::HashMap<String, usize>>,
     publish_script: LuaScript,
     last_script: LuaScript,
     reconnects: AtomicU64,
@@ -163,6 +169,9 @@ impl Redis {
             can_script: LuaScript::new(checks::CAN),
             fence_script: LuaScript::new(scripts::FENCE),
             delete_script: LuaScript::new(scripts::DELETE),
+            counts_script: LuaScript::new(scripts::COUNTS),
+            instance: format!("{}-{}", crate::hub::new_run(), std::process::id()),
+            elsewhere: Mutex::default(),
             last_script: LuaScript::new(scripts::LAST),
             publish_script: LuaScript::new(scripts::PUBLISH),
             reconnects: AtomicU64::new(0),
@@ -375,6 +384,11 @@ impl Shared {
         true
     }
 
+    /// The other instances' subscribers of `topic`, as last counted.
+    pub(super) fn elsewhere(&self, topic: &str) -> usize {
+        lock(&self.elsewhere).get(topic).copied().unwrap_or(0)
+    }
+
     pub(super) fn restart_feed(&self) {
         if let Some(sock) = lock(&self.feed_socket).as_ref() {
             let _ = sock.shutdown(Shutdown::Both);
@@ -447,15 +461,38 @@ impl Store for Redis {
         let topics = self
             .topics_in_redis()
             .map_err(|why| StoreError::Down(format!("redis {}: {why}", self.shared.target)))?;
-        Ok(topics
+        let mut listed: Vec<TopicState> = topics
             .into_iter()
             .map(|(name, retained, newest)| TopicState {
-                subscribers: hub.subscribers(&name),
+                subscribers: hub.subscribers(&name) + self.shared.elsewhere(&name),
                 retained,
                 last_id: newest.map(|seq| hub.id(seq)),
                 name,
             })
-            .collect())
+            .collect();
+        // Topics read somewhere that have had no event yet are topics too,
+        // as they are without Redis.
+        let mut watched: Vec<String> = hub
+            .topics()
+            .iter()
+            .filter(|t| t.subscribers() > 0)
+            .map(|t| t.name().to_string())
+            .chain(lock(&self.shared.elsewhere).keys().cloned())
+            .collect();
+        watched.sort();
+        watched.dedup();
+        for name in watched {
+            if listed.iter().all(|t| t.name != name) {
+                listed.push(TopicState {
+                    subscribers: hub.subscribers(&name) + self.shared.elsewhere(&name),
+                    retained: 0,
+                    last_id: None,
+                    name,
+                });
+            }
+        }
+        listed.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(listed)
     }
 
     fn link(&self) -> Option<Link> {
@@ -475,6 +512,10 @@ impl Store for Redis {
 
     fn delete(&self, topic: &str) -> Result<bool, StoreError> {
         self.delete_topic(topic)
+    }
+
+    fn subscribers_elsewhere(&self) -> Option<std::collections::HashMap<String, usize>> {
+        Some(lock(&self.shared.elsewhere).clone())
     }
 
     /// A topic nobody here watches is forgotten, whatever it holds: Redis

@@ -146,7 +146,10 @@ impl Redis {
                 s.mark_full(None);
                 self.settle(key);
                 s.hub.counters.trimmed.fetch_add(trimmed, Ordering::Relaxed);
-                Ok((crate::hub::format_id(&run, seq), s.hub.subscribers(topic)))
+                Ok((
+                    crate::hub::format_id(&run, seq),
+                    s.hub.subscribers(topic) + s.elsewhere(topic),
+                ))
             }
             Outcome::TooManyTopics => Err(StoreError::TooManyTopics(s.settings.max_topics)),
             Outcome::KeyReused => {

@@ -73,6 +73,45 @@ redis.call('xadd', KEYS[4], 'MAXLEN', '~', ARGV[3], seq .. '-0', 't', ARGV[2], '
 return seq
 ";
 
+/// Counts subscribers across instances: stores this instance's counts
+/// (`ARGV[3..]`: topic, count, ...) under `KEYS[2]` for `ARGV[2]` ms,
+/// notes the instance (`ARGV[1]`) alive in `KEYS[1]` (scored by Redis's
+/// own clock, so instances' clocks do not matter), forgets instances not
+/// heard from within that time, and returns every other live instance's
+/// counts summed: topic, count, ...
+/// (The other instances' keys are made from `KEYS[2]`'s prefix: fine on
+/// one Redis, not meant for Redis Cluster.)
+pub(super) const COUNTS: &str = r"
+local t = redis.call('time')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[2])
+redis.call('del', KEYS[2])
+for i = 3, #ARGV - 1, 2 do
+  redis.call('hset', KEYS[2], ARGV[i], ARGV[i + 1])
+end
+if #ARGV > 2 then
+  redis.call('pexpire', KEYS[2], ttl)
+end
+redis.call('zadd', KEYS[1], now, ARGV[1])
+redis.call('zremrangebyscore', KEYS[1], '-inf', now - ttl)
+local prefix = string.sub(KEYS[2], 1, #KEYS[2] - #ARGV[1])
+local sums = {}
+for _, id in ipairs(redis.call('zrange', KEYS[1], 0, -1)) do
+  if id ~= ARGV[1] then
+    local counts = redis.call('hgetall', prefix .. id)
+    for i = 1, #counts, 2 do
+      sums[counts[i]] = (sums[counts[i]] or 0) + tonumber(counts[i + 1])
+    end
+  end
+end
+local out = {}
+for topic, n in pairs(sums) do
+  table.insert(out, topic)
+  table.insert(out, n)
+end
+return out
+";
+
 /// Where the newest `ARGV[2]` events up to number `ARGV[1]` of the topics
 /// KEYS start: the number just before them (0: there are no more than
 /// that). Only a number comes back, whatever the events hold. (The one
@@ -282,7 +321,7 @@ mod tests {
     fn every_error_reply_is_a_code_and_a_message() {
         // Redis 7.0 turns `error_reply('CODE')` into `ERR CODE`, which the
         // backend would not recognise.
-        for script in [JOIN, LAST, PUBLISH, RENEW, FENCE, DELETE] {
+        for script in [JOIN, LAST, PUBLISH, RENEW, FENCE, DELETE, COUNTS] {
             let mut rest = script;
             while let Some(i) = rest.find("error_reply('") {
                 rest = &rest[i + "error_reply('".len()..];
