@@ -1204,3 +1204,110 @@ fn deleting_needs_the_right_to_publish() {
         400
     );
 }
+
+#[test]
+fn history_ttl_drops_old_events_says_so_on_resume_and_forgets_unread_topics() {
+    let server = start(|c| {
+        c.history_ttl = Some(Duration::from_millis(200));
+        c.max_topics = 3;
+    });
+    let addr = server.addr();
+    let post = |topic: &str, data: &str| -> (u16, String) {
+        let (head, body) = fetch(
+            addr,
+            "POST",
+            &format!("/events/{topic}"),
+            &[],
+            data.as_bytes(),
+        );
+        let id = if head.status == 200 {
+            json(&body)["id"].as_str().unwrap().to_string()
+        } else {
+            body
+        };
+        (head.status, id)
+    };
+    let topics = || -> Vec<String> {
+        json(&fetch(addr, "GET", "/topics", &[], b"").1)
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["topic"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (_, first) = post("news", "old one");
+    post("news", "old two");
+    post("a", "x");
+    post("b", "x");
+    // Three topics: a fourth is refused...
+    assert_eq!(post("c", "x").0, 429);
+    // ...until the unread ones have aged out and are forgotten.
+    wait_until(Duration::from_secs(10), "the topics forgotten", || {
+        topics().is_empty()
+    });
+    assert_eq!(post("c", "x").0, 200);
+    // A resume from before: a gap for what aged out, then what is new.
+    let (_, new) = post("news", "new");
+    let mut back = Conn::send(
+        addr,
+        "GET",
+        "/events/news",
+        &[("Last-Event-ID", &first)],
+        b"",
+    );
+    assert_eq!(back.head().status, 200);
+    let got = back.events(2);
+    assert_eq!(got[0].event, "gap", "{got:?}");
+    assert_eq!(
+        (got[1].data.as_str(), got[1].id.as_str()),
+        ("new", new.as_str())
+    );
+    // Context for a new client: only what is young enough.
+    let mut fresh = Conn::open_stream(addr, "/events/news?last=10");
+    assert_eq!(fresh.events(1)[0].data, "new");
+}
+
+#[test]
+fn many_short_lived_topics_leave_nothing_behind() {
+    let server = start(|c| {
+        c.history_ttl = Some(Duration::from_millis(100));
+        c.max_topics = 100_000;
+    });
+    let addr = server.addr();
+    // Published to once each, on one kept connection, and never read.
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    conn.set_nodelay(true).unwrap();
+    use std::io::{BufRead, BufReader, Write};
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    for i in 0..5000 {
+        // One write a request: no small segment waits for an ACK.
+        let req =
+            format!("POST /events/job/{i} HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\ndone");
+        conn.write_all(req.as_bytes()).unwrap();
+        let mut status = String::new();
+        reader.read_line(&mut status).unwrap();
+        assert!(status.contains(" 200 "), "{status}");
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap();
+            }
+            if line == "\r\n" {
+                break;
+            }
+        }
+        let mut body = vec![0; length];
+        std::io::Read::read_exact(&mut reader, &mut body).unwrap();
+    }
+    let metric = |name: &str| -> u64 {
+        let text = fetch(addr, "GET", "/metrics", &[], b"").1;
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(u64::MAX)
+    };
+    wait_until(Duration::from_secs(10), "every topic gone", || {
+        metric("ssed_topics") == 0 && metric("ssed_history_bytes") == 0
+    });
+}

@@ -1156,3 +1156,41 @@ fn subscribers_are_counted_on_every_instance() {
     });
     drop(on_a);
 }
+
+#[test]
+fn history_ttl_in_redis_drops_old_events_and_forgets_topics_on_every_instance() {
+    let Some(redis) = Redis::start(false) else {
+        return;
+    };
+    let ttl = |c: &mut Config| {
+        c.history_ttl = Some(Duration::from_millis(300));
+        c.max_topics = 3;
+    };
+    let a = instance(&redis, ttl);
+    let b = instance(&redis, ttl);
+    let first = publish(a.addr(), "/events/news", "old one");
+    publish(a.addr(), "/events/news", "old two");
+    publish(b.addr(), "/events/x", "x");
+    publish(b.addr(), "/events/y", "y");
+    assert_eq!(
+        fetch(a.addr(), "POST", "/events/z", &[], b"z").0.status,
+        429
+    );
+    let listed = |addr: SocketAddr| fetch(addr, "GET", "/topics", &[], b"").1;
+    for addr in [a.addr(), b.addr()] {
+        wait_until(SOON, "the topics aged out", || {
+            json(&listed(addr)).as_array().unwrap().is_empty()
+        });
+    }
+    assert_eq!(redis.cmd(&["SCARD", "ssed:topics"]).trim(), ":0");
+    publish(a.addr(), "/events/z", "z");
+    // A resume from before, on the other instance: a gap, then the new.
+    let new = publish(a.addr(), "/events/news", "new");
+    let mut back = subscribe(b.addr(), "/events/news", &[("Last-Event-ID", &first)]);
+    let got = back.events(2);
+    assert_eq!(got[0].event, "gap", "{got:?}");
+    assert_eq!(
+        (got[1].data.as_str(), got[1].id.as_str()),
+        ("new", new.as_str())
+    );
+}

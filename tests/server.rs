@@ -840,7 +840,7 @@ fn cors_for_allowed_origins_only() {
     );
     assert_eq!(
         head.header("Access-Control-Allow-Methods"),
-        Some("GET, HEAD, POST, OPTIONS")
+        Some("GET, HEAD, POST, DELETE, OPTIONS")
     );
     assert_eq!(
         head.header("Access-Control-Allow-Headers"),

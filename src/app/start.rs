@@ -9,7 +9,7 @@ use super::App;
 use crate::config::Config;
 use crate::conn::{self, Conns, Handler};
 use crate::demos::Demos;
-use crate::hub::{Fanouts, Hub, Retention};
+use crate::hub::{Fanouts, Hub, Retention, Sweeper};
 use crate::log::Throttled;
 use crate::memory;
 use crate::sources::{self, Sources};
@@ -44,6 +44,7 @@ fn open_store(
                 max_event_bytes: config.max_event_bytes,
                 timeout: config.redis_timeout,
                 idempotency_ttl: config.idempotency_ttl,
+                history_ttl: config.history_ttl,
             },
             hub,
         )?),
@@ -59,6 +60,8 @@ pub struct Server {
     demos: Demos,
     fanouts: Arc<Fanouts>,
     limits: Limits,
+    /// `--history-ttl`'s sweep, if there is one.
+    sweeper: Option<Sweeper>,
 }
 
 /// The caps in force, what they were sized for, and where the connection
@@ -183,15 +186,19 @@ impl Server {
         let demos = Demos::start(&config.pace, Arc::clone(&fanouts))?;
         let conn_counters = Arc::new(conn::Counters::default());
         let pressure: Arc<dyn conn::Pressure> = Arc::clone(&buffers) as Arc<dyn conn::Pressure>;
-        let hub = Arc::new(Hub::new(
-            Retention {
-                history: config.history,
-                bytes: config.history_bytes,
-            },
-            config.max_topics,
-            history_total,
-            Arc::clone(&fanouts),
-        ));
+        let hub = Arc::new(
+            Hub::new(
+                Retention {
+                    history: config.history,
+                    bytes: config.history_bytes,
+                },
+                config.max_topics,
+                history_total,
+                Arc::clone(&fanouts),
+            )
+            .with_ttl(config.history_ttl),
+        );
+        let sweeper = Sweeper::start(&hub)?;
         let store = open_store(&config, Arc::clone(&hub), history_total, sizing.max_keys)?;
         let sources = Sources::start(
             &config.sources,
@@ -257,6 +264,7 @@ impl Server {
             demos,
             fanouts,
             limits,
+            sweeper,
         })
     }
 
@@ -295,6 +303,9 @@ impl Server {
         self.app.store.stop();
         self.fanouts.stop();
         self.demos.stop();
+        if let Some(sweeper) = &self.sweeper {
+            sweeper.stop();
+        }
         for t in [
             &self.app.refused_streams,
             &self.app.refused_topics,

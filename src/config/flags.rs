@@ -184,6 +184,15 @@ pub const FLAGS: &[Flag] = &[
         repeat: None,
     },
     Flag {
+        name: "--history-ttl",
+        var: "SSED_HISTORY_TTL",
+        value: Some("SECS"),
+        help: "events older than this are dropped and not replayed (a resume for them gets a gap), and topics left with no events and no subscribers are forgotten; s, m, h or d suffixes; 0: kept until trimmed",
+        default: "0",
+        set: |c, v| set(&mut c.history_ttl, age(v)),
+        repeat: None,
+    },
+    Flag {
         name: "--max-topics",
         var: "SSED_MAX_TOPICS",
         value: Some("N"),
@@ -577,6 +586,26 @@ fn seconds(value: &str, min: f64, max: f64) -> Result<Duration, String> {
         Ok(s) if (min..=max).contains(&s) => Ok(Duration::from_secs_f64(s)),
         _ => Err(format!("expected seconds from {min} to {max}")),
     }
+}
+
+/// An age: seconds (fractions allowed), or with `s`, `m`, `h` or `d`; `0`
+/// is none.
+fn age(value: &str) -> Result<Option<Duration>, String> {
+    let expected = || {
+        "expected seconds (0 for none), or a number with s, m, h or d, such as 90, 15m or 7d, up to 366d".to_string()
+    };
+    let (number, scale) = match value.char_indices().last() {
+        Some((i, 's')) => (&value[..i], 1.0),
+        Some((i, 'm')) => (&value[..i], 60.0),
+        Some((i, 'h')) => (&value[..i], 3600.0),
+        Some((i, 'd')) => (&value[..i], 86_400.0),
+        _ => (value, 1.0),
+    };
+    let secs = number.parse::<f64>().map_err(|_| expected())? * scale;
+    if !(0.0..=366.0 * 86_400.0).contains(&secs) {
+        return Err(expected());
+    }
+    Ok((secs > 0.0).then(|| Duration::from_secs_f64(secs)))
 }
 
 fn millis(value: &str, min: u64, max: u64) -> Result<Duration, String> {

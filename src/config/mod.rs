@@ -107,6 +107,8 @@ pub struct Config {
     pub history_bytes: usize,
     /// `None`: what the memory limit allows (see `memory::Sizing`).
     pub history_total: Option<usize>,
+    /// `--history-ttl`: events older than this are dropped.
+    pub history_ttl: Option<Duration>,
     pub max_topics: usize,
     pub max_event_bytes: usize,
     pub publish_token: Option<String>,
@@ -161,6 +163,7 @@ impl Default for Config {
             history: 1000,
             history_bytes: 1024 * 1024,
             history_total: None,
+            history_ttl: None,
             max_topics: 1000,
             max_event_bytes: 64 * 1024,
             publish_token: None,
@@ -284,6 +287,23 @@ mod tests {
             Ok(Command::Serve(c)) => Ok(*c),
             Ok(other) => Err(format!("{other:?}")),
             Err(UsageError(e)) => Err(e),
+        }
+    }
+
+    #[test]
+    fn history_ttl() {
+        let ttl = |v: &str| parse_with(&["--history-ttl", v], &[]).map(|c| c.history_ttl);
+        assert_eq!(ttl("90"), Ok(Some(Duration::from_secs(90))));
+        assert_eq!(ttl("0.5"), Ok(Some(Duration::from_millis(500))));
+        assert_eq!(ttl("15m"), Ok(Some(Duration::from_secs(900))));
+        assert_eq!(ttl("2h"), Ok(Some(Duration::from_secs(7200))));
+        assert_eq!(ttl("7d"), Ok(Some(Duration::from_secs(7 * 86_400))));
+        assert_eq!(ttl("0"), Ok(None));
+        for bad in ["", "x", "-1", "1y", "400d"] {
+            assert!(
+                ttl(bad).unwrap_err().starts_with("invalid value"),
+                "{bad:?}"
+            );
         }
     }
 

@@ -25,6 +25,7 @@
 //!
 //! The hub knows nothing of HTTP.
 
+mod expiry;
 mod fanout;
 pub mod idempotency;
 mod mirror;
@@ -32,6 +33,7 @@ mod topic;
 mod watch;
 
 pub use crate::names::{check_topic, MAX_TOPIC_LEN};
+pub use expiry::Sweeper;
 pub use fanout::{Fanouts, MAX_WORKERS};
 pub use mirror::Live;
 pub use topic::{Entry, Gap, Notify, Retention, Subscription, Take, Topic};
@@ -84,6 +86,21 @@ pub struct Hub {
     /// Subscribers by pattern, told of each topic made that matches
     /// (taken after `topics`, never before).
     watches: Mutex<Watches>,
+    /// `--history-ttl`: how long an event is kept.
+    ttl: Option<std::time::Duration>,
+    /// Topics forgotten after some of their events were dropped: the
+    /// newest dropped, so that the topic made again under that name still
+    /// reports them to a resume from before.
+    forgotten: Mutex<Forgotten>,
+}
+
+/// [`Hub::forgotten`]: by name, at most `max_topics` of them; past that,
+/// the highest number of those let go stands for all (a resume from
+/// before it, on any new topic, is told it may have missed events).
+#[derive(Default)]
+struct Forgotten {
+    by_name: HashMap<String, u64>,
+    floor: u64,
 }
 
 /// The watches, and names known to match none of them: a mirror asks for
@@ -106,6 +123,8 @@ pub struct Counters {
     pub lagged: AtomicU64,
     /// Events dropped from history to keep within `--history-total`.
     pub trimmed: AtomicU64,
+    /// Sweeps of `--history-ttl` that dropped a topic's events.
+    pub expired: AtomicU64,
 }
 
 /// What a subscription reads, however the log keeps its events: the
@@ -209,7 +228,66 @@ impl Hub {
             counters: Counters::default(),
             fanouts,
             watches: Mutex::default(),
+            ttl: None,
+            forgotten: Mutex::default(),
         }
+    }
+
+    /// Notes that `topic`, forgotten now, had dropped events up to its
+    /// `evicted_through`.
+    fn note_forgotten(&self, topic: &Topic) {
+        let Some(seq) = topic.evicted_through() else {
+            return;
+        };
+        let mut forgotten = lock(&self.forgotten);
+        if forgotten.by_name.len() >= self.max_topics.max(1) {
+            let highest = forgotten.by_name.values().copied().max().unwrap_or(0);
+            forgotten.floor = forgotten.floor.max(highest);
+            forgotten.by_name.clear();
+            forgotten.by_name.shrink_to_fit();
+        }
+        forgotten.by_name.insert(topic.name.clone(), seq);
+    }
+
+    /// Events are kept at most `ttl` (`--history-ttl`), then dropped by
+    /// [`Hub::expire`], and never replayed past it.
+    pub fn with_ttl(mut self, ttl: Option<std::time::Duration>) -> Hub {
+        self.ttl = ttl;
+        self
+    }
+
+    pub fn ttl(&self) -> Option<std::time::Duration> {
+        self.ttl
+    }
+
+    /// The sweep of `--history-ttl`: drops every topic's events past their
+    /// age, then forgets the topics left with neither events nor
+    /// subscribers. Its cost is the topics', once a sweep, never a
+    /// publish's.
+    pub fn expire(&self) {
+        if self.ttl.is_none() {
+            return;
+        }
+        let now = std::time::Instant::now();
+        let mut topics = lock(&self.topics);
+        let mut trimmed = 0u64;
+        topics.retain(|_, topic| {
+            if topic.expire(now) > 0 {
+                trimmed += 1;
+            }
+            let idle = topic.is_idle();
+            if idle {
+                self.note_forgotten(topic);
+            }
+            !idle
+        });
+        // A crowd of topics come and gone gives its room back.
+        let len = topics.len();
+        if topics.capacity() > 64 && len < topics.capacity() / 4 {
+            topics.shrink_to(len * 2);
+        }
+        drop(topics);
+        self.counters.expired.fetch_add(trimmed, Ordering::Relaxed);
     }
 
     /// What the retained events of every topic cost now (`--history-total`).
@@ -312,6 +390,17 @@ impl Hub {
             let total = Some(Arc::clone(&self.total));
             let fanouts = Arc::clone(&self.fanouts);
             let topic = Topic::build(name, self.keep, None, total, fanouts);
+            topic.set_ttl(self.ttl);
+            let mut forgotten = lock(&self.forgotten);
+            let dropped = forgotten
+                .by_name
+                .remove(name)
+                .unwrap_or(0)
+                .max(forgotten.floor);
+            drop(forgotten);
+            if dropped > 0 {
+                topic.forgot_through(dropped);
+            }
             // Watches that match subscribe now, before its first event.
             let mut watches = lock(&self.watches);
             watches.list.retain(|w| w.strong_count() > 0);
@@ -545,6 +634,7 @@ impl Hub {
             if let Some(topic) = free.then(|| topics.remove(name.as_str())).flatten() {
                 self.total
                     .fetch_sub(topic.retained_cost(), Ordering::AcqRel);
+                self.note_forgotten(&topic);
             }
         }
     }

@@ -40,6 +40,7 @@ fn same(a: &Arc<dyn Notify>, b: &Arc<dyn Notify>) -> bool {
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, RwLockWriteGuard};
+use std::time::{Duration, Instant};
 
 /// How much a topic remembers.
 #[derive(Clone, Copy, Debug)]
@@ -81,11 +82,12 @@ pub struct Topic {
     fanouts: Arc<dyn Dispatch>,
 }
 
-/// One retained event and its sequence number.
+/// One retained event, its sequence number, and when it was inserted.
 #[derive(Clone)]
 pub struct Entry {
     pub seq: u64,
     pub event: Arc<Event>,
+    pub at: Instant,
 }
 
 pub(super) struct Ring {
@@ -103,6 +105,8 @@ pub(super) struct Ring {
     /// Sequence number of the newest event dropped from the ring.
     pub(super) evicted_through: Option<u64>,
     pub(super) subscribers: Vec<Arc<dyn Notify>>,
+    /// `--history-ttl`: events older than this are not kept.
+    pub(super) ttl: Option<Duration>,
 }
 
 impl Ring {
@@ -118,6 +122,26 @@ impl Ring {
             self.entries
                 .shrink_to((self.entries.len() * 2).max(LIVE_RING));
         }
+    }
+
+    /// Drops the entries older than the ttl, if there is one; returns what
+    /// they cost.
+    pub(super) fn expire(&mut self, now: Instant) -> usize {
+        let Some(ttl) = self.ttl else {
+            return 0;
+        };
+        let mut freed = 0;
+        while self
+            .entries
+            .front()
+            .is_some_and(|e| now.saturating_duration_since(e.at) >= ttl)
+        {
+            freed += self.evict_oldest();
+        }
+        if freed > 0 {
+            self.shrink();
+        }
+        freed
     }
 
     /// Drops the oldest entry; returns its cost.
@@ -194,6 +218,7 @@ impl Topic {
                 cost: 0,
                 evicted_through: None,
                 subscribers: Vec::new(),
+                ttl: None,
             }),
             on_first_subscriber,
             published: AtomicU64::new(0),
@@ -241,6 +266,7 @@ impl Topic {
         ring.entries.push_back(Entry {
             seq,
             event: Arc::new(event),
+            at: Instant::now(),
         });
         self.published.fetch_add(1, Ordering::Relaxed);
     }
@@ -289,7 +315,13 @@ impl Topic {
         notify: Arc<dyn Notify>,
         after: u64,
     ) -> (Subscription, Option<Gap>, usize) {
-        let ring = self.register(&notify);
+        let mut ring = self.register(&notify);
+        // Events past their age are not replayed, whether or not the sweep
+        // came by yet: dropped now, so the gap below names them.
+        let freed = ring.expire(Instant::now());
+        if let Some(total) = &self.hub_total {
+            total.fetch_sub(freed, Ordering::AcqRel);
+        }
         let replayable = ring.entries.len().min(ring.history);
         let window_start = ring.entries.len() - replayable;
         // Entries are in sequence order: find the first one after `after`.
@@ -398,6 +430,34 @@ impl Topic {
             s.closed();
         }
         cost
+    }
+
+    /// Drops its events older than the ttl (the hub's sweep); returns
+    /// what they cost.
+    pub(super) fn expire(&self, now: Instant) -> usize {
+        let mut ring = write(&self.ring);
+        let freed = ring.expire(now);
+        if let Some(total) = &self.hub_total {
+            total.fetch_sub(freed, Ordering::AcqRel);
+        }
+        freed
+    }
+
+    pub(super) fn set_ttl(&self, ttl: Option<Duration>) {
+        write(&self.ring).ttl = ttl;
+    }
+
+    /// The newest event it dropped, if any: what a topic of the same name
+    /// made later must still report as missed.
+    pub(super) fn evicted_through(&self) -> Option<u64> {
+        read(&self.ring).evicted_through
+    }
+
+    /// A topic made again after one of its name was forgotten: events up
+    /// to `seq` were dropped, and a resume from before is told.
+    pub(super) fn forgot_through(&self, seq: u64) {
+        let mut ring = write(&self.ring);
+        ring.evicted_through = ring.evicted_through.max(Some(seq));
     }
 
     pub fn is_deleted(&self) -> bool {

@@ -9,8 +9,8 @@
 
 use super::conn::{small_reply, Conn};
 use super::keys::{
-    stream_key, BYTES, COST, CUT, FEED, FENCE, IDEM_PREFIX, INSTANCES, RUN, SEQ, SUBS_PREFIX,
-    TOPICS, TOTAL,
+    stream_key, BYTES, COST, CUT, CUT_FLOOR, FEED, FENCE, IDEM_PREFIX, INSTANCES, RUN, SEQ,
+    SUBS_PREFIX, TOPICS, TOPIC_PREFIX, TOTAL,
 };
 use super::{Limits, Reply, Shared};
 use crate::hub::new_run;
@@ -240,6 +240,49 @@ fn check_info(text: &str) -> Result<(), String> {
         Some(policy) => Err(format!(
             "Redis's maxmemory-policy is {policy}: it may evict ssed's keys (the event count, idempotency keys), and ids would repeat or retries be stored twice; set maxmemory-policy noeviction (CONFIG SET maxmemory-policy noeviction, or in redis.conf)"
         )),
+    }
+}
+
+impl Shared {
+    /// `--history-ttl` in Redis (`scripts::AGE`): ages `names`, or, with
+    /// `cursor`, the next topics of the sweep; returns the sweep's next
+    /// cursor (`0`: it went round). Nothing without a ttl.
+    pub(super) fn age(
+        &self,
+        conn: &mut Conn,
+        cursor: Option<&str>,
+        names: &[String],
+    ) -> Result<String, super::conn::LinkError> {
+        let Some(ttl) = self.settings.history_ttl else {
+            return Ok("0".into());
+        };
+        let ttl = ttl.as_millis().max(1).to_string();
+        let run_len = (self.hub.run_token().len() + 1).to_string();
+        let bound = (self.settings.max_topics.max(1) * 2).to_string();
+        let mut args: Vec<&[u8]> = vec![
+            ttl.as_bytes(),
+            run_len.as_bytes(),
+            TOPIC_PREFIX.as_bytes(),
+            cursor.unwrap_or("").as_bytes(),
+            b"200",
+            bound.as_bytes(),
+        ];
+        args.extend(names.iter().map(|n| n.as_bytes()));
+        let keys: [&[u8]; 6] = [
+            TOPICS.as_bytes(),
+            BYTES.as_bytes(),
+            CUT.as_bytes(),
+            COST.as_bytes(),
+            TOTAL.as_bytes(),
+            CUT_FLOOR.as_bytes(),
+        ];
+        let reply = conn.eval(&self.age_script, &keys, &args, &small_reply())?;
+        match reply.items() {
+            Some([next, _]) => Ok(next.text().unwrap_or("0").to_string()),
+            _ => Err(super::conn::LinkError::Unexpected(format!(
+                "an unexpected answer to the sweep of --history-ttl: {reply:?}"
+            ))),
+        }
     }
 }
 

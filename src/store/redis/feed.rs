@@ -232,6 +232,13 @@ impl Shared {
             .set_read_timeout(Some(self.settings.timeout + BLOCK));
         let mut pinged = Instant::now() - PING_EVERY;
         let mut run_checked = Instant::now();
+        // --history-ttl's sweep of the topics in Redis, a part at a time.
+        let sweep_every = self
+            .settings
+            .history_ttl
+            .map(|ttl| (ttl / 4).clamp(Duration::from_millis(10), Duration::from_secs(1)));
+        let mut swept = Instant::now();
+        let mut cursor = String::from("0");
         while !self.stopping() {
             // An instance that does not publish learns of a FLUSHALL (or
             // of another Redis in its place) only by looking.
@@ -274,6 +281,13 @@ impl Shared {
                     return e;
                 }
                 run_checked = Instant::now();
+            }
+            if sweep_every.is_some_and(|every| swept.elapsed() >= every) {
+                match self.age(conn, Some(&cursor), &[]) {
+                    Ok(next) => cursor = next,
+                    Err(e) => return e.to_string(),
+                }
+                swept = Instant::now();
             }
             if pinged.elapsed() >= PING_EVERY {
                 let started = Instant::now();

@@ -10,6 +10,8 @@ pub(super) const FEED: &str = "ssed:all";
 pub(super) const TOPICS: &str = "ssed:topics";
 pub(super) const BYTES: &str = "ssed:bytes";
 pub(super) const CUT: &str = "ssed:cut";
+/// The highest cut of topics whose cuts were let go (see `scripts::AGE`).
+pub(super) const CUT_FLOOR: &str = "ssed:cutfloor";
 pub(super) const COST: &str = "ssed:cost";
 pub(super) const TOTAL: &str = "ssed:total";
 /// The Redis server (its `run_id`) that last joined the log: another one

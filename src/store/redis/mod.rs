@@ -96,6 +96,8 @@ pub struct Settings {
     pub timeout: Duration,
     /// How long an idempotency key is remembered.
     pub idempotency_ttl: Duration,
+    /// `--history-ttl`: events older than this are dropped.
+    pub history_ttl: Option<Duration>,
 }
 
 /// The shared hub: the link, its thread and connections.
@@ -125,6 +127,7 @@ struct Shared {
     fence_script: LuaScript,
     delete_script: LuaScript,
     counts_script: LuaScript,
+    age_script: LuaScript,
     /// This instance, as the others count it.
     instance: String,
     /// The other instances' subscribers by topic, at most a couple of
@@ -170,6 +173,7 @@ impl Redis {
             fence_script: LuaScript::new(scripts::FENCE),
             delete_script: LuaScript::new(scripts::DELETE),
             counts_script: LuaScript::new(scripts::COUNTS),
+            age_script: LuaScript::new(scripts::AGE),
             instance: format!("{}-{}", crate::hub::new_run(), std::process::id()),
             elsewhere: Mutex::default(),
             last_script: LuaScript::new(scripts::LAST),

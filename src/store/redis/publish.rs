@@ -64,6 +64,11 @@ impl Redis {
         // of the old one answers nothing of the new.
         let idem = format!("{IDEM_PREFIX}{run}:{key}");
         let ttl = s.settings.idempotency_ttl.as_secs().max(1).to_string();
+        let ttl_ms = s
+            .settings
+            .history_ttl
+            .map_or(0, |t| t.as_millis().max(1))
+            .to_string();
         let fingerprint = format!(
             "{:016x}",
             idempotency::fingerprint(topic, event.event.as_deref(), &event.data)
@@ -93,6 +98,7 @@ impl Redis {
             TOPIC_PREFIX.as_bytes(),
             ttl.as_bytes(),
             fingerprint.as_bytes(),
+            ttl_ms.as_bytes(),
         ];
         let limits = small_reply();
         let attempt = || {

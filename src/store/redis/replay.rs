@@ -3,7 +3,7 @@
 //! own thread, merged by number; `?last=N` asks Redis where to start.
 
 use super::conn::{small_reply, LinkError};
-use super::keys::{parse_entry, parse_id, stream_key, CUT, RUN};
+use super::keys::{parse_entry, parse_id, stream_key, CUT, CUT_FLOOR, RUN};
 use super::{Limits, Redis, Reply, Shared};
 use crate::hub::{Backlog, Gap, Resume};
 use crate::sse::Event;
@@ -31,9 +31,17 @@ impl Redis {
         if let Some(why) = s.down() {
             return Err(LinkError::Setup(why));
         }
+        // Events past their age are dropped first (the sweep may not have
+        // come by yet), so that the cuts below name them.
+        if s.settings.history_ttl.is_some() {
+            s.pool.with(s, |c| s.age(c, None, topics))?;
+        }
         // The run first: a log that is not the one this mirror follows
         // (flushed, not noticed yet) must not be read under its ids.
-        let mut commands: Vec<Vec<Vec<u8>>> = vec![vec![b"GET".to_vec(), RUN.as_bytes().to_vec()]];
+        let mut commands: Vec<Vec<Vec<u8>>> = vec![
+            vec![b"GET".to_vec(), RUN.as_bytes().to_vec()],
+            vec![b"GET".to_vec(), CUT_FLOOR.as_bytes().to_vec()],
+        ];
         for topic in topics {
             commands.push(vec![
                 b"HGET".to_vec(),
@@ -43,9 +51,15 @@ impl Redis {
         }
         let replies = s.pool.with(s, |c| c.pipeline(&commands, &small_reply()))?;
         let run = s.hub.run_token();
-        let Some((run_now, cuts)) = replies.split_first() else {
+        let (Some(run_now), Some(floor), cuts) = (
+            replies.first(),
+            replies.get(1),
+            replies.get(2..).unwrap_or_default(),
+        ) else {
             return Err(LinkError::Unexpected("Redis answered no reply".into()));
         };
+        // Cuts of topics let go of: their highest stands for all.
+        let floor = floor.text().and_then(|f| f.parse::<u64>().ok());
         if run_now.text() != Some(run.as_str()) {
             s.restart_feed();
             return Err(LinkError::Unexpected(
@@ -54,7 +68,7 @@ impl Redis {
         }
         let mut gaps = Vec::new();
         for (topic, cut) in topics.iter().zip(cuts) {
-            let cut = cut.text().and_then(parse_id);
+            let cut = cut.text().and_then(parse_id).max(floor);
             let lost = match from {
                 Resume::After(seq) => cut.is_some_and(|c| c > *seq),
                 Resume::Foreign(_) => true,

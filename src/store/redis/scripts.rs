@@ -112,6 +112,75 @@ end
 return out
 ";
 
+/// `--history-ttl` in Redis: drops the events of topics past their age
+/// (`ARGV[1]` ms, by Redis's clock), with the accounting the publish keeps,
+/// and forgets a topic left with none (its cut stays, so that a resume from
+/// before is told of the gap; past `ARGV[6]` cuts, their highest stands for
+/// all in `KEYS[6]`). The topics: those after `ARGV[6]` (a replay's), or,
+/// with a cursor in `ARGV[4]`, the next `ARGV[5]` of an `SSCAN` of the
+/// topics (the sweep). Returns `{next cursor, events dropped}`.
+/// KEYS: topics, bytes, cut, cost, total, cut floor.
+/// ARGV: ttl, run length, prefix of topic streams, cursor ('' for the
+/// names given), count, cut bound, names...
+pub(super) const AGE: &str = r"
+local clock = redis.call('time')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local cutoff = now - tonumber(ARGV[1])
+local run_len = tonumber(ARGV[2])
+local function cost(topic, entry_id, fields)
+  return #fields[4] + #fields[2] + #topic + run_len + #entry_id - 2 + 128
+end
+local function age(topic)
+  local key = ARGV[3] .. topic
+  local dropped = 0
+  while true do
+    local oldest = redis.call('xrange', key, '-', '+', 'COUNT', 1)[1]
+    if not oldest then break end
+    local w = nil
+    for i = 1, #oldest[2], 2 do
+      if oldest[2][i] == 'w' then w = tonumber(oldest[2][i + 1]) end
+    end
+    if w and w >= cutoff then break end
+    redis.call('xdel', key, oldest[1])
+    redis.call('hincrby', KEYS[2], topic, -#oldest[2][4])
+    redis.call('hset', KEYS[3], topic, oldest[1])
+    local c = cost(topic, oldest[1], oldest[2])
+    redis.call('zincrby', KEYS[4], -c, topic)
+    redis.call('incrby', KEYS[5], -c)
+    dropped = dropped + 1
+  end
+  if redis.call('xlen', key) == 0 and redis.call('sismember', KEYS[1], topic) == 1 then
+    redis.call('del', key)
+    redis.call('srem', KEYS[1], topic)
+    redis.call('hdel', KEYS[2], topic)
+    redis.call('zrem', KEYS[4], topic)
+  end
+  return dropped
+end
+local names = {}
+local cursor = '0'
+if ARGV[4] == '' then
+  for i = 7, #ARGV do table.insert(names, ARGV[i]) end
+else
+  local r = redis.call('sscan', KEYS[1], ARGV[4], 'COUNT', ARGV[5])
+  cursor = r[1]
+  names = r[2]
+end
+local dropped = 0
+for _, topic in ipairs(names) do
+  dropped = dropped + age(topic)
+end
+if redis.call('hlen', KEYS[3]) > tonumber(ARGV[6]) then
+  local floor = tonumber(redis.call('get', KEYS[6]) or '0')
+  for _, id in ipairs(redis.call('hvals', KEYS[3])) do
+    floor = math.max(floor, tonumber(string.match(id, '^(%d+)')))
+  end
+  redis.call('set', KEYS[6], floor)
+  redis.call('del', KEYS[3])
+end
+return {cursor, dropped}
+";
+
 /// Where the newest `ARGV[2]` events up to number `ARGV[1]` of the topics
 /// KEYS start: the number just before them (0: there are no more than
 /// that). Only a number comes back, whatever the events hold. (The one
@@ -149,7 +218,8 @@ return seqs[n + 1]
 /// length, history total, the prefix of topic streams, the key's lifetime
 /// in seconds, the publish's fingerprint (`idempotency::fingerprint`, in
 /// hex): the key holds `NUMBER:FINGERPRINT`, and the same key with another
-/// fingerprint is refused (`SSEDREUSED`).
+/// fingerprint is refused (`SSEDREUSED`); `--history-ttl` in ms (0: none).
+/// Each entry carries when it was published (`w`, ms by Redis's clock).
 /// (Each error reply is a code and a message: Redis makes one without a
 /// message `ERR CODE`.)
 /// (The budget trims topics other than `KEYS[3]`, whose keys it makes from
@@ -201,12 +271,15 @@ local function cost(topic, entry_id, fields)
   return #fields[4] + #fields[2] + #topic + run_len + #entry_id - 2 + 128
 end
 local added = cost(ARGV[2], id, {'e', ARGV[3], 'd', ARGV[4]})
+-- When it was published, by Redis's clock: --history-ttl ages by it.
+local clock = redis.call('time')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 -- The feed is for instances catching up: it keeps about what the history
 -- keeps in all (ARGV[9]), in events the size of this one, and at most
 -- ARGV[8].
 local feed_len = math.min(tonumber(ARGV[8]), math.max(64, math.floor(tonumber(ARGV[9]) / added)))
-redis.call('xadd', KEYS[3], id, 'e', ARGV[3], 'd', ARGV[4])
-redis.call('xadd', KEYS[4], 'MAXLEN', '~', feed_len, id, 't', ARGV[2], 'e', ARGV[3], 'd', ARGV[4])
+redis.call('xadd', KEYS[3], id, 'e', ARGV[3], 'd', ARGV[4], 'w', now)
+redis.call('xadd', KEYS[4], 'MAXLEN', '~', feed_len, id, 't', ARGV[2], 'e', ARGV[3], 'd', ARGV[4], 'w', now)
 -- Drops the oldest event of a topic; returns what it cost and the data
 -- the topic keeps after it, or nil.
 local function drop_oldest(topic, key)
@@ -233,6 +306,21 @@ while len > 0 and (len > history or (bytes > max_bytes and len > 1)) do
   if not c then break end
   total = total - c
   bytes = left
+  len = len - 1
+end
+-- --history-ttl (ARGV[13] ms, 0: none): the topic's events past their age
+-- (one without a time is of before: past it too).
+local ttl = tonumber(ARGV[13])
+while ttl > 0 and len > 1 do
+  local oldest = redis.call('xrange', KEYS[3], '-', '+', 'COUNT', 1)[1]
+  local w = nil
+  for i = 1, #oldest[2], 2 do
+    if oldest[2][i] == 'w' then w = tonumber(oldest[2][i + 1]) end
+  end
+  if w and w >= now - ttl then break end
+  local c = drop_oldest(ARGV[2], KEYS[3])
+  if not c then break end
+  total = total - c
   len = len - 1
 end
 local budget = tonumber(ARGV[9])
@@ -264,7 +352,7 @@ return {seq, trimmed, 0}
 /// How many KEYS and ARGV `PUBLISH` reads (held to the script's text by a
 /// test).
 pub(super) const PUBLISH_KEYS: usize = 10;
-pub(super) const PUBLISH_ARGS: usize = 12;
+pub(super) const PUBLISH_ARGS: usize = 13;
 
 /// A Lua script, loaded once per Redis and run by its SHA.
 pub(super) struct LuaScript {
@@ -321,7 +409,7 @@ mod tests {
     fn every_error_reply_is_a_code_and_a_message() {
         // Redis 7.0 turns `error_reply('CODE')` into `ERR CODE`, which the
         // backend would not recognise.
-        for script in [JOIN, LAST, PUBLISH, RENEW, FENCE, DELETE, COUNTS] {
+        for script in [JOIN, LAST, PUBLISH, RENEW, FENCE, DELETE, COUNTS, AGE] {
             let mut rest = script;
             while let Some(i) = rest.find("error_reply('") {
                 rest = &rest[i + "error_reply('".len()..];
