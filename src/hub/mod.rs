@@ -94,13 +94,20 @@ pub struct Hub {
     forgotten: Mutex<Forgotten>,
 }
 
-/// [`Hub::forgotten`]: by name, at most `max_topics` of them; past that,
-/// the highest number of those let go stands for all (a resume from
-/// before it, on any new topic, is told it may have missed events).
+/// [`Hub::forgotten`]: by a hash of the name (16 bytes each in one table,
+/// no allocation of its own: a crowd of topics gone leaves no scattered
+/// heap behind; two names of one hash only make a gap reported the more),
+/// at most `max_topics` of them; past that, the highest number of those
+/// let go stands for all (a resume from before it, on any new topic, is
+/// told it may have missed events).
 #[derive(Default)]
 struct Forgotten {
-    by_name: HashMap<String, u64>,
+    by_name: HashMap<u64, u64>,
     floor: u64,
+}
+
+fn name_hash(name: &str) -> u64 {
+    idempotency::fingerprint(name, None, "")
 }
 
 /// The watches, and names known to match none of them: a mirror asks for
@@ -246,7 +253,9 @@ impl Hub {
             forgotten.by_name.clear();
             forgotten.by_name.shrink_to_fit();
         }
-        forgotten.by_name.insert(topic.name.clone(), seq);
+        let hash = name_hash(&topic.name);
+        let before = forgotten.by_name.get(&hash).copied().unwrap_or(0);
+        forgotten.by_name.insert(hash, seq.max(before));
     }
 
     /// Events are kept at most `ttl` (`--history-ttl`), then dropped by
@@ -271,6 +280,7 @@ impl Hub {
         let now = std::time::Instant::now();
         let mut topics = lock(&self.topics);
         let mut trimmed = 0u64;
+        let mut forgot = 0usize;
         topics.retain(|_, topic| {
             if topic.expire(now) > 0 {
                 trimmed += 1;
@@ -278,6 +288,7 @@ impl Hub {
             let idle = topic.is_idle();
             if idle {
                 self.note_forgotten(topic);
+                forgot += 1;
             }
             !idle
         });
@@ -288,6 +299,10 @@ impl Hub {
         }
         drop(topics);
         self.counters.expired.fetch_add(trimmed, Ordering::Relaxed);
+        // A crowd of topics forgotten: their heap goes back to the system.
+        if forgot >= 1000 {
+            crate::sys::heap::trim_heap();
+        }
     }
 
     /// What the retained events of every topic cost now (`--history-total`).
@@ -394,7 +409,7 @@ impl Hub {
             let mut forgotten = lock(&self.forgotten);
             let dropped = forgotten
                 .by_name
-                .remove(name)
+                .remove(&name_hash(name))
                 .unwrap_or(0)
                 .max(forgotten.floor);
             drop(forgotten);
