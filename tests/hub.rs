@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{fetch, json, start, wait_until, Conn};
+use common::{fetch, json, retry_after_ok, start, wait_until, Conn};
 use serde_json::Value;
 use ssed::sse::Message;
 use std::net::SocketAddr;
@@ -674,7 +674,11 @@ fn limits() {
     publish(addr, "b", "x");
     let (head, body) = fetch(addr, "POST", "/events/c", &[], b"x");
     assert_eq!(head.status, 429);
-    assert_eq!(head.header("Retry-After"), Some("5"));
+    assert!(
+        retry_after_ok(head.header("Retry-After")),
+        "{:?}",
+        head.header("Retry-After")
+    );
     assert_eq!(
         json(&body)["error"],
         "there are 2 topics already (--max-topics)"
@@ -1310,4 +1314,29 @@ fn many_short_lived_topics_leave_nothing_behind() {
     wait_until(Duration::from_secs(10), "every topic gone", || {
         metric("ssed_topics") == 0 && metric("ssed_history_bytes") == 0
     });
+}
+
+#[test]
+fn at_shutdown_each_stream_is_told_a_retry_of_its_own() {
+    let server = start(|_| {});
+    let addr = server.addr();
+    let mut subs: Vec<Conn> = (0..20)
+        .map(|_| Conn::open_stream(addr, "/events/t"))
+        .collect();
+    server.shutdown();
+    let mut retries = std::collections::HashSet::new();
+    for sub in &mut subs {
+        let rest = String::from_utf8_lossy(&sub.read_to_end()).to_string();
+        let retry: u64 = rest
+            .split("retry: ")
+            .nth(1)
+            .and_then(|r| r.split('\n').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no retry: in {rest:?}"));
+        // Between the stream's own (2 s) and five times it.
+        assert!((2000..=10_000).contains(&retry), "{retry}");
+        retries.insert(retry);
+    }
+    // Spread: browsers come back at different moments.
+    assert!(retries.len() > 10, "{retries:?}");
 }

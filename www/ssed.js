@@ -2,7 +2,11 @@
 // small line chart. No framework, no build step.
 "use strict";
 
-/** The page's own query string, passed on to its stream (e.g. ?interval_ms=100). */
+/**
+ * The page's own query string, passed on to its stream (e.g. ?interval_ms=100).
+ * `path` is relative ("stream-time"): the pages work behind a proxy that
+ * serves them under a prefix (/live/clock.html reads /live/stream-time).
+ */
 function streamUrl(path, extra) {
   const params = new URLSearchParams(location.search);
   for (const [k, v] of Object.entries(extra || {})) params.set(k, v);

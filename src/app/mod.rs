@@ -144,9 +144,9 @@ impl App {
                     .collect();
                 with_link(Response::json(200, &Value::Array(list)))
             }
-            Err(StoreError::Down(why)) => with_link(
-                Response::error(503, &why).with("Retry-After", conn::RETRY_AFTER_SECS.to_string()),
-            ),
+            Err(StoreError::Down(why)) => {
+                with_link(Response::error(503, &why).with("Retry-After", conn::retry_after()))
+            }
             Err(e) => with_link(self.refused(e, ex)),
         }
     }
@@ -177,7 +177,7 @@ impl App {
             None if self.guard.over() => self.guard.why(),
             None => return Response::text(200, "ok"),
         };
-        Response::text(503, &why).with("Retry-After", conn::RETRY_AFTER_SECS.to_string())
+        Response::text(503, &why).with("Retry-After", conn::retry_after())
     }
 
     fn metrics(&self) -> Response {
@@ -211,10 +211,7 @@ impl App {
         self.guard.refused_requests.fetch_add(1, Ordering::Relaxed);
         self.refused_memory.note(&format!("{}", ex.peer()));
         ex.close_after();
-        Some(
-            Response::error(503, &self.guard.why())
-                .with("Retry-After", conn::RETRY_AFTER_SECS.to_string()),
-        )
+        Some(Response::error(503, &self.guard.why()).with("Retry-After", conn::retry_after()))
     }
 
     /// The answer to what the log refused ([`refusal`]). A client refused
@@ -233,7 +230,7 @@ impl App {
 /// One status for each meaning of a refusal by the log, and whether the
 /// client is asked to let its connection go.
 fn refusal(e: StoreError) -> (Response, bool) {
-    let retry_later = |res: Response| res.with("Retry-After", conn::RETRY_AFTER_SECS.to_string());
+    let retry_later = |res: Response| res.with("Retry-After", conn::retry_after());
     match e {
         StoreError::BadTopic(why) => (Response::error(400, &why), false),
         StoreError::TooManyTopics(max) => (

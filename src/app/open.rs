@@ -53,9 +53,7 @@ impl App {
                 "all {} streams are in use ({flag}); try again later",
                 streams.max()
             );
-            return Err(
-                Response::error(503, &why).with("Retry-After", conn::RETRY_AFTER_SECS.to_string())
-            );
+            return Err(Response::error(503, &why).with("Retry-After", conn::retry_after()));
         };
         let bell = ex.bell();
         let outlet = || Outlet::new(Arc::clone(bell), format, Arc::clone(&self.buffers));

@@ -3,7 +3,7 @@
 //! written without a thread.
 
 use super::exchange::Conn;
-use super::{Entry, Peer, Registry, Shared, RETRY_AFTER_SECS};
+use super::{retry_after, Entry, Peer, Registry, Shared};
 use crate::http1;
 use crate::log;
 use crate::sync::{lock, Doorbell};
@@ -254,7 +254,7 @@ fn make_room(shared: &Shared, registry: &mut Registry) -> bool {
 /// lose the answer.
 pub(super) fn refuse(sock: TcpStream, why: &str) {
     let body = format!("{}\n", serde_json::json!({ "error": why }));
-    let retry = RETRY_AFTER_SECS.to_string();
+    let retry = retry_after();
     let len = body.len().to_string();
     let (mut bytes, _) = http1::response_head(
         503,

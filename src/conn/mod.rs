@@ -58,8 +58,16 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// What clients are told to wait before retrying a refused connection.
+/// What clients are told to wait at least before retrying a refused
+/// connection.
 pub const RETRY_AFTER_SECS: u32 = 5;
+
+/// The `Retry-After` of a refusal: [`RETRY_AFTER_SECS`] and up to as much
+/// again, drawn for each answer, so that clients refused together do not
+/// come back together.
+pub fn retry_after() -> String {
+    (RETRY_AFTER_SECS + fastrand::u32(0..=RETRY_AFTER_SECS)).to_string()
+}
 
 /// At shutdown, how long streams have to write their last chunk and
 /// readers to notice, before every socket is shut down under them.

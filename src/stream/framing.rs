@@ -171,6 +171,19 @@ impl Framer {
         }
     }
 
+    /// For SSE, at shutdown: a `retry:` drawn between the stream's and five
+    /// times it (at most 30 s, never less than its own), so that the
+    /// browsers of a server that stops come back spread out, not at once.
+    /// Whether one was added.
+    pub fn spread_retry(&mut self) -> bool {
+        if !matches!(self.format, Format::Sse | Format::SseTagged) {
+            return false;
+        }
+        let most = (self.retry_ms * 5).min(30_000).max(self.retry_ms);
+        sse::retry(fastrand::u64(self.retry_ms..=most), &mut self.buf);
+        true
+    }
+
     /// What was added, framed as one piece: the bytes to write. Framed
     /// once: nothing may be added until [`Framer::clear`].
     pub fn frame(&mut self) -> &[u8] {

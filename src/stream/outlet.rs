@@ -237,7 +237,7 @@ impl Outlet {
             return Look::Done(Err(kind.into()));
         }
         if stopping {
-            return core.end_now(wire);
+            return core.stop_now(wire);
         }
         if !core.flush_now(wire) {
             return core.blocked();
@@ -510,6 +510,23 @@ impl Core {
             let _ = wire.write_now(&[IoSlice::new(end)]);
         }
         Look::Done(Ok(()))
+    }
+
+    /// The server stops: a `retry:` spread at random (see
+    /// [`Framer::spread_retry`]) and the end of the body, if they fit at
+    /// once; the stream is over either way.
+    fn stop_now(&mut self, wire: &dyn Wire) -> Look {
+        if matches!(self.pending, Pending::None) {
+            if let Some(framer) = self.framer.as_mut() {
+                if framer.spread_retry() {
+                    framer.frame();
+                    let n = framer.framed_len();
+                    self.hold(Pending::Frame(0), n);
+                    let _ = self.flush_now(wire);
+                }
+            }
+        }
+        self.end_now(wire)
     }
 
     /// The token's end: a last `expired` event and the end of the body,

@@ -8,6 +8,7 @@ import { test, before, after, beforeEach, afterEach } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { createHmac } from "node:crypto";
+import http from "node:http";
 import { mkdirSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -416,6 +417,51 @@ test("private streams: a page reads with its cookie token, and says why when it 
   } finally {
     await context.clearCookies();
     await stopSsed(priv);
+  }
+});
+
+test("behind a proxy under a path prefix, every page works", async () => {
+  // As nginx's `location /live/ { proxy_pass http://127.0.0.1:8000/; }`:
+  // /live/X is ssed's /X, streamed through.
+  const target = new URL(base);
+  const proxy = http.createServer((req, res) => {
+    if (!req.url.startsWith("/live/")) {
+      res.writeHead(404).end("not under /live/");
+      return;
+    }
+    const up = http.request({
+      host: target.hostname, port: target.port, method: req.method,
+      path: req.url.slice("/live".length), headers: req.headers,
+    }, (ur) => {
+      res.writeHead(ur.statusCode, ur.headers);
+      ur.pipe(res);
+    });
+    up.on("error", () => res.destroy());
+    req.pipe(up);
+  });
+  await new Promise((r) => proxy.listen(0, "127.0.0.1", r));
+  const at = `http://127.0.0.1:${proxy.address().port}/live`;
+  try {
+    const page = await context.newPage();
+    page.on("pageerror", (err) => problems.push(`exception: ${err.message}`));
+    for (const [path, state] of [["/clock.html", "#state.open"], ["/monitor.html", "#state.open"], ["/ticker.html", "#state.open"], ["/messages.html", "#state.open"]]) {
+      await page.goto(at + path);
+      await page.locator(state).waitFor({ timeout: WAIT });
+    }
+    // The messages page publishes through the prefix too.
+    await page.fill("#text", "through the proxy");
+    await page.click("#send-sse");
+    await until("the message back", async () => (await page.locator("#log li").allInnerTexts()).includes("Received: through the proxy"));
+    // The hub page lists topics and subscribes.
+    await page.goto(at + "/hub.html");
+    await page.fill("#topics", "prefixed");
+    await page.click("#subscribe");
+    await page.locator("#state.open").waitFor({ timeout: WAIT });
+    await until("the topic listed", async () => (await page.locator('table.topics tr[data-topic="prefixed"]').count()) === 1);
+    await finish(page, "prefix-hub");
+  } finally {
+    proxy.closeAllConnections?.();
+    await new Promise((r) => proxy.close(r));
   }
 });
 

@@ -578,3 +578,10 @@ print(signing + "." + sig)
     );
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
+
+/// A `Retry-After` as ssed draws it: 5 to 10 seconds.
+pub fn retry_after_ok(value: Option<&str>) -> bool {
+    value
+        .and_then(|v| v.parse::<u32>().ok())
+        .is_some_and(|n| (5..=10).contains(&n))
+}
