@@ -371,3 +371,39 @@ fn healthz_answers_as_soon_as_a_place_is_free() {
     wait_until(Duration::from_secs(1), "a free place", || health() == 200);
     drop(first);
 }
+
+#[test]
+fn the_access_log_believes_x_forwarded_for_from_a_trusted_proxy_only() {
+    let trusting = Daemon::start(&["--access-log", "--trusted-proxy", "127.0.0.1"]);
+    let doubting = Daemon::start(&["--access-log"]);
+    for (daemon, xff, shown) in [
+        (&trusting, "203.0.113.7", "203.0.113.7 via 127.0.0.1:"),
+        // The nearest hop the proxy did not vouch for.
+        (
+            &trusting,
+            "203.0.113.7, 198.51.100.2",
+            "198.51.100.2 via 127.0.0.1:",
+        ),
+        (
+            &trusting,
+            "203.0.113.7, 127.0.0.1",
+            "203.0.113.7 via 127.0.0.1:",
+        ),
+        // Not an address: the peer.
+        (&trusting, "<script>", " 127.0.0.1:"),
+        // Without the flag, the header is anyone's to write: ignored.
+        (&doubting, "203.0.113.7", " 127.0.0.1:"),
+    ] {
+        let (head, _) = common::fetch(
+            daemon.addr,
+            "GET",
+            "/healthz",
+            &[("X-Forwarded-For", xff)],
+            b"",
+        );
+        assert_eq!(head.status, 200);
+        let line = daemon.stderr_line("GET /healthz", Duration::from_secs(10));
+        assert!(line.contains(shown), "{xff}: {line}");
+        assert!(!line.contains("script"), "{line}");
+    }
+}

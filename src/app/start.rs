@@ -254,6 +254,7 @@ impl Server {
             heartbeat: app.config.heartbeat,
             write_timeout: app.config.write_timeout,
             access_log: app.config.access_log,
+            trusted_proxies: app.config.trusted_proxies.clone(),
         };
         let handler: Arc<dyn Handler> = Arc::clone(&app) as Arc<dyn Handler>;
         let conns = Conns::start(listener, settings, handler, conn_counters)?;

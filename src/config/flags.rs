@@ -76,6 +76,24 @@ pub const FLAGS: &[Flag] = &[
         }),
     },
     Flag {
+        name: "--trusted-proxy",
+        var: "SSED_TRUSTED_PROXY",
+        value: Some("IP"),
+        help: "a proxy in front (nginx, Caddy) whose X-Forwarded-For the access log believes: it shows the client, then the proxy; repeatable, comma-separated in the variable",
+        default: "",
+        set: |c, v| {
+            let ip = v
+                .parse::<std::net::IpAddr>()
+                .map_err(|_| "expected an IP address, such as 127.0.0.1 or ::1".to_string())?;
+            c.trusted_proxies.push(ip);
+            Ok(())
+        },
+        repeat: Some(Repeat {
+            separator: ',',
+            clear: |c| c.trusted_proxies.clear(),
+        }),
+    },
+    Flag {
         name: "--keepalive",
         var: "SSED_KEEPALIVE",
         value: Some("SECS"),

@@ -87,6 +87,8 @@ pub struct Config {
     pub addr: String,
     pub www: Option<PathBuf>,
     pub cors_origins: Vec<String>,
+    /// `--trusted-proxy`: whose `X-Forwarded-For` the access log believes.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// `--keepalive`: a stream silent this long gets a heartbeat comment
     /// (not HTTP persistence, which is `--idle-timeout`).
     pub heartbeat: Duration,
@@ -150,6 +152,7 @@ impl Default for Config {
             addr: "127.0.0.1:8000".into(),
             www: None,
             cors_origins: Vec::new(),
+            trusted_proxies: Vec::new(),
             heartbeat: Duration::from_secs(15),
             retry_ms: DEFAULT_RETRY_MS,
             max_connections: None,

@@ -341,6 +341,32 @@ impl<'c> Exchange<'c> {
         self.conn.addr
     }
 
+    /// The client as the access log shows it: the peer, or, when the peer
+    /// is a proxy trusted with `--trusted-proxy`, the nearest address in
+    /// `X-Forwarded-For` that is not one, with the proxy after it
+    /// (`203.0.113.7 via 127.0.0.1:51234`).
+    fn shown_peer(&self) -> String {
+        let peer = self.conn.addr;
+        let trusted = &self.conn.shared.settings.trusted_proxies;
+        if !trusted.contains(&peer.ip()) {
+            return peer.to_string();
+        }
+        let client = self
+            .request
+            .headers_named("X-Forwarded-For")
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .filter_map(|a| a.parse::<std::net::IpAddr>().ok())
+            .find(|ip| !trusted.contains(ip));
+        match client {
+            Some(ip) => format!("{ip} via {peer}"),
+            None => peer.to_string(),
+        }
+    }
+
     /// Says who made the request (a signed token's `sub`), for the access
     /// log.
     pub fn set_user(&mut self, user: &str) {
@@ -565,7 +591,7 @@ impl<'c> Exchange<'c> {
             let version = self.request.version.as_str();
             let access = shared.settings.access_log.then(|| {
                 (
-                    self.conn.addr.to_string(),
+                    self.shown_peer(),
                     std::mem::take(&mut self.request.method),
                     std::mem::take(&mut self.request.target),
                     version,
@@ -598,7 +624,7 @@ impl<'c> Exchange<'c> {
         if self.conn.shared.settings.access_log && !self.request.method.is_empty() {
             log::access(
                 &log::Access {
-                    peer: &self.conn.addr.to_string(),
+                    peer: &self.shown_peer(),
                     method: &self.request.method,
                     target: &self.request.target,
                     version: self.request.version.as_str(),

@@ -87,6 +87,9 @@ pub struct Settings {
     /// A parked stream whose socket takes nothing for this long is dropped.
     pub write_timeout: Duration,
     pub access_log: bool,
+    /// `--trusted-proxy`: peers whose `X-Forwarded-For` the access log
+    /// believes.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Close to the memory limit, new connections are refused.
     pub guard: Arc<Guard>,
     /// Whether the streams' own buffers are over their budget: the park
