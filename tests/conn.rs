@@ -722,6 +722,14 @@ fn sigterm_ends_every_stream_with_its_last_chunk_and_exits_0() {
     unsafe {
         libc::kill(pid, libc::SIGTERM);
     }
+    // A retry: of its own (browsers come back spread out), then the last
+    // chunk.
+    let retry = chunked.chunk_str().expect("a retry before the end");
+    let ms: u64 = retry
+        .strip_prefix("retry: ")
+        .and_then(|r| r.trim_end().parse().ok())
+        .unwrap_or_else(|| panic!("{retry:?}"));
+    assert!((2000..=10_000).contains(&ms), "{retry:?}");
     assert_eq!(chunked.chunk(), None, "the last chunk");
     assert!(until_closed(&mut chunked.stream).is_empty());
     // The HTTP/1.0 stream ends by closing, after whole lines only.

@@ -880,6 +880,9 @@ fn shutdown_ends_streams_with_the_last_chunk() {
     let mut c = Conn::open_stream(server.addr(), "/sse");
     let mut t = Conn::open_stream(server.addr(), "/stream-time?interval_ms=10");
     server.shutdown();
+    // A hub stream: a retry: of its own, then the last chunk.
+    let retry = c.chunk_str().expect("a retry before the end");
+    assert!(retry.starts_with("retry: "), "{retry:?}");
     assert_eq!(c.chunk(), None);
     while t.chunk().is_some() {}
 }

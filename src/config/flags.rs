@@ -83,7 +83,7 @@ pub const FLAGS: &[Flag] = &[
         default: "",
         set: |c, v| {
             let ip = v
-                .parse::<std::net::IpAddr>()
+                .parse::<core::net::IpAddr>()
                 .map_err(|_| "expected an IP address, such as 127.0.0.1 or ::1".to_string())?;
             c.trusted_proxies.push(ip);
             Ok(())

@@ -88,7 +88,7 @@ pub struct Config {
     pub www: Option<PathBuf>,
     pub cors_origins: Vec<String>,
     /// `--trusted-proxy`: whose `X-Forwarded-For` the access log believes.
-    pub trusted_proxies: Vec<std::net::IpAddr>,
+    pub trusted_proxies: Vec<core::net::IpAddr>,
     /// `--keepalive`: a stream silent this long gets a heartbeat comment
     /// (not HTTP persistence, which is `--idle-timeout`).
     pub heartbeat: Duration,
