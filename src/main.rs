@@ -15,6 +15,7 @@ fn main() -> ExitCode {
     match args.peek().map(String::as_str) {
         Some("listen") => {
             args.next();
+            stop_on_signals_as_init();
             return match client::parse_listen(args, &mut std::io::stdin()) {
                 Ok(Ok(listen)) => finish(client::listen(
                     &listen,
@@ -39,6 +40,22 @@ fn main() -> ExitCode {
                 }),
                 Ok(Err(help)) => print(help),
                 Err(e) => usage_error(e, "publish"),
+            };
+        }
+        Some("healthcheck") => {
+            args.next();
+            let rest: Vec<String> = args.collect();
+            return match rest.as_slice() {
+                [] => finish(client::healthcheck(
+                    "http://127.0.0.1:8000/healthz",
+                    std::time::Duration::from_secs(5),
+                )),
+                [h] if h == "-h" || h == "--help" => print(client::HEALTHCHECK_USAGE),
+                [url] => finish(client::healthcheck(url, std::time::Duration::from_secs(5))),
+                _ => usage_error(
+                    UsageError("healthcheck takes one URL at most".into()),
+                    "healthcheck",
+                ),
             };
         }
         Some("delete") => {
@@ -79,6 +96,22 @@ fn main() -> ExitCode {
             serve(*config)
         }
     }
+}
+
+/// As a container's first process (PID 1), SIGTERM and SIGINT do nothing
+/// unless handled: `ssed listen` there stops on them at once, as it does
+/// anywhere else by their default action.
+fn stop_on_signals_as_init() {
+    if std::process::id() != 1 || sys::signals::block_stop_signals().is_err() {
+        return;
+    }
+    let _ = std::thread::Builder::new()
+        .name("ssed-signals".into())
+        .spawn(|| {
+            let signal = sys::signals::wait_for_stop_signal();
+            eprintln!("ssed: {signal}: stopped");
+            std::process::exit(0);
+        });
 }
 
 /// `ssed help [listen|publish]` and `ssed version`, as commands are often

@@ -4,12 +4,14 @@
 //!   EventSource receives them, and reconnects as it does;
 //! - `ssed publish` ([`publish()`]) sends an event and prints the reply;
 //! - `ssed delete` ([`delete()`]) deletes a topic;
+//! - `ssed healthcheck` ([`healthcheck()`]) asks `/healthz` (containers);
 //! - `ssed token` ([`token()`]) prints a signed token.
 //!
 //! Both speak HTTP/1.1 through [`http`] (on the server's own `http1` bytes)
 //! to `http://` [`Url`]s. What they print is pipe-friendly.
 
 mod delete;
+mod health;
 pub mod http;
 mod listen;
 mod publish;
@@ -17,6 +19,7 @@ mod token;
 pub mod url;
 
 pub use delete::{delete, parse_delete, Delete, DELETE_USAGE};
+pub use health::{healthcheck, HEALTHCHECK_USAGE};
 pub use listen::{listen, parse_listen, Listen, LISTEN_USAGE, MAX_RETRY, MIN_RETRY};
 pub use publish::{parse_publish, publish, publish_lines, LineSettings, Publish, PUBLISH_USAGE};
 pub use token::{parse_token, token, TokenRequest, TOKEN_USAGE};

@@ -457,7 +457,8 @@ pub fn usage() -> String {
          ssed listen URL [OPTIONS]  print a stream's events (ssed listen --help)\n       \
          ssed publish URL [DATA]    publish an event (ssed publish --help)\n       \
          ssed delete URL            delete a topic (ssed delete --help)\n       \
-         ssed token [OPTIONS]       print a signed token (ssed token --help)\n\n\
+         ssed token [OPTIONS]       print a signed token (ssed token --help)\n       \
+         ssed healthcheck [URL]     exit 0 if /healthz answers 2xx (containers)\n\n\
          Options of serve (each also read from the environment variable shown):\n",
     );
     const COLUMN: usize = 27;
