@@ -119,10 +119,12 @@ fn stop_on_signals_as_init() {
 fn spelled_out(args: Vec<String>) -> Vec<String> {
     match args.first().map(String::as_str) {
         Some("help") => match args.get(1).map(String::as_str) {
-            Some(sub @ ("listen" | "publish" | "serve" | "token" | "delete")) => {
+            Some(sub @ ("listen" | "publish" | "serve" | "token" | "delete" | "healthcheck")) => {
                 vec![sub.to_string(), "--help".into()]
             }
-            _ => vec!["--help".into()],
+            None => vec!["--help".into()],
+            // Not a command: refused as any unknown argument is.
+            Some(other) => vec![other.to_string()],
         },
         Some("version") if args.len() == 1 => vec!["--version".into()],
         _ => args,
@@ -147,6 +149,11 @@ fn finish(outcome: Outcome) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `1 stream`, `2 streams`.
+fn counted(n: usize, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
 }
 
 /// Prints to stdout; a closed stdout (`ssed --help | head -1`) is not an error.
@@ -197,8 +204,10 @@ fn serve(config: ssed::Config) -> ExitCode {
     let (streams, connections) = (server.open_streams(), server.open_connections());
     server.shutdown();
     log::line(&format!(
-        "{signal}: stopped in {:.3} s; {streams} streams ended, {connections} connections closed",
-        started.elapsed().as_secs_f64()
+        "{signal}: stopped in {:.3} s; {} ended, {} closed",
+        started.elapsed().as_secs_f64(),
+        counted(streams, "stream"),
+        counted(connections, "connection"),
     ));
     ExitCode::SUCCESS
 }

@@ -317,3 +317,27 @@ fn the_clocks_show_local_time() {
         );
     }
 }
+
+#[test]
+fn mistyped_commands_and_options_get_a_hint_and_exit_2() {
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ssed"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    for (args, said) in [
+        (&["help", "bogus"][..], "unexpected argument \"bogus\""),
+        (&["lsten", "http://x/"][..], "did you mean ssed listen?"),
+        (&["--adr", "127.0.0.1:0"][..], "did you mean --addr?"),
+    ] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(said), "{args:?}: {err}");
+    }
+    // A host that does not resolve: said at once, not retried forever.
+    let out = run(&["listen", "http://no-such-host.invalid/sse"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot resolve no-such-host.invalid"));
+}

@@ -1340,3 +1340,47 @@ fn at_shutdown_each_stream_is_told_a_retry_of_its_own() {
     // Spread: browsers come back at different moments.
     assert!(retries.len() > 10, "{retries:?}");
 }
+
+#[test]
+fn mistakes_in_a_body_are_said_not_published() {
+    let server = start(|_| {});
+    let addr = server.addr();
+    // curl -d '{"data": "x"' (cut short): not published as text.
+    let (head, body) = fetch(
+        addr,
+        "POST",
+        "/events/t",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        br#"{"data": "x""#,
+    );
+    assert_eq!(head.status, 400, "{body}");
+    assert!(
+        json(&body)["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("body looks like a JSON object but is not valid JSON"),
+        "{body}"
+    );
+    // As text/plain, it is the data as it is.
+    let (head, _) = fetch(
+        addr,
+        "POST",
+        "/events/t",
+        &[("Content-Type", "text/plain")],
+        br#"{"data": "x""#,
+    );
+    assert_eq!(head.status, 200);
+    // /messages: a mistyped field is refused, an empty object keeps the
+    // tutorial's answer.
+    let (head, body) = fetch(addr, "POST", "/messages", &[], br#"{"msg": "x"}"#);
+    assert_eq!(head.status, 400, "{body}");
+    assert_eq!(
+        json(&body)["error"],
+        r#"no field "message" in the JSON body (it has "msg"), such as {"message": "hello"}"#
+    );
+    let (head, body) = fetch(addr, "POST", "/messages", &[], b"{}");
+    assert_eq!(
+        (head.status, json(&body)["message"].as_str()),
+        (200, Some("No message provided"))
+    );
+}

@@ -37,6 +37,13 @@ pub fn event_from_body(
                     .into(),
             ),
             Err(e) if declared_json => return Err(format!("body is not valid JSON: {e}")),
+            // What `curl -d '{"data": "x"'` sends: an object cut short is a
+            // mistake, not text to publish without a word.
+            Err(e) if body.trim_ascii_start().starts_with(b"{") => {
+                return Err(format!(
+                    "body looks like a JSON object but is not valid JSON ({e}); send it as text/plain to publish it as it is"
+                ))
+            }
             _ => None,
         }
     } else {
@@ -165,6 +172,16 @@ fn seed_message(post: Post, body: &[u8]) -> Result<(Event, Value), String> {
     let Value::Object(fields) = value else {
         return Err(r#"body must be a JSON object, such as {"message": "hello"}"#.into());
     };
+    // A mistyped field is refused, not broadcast as "No message provided"
+    // (an empty object still is, as the tutorial does; other fields beside
+    // "message" are let be, as its model does).
+    if !fields.contains_key("message") {
+        if let Some(other) = fields.keys().next() {
+            return Err(format!(
+                "no field \"message\" in the JSON body (it has {other:?}), such as {{\"message\": \"hello\"}}"
+            ));
+        }
+    }
     let (status, missing) = match post {
         Post::Messages => ("Received", "No message provided"),
         Post::Rest => ("Received via REST", "No REST message provided"),

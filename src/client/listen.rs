@@ -226,6 +226,11 @@ enum Ended {
 /// Runs `ssed listen` until it is done; events go to `out`, reconnection
 /// notes to `err` (or to `out` as `{"error": ...}` with `--json`).
 pub fn listen(l: &Listen, out: &mut dyn Write, err: &mut dyn Write) -> Outcome {
+    // A name that does not resolve at all is a mistake, not an outage to
+    // wait out (later, a resolver's hiccup is retried as any failure).
+    if let Err(e) = std::net::ToSocketAddrs::to_socket_addrs(&(l.url.host.as_str(), l.url.port)) {
+        return Outcome::Failed(format!("{}: cannot resolve {}: {e}", l.url, l.url.host));
+    }
     let mut decoder = Decoder::with_limits(Limits::for_data(l.max_event_bytes));
     if let Some(id) = &l.last_event_id {
         decoder.set_last_event_id(id);

@@ -197,6 +197,57 @@ pub enum Command {
     Version,
 }
 
+/// The commands besides `serve`, for a hint when one is mistyped.
+const COMMANDS: &[&str] = &[
+    "listen",
+    "publish",
+    "delete",
+    "token",
+    "healthcheck",
+    "help",
+    "version",
+];
+
+/// The one of `known` within two edits of `typed` (letters added, dropped,
+/// changed or swapped), if there is exactly one nearest.
+fn closest<'a>(typed: &str, known: &[&'a str]) -> Option<&'a str> {
+    let distance = |a: &str, b: &str| -> usize {
+        let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+        let mut d: Vec<Vec<usize>> = (0..=a.len()).map(|i| vec![i; b.len() + 1]).collect();
+        for (j, cell) in d[0].iter_mut().enumerate() {
+            *cell = j;
+        }
+        for i in 1..=a.len() {
+            for j in 1..=b.len() {
+                let cost = usize::from(a[i - 1] != b[j - 1]);
+                d[i][j] = (d[i - 1][j] + 1)
+                    .min(d[i][j - 1] + 1)
+                    .min(d[i - 1][j - 1] + cost);
+                if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                    d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+                }
+            }
+        }
+        d[a.len()][b.len()]
+    };
+    if typed.chars().count() > 64 {
+        return None;
+    }
+    let mut best: Option<(usize, &str, bool)> = None;
+    for k in known {
+        let n = distance(typed, k);
+        match best {
+            Some((b, _, _)) if n > b => {}
+            Some((b, name, _)) if n == b => best = Some((b, name, true)),
+            _ => best = Some((n, k, false)),
+        }
+    }
+    match best {
+        Some((n, name, false)) if n <= 2 && n < typed.chars().count() => Some(name),
+        _ => None,
+    }
+}
+
 /// Parses the arguments after the program name; `env` looks up variables.
 pub fn parse(
     args: impl IntoIterator<Item = String>,
@@ -231,7 +282,13 @@ pub fn parse(
     while let Some(arg) = args.next() {
         let (name, inline) = match arg {
             Arg::Option(name, inline) => (name, inline),
-            Arg::Plain(other) => return Err(UsageError(format!("unexpected argument {other:?}"))),
+            Arg::Plain(other) => {
+                let hint = match closest(&other, COMMANDS) {
+                    Some(command) => format!("; did you mean ssed {command}?"),
+                    None => String::new(),
+                };
+                return Err(UsageError(format!("unexpected argument {other:?}{hint}")));
+            }
         };
         match name.as_str() {
             "-h" | "--help" => return Ok(Command::Help),
@@ -239,9 +296,13 @@ pub fn parse(
             _ => {}
         }
         let Some(flag) = FLAGS.iter().find(|f| f.name == name) else {
+            let names: Vec<&str> = FLAGS.iter().map(|f| f.name).collect();
             let hint = match name.as_str() {
-                "--port" | "-p" => "; use --addr HOST:PORT, such as --addr 127.0.0.1:8080",
-                _ => "",
+                "--port" | "-p" => "; use --addr HOST:PORT, such as --addr 127.0.0.1:8080".into(),
+                _ => match closest(&name, &names) {
+                    Some(flag) => format!("; did you mean {flag}?"),
+                    None => String::new(),
+                },
             };
             return Err(UsageError(format!("unknown option {name:?}{hint}")));
         };
@@ -291,6 +352,24 @@ mod tests {
             Ok(other) => Err(format!("{other:?}")),
             Err(UsageError(e)) => Err(e),
         }
+    }
+
+    #[test]
+    fn mistypes_get_a_hint() {
+        assert_eq!(
+            parse_with(&["--adr", "x"], &[]).unwrap_err(),
+            "unknown option \"--adr\"; did you mean --addr?"
+        );
+        assert_eq!(
+            parse_with(&["lsten", "http://x/"], &[]).unwrap_err(),
+            "unexpected argument \"lsten\"; did you mean ssed listen?"
+        );
+        assert_eq!(
+            parse_with(&["--frobnicate"], &[]).unwrap_err(),
+            "unknown option \"--frobnicate\""
+        );
+        assert_eq!(closest("tokn", COMMANDS), Some("token"));
+        assert_eq!(closest("x", COMMANDS), None);
     }
 
     #[test]

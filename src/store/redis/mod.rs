@@ -300,7 +300,8 @@ impl Shared {
     /// Why the link is down, if it is.
     pub(super) fn down(&self) -> Option<String> {
         let link = lock(&self.link);
-        (!link.up).then(|| format!("Redis ({}) is unreachable: {}", self.target, link.why))
+        // Callers put the target in front: `redis redis://...: down: why`.
+        (!link.up).then(|| format!("down: {}", link.why))
     }
 
     pub(super) fn replay_limits(&self) -> Limits {

@@ -49,7 +49,7 @@ impl Redis {
             }
         };
         if let Some(why) = s.down() {
-            return Err(down(format!("down: {why}")));
+            return Err(down(why));
         }
         let run = s.hub.run_token();
         let (history, bytes, max_topics, feed, total) = (
@@ -235,7 +235,7 @@ impl Redis {
         check_topic(topic).map_err(StoreError::BadTopic)?;
         let named = |why: String| format!("redis {}: {why}", s.target);
         if let Some(why) = s.down() {
-            return Err(StoreError::Down(named(format!("down: {why}"))));
+            return Err(StoreError::Down(named(why)));
         }
         let run = s.hub.run_token();
         let stream = stream_key(topic);
