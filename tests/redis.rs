@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::redis::Redis;
+use common::redis::{instance_at, linked, Redis};
 use common::{fetch, json, start, wait_until, Conn};
 use ssed::sse::Message;
 use ssed::{Config, Server};
@@ -19,26 +19,6 @@ const SOON: Duration = Duration::from_secs(15);
 /// An ssed instance on `redis`, its link up.
 fn instance(redis: &Redis, tweak: impl FnOnce(&mut Config)) -> Server {
     instance_at(&redis.url(), tweak)
-}
-
-/// An ssed instance on the Redis at `url` (perhaps through a [`Proxy`]),
-/// its link up.
-fn instance_at(url: &str, tweak: impl FnOnce(&mut Config)) -> Server {
-    let server = start(|c| {
-        c.redis = Some(ssed::config::RedisTarget::parse(url).unwrap());
-        c.redis_timeout = Duration::from_millis(500);
-        c.heartbeat = Duration::from_millis(200);
-        tweak(c);
-    });
-    linked(server.addr());
-    server
-}
-
-/// Waits for `/healthz` to say ok.
-fn linked(addr: SocketAddr) {
-    wait_until(SOON, "the Redis link", || {
-        fetch(addr, "GET", "/healthz", &[], b"").0.status == 200
-    });
 }
 
 fn publish(addr: SocketAddr, target: &str, body: &str) -> String {

@@ -7,10 +7,10 @@
 
 mod common;
 
-use common::redis::{Redis, Switch};
+use common::redis::{instance_at as instance, linked, Redis, Switch};
 use common::{fetch, json, start, wait_until, Daemon};
 use ssed::sse::{Decoder, Item};
-use ssed::{Config, Server};
+use ssed::Server;
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -19,21 +19,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const SOON: Duration = Duration::from_secs(15);
-
-fn instance(url: &str, tweak: impl FnOnce(&mut Config)) -> Server {
-    let server = start(|c| {
-        c.redis = Some(ssed::config::RedisTarget::parse(url).unwrap());
-        c.redis_timeout = Duration::from_millis(500);
-        c.heartbeat = Duration::from_millis(200);
-        tweak(c);
-    });
-    linked(server.addr());
-    server
-}
-
-fn linked(addr: SocketAddr) {
-    wait_until(SOON, "the Redis link", || health(addr).0 == 200);
-}
 
 fn health(addr: SocketAddr) -> (u16, String) {
     let (head, body) = fetch(addr, "GET", "/healthz", &[], b"");

@@ -4,7 +4,6 @@ use super::http;
 use super::Url;
 use super::{header_arg, Outcome};
 use crate::args::{self, Arg, Args, UsageError};
-use std::io::Write;
 use std::time::Duration;
 
 pub const DELETE_USAGE: &str = "\
@@ -80,31 +79,10 @@ pub fn parse_delete(
 }
 
 /// Sends the delete; prints the reply (`{"topic":..,"deleted":true}`).
-pub fn delete(d: &Delete, out: &mut dyn Write) -> Outcome {
-    let mut res = match http::request(&d.url, "DELETE", &d.headers, None, Some(TIMEOUT)) {
+pub fn delete(d: &Delete, out: &mut dyn std::io::Write) -> Outcome {
+    let res = match http::request(&d.url, "DELETE", &d.headers, None, Some(TIMEOUT)) {
         Ok(res) => res,
         Err(e) => return Outcome::Failed(format!("{}: {e}", d.url)),
     };
-    let text = match res.text(64 * 1024) {
-        Ok(text) => text,
-        Err(e) => return Outcome::Failed(format!("{}: reading the reply: {e}", d.url)),
-    };
-    if !(200..300).contains(&res.status) {
-        let detail = serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
-            .and_then(|v| v["error"].as_str().map(String::from))
-            .unwrap_or_else(|| text.trim().chars().take(200).collect());
-        let sep = if detail.is_empty() { "" } else { ": " };
-        return Outcome::Failed(format!(
-            "{}: {} {}{sep}{detail}",
-            d.url, res.status, res.reason
-        ));
-    }
-    let newline = if text.ends_with('\n') || text.is_empty() {
-        ""
-    } else {
-        "\n"
-    };
-    let _ = write!(out, "{text}{newline}").and_then(|()| out.flush());
-    Outcome::Done
+    super::print_reply(&d.url, res, 64 * 1024, out)
 }

@@ -36,6 +36,37 @@ pub enum Outcome {
     Failed(String),
 }
 
+/// A one-shot command's reply (`ssed publish`, `ssed delete`): printed on
+/// `out` with a newline when it is a 2xx (a closed stdout is not an error:
+/// the command was done), else a failure naming the status and the
+/// server's error.
+fn print_reply(
+    url: &Url,
+    mut res: http::Response,
+    limit: u64,
+    out: &mut dyn std::io::Write,
+) -> Outcome {
+    let text = match res.text(limit) {
+        Ok(text) => text,
+        Err(e) => return Outcome::Failed(format!("{url}: reading the reply: {e}")),
+    };
+    if !(200..300).contains(&res.status) {
+        let detail = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(String::from))
+            .unwrap_or_else(|| text.trim().chars().take(1000).collect());
+        let sep = if detail.is_empty() { "" } else { ": " };
+        return Outcome::Failed(format!("{url}: {} {}{sep}{detail}", res.status, res.reason));
+    }
+    let newline = if text.ends_with('\n') || text.is_empty() {
+        ""
+    } else {
+        "\n"
+    };
+    let _ = write!(out, "{text}{newline}").and_then(|()| out.flush());
+    Outcome::Done
+}
+
 /// A `-H 'Name: value'` argument.
 fn header_arg(raw: &str) -> Result<(String, String), UsageError> {
     match raw.split_once(':') {

@@ -199,33 +199,11 @@ fn read_stdin(stdin: &mut dyn Read) -> Result<Vec<u8>, String> {
 /// Sends the publish and prints the reply.
 pub fn publish(p: &Publish, out: &mut dyn Write) -> Outcome {
     let headers = with_key(&p.headers);
-    let mut res = match http::request(&p.url, "POST", &headers, Some(&p.data), Some(TIMEOUT)) {
+    let res = match http::request(&p.url, "POST", &headers, Some(&p.data), Some(TIMEOUT)) {
         Ok(res) => res,
         Err(e) => return Outcome::Failed(format!("{}: {e}", p.url)),
     };
-    let text = match res.text(REPLY_LIMIT) {
-        Ok(text) => text,
-        Err(e) => return Outcome::Failed(format!("{}: reading the reply: {e}", p.url)),
-    };
-    if !(200..300).contains(&res.status) {
-        let detail = serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
-            .and_then(|v| v["error"].as_str().map(String::from))
-            .unwrap_or_else(|| text.trim().to_string());
-        let sep = if detail.is_empty() { "" } else { ": " };
-        return Outcome::Failed(format!(
-            "{}: {} {}{sep}{detail}",
-            p.url, res.status, res.reason
-        ));
-    }
-    let newline = if text.ends_with('\n') || text.is_empty() {
-        ""
-    } else {
-        "\n"
-    };
-    // A closed stdout is not an error: the publish happened.
-    let _ = write!(out, "{text}{newline}").and_then(|()| out.flush());
-    Outcome::Done
+    super::print_reply(&p.url, res, REPLY_LIMIT, out)
 }
 
 /// `headers` and an `Idempotency-Key` of its own (unless one was given):

@@ -221,3 +221,23 @@ pub fn info_number(info: &str, name: &str) -> u64 {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0)
 }
+
+/// An ssed instance on the Redis at `url` (perhaps through a proxy), its
+/// link up, with short timeouts for tests.
+pub fn instance_at(url: &str, tweak: impl FnOnce(&mut ssed::Config)) -> ssed::Server {
+    let server = super::start(|c| {
+        c.redis = Some(ssed::config::RedisTarget::parse(url).unwrap());
+        c.redis_timeout = Duration::from_millis(500);
+        c.heartbeat = Duration::from_millis(200);
+        tweak(c);
+    });
+    linked(server.addr());
+    server
+}
+
+/// Waits for `/healthz` to say ok.
+pub fn linked(addr: std::net::SocketAddr) {
+    wait_until(SOON, "the Redis link", || {
+        super::fetch(addr, "GET", "/healthz", &[], b"").0.status == 200
+    });
+}
