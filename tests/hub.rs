@@ -1384,3 +1384,23 @@ fn mistakes_in_a_body_are_said_not_published() {
         (200, Some("No message provided"))
     );
 }
+
+#[test]
+fn stop_spread_sets_the_window_and_zero_turns_it_off() {
+    for (spread, low, high) in [
+        (Duration::ZERO, 2000, 2000),
+        (Duration::from_secs(3), 2000, 3000),
+    ] {
+        let server = start(|c| c.stop_spread = spread);
+        let mut sub = Conn::open_stream(server.addr(), "/events/t");
+        server.shutdown();
+        let rest = String::from_utf8_lossy(&sub.read_to_end()).to_string();
+        let retry: u64 = rest
+            .split("retry: ")
+            .nth(1)
+            .and_then(|r| r.split('\n').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no retry: in {rest:?}"));
+        assert!((low..=high).contains(&retry), "{spread:?}: {retry}");
+    }
+}

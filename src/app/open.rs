@@ -124,6 +124,7 @@ impl App {
             format,
             self.config.heartbeat,
             self.config.retry_ms,
+            self.config.stop_spread.as_millis() as u64,
             slot,
             // Topics nobody needs any more are freed: those named, and
             // those its patterns brought.

@@ -112,6 +112,15 @@ pub const FLAGS: &[Flag] = &[
         repeat: None,
     },
     Flag {
+        name: "--stop-spread",
+        var: "SSED_STOP_SPREAD",
+        value: Some("SECS"),
+        help: "at shutdown each SSE stream's last retry: is drawn from --retry-ms up to this, so that browsers come back spread out; 0: all at --retry-ms",
+        default: "10",
+        set: |c, v| set(&mut c.stop_spread, seconds(v, 0.0, 3600.0)),
+        repeat: None,
+    },
+    Flag {
         name: "--max-connections",
         var: "SSED_MAX_CONNECTIONS",
         value: Some("N"),

@@ -94,6 +94,9 @@ pub struct Config {
     pub heartbeat: Duration,
     /// `--retry-ms`: the reconnection delay each SSE stream sends first.
     pub retry_ms: u64,
+    /// `--stop-spread`: at shutdown, streams' last `retry:` is drawn from
+    /// `retry_ms` up to this.
+    pub stop_spread: Duration,
     /// `None`: what the system's limits allow, found at start.
     pub max_connections: Option<usize>,
     /// `None`: the connection cap less a reserve for short requests.
@@ -155,6 +158,7 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             heartbeat: Duration::from_secs(15),
             retry_ms: DEFAULT_RETRY_MS,
+            stop_spread: Duration::from_secs(10),
             max_connections: None,
             max_streams: None,
             max_demo_streams: 1024,

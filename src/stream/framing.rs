@@ -107,6 +107,8 @@ pub struct Framer {
     buf: Vec<u8>,
     /// What [`Framer::retry`] sends.
     retry_ms: u64,
+    /// The most [`Framer::spread_retry`] draws (`--stop-spread`).
+    stop_retry_ms: u64,
     /// Where the framed bytes start, once [`Framer::frame`] made them.
     framed: Option<usize>,
 }
@@ -120,8 +122,15 @@ impl Framer {
             format,
             buf,
             retry_ms,
+            stop_retry_ms: (retry_ms * 5).min(30_000),
             framed: None,
         }
+    }
+
+    /// At shutdown, a `retry:` drawn up to `ms` (at least the stream's own).
+    pub fn with_stop_retry(mut self, ms: u64) -> Framer {
+        self.stop_retry_ms = ms;
+        self
     }
 
     pub fn framing(&self) -> Framing {
@@ -171,15 +180,15 @@ impl Framer {
         }
     }
 
-    /// For SSE, at shutdown: a `retry:` drawn between the stream's and five
-    /// times it (at most 30 s, never less than its own), so that the
-    /// browsers of a server that stops come back spread out, not at once.
-    /// Whether one was added.
+    /// For SSE, at shutdown: a `retry:` drawn between the stream's and
+    /// `--stop-spread` (never less than its own), so that the browsers of a
+    /// server that stops come back spread out, not at once. Whether one was
+    /// added.
     pub fn spread_retry(&mut self) -> bool {
         if !matches!(self.format, Format::Sse | Format::SseTagged) {
             return false;
         }
-        let most = (self.retry_ms * 5).min(30_000).max(self.retry_ms);
+        let most = self.stop_retry_ms.max(self.retry_ms);
         sse::retry(fastrand::u64(self.retry_ms..=most), &mut self.buf);
         true
     }

@@ -49,6 +49,8 @@ pub struct Stream {
     heartbeat: Duration,
     /// The reconnection delay the stream's `retry:` field sends.
     retry_ms: u64,
+    /// At shutdown, its last `retry:` is drawn up to this.
+    stop_retry_ms: u64,
     /// Called once it ended: the topics it read may be freed.
     on_end: Option<Box<dyn FnOnce() + Send>>,
     /// The stream's place under its cap, freed last.
@@ -61,6 +63,7 @@ impl Stream {
         format: Format,
         heartbeat: Duration,
         retry_ms: u64,
+        stop_retry_ms: u64,
         slot: Slot,
         on_end: impl FnOnce() + Send + 'static,
     ) -> Stream {
@@ -69,6 +72,7 @@ impl Stream {
             format,
             heartbeat,
             retry_ms,
+            stop_retry_ms,
             on_end: Some(Box::new(on_end)),
             slot,
         }
@@ -87,7 +91,8 @@ impl StreamBody for Stream {
         let result = match &mut self.kind {
             // A script has a thread: it sleeps until its next event is due.
             Kind::Script(script) => {
-                let mut framer = Framer::new(framing, self.format, self.retry_ms);
+                let mut framer = Framer::new(framing, self.format, self.retry_ms)
+                    .with_stop_retry(self.stop_retry_ms);
                 run_script(
                     &mut framer,
                     &*wire,
@@ -98,10 +103,12 @@ impl StreamBody for Stream {
                 )
             }
             // Topics: once caught up, the stream waits in the park.
-            Kind::Topics(outlet) => match outlet.start(wire, framing, self.retry_ms, stopping) {
-                Ok(()) => return Some(self),
-                Err(e) => Err(e),
-            },
+            Kind::Topics(outlet) => {
+                match outlet.start(wire, framing, self.retry_ms, self.stop_retry_ms, stopping) {
+                    Ok(()) => return Some(self),
+                    Err(e) => Err(e),
+                }
+            }
         };
         self.slot.counters().ended(&result);
         None

@@ -206,12 +206,13 @@ impl Outlet {
         wire: Arc<dyn Wire>,
         framing: Framing,
         retry_ms: u64,
+        stop_retry_ms: u64,
         stopping: &AtomicBool,
     ) -> io::Result<()> {
         let mut core = self.lock();
         let framer = core
             .framer
-            .insert(Framer::new(framing, self.format, retry_ms));
+            .insert(Framer::new(framing, self.format, retry_ms).with_stop_retry(stop_retry_ms));
         framer.retry();
         if !framer.is_empty() {
             let written = wire.write_all(&[IoSlice::new(framer.frame())]);
