@@ -528,7 +528,7 @@ fn publish_token() {
             None,
             401,
             Some("Bearer realm=\"ssed\""),
-            "a token is required",
+            "a token is required: send it as Authorization: Bearer TOKEN",
         ),
         (
             Some("Bearer nope"),
@@ -581,14 +581,14 @@ fn subscribe_token_in_header_query_or_cookie() {
         subscribe(addr, target, &headers);
     }
     let refused: [(&str, Headers, &str); 4] = [
-        ("/events/t", vec![], "a token is required"),
+        ("/events/t", vec![], "a token is required: send it as Authorization: Bearer TOKEN, ?token=TOKEN or the cookie ssed_token"),
         ("/events/t?token=wrong", vec![], "the token is wrong"),
         (
             "/sse",
             vec![("Cookie", "ssed_token=wrong")],
             "the token is wrong",
         ),
-        ("/topics", vec![], "a token is required"),
+        ("/topics", vec![], "a token is required: send it as Authorization: Bearer TOKEN, ?token=TOKEN or the cookie ssed_token"),
     ];
     for (target, headers, why) in refused {
         let (head, body) = fetch(addr, "GET", target, &headers, b"");

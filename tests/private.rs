@@ -214,7 +214,7 @@ fn every_bad_token_is_401_with_one_sentence() {
     let (head, body) = fetch(addr, "GET", "/events/news", &[], b"");
     assert_eq!(
         (head.status, json(&body)["error"].as_str()),
-        (401, Some("a token is required"))
+        (401, Some("a token is required: send it as Authorization: Bearer TOKEN, ?token=TOKEN or the cookie ssed_token"))
     );
     assert_eq!(
         head.header("WWW-Authenticate"),

@@ -256,8 +256,8 @@ pub struct Judge<'a> {
 
 /// The 401 of a request whose credentials are refused, with no one else
 /// to ask.
-pub fn refuse(_who: Who, denied: Denied) -> Result<Access, Response> {
-    Err(unauthorized(denied))
+pub fn refuse(who: Who, denied: Denied) -> Result<Access, Response> {
+    Err(unauthorized(who, denied))
 }
 
 /// What to do with `req`, and what its credentials allow: who may ask is
@@ -458,10 +458,15 @@ fn tagged(feed: &Feed, format: Format, params: &[(String, String)]) -> Result<Fo
     }
 }
 
-fn unauthorized(denied: Denied) -> Response {
+fn unauthorized(who: Who, denied: Denied) -> Response {
     let (why, challenge) = match denied {
+        // Saying how to send one: a publish takes the header alone.
+        Denied::Missing if who == Who::Publishers => (
+            "a token is required: send it as Authorization: Bearer TOKEN".to_string(),
+            r#"Bearer realm="ssed""#.to_string(),
+        ),
         Denied::Missing => (
-            "a token is required".to_string(),
+            "a token is required: send it as Authorization: Bearer TOKEN, ?token=TOKEN or the cookie ssed_token".to_string(),
             r#"Bearer realm="ssed""#.to_string(),
         ),
         Denied::Wrong => (
@@ -1197,7 +1202,7 @@ mod tests {
                 q("/events/users/42/outbox", &user),
                 None,
                 401,
-                "a token is required",
+                "a token is required: send it as Authorization: Bearer TOKEN",
             ),
             (
                 "GET",
@@ -1207,7 +1212,7 @@ mod tests {
                 "no grant to read /metrics: it needs \"admin\": true",
             ),
             ("GET", q("/metrics", &admin), None, 0, ""),
-            ("GET", "/topics".into(), None, 401, "a token is required"),
+            ("GET", "/topics".into(), None, 401, "a token is required: send it as Authorization: Bearer TOKEN, ?token=TOKEN or the cookie ssed_token"),
             ("GET", q("/topics", &user), None, 0, ""),
             // With a key, nothing is open but the pages, the demos, health.
             (
@@ -1215,14 +1220,14 @@ mod tests {
                 "/events/news".into(),
                 None,
                 401,
-                "a token is required",
+                "a token is required: send it as Authorization: Bearer TOKEN, ?token=TOKEN or the cookie ssed_token",
             ),
             (
                 "POST",
                 "/events/news".into(),
                 None,
                 401,
-                "a token is required",
+                "a token is required: send it as Authorization: Bearer TOKEN",
             ),
             ("GET", "/stream-time".into(), None, 0, ""),
             ("GET", "/healthz".into(), None, 0, ""),

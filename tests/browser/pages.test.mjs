@@ -351,7 +351,7 @@ test("hub: a token field for servers that ask for one, with clear 401s", async (
     await until("the topics refusal", async () => (await text(page, "#topics-box")).includes("Listing topics refused: the server needs a token"));
     await page.click("#subscribe");
     await until("the subscribe refusal", async () =>
-      (await page.locator("#log li.error").allInnerTexts()).some((t) => t.includes("Subscribing refused: the server needs a token (a token is required). Enter it above.")));
+      (await page.locator("#log li.error").allInnerTexts()).some((t) => t.includes("Subscribing refused: the server needs a token (a token is required: send it as Authorization: Bearer TOKEN") && t.includes("). Enter it above.")));
     await page.fill("#token", "wrong");
     await page.fill("#pub-data", "anything");
     await page.click("#publish");
@@ -412,7 +412,7 @@ test("private streams: a page reads with its cookie token, and says why when it 
     // No cookie: the page says a token is needed.
     const nobody = await visit(null);
     await until("the 401 sentence", async () => (await nobody.locator("#refusal").count()) > 0 &&
-      (await text(nobody, "#refusal")).startsWith("The server needs a token for this stream (a token is required)"));
+      (await text(nobody, "#refusal")).startsWith("The server needs a token for this stream (a token is required: send it as Authorization: Bearer TOKEN"));
     await finish(nobody, "private-no-token");
   } finally {
     await context.clearCookies();
