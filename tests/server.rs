@@ -964,3 +964,30 @@ fn answers_made_for_the_request_say_no_store_and_pages_do_not() {
     let (head, _) = fetch(addr, "GET", "/clock.html", &[], b"");
     assert_eq!(head.header("Cache-Control"), None);
 }
+
+#[test]
+fn a_quotes_change_is_the_difference_of_the_prices_shown() {
+    let server = start(|_| {});
+    let mut c = Conn::open_stream(server.addr(), "/stream-stocks");
+    let mut last: std::collections::HashMap<String, f64> = std::collections::HashMap::new();
+    let mut checked = 0;
+    for m in c.events(60) {
+        let q = json(&m.data);
+        let (symbol, price, change) = (
+            q["symbol"].as_str().unwrap().to_string(),
+            q["price"].as_f64().unwrap(),
+            q["change"].as_f64().unwrap(),
+        );
+        if let Some(before) = last.insert(symbol, price) {
+            // In cents: the change is exactly the step between the two.
+            assert_eq!(
+                ((price - before) * 100.0).round(),
+                (change * 100.0).round(),
+                "{}",
+                m.data
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 40);
+}

@@ -28,8 +28,13 @@ pub(super) fn run_market(mut p: Producer, mean: Duration, latest: &Mutex<Vec<Arc
     while p.await_viewers() {
         let i = fastrand::usize(..STOCKS.len());
         let (symbol, price) = &mut prices[i];
-        let change = fastrand::f64() - 0.5;
-        *price = (*price + change).max(0.0);
+        // The walk is in cents, so that the change a viewer sees is the
+        // difference of the prices it sees (the seed's, in floats, was off
+        // by a cent about half the time).
+        let old = *price;
+        let step = round(fastrand::f64() - 0.5, 2);
+        *price = round((old + step).max(0.0), 2);
+        let change = round(*price - old, 2);
         let event = quote(symbol, *price, change);
         // The newest quote last: a new viewer gets them in the order they
         // changed.
