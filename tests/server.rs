@@ -991,3 +991,22 @@ fn a_quotes_change_is_the_difference_of_the_prices_shown() {
     }
     assert!(checked > 40);
 }
+
+#[test]
+fn system_stats_say_how_many_samples_were_kept_when_asked_for_them() {
+    let server = start(|_| {});
+    let addr = server.addr();
+    // Samples are kept: wait for three.
+    let mut warm = Conn::open_stream(addr, "/system-stats");
+    warm.events(3);
+    let mut c = Conn::open_stream(addr, "/system-stats?last=2");
+    let got = c.events(3);
+    assert_eq!(got[0].event, "kept", "{got:?}");
+    let kept = json(&got[0].data);
+    assert_eq!(kept["samples"], 2);
+    assert_eq!(kept["interval_ms"], 200);
+    assert!(got[1..].iter().all(|m| m.event == "message"));
+    // Without ?last=, the seed's stream as it was: samples only.
+    let mut plain = Conn::open_stream(addr, "/system-stats");
+    assert_eq!(plain.events(1)[0].event, "message");
+}

@@ -195,5 +195,16 @@ class Chart {
       if (this.samples.length === 1) ctx.lineTo(x(offset) + dpr, y(this.samples[0][k]));
       ctx.stroke();
     });
+    // The newest value of each series by its line's end: a line that lies
+    // near the axis (memory at a few percent) is seen for what it is.
+    if (this.axes && this.samples.length > 0) {
+      const newest = this.samples[this.samples.length - 1];
+      ctx.textAlign = "right";
+      ctx.textBaseline = "bottom";
+      this.series.forEach((s, k) => {
+        ctx.fillStyle = s.color;
+        ctx.fillText(`${Math.round(newest[k] * 10) / 10}${this.unit}`, w - 2 * dpr, y(newest[k]) - 3 * dpr);
+      });
+    }
   }
 }

@@ -84,8 +84,23 @@ impl App {
                 script(Box::new(Training::new(epochs, steps, step))),
                 Vec::new(),
             ),
-            Feed::SystemStats { last } => {
-                (demo_topic(&self.demos.stats, last, Vec::new()), Vec::new())
+            Feed::SystemStats { last, announce } => {
+                let outlet = outlet();
+                let sub = self.demos.stats.subscribe(outlet.as_notify(), last);
+                // A page knows which samples are history without guessing
+                // from when they arrive (only for `?last=`: the seed's
+                // stream stays as it was).
+                let first = if announce {
+                    let kept = serde_json::json!({
+                        "samples": sub.owed(),
+                        "interval_ms": self.config.pace.stats.as_millis() as u64,
+                    });
+                    vec![Arc::new(Event::named("kept", kept.to_string()))]
+                } else {
+                    Vec::new()
+                };
+                outlet.attach(Reader::demo(sub, first));
+                (Kind::Topics(outlet), Vec::new())
             }
             // Quotes read after subscribing: a tick in between comes twice,
             // none is missed.

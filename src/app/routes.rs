@@ -215,9 +215,11 @@ pub enum Feed {
         step: Duration,
     },
     /// The shared sampler; a new viewer gets the newest `last` samples
-    /// first.
+    /// first, and, when it asked with `?last=`, a `kept` event before them
+    /// that says how many and how far apart.
     SystemStats {
         last: usize,
+        announce: bool,
     },
     /// The shared market; a new viewer gets each symbol's latest quote
     /// first.
@@ -530,10 +532,13 @@ fn demo_feed(demo: Demo, params: &[(String, String)]) -> Result<Feed, String> {
                 step: ms(number(params, "step_ms", 0, 10_000)?.unwrap_or(20)),
             }
         }
-        Demo::SystemStats => Feed::SystemStats {
-            last: number(params, "last", 0, crate::demos::MAX_STATS_KEPT as u64)?.unwrap_or(1)
-                as usize,
-        },
+        Demo::SystemStats => {
+            let last = number(params, "last", 0, crate::demos::MAX_STATS_KEPT as u64)?;
+            Feed::SystemStats {
+                last: last.unwrap_or(1) as usize,
+                announce: last.is_some(),
+            }
+        }
         Demo::Stocks => Feed::Stocks,
     })
 }

@@ -497,6 +497,11 @@ impl Subscription {
         self.topic.is_closed()
     }
 
+    /// Events it has yet to read.
+    pub fn owed(&self) -> u64 {
+        read(&self.topic.ring).next().saturating_sub(self.cursor)
+    }
+
     /// Whether its topic was deleted: the reader says so and lets go.
     pub fn is_deleted(&self) -> bool {
         self.topic.is_deleted()
