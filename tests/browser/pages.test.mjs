@@ -6,10 +6,11 @@
 
 import { test, before, after, beforeEach, afterEach } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { createHmac } from "node:crypto";
 import http from "node:http";
-import { mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { createInterface } from "node:readline";
@@ -464,6 +465,91 @@ test("behind a proxy under a path prefix, every page works", async () => {
     await new Promise((r) => proxy.close(r));
   }
 });
+
+test("behind nginx (the README's recipe) over HTTP/2: a prefix, and more than six streams in one page", async (t) => {
+  const NGINX = process.env.NGINX || "/usr/sbin/nginx";
+  if (!existsSync(NGINX)) {
+    if (process.env.SSED_REQUIRE_NGINX) assert.fail(`${NGINX} is not installed, and SSED_REQUIRE_NGINX is set`);
+    t.skip("nginx is not installed (apt-get install nginx)");
+    return;
+  }
+  const dir = mkdtempSync(path.join(tmpdir(), "ssed-nginx-"));
+  // A certificate of its own: browsers speak HTTP/2 over TLS only.
+  execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+    "-keyout", path.join(dir, "key.pem"), "-out", path.join(dir, "cert.pem")], { stdio: "ignore" });
+  const port = await freePort();
+  const upstream = new URL(base);
+  // The README's recipe, with this test's ports and files.
+  writeFileSync(path.join(dir, "nginx.conf"), `
+daemon off;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log;
+events {}
+http {
+  access_log off;
+  client_body_temp_path ${dir}; proxy_temp_path ${dir}; fastcgi_temp_path ${dir}; uwsgi_temp_path ${dir}; scgi_temp_path ${dir};
+  upstream ssed { server ${upstream.host}; }
+  server {
+    listen 127.0.0.1:${port} ssl http2;
+    ssl_certificate ${dir}/cert.pem;
+    ssl_certificate_key ${dir}/key.pem;
+    location /live/ {
+      proxy_pass http://ssed/;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_buffering off;
+      proxy_read_timeout 1h;
+    }
+  }
+}
+`);
+  const nginx = spawn(NGINX, ["-p", dir, "-c", path.join(dir, "nginx.conf")], { stdio: "ignore" });
+  const ctx = await browser.newContext({ ignoreHTTPSErrors: true });
+  try {
+    const at = `https://127.0.0.1:${port}/live`;
+    const page = await ctx.newPage();
+    page.on("pageerror", (err) => problems.push(`exception: ${err.message}`));
+    await until("nginx up", async () => {
+      try {
+        await page.goto(at + "/clock.html");
+        return true;
+      } catch (err) {
+        return false;
+      }
+    });
+    await page.locator("#state.open").waitFor({ timeout: WAIT });
+    // Ten streams in one page, more than HTTP/1.1's six: all open, all live.
+    const opened = await page.evaluate(() => new Promise((resolve) => {
+      const got = new Set();
+      for (let i = 0; i < 10; i++) {
+        const es = new EventSource(`events/t${i}`);
+        es.onopen = () => { got.add(i); if (got.size === 10) resolve([...got].length); };
+      }
+      setTimeout(() => resolve(got.size), 10000);
+    }));
+    assert.equal(opened, 10, "every stream opens over one HTTP/2 connection");
+    const protocol = await page.evaluate(() => performance.getEntriesByType("navigation")[0].nextHopProtocol);
+    assert.equal(protocol, "h2");
+    await finish(page, "nginx-http2");
+  } finally {
+    await ctx.close();
+    nginx.kill("SIGQUIT");
+    await new Promise((r) => nginx.once("exit", r));
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** A free TCP port on the loopback. */
+function freePort() {
+  return new Promise((resolve) => {
+    const srv = http.createServer();
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
 
 test("hub: a server restart shows as a gap line, then the stream goes on", async () => {
   allowed.push(/ERR_CONNECTION_REFUSED|ERR_INCOMPLETE_CHUNKED_ENCODING|ERR_EMPTY_RESPONSE|ERR_CONNECTION_RESET|network error/);
