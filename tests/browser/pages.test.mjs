@@ -169,7 +169,8 @@ async function streamHolds(url, n) {
     const reader = res.body.getReader();
     const { value } = await reader.read();
     await reader.cancel();
-    return (new TextDecoder().decode(value).match(/^data: /gm) || []).length >= n;
+    // Samples, not the "kept" notice before them.
+    return (new TextDecoder().decode(value).match(/^data: \{"cpu_percent/gm) || []).length >= n;
   });
 }
 
