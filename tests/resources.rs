@@ -306,10 +306,21 @@ fn fan_out_workers_follow_a_cpu_quota() {
     };
     cgroup.limit_cpu(0.5);
     let (d, _) = Daemon::start_in(&cgroup, &[]);
-    let workers = std::fs::read_dir(format!("/proc/{}/task", d.child.id()))
-        .unwrap()
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .filter(|name| name.starts_with("ssed-fanout"))
+    let names = || -> Vec<String> {
+        std::fs::read_dir(format!("/proc/{}/task", d.child.id()))
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .map(|n| n.trim().to_string())
+            .collect()
+    };
+    // A thread names itself once it runs: under load, one may not have
+    // yet. Every thread but main is named; wait until all are.
+    common::wait_until(Duration::from_secs(10), "every thread named", || {
+        names().iter().filter(|n| *n == "ssed").count() == 1
+    });
+    let workers = names()
+        .iter()
+        .filter(|n| n.starts_with("ssed-fanout"))
         .count();
     assert_eq!(workers, 1, "half a core is one worker");
 }
