@@ -123,9 +123,32 @@ impl Url {
     }
 }
 
+/// As messages show it: the value of a `token` in the query as `***`, as
+/// the server's access log does (a message on a terminal or in a log is no
+/// place for a secret; the request itself carries the token).
 impl std::fmt::Display for Url {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "http://{}{}", self.authority(), self.target)
+        let (path, query) = match self.target.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (self.target.as_str(), None),
+        };
+        write!(f, "http://{}{path}", self.authority())?;
+        if let Some(query) = query {
+            let shown: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((name, _))
+                        if crate::http1::query_name(name)
+                            .is_none_or(|n| n.trim().eq_ignore_ascii_case("token")) =>
+                    {
+                        format!("{name}=***")
+                    }
+                    _ => pair.to_string(),
+                })
+                .collect();
+            write!(f, "?{}", shown.join("&"))?;
+        }
+        Ok(())
     }
 }
 
@@ -203,6 +226,10 @@ mod tests {
             ("127.0.0.1", 8000, "/events/news?x=1")
         );
         assert_eq!(u.to_string(), "http://127.0.0.1:8000/events/news?x=1");
+        // A token in the query is not shown.
+        let t = Url::parse("http://h/events/a?x=1&token=s3cret&TOK%45N=s3cret").unwrap();
+        assert_eq!(t.to_string(), "http://h/events/a?x=1&token=***&TOK%45N=***");
+        assert!(t.target.contains("token=s3cret"), "the request still carries it");
         let u = Url::parse("HTTP://Example.com").unwrap();
         assert_eq!(
             (u.port, u.target.as_str(), u.authority()),
