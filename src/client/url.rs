@@ -229,7 +229,10 @@ mod tests {
         // A token in the query is not shown.
         let t = Url::parse("http://h/events/a?x=1&token=s3cret&TOK%45N=s3cret").unwrap();
         assert_eq!(t.to_string(), "http://h/events/a?x=1&token=***&TOK%45N=***");
-        assert!(t.target.contains("token=s3cret"), "the request still carries it");
+        assert!(
+            t.target.contains("token=s3cret"),
+            "the request still carries it"
+        );
         let u = Url::parse("HTTP://Example.com").unwrap();
         assert_eq!(
             (u.port, u.target.as_str(), u.authority()),
