@@ -1316,6 +1316,16 @@ fn many_short_lived_topics_leave_nothing_behind() {
     });
 }
 
+/// The `retry:` a stream sent before its end, read to the end.
+fn last_retry(sub: &mut Conn) -> u64 {
+    let rest = String::from_utf8_lossy(&sub.read_to_end()).to_string();
+    rest.split("retry: ")
+        .nth(1)
+        .and_then(|r| r.split('\n').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no retry: in {rest:?}"))
+}
+
 #[test]
 fn at_shutdown_each_stream_is_told_a_retry_of_its_own() {
     let server = start(|_| {});
@@ -1326,13 +1336,7 @@ fn at_shutdown_each_stream_is_told_a_retry_of_its_own() {
     server.shutdown();
     let mut retries = std::collections::HashSet::new();
     for sub in &mut subs {
-        let rest = String::from_utf8_lossy(&sub.read_to_end()).to_string();
-        let retry: u64 = rest
-            .split("retry: ")
-            .nth(1)
-            .and_then(|r| r.split('\n').next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("no retry: in {rest:?}"));
+        let retry = last_retry(sub);
         // Between the stream's own (2 s) and five times it.
         assert!((2000..=10_000).contains(&retry), "{retry}");
         retries.insert(retry);
@@ -1394,13 +1398,7 @@ fn stop_spread_sets_the_window_and_zero_turns_it_off() {
         let server = start(|c| c.stop_spread = spread);
         let mut sub = Conn::open_stream(server.addr(), "/events/t");
         server.shutdown();
-        let rest = String::from_utf8_lossy(&sub.read_to_end()).to_string();
-        let retry: u64 = rest
-            .split("retry: ")
-            .nth(1)
-            .and_then(|r| r.split('\n').next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("no retry: in {rest:?}"));
+        let retry = last_retry(&mut sub);
         assert!((low..=high).contains(&retry), "{spread:?}: {retry}");
     }
 }

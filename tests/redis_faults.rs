@@ -151,6 +151,15 @@ fn read_once(
     }
 }
 
+/// Sends `signal` (`-STOP`, `-CONT`) to a daemon.
+fn signal(daemon: &Daemon, signal: &str) {
+    let pid = daemon.child.id().to_string();
+    let sent = std::process::Command::new("kill")
+        .args([signal, &pid])
+        .status();
+    assert!(sent.is_ok_and(|s| s.success()), "kill {signal} {pid}");
+}
+
 /// What publishes were answered: (status, id, data).
 type Acks = Vec<(u16, String, String)>;
 
@@ -344,14 +353,7 @@ fn an_instance_stalled_across_the_restart_finds_out_by_itself() {
     }
     on_c.wait_for("before 14");
     // C stops; A goes; Redis comes back from the snapshot (10 events).
-    let pid = c.child.id().to_string();
-    let signal = |s: &str| {
-        assert!(std::process::Command::new("kill")
-            .args([s, &pid])
-            .status()
-            .unwrap()
-            .success())
-    };
+    let signal = |s: &str| signal(&c, s);
     signal("-STOP");
     drop(a);
     redis.kill();
@@ -656,14 +658,7 @@ fn without_info_the_event_at_an_instances_position_tells_a_rewritten_history() {
     for i in 10..15 {
         publish(c.addr, "t", &format!("before {i}"), None, &mut acks);
     }
-    let pid = c.child.id().to_string();
-    let signal = |s: &str| {
-        assert!(std::process::Command::new("kill")
-            .args([s, &pid])
-            .status()
-            .unwrap()
-            .success())
-    };
+    let signal = |s: &str| signal(&c, s);
     signal("-STOP");
     redis.kill();
     redis.run();

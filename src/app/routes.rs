@@ -356,7 +356,7 @@ fn act(req: &Request, route: Route, params: &[(String, String)], cors: &Cors) ->
     }
     let feed = match route {
         Route::Demo(demo) => demo_feed(demo, params),
-        Route::Messages => hub_start(vec![MESSAGES_TOPIC.to_string()], params, req),
+        Route::Messages => hub_start(vec![MESSAGES_TOPIC.to_string()], Vec::new(), params, req),
         Route::Subscribe(topic) => hub_feed(topic, params, req),
         Route::Publish(post) => {
             return Action::Publish {
@@ -570,20 +570,13 @@ fn hub_feed(
         ));
     }
     // A name with a `*` is a pattern (topic names have none).
-    let mut patterns = Vec::new();
-    let mut named = Vec::new();
-    for topic in topics {
-        if topic.contains('*') {
-            patterns.push(Pattern::parse(&topic)?);
-        } else {
-            named.push(topic);
-        }
-    }
-    let mut feed = hub_start(named, params, req)?;
-    if let Feed::Hub { patterns: p, .. } = &mut feed {
-        *p = patterns;
-    }
-    Ok(feed)
+    let (wild, named): (Vec<String>, Vec<String>) =
+        topics.into_iter().partition(|t| t.contains('*'));
+    let patterns = wild
+        .iter()
+        .map(|p| Pattern::parse(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    hub_start(named, patterns, params, req)
 }
 
 /// Where a hub stream starts. A returning client resumes after the id it
@@ -594,6 +587,7 @@ fn hub_feed(
 /// exactly where it stopped.
 fn hub_start(
     topics: Vec<String>,
+    patterns: Vec<Pattern>,
     params: &[(String, String)],
     req: &Request,
 ) -> Result<Feed, String> {
@@ -607,7 +601,7 @@ fn hub_start(
     let last = number(params, "last", 0, 1_000_000)?.map(|n| n as usize);
     Ok(Feed::Hub {
         topics,
-        patterns: Vec::new(),
+        patterns,
         last_event_id,
         last,
     })

@@ -2,7 +2,7 @@
 
 use super::http;
 use super::Url;
-use super::{header_arg, Outcome};
+use super::{header_arg, token_arg, Outcome};
 use crate::args::{self, Arg, Args, UsageError};
 use std::time::Duration;
 
@@ -53,17 +53,7 @@ pub fn parse_delete(
         };
         match flag.as_str() {
             "-h" | "--help" => return Ok(Err(DELETE_USAGE)),
-            "--token" => {
-                let v = args.value(&flag, inline)?;
-                if v.is_empty() || !v.bytes().all(|b| b.is_ascii_graphic()) {
-                    return Err(args::invalid(
-                        &flag,
-                        &v,
-                        "expected printable ASCII without spaces",
-                    ));
-                }
-                token = Some(v);
-            }
+            "--token" => token = Some(token_arg(&flag, args.value(&flag, inline)?)?),
             "-H" | "--header" => headers.push(header_arg(&args.value(&flag, inline)?)?),
             _ => return Err(args::unknown(&flag, "delete")),
         }

@@ -67,6 +67,21 @@ fn print_reply(
     Outcome::Done
 }
 
+/// A `--token` argument: sent in a header, so printable ASCII.
+fn token_arg(flag: &str, value: String) -> Result<String, UsageError> {
+    if value.is_empty() {
+        return Err(args::invalid(flag, &value, "the token is empty"));
+    }
+    if !value.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(args::invalid(
+            flag,
+            &value,
+            "expected printable ASCII without spaces",
+        ));
+    }
+    Ok(value)
+}
+
 /// A `-H 'Name: value'` argument.
 fn header_arg(raw: &str) -> Result<(String, String), UsageError> {
     match raw.split_once(':') {

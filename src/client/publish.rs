@@ -2,7 +2,7 @@
 
 use super::http::{self, Session};
 use super::Url;
-use super::{header_arg, read_data, Outcome};
+use super::{header_arg, read_data, token_arg, Outcome};
 use crate::args::{self, Arg, Args, UsageError};
 use crate::lines::each_line;
 use crate::sse;
@@ -103,20 +103,7 @@ pub fn parse_publish(
                     .map_err(|why| args::invalid(&flag, &v, &why))?;
                 event = Some(v);
             }
-            "--token" => {
-                let v = args.value(&flag, inline)?;
-                if v.is_empty() {
-                    return Err(args::invalid(&flag, &v, "the token is empty"));
-                }
-                if !v.bytes().all(|b| b.is_ascii_graphic()) {
-                    return Err(args::invalid(
-                        &flag,
-                        &v,
-                        "expected printable ASCII without spaces",
-                    ));
-                }
-                token = Some(v);
-            }
+            "--token" => token = Some(token_arg(&flag, args.value(&flag, inline)?)?),
             "-H" | "--header" => headers.push(header_arg(&args.value(&flag, inline)?)?),
             "--lines" => lines = true,
             "--text" => text = true,

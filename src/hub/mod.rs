@@ -130,8 +130,6 @@ pub struct Counters {
     pub lagged: AtomicU64,
     /// Events dropped from history to keep within `--history-total`.
     pub trimmed: AtomicU64,
-    /// Sweeps of `--history-ttl` that dropped a topic's events.
-    pub expired: AtomicU64,
 }
 
 /// What a subscription reads, however the log keeps its events: the
@@ -279,12 +277,9 @@ impl Hub {
         }
         let now = std::time::Instant::now();
         let mut topics = lock(&self.topics);
-        let mut trimmed = 0u64;
         let mut forgot = 0usize;
         topics.retain(|_, topic| {
-            if topic.expire(now) > 0 {
-                trimmed += 1;
-            }
+            topic.expire(now);
             let idle = topic.is_idle();
             if idle {
                 self.note_forgotten(topic);
@@ -298,7 +293,6 @@ impl Hub {
             topics.shrink_to(len * 2);
         }
         drop(topics);
-        self.counters.expired.fetch_add(trimmed, Ordering::Relaxed);
         // A crowd of topics forgotten: their heap goes back to the system.
         if forgot >= 1000 {
             crate::sys::heap::trim_heap();

@@ -185,11 +185,10 @@ impl Outlet {
 
     /// Ends the stream at `at` (its token's end) with an `expired` event,
     /// so that a page fetches a new token and resumes with its
-    /// `Last-Event-ID`.
+    /// `Last-Event-ID`: [`Outlet::look`] asks the park to look again by
+    /// then at the latest.
     pub fn end_at(&self, at: Instant) {
         self.lock().ends_at = Some(at);
-        // Looked at by then: the park sleeps no longer than [`Outlet::look`]
-        // says.
     }
 
     fn lock(&self) -> MutexGuard<'_, Core> {
