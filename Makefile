@@ -73,11 +73,11 @@ tests/browser/node_modules/.package-lock.json: tests/browser/package-lock.json
 	cd tests/browser && npm ci --no-audit --no-fund --loglevel=error
 
 # Load benchmark: starts release servers on free loopback ports and prints a
-# table (see README, Performance). BENCH_ARGS='--subs 2000 --events 50 --rate 20'.
+# table (see docs/performance.md). BENCH_ARGS='--subs 2000 --events 50 --rate 20'.
 bench: build
 	$(CARGO) run --release --locked --example load -- --bin target/release/ssed $(BENCH_ARGS)
 
-# RSS under a steady churn of subscribers and publishes (see README,
+# RSS under a steady churn of subscribers and publishes (see docs/limits.md,
 # Small hosts): SOAK_MINUTES=30 by default; prints the drift once the
 # history is full.
 SOAK_MINUTES ?= 30
@@ -85,7 +85,7 @@ soak: build
 	python3 tests/bench/soak.py --bin target/release/ssed --minutes $(SOAK_MINUTES)
 
 # The same load against axum on tokio and against uvicorn + sse-starlette,
-# in one run (scenarios a, b and d; see README, Performance).
+# in one run (scenarios a, b and d; see docs/performance.md).
 BENCH_VENV := target/bench-venv
 bench-compare: build
 	$(CARGO) build --release --locked --features bench-compare --example compare-axum

@@ -171,6 +171,7 @@ fn serve(config: ssed::Config) -> ExitCode {
     let config_open = (config.publish_token.is_none() || config.subscribe_token.is_none())
         && config.token_key.is_none()
         && config.auth_url.is_none();
+    let drain = config.drain;
     let server = match ssed::Server::start(config) {
         Ok(server) => server,
         Err(e) => {
@@ -199,7 +200,18 @@ fn serve(config: ssed::Config) -> ExitCode {
         ssed::memory::size(limits.history_total as u64),
     );
     let _ = out.flush();
-    let signal = sys::signals::wait_for_stop_signal();
+    let signal = sys::signals::next_stop_signal();
+    if !drain.is_zero() {
+        // The balancer takes the instance out (/healthz is 503), new
+        // streams go elsewhere, the open ones go on; a second signal ends it.
+        log::line(&format!(
+            "{signal}: draining for {} s (--drain): new streams refused, /healthz 503; {signal} again stops at once",
+            drain.as_secs_f64()
+        ));
+        server.drain();
+        sys::signals::stop_signal_within(drain);
+    }
+    sys::signals::unblock_stop_signals();
     let started = Instant::now();
     let (streams, connections) = (server.open_streams(), server.open_connections());
     server.shutdown();

@@ -482,7 +482,7 @@ mod tests {
 
     #[test]
     fn what_a_limit_sizes() {
-        // A small device, a container, a host: the figures the README gives.
+        // A small device, a container, a host: the figures docs/limits.md gives.
         let small = Sizing::for_limit(12 * MIB);
         assert_eq!(small.refuse_above, 12 * MIB - 3 * MIB / 2);
         assert_eq!(small.history_total, 960 << 10);

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{append, dead, wait_until, Conn, Daemon, TempDir};
+use common::{append, dead, fetch, wait_until, Conn, Daemon, TempDir};
 use ssed::sse::Message;
 use std::fs::{self, OpenOptions};
 use std::net::SocketAddr;
@@ -406,4 +406,38 @@ fn the_access_log_believes_x_forwarded_for_from_a_trusted_proxy_only() {
         assert!(line.contains(shown), "{xff}: {line}");
         assert!(!line.contains("script"), "{line}");
     }
+}
+
+#[test]
+fn a_drain_refuses_new_streams_and_fails_the_health_check_while_open_streams_go_on() {
+    let mut d = Daemon::start(&["--drain", "60", "--stop-spread", "0"]);
+    let addr = d.addr;
+    let mut open = subscribe(addr, "drained");
+    d.send_sigterm();
+    d.stderr_line("draining for 60 s (--drain)", Duration::from_secs(10));
+    // A balancer sees the instance going; a new stream is sent elsewhere.
+    let (head, body) = fetch(addr, "GET", "/healthz", &[], b"");
+    assert_eq!(head.status, 503);
+    assert_eq!(
+        body.trim_end(),
+        "draining: the server is stopping (--drain)"
+    );
+    assert!(
+        common::retry_after_ok(head.header("Retry-After")),
+        "{}",
+        head.raw
+    );
+    let (head, body) = fetch(addr, "GET", "/events/drained", &[], b"");
+    assert_eq!(head.status, 503);
+    assert!(body.contains("the server is stopping (--drain)"), "{body}");
+    assert_eq!(fetch(addr, "GET", "/mux", &[], b"").0.status, 503);
+    // The open stream still gets what is published.
+    let (head, _) = fetch(addr, "POST", "/events/drained", &[], b"still here");
+    assert_eq!(head.status, 200);
+    assert_eq!(data(&open.events(1)), ["still here"]);
+    // A second signal ends the drain at once.
+    let (took, status) = d.terminate(Duration::from_secs(10));
+    assert!(status.success(), "{status:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert_eq!(open.events_to_end().len(), 0);
 }

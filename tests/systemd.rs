@@ -1,18 +1,18 @@
-//! The systemd unit of the README: `systemd-analyze verify` accepts it and
+//! The systemd unit of docs/deploy.md: `systemd-analyze verify` accepts it and
 //! `systemd-analyze security` rates it under 3 ("OK"), where systemd is
 //! installed (CI requires it: `SSED_REQUIRE_SYSTEMD=1`).
 
 use std::path::PathBuf;
 use std::process::Command;
 
-/// The unit as the README shows it, its `ExecStart` pointed at the binary
+/// The unit as docs/deploy.md shows it, its `ExecStart` pointed at the binary
 /// under test (verify checks that the program exists).
 fn unit_from_readme() -> String {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
-        .expect("README.md");
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/deploy.md"))
+        .expect("docs/deploy.md");
     let start = readme
         .find("# /etc/systemd/system/ssed.service\n")
-        .expect("the unit in the README");
+        .expect("the unit in docs/deploy.md");
     let body = &readme[start..];
     let body = &body[body.find('\n').expect("a line") + 1..];
     let end = body.find("```").expect("the end of the unit's block");

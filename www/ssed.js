@@ -1,14 +1,395 @@
-// Shared by the demo pages: a connection badge, EventSource wiring and a
-// small line chart. No framework, no build step.
+// Shared by the demo pages: a connection badge, streams that share one
+// connection, and a small line chart. No framework, no build step.
+//
+// This file is also the SharedWorker that holds the shared connection:
+// loaded by a page it defines the page's helpers, started as a worker it
+// serves the pages of its origin (see SsedSource below).
 "use strict";
+
+/**
+ * One connection to the server's /mux carrying many streams. It runs in the
+ * SharedWorker (one for all the tabs of an origin) or, where there is no
+ * SharedWorker, in the page. Each stream is a `sink` that hears open(),
+ * event(type, data, id), reconnecting(), refused(status, why, retryAfter)
+ * and fallback() (the server has no /mux: use a plain EventSource).
+ */
+class SsedMux {
+  constructor(base) {
+    this.base = base;
+    this.streams = new Map();
+    this.id = null;
+    this.es = null;
+    this.idle = null;
+    this.failed = false;
+  }
+
+  open(key, path, lastEventId, headers, sink) {
+    if (this.failed) return sink.fallback();
+    this.close(key);
+    const s = { key, path, lastEventId: lastEventId || "", headers: headers || {}, sink, timer: null, opened: false, retry: 2000 };
+    this.streams.set(key, s);
+    clearTimeout(this.idle);
+    this.connect();
+    if (this.id) this.ask(s);
+  }
+
+  close(key) {
+    const s = this.streams.get(key);
+    if (!s) return;
+    this.streams.delete(key);
+    clearTimeout(s.timer);
+    if (this.id) this.post({ close: key }, {}).catch(() => {});
+    // A mux with nothing to carry holds a thread on the server: let it go.
+    if (this.streams.size === 0) this.idle = setTimeout(() => this.shut(), 5000);
+  }
+
+  shut() {
+    if (this.streams.size || !this.es) return;
+    this.es.close();
+    this.es = null;
+    this.id = null;
+  }
+
+  connect() {
+    if (this.es) return;
+    const es = new EventSource(new URL("mux", this.base));
+    this.es = es;
+    let hello = false;
+    es.addEventListener("mux", (e) => {
+      hello = true;
+      this.id = JSON.parse(e.data).id;
+      for (const s of this.streams.values()) {
+        clearTimeout(s.timer);
+        s.timer = null;
+        this.ask(s);
+      }
+    });
+    es.addEventListener("ev", (e) => {
+      const m = JSON.parse(e.data);
+      const s = this.streams.get(m.k);
+      if (!s) return;
+      if (!s.opened) {
+        s.opened = true;
+        s.sink.open();
+      }
+      s.lastEventId = m.id;
+      s.sink.event(m.event, m.data, m.id);
+    });
+    es.addEventListener("end", (e) => {
+      // The stream ended (a restart, a finished run): as EventSource does,
+      // ask again after its retry, from the last id.
+      const m = JSON.parse(e.data);
+      const s = this.streams.get(m.k);
+      if (!s) return;
+      if (m.retry != null) s.retry = m.retry;
+      s.opened = false;
+      s.sink.reconnecting();
+      s.timer = setTimeout(() => {
+        s.timer = null;
+        if (this.streams.get(s.key) === s && this.id) this.ask(s);
+      }, s.retry);
+    });
+    es.onerror = () => {
+      this.id = null;
+      if (es.readyState === EventSource.CLOSED) {
+        this.es = null;
+        if (!hello) {
+          // No /mux here (another server, an older ssed): plain streams.
+          this.failed = true;
+          const all = [...this.streams.values()];
+          this.streams.clear();
+          for (const s of all) s.sink.fallback();
+          return;
+        }
+        // Refused after it worked (the server is full): try again later.
+        setTimeout(() => { if (this.streams.size) this.connect(); }, 2000 + Math.random() * 3000);
+      }
+      for (const s of this.streams.values()) {
+        clearTimeout(s.timer);
+        s.timer = null;
+        if (s.opened) s.sink.reconnecting();
+        s.opened = false;
+      }
+    };
+  }
+
+  post(body, headers) {
+    return fetch(new URL("mux/" + this.id, this.base), {
+      method: "POST",
+      headers: { "Content-Type": "application/json", ...headers },
+      body: JSON.stringify(body),
+      credentials: "same-origin",
+    });
+  }
+
+  ask(s) {
+    const body = { open: s.key, url: s.path };
+    if (s.lastEventId) body.last_event_id = s.lastEventId;
+    this.post(body, s.headers).then(async (res) => {
+      if (this.streams.get(s.key) !== s) return;
+      if (res.status === 200) {
+        if (!s.opened) {
+          s.opened = true;
+          s.sink.open();
+        }
+        return;
+      }
+      // 410: this mux ended; the next one asks again.
+      if (res.status === 410) return;
+      // Refused (or 204: finished), as EventSource is: the stream ends.
+      this.streams.delete(s.key);
+      let why = res.statusText;
+      try { why = (await res.json()).error || why; } catch (err) { /* not JSON */ }
+      s.sink.refused(res.status, why, res.headers.get("Retry-After"));
+    }, () => {
+      if (this.streams.get(s.key) !== s) return;
+      s.timer = setTimeout(() => { s.timer = null; if (this.id) this.ask(s); }, s.retry);
+    });
+  }
+}
+
+if (typeof SharedWorkerGlobalScope === "function" && self instanceof SharedWorkerGlobalScope) {
+  // The worker: one mux for every tab under this address.
+  const mux = new SsedMux(new URL(".", self.location.href));
+  self.onconnect = (connected) => {
+    const port = connected.ports[0];
+    const mine = new Set();
+    const forget = () => {
+      for (const key of mine) mux.close(key);
+      mine.clear();
+    };
+    const sink = (key) => ({
+      open: () => port.postMessage({ key, kind: "open" }),
+      event: (type, data, id) => port.postMessage({ key, kind: "event", type, data, id }),
+      reconnecting: () => port.postMessage({ key, kind: "reconnecting" }),
+      refused: (status, why, retryAfter) => port.postMessage({ key, kind: "refused", status, why, retryAfter }),
+      fallback: () => port.postMessage({ key, kind: "fallback" }),
+    });
+    port.onmessage = (m) => {
+      const d = m.data;
+      if (d.op === "hello" && self.navigator.locks) {
+        // The tab holds this lock while it lives: granted here, it is gone.
+        self.navigator.locks.request(d.tab, () => forget());
+      } else if (d.op === "open") {
+        mine.add(d.key);
+        mux.open(d.key, d.path, d.lastEventId, d.headers, sink(d.key));
+      } else if (d.op === "close") {
+        mine.delete(d.key);
+        mux.close(d.key);
+      } else if (d.op === "bye") {
+        forget();
+      }
+    };
+    port.start();
+  };
+}
+
+/** Where this script was loaded from: the server's root, under any prefix. */
+const SSED_BASE = typeof document !== "undefined" && document.currentScript
+  ? new URL(".", document.currentScript.src) : null;
+const SSED_SCRIPT = typeof document !== "undefined" && document.currentScript
+  ? document.currentScript.src : null;
+
+/**
+ * How the page's streams reach the server: "shared" (one connection for
+ * every tab, in a SharedWorker), "page" (one for this page) or "off"
+ * (an EventSource each). ?mux= in the page's address picks one.
+ */
+function ssedMode() {
+  const asked = new URLSearchParams(location.search).get("mux");
+  if (asked === "off" || asked === "page") return asked;
+  return typeof SharedWorker === "function" ? "shared" : "page";
+}
+
+let ssedTransport = null;
+/** The page's way to the mux: the SharedWorker's port, or a mux of its own. */
+function transport() {
+  if (ssedTransport) return ssedTransport;
+  const sinks = new Map();
+  const inPage = () => {
+    const mux = new SsedMux(SSED_BASE);
+    return { mode: "page", open: (k, p, l, h, sink) => mux.open(k, p, l, h, sink), close: (k) => mux.close(k) };
+  };
+  if (ssedMode() === "shared") {
+    try {
+      const worker = new SharedWorker(SSED_SCRIPT, { name: "ssed" });
+      const port = worker.port;
+      const tab = "ssed-tab-" + Math.random().toString(36).slice(2) + Date.now().toString(36);
+      // The tab holds a lock for as long as it lives; once it holds it, the
+      // worker waits for it, and is granted it when the tab is gone.
+      if (navigator.locks) {
+        navigator.locks.request(tab, () => {
+          port.postMessage({ op: "hello", tab });
+          return new Promise(() => {});
+        });
+      }
+      port.onmessage = (m) => {
+        const sink = sinks.get(m.data.key);
+        if (!sink) return;
+        const d = m.data;
+        if (d.kind === "event") sink.event(d.type, d.data, d.id);
+        else if (d.kind === "refused") sink.refused(d.status, d.why, d.retryAfter);
+        else sink[d.kind]();
+      };
+      port.start();
+      addEventListener("pagehide", () => port.postMessage({ op: "bye" }));
+      ssedTransport = {
+        mode: "shared",
+        open: (key, path, lastEventId, headers, sink) => {
+          sinks.set(key, sink);
+          port.postMessage({ op: "open", key, path, lastEventId, headers });
+        },
+        close: (key) => {
+          sinks.delete(key);
+          port.postMessage({ op: "close", key });
+        },
+      };
+      return ssedTransport;
+    } catch (err) {
+      console.warn("no shared worker, one connection for this page:", err);
+    }
+  }
+  ssedTransport = inPage();
+  return ssedTransport;
+}
+
+let ssedKeys = 0;
+/** This page's streams' keys start with this: the tabs share one worker. */
+const SSED_PAGE = Math.random().toString(36).slice(2, 10);
+
+/**
+ * Like `new EventSource(url)`, but every stream of every tab of this origin
+ * shares one connection to the server (`/mux`), so that a browser's six
+ * connections per origin over HTTP/1.1 are never used up. The same
+ * properties and events: readyState, lastEventId, onopen, onmessage,
+ * onerror, addEventListener(type, fn), close(). Also: `status` and
+ * `reason` when the server refused the stream (401, 403, 404, 503...),
+ * which EventSource never tells, and the type "*" for every event whatever
+ * its name (over the mux only). `options.headers` (such as Authorization)
+ * go with the request over the mux; a plain EventSource cannot send them.
+ * A URL outside this server, or a server without /mux, gets a plain
+ * EventSource (`options.withCredentials` passed on).
+ */
+class SsedSource {
+  constructor(url, options = {}) {
+    this.url = new URL(url, location.href).href;
+    this.readyState = 0;
+    this.lastEventId = "";
+    this.onopen = null;
+    this.onmessage = null;
+    this.onerror = null;
+    this.status = null;
+    this.reason = null;
+    this.options = options;
+    this.listeners = new Map();
+    this.es = null;
+    const path = SSED_BASE && muxPath(this.url);
+    if (!path || options.mux === false || ssedMode() === "off") {
+      this.plain();
+      return;
+    }
+    this.key = `${SSED_PAGE}:${++ssedKeys}`;
+    this.via = transport();
+    this.mode = this.via.mode;
+    this.via.open(this.key, path, "", options.headers || {}, {
+      open: () => {
+        this.readyState = 1;
+        this.fire("open", new Event("open"));
+      },
+      event: (type, data, id) => {
+        this.lastEventId = id;
+        const ev = new MessageEvent(type, { data, lastEventId: id, origin: location.origin });
+        this.fire(type, ev);
+      },
+      reconnecting: () => {
+        this.readyState = 0;
+        this.fire("error", new Event("error"));
+      },
+      refused: (status, why, retryAfter) => {
+        this.readyState = 2;
+        this.status = status;
+        this.reason = why;
+        this.retryAfter = retryAfter;
+        this.fire("error", new Event("error"));
+      },
+      fallback: () => this.plain(),
+    });
+  }
+
+  /** A plain EventSource, with the listeners added so far. */
+  plain() {
+    this.mode = "off";
+    const es = new EventSource(this.url, { withCredentials: !!this.options.withCredentials });
+    this.es = es;
+    es.onopen = (e) => {
+      this.readyState = es.readyState;
+      this.fire("open", e);
+    };
+    es.onerror = (e) => {
+      this.readyState = es.readyState;
+      this.fire("error", e);
+    };
+    for (const type of this.listeners.keys()) this.forward(type);
+    if (!this.listeners.has("message")) this.forward("message");
+  }
+
+  forward(type) {
+    if (!this.es || type === "open" || type === "error") return;
+    if (type === "*") return this.forward("message");
+    if (this.es["ssed_" + type]) return;
+    this.es["ssed_" + type] = true;
+    this.es.addEventListener(type, (e) => {
+      this.lastEventId = e.lastEventId;
+      this.fire(type, e);
+    });
+  }
+
+  fire(type, ev) {
+    const handler = this["on" + type];
+    if (typeof handler === "function") handler.call(this, ev);
+    for (const fn of this.listeners.get(type) || []) fn.call(this, ev);
+    if (type !== "open" && type !== "error") {
+      for (const fn of this.listeners.get("*") || []) fn.call(this, ev);
+    }
+  }
+
+  addEventListener(type, fn) {
+    if (!this.listeners.has(type)) this.listeners.set(type, new Set());
+    this.listeners.get(type).add(fn);
+    this.forward(type);
+  }
+
+  removeEventListener(type, fn) {
+    const set = this.listeners.get(type);
+    if (set) set.delete(fn);
+  }
+
+  close() {
+    this.readyState = 2;
+    if (this.es) this.es.close();
+    else if (this.via) this.via.close(this.key);
+  }
+}
+SsedSource.CONNECTING = 0;
+SsedSource.OPEN = 1;
+SsedSource.CLOSED = 2;
+
+/** `url`'s path and query on the server that served this script, or null. */
+function muxPath(url) {
+  const u = new URL(url);
+  if (u.origin !== SSED_BASE.origin || !u.pathname.startsWith(SSED_BASE.pathname)) return null;
+  return "/" + u.pathname.slice(SSED_BASE.pathname.length) + u.search;
+}
 
 /**
  * The page's own query string, passed on to its stream (e.g. ?interval_ms=100).
  * `path` is relative ("stream-time"): the pages work behind a proxy that
  * serves them under a prefix (/live/clock.html reads /live/stream-time).
+ * `mux=` is the page's own: how it connects.
  */
 function streamUrl(path, extra) {
   const params = new URLSearchParams(location.search);
+  params.delete("mux");
   for (const [k, v] of Object.entries(extra || {})) params.set(k, v);
   const q = params.toString();
   return q ? `${path}?${q}` : path;
@@ -19,7 +400,7 @@ function counted(n, noun) {
   return `${n.toLocaleString("en")} ${noun}${n === 1 ? "" : "s"}`;
 }
 
-/** Shows the state of an EventSource in the element #state. */
+/** Shows the state of a stream in the element #state. */
 function showState(text, cls) {
   const el = document.getElementById("state");
   if (!el) return;
@@ -28,22 +409,25 @@ function showState(text, cls) {
 }
 
 /**
- * Opens an EventSource on `url` and calls handlers[type](data, event) for each
- * event type named in `handlers` ("message" for unnamed events). The browser
- * reconnects by itself when the server goes away; the badge says so.
+ * Opens a stream on `url` (an SsedSource: one connection for every tab) and
+ * calls handlers[type](data, event) for each event type named in `handlers`
+ * ("message" for unnamed events). It reconnects by itself when the server
+ * goes away; the badge says so, and why when the server refuses it.
  */
 function subscribe(url, handlers) {
-  const source = new EventSource(url);
+  const source = new SsedSource(url);
   showState("connecting…", "connecting");
   source.onopen = () => {
     showState("connected", "open");
     explain(null);
   };
   source.onerror = () => {
-    if (source.readyState === EventSource.CLOSED) {
+    if (source.readyState === SsedSource.CLOSED) {
       showState("disconnected", "closed");
-      // The browser does not say why a stream was refused: ask once more.
-      refusalOf(url).then(explain);
+      if (source.status === 204) explain(null);
+      else if (source.status != null) explain(sentenceFor(source.status, source.reason, "this stream"));
+      // A plain EventSource does not say why it was refused: ask once more.
+      else refusalOf(url).then(explain);
     } else showState("reconnecting…", "connecting");
   };
   for (const [type, handle] of Object.entries(handlers)) {
@@ -75,13 +459,18 @@ async function refusalOf(url) {
 async function refusalSentence(res, what) {
   let why = res.statusText;
   try { why = (await res.json()).error || why; } catch (err) { /* not JSON */ }
+  return sentenceFor(res.status, why, what);
+}
+
+/** A refusal's status and reason (for `what`) as a sentence for a person. */
+function sentenceFor(status, why, what) {
   const hasToken = new URLSearchParams(location.search).has("token") || /(^|;\s*)ssed_token=/.test(document.cookie);
-  if (res.status === 401 && !hasToken) {
+  if (status === 401 && !hasToken) {
     return `The server needs a token for ${what} (${why}): open the page with ?token=… in its address, or sign in to the application that serves it.`;
   }
-  if (res.status === 401) return `The token was not accepted for ${what}: ${why}.`;
-  if (res.status === 403) return `The token does not allow ${what}: ${why}.`;
-  return `The server refused ${what} (${res.status}): ${why}.`;
+  if (status === 401) return `The token was not accepted for ${what}: ${why}.`;
+  if (status === 403) return `The token does not allow ${what}: ${why}.`;
+  return `The server refused ${what} (${status}): ${why}.`;
 }
 
 /** Shows `sentence` under the page's title (null: hides it). */

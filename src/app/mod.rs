@@ -9,6 +9,7 @@ mod ask;
 mod auth;
 mod cors;
 mod metrics;
+mod mux;
 mod open;
 mod publish;
 pub mod routes;
@@ -50,6 +51,10 @@ pub struct App {
     demo_streams: Arc<Streams>,
     conn_counters: Arc<conn::Counters>,
     max_connections: usize,
+    /// `--drain`: the server is stopping; new streams go elsewhere.
+    draining: std::sync::atomic::AtomicBool,
+    /// `/mux`: the open muxes.
+    muxes: Arc<mux::Muxes>,
     /// Refuses new work near the memory limit.
     guard: Arc<memory::Guard>,
     /// What streams' pieces may hold together.
@@ -91,6 +96,21 @@ impl Handler for App {
             Action::Publish { to, event } => self
                 .publish(ex, &to, event.as_deref())
                 .unwrap_or_else(|refused| refused),
+            Action::MuxControl { id } => self.control_mux(ex, &id),
+            Action::Mux => {
+                let mut fields: Vec<(&str, String)> = vec![
+                    ("Content-Type", "text/event-stream".into()),
+                    ("Cache-Control", "no-cache".into()),
+                    ("X-Accel-Buffering", "no".into()),
+                ];
+                fields.extend(cors.fields());
+                let fields: Vec<(&str, &str)> =
+                    fields.iter().map(|(n, v)| (*n, v.as_str())).collect();
+                match self.open_mux(ex, &fields) {
+                    Ok(body) => return body,
+                    Err(res) => res,
+                }
+            }
             Action::Stream { feed, format } => match self.open(ex, feed, format, &cors, &access) {
                 Ok(body) => return body,
                 Err(res) => res,
@@ -173,6 +193,9 @@ impl App {
     fn health(&self) -> Response {
         let trouble = self.store.link().and_then(|link| link.trouble());
         let why = match trouble {
+            _ if self.draining.load(Ordering::Acquire) => {
+                "draining: the server is stopping (--drain)".to_string()
+            }
             Some(why) => why,
             None if self.guard.over() => self.guard.why(),
             None => return Response::text(200, "ok"),
@@ -204,6 +227,22 @@ impl App {
 
     /// Near the memory limit, new streams and publishes are refused: a
     /// 503 that says so, and the connection let go.
+    /// Why a new stream is refused before anything else: the server
+    /// drains (`--drain`), or memory is near its limit.
+    fn stream_refusal(&self, ex: &mut Exchange<'_>) -> Option<Response> {
+        if self.draining.load(Ordering::Acquire) {
+            ex.close_after();
+            return Some(
+                Response::error(
+                    503,
+                    "the server is stopping (--drain): no new streams; try again, or another instance",
+                )
+                .with("Retry-After", conn::retry_after()),
+            );
+        }
+        self.memory_refusal(ex)
+    }
+
     fn memory_refusal(&self, ex: &mut Exchange<'_>) -> Option<Response> {
         if !self.guard.over() {
             return None;

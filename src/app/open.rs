@@ -38,7 +38,7 @@ impl App {
             ex.start_stream(&fields);
             return Ok(None);
         }
-        if let Some(refused) = self.memory_refusal(ex) {
+        if let Some(refused) = self.stream_refusal(ex) {
             return Err(refused);
         }
         let (streams, flag) = if feed.is_demo() {

@@ -70,6 +70,10 @@ pub enum Route<'a> {
     /// `GET /metrics`: Prometheus text.
     Metrics,
     Health,
+    /// `GET /mux`: several streams over one connection.
+    Mux,
+    /// `POST /mux/{id}`: opens or closes a stream of a mux.
+    MuxControl(&'a str),
     /// A CORS preflight (`OPTIONS`).
     Preflight,
     /// A file of the pages; `path` is relative, `""` is the index. `allowed`
@@ -111,6 +115,12 @@ pub fn route<'a>(method: &str, path: &'a str) -> Route<'a> {
             _ => Route::NotAllowed("GET, HEAD, POST, DELETE, OPTIONS"),
         };
     }
+    if let Some(id) = path.strip_prefix("/mux/") {
+        return match method {
+            "POST" => Route::MuxControl(id),
+            _ => Route::NotAllowed("POST, OPTIONS"),
+        };
+    }
     if let Some(post) = post {
         return match method {
             "POST" => Route::Publish(post),
@@ -124,8 +134,9 @@ pub fn route<'a>(method: &str, path: &'a str) -> Route<'a> {
         (true, _, "/topics") => Route::Topics,
         (true, _, "/metrics") => Route::Metrics,
         (true, _, "/healthz") => Route::Health,
+        (true, _, "/mux") => Route::Mux,
         (false, Some(_), _)
-        | (false, _, "/sse" | "/events" | "/topics" | "/metrics" | "/healthz") => {
+        | (false, _, "/sse" | "/events" | "/topics" | "/metrics" | "/healthz" | "/mux") => {
             Route::NotAllowed("GET, HEAD, OPTIONS")
         }
         _ => Route::File {
@@ -144,7 +155,11 @@ impl Route<'_> {
             Route::Messages | Route::Subscribe(_) | Route::Topics | Route::Metrics => {
                 Who::Subscribers
             }
+            // A mux carries nothing by itself: each stream it opens is a
+            // request of its own, judged on the credentials of the `POST`.
             Route::Demo(_)
+            | Route::Mux
+            | Route::MuxControl(_)
             | Route::Health
             | Route::Preflight
             | Route::File { .. }
@@ -176,6 +191,12 @@ pub enum Action {
         to: PublishTo,
         /// `?event=` (checked when the body is read: a JSON body may name it).
         event: Option<String>,
+    },
+    /// `GET /mux`: open a mux.
+    Mux,
+    /// `POST /mux/{id}`: read the body and open or close a stream of it.
+    MuxControl {
+        id: String,
     },
     /// Open a stream.
     Stream {
@@ -380,6 +401,8 @@ fn act(req: &Request, route: Route, params: &[(String, String)], cors: &Cors) ->
             }
         }
         Route::Topics => return Action::Topics,
+        Route::Mux => return Action::Mux,
+        Route::MuxControl(id) => return Action::MuxControl { id: id.to_string() },
         Route::Metrics => return Action::Metrics,
         Route::Health => return Action::Health,
         Route::Preflight => return Action::Reply(cors.preflight(req)),
@@ -438,6 +461,7 @@ fn known_params(route: &Route) -> Option<&'static [&'static str]> {
         Route::PublishTopic(_) => &["event", "token"],
         Route::DeleteTopic(_) => &["token"],
         Route::Publish(_) | Route::Topics | Route::Metrics | Route::Health => &["token"],
+        Route::Mux | Route::MuxControl(_) => &[],
         Route::Preflight | Route::NotAllowed(_) | Route::File { .. } => return None,
     })
 }

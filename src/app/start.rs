@@ -18,6 +18,7 @@ use crate::stream::{Buffers, Streams};
 use crate::sys;
 use std::io;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// Pending connections the kernel queues for us. A burst of connects larger
@@ -213,8 +214,11 @@ impl Server {
                 tail_symlinks: config.tail_symlinks,
             },
         )?;
+        let muxes = Arc::new(super::mux::Muxes::new(addr));
         let app = Arc::new(App {
             pages,
+            muxes,
+            draining: AtomicBool::new(false),
             tokens: Tokens {
                 publish: config.publish_token.clone(),
                 subscribe: config.subscribe_token.clone(),
@@ -255,6 +259,7 @@ impl Server {
             write_timeout: app.config.write_timeout,
             access_log: app.config.access_log,
             trusted_proxies: app.config.trusted_proxies.clone(),
+            mux_secret: app.muxes.secret().to_string(),
         };
         let handler: Arc<dyn Handler> = Arc::clone(&app) as Arc<dyn Handler>;
         let conns = Conns::start(listener, settings, handler, conn_counters)?;
@@ -277,6 +282,12 @@ impl Server {
     /// The caps in force.
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// `--drain`: from now on new streams are refused and `/healthz` is
+    /// 503; open streams go on.
+    pub fn drain(&self) {
+        self.app.draining.store(true, Ordering::Release);
     }
 
     /// Streams open now, hub and demo.

@@ -12,7 +12,7 @@ Usage: ssed token [OPTIONS]
 
 Prints a JSON Web Token signed with the server's --token-key (HS256),
 granting what the options say. For scripts, and for trying grants: an
-application signs its users' tokens itself (see the README, Private streams).
+application signs its users' tokens itself (see docs/private.md).
 
 Options:
   --subscribe PATTERN   topics it may read: a name, * for one segment,

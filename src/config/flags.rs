@@ -121,6 +121,15 @@ pub const FLAGS: &[Flag] = &[
         repeat: None,
     },
     Flag {
+        name: "--drain",
+        var: "SSED_DRAIN",
+        value: Some("SECS"),
+        help: "at SIGTERM or SIGINT, first this long with new streams refused (503) and /healthz 503, so that a balancer moves clients elsewhere, while open streams go on; a second signal ends it at once",
+        default: "0",
+        set: |c, v| set(&mut c.drain, seconds(v, 0.0, 3600.0)),
+        repeat: None,
+    },
+    Flag {
         name: "--max-connections",
         var: "SSED_MAX_CONNECTIONS",
         value: Some("N"),

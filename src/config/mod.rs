@@ -97,6 +97,9 @@ pub struct Config {
     /// `--stop-spread`: at shutdown, streams' last `retry:` is drawn from
     /// `retry_ms` up to this.
     pub stop_spread: Duration,
+    /// `--drain`: at the stop signal, this long with new streams refused
+    /// and `/healthz` 503 before the streams end.
+    pub drain: Duration,
     /// `None`: what the system's limits allow, found at start.
     pub max_connections: Option<usize>,
     /// `None`: the connection cap less a reserve for short requests.
@@ -159,6 +162,7 @@ impl Default for Config {
             heartbeat: Duration::from_secs(15),
             retry_ms: DEFAULT_RETRY_MS,
             stop_spread: Duration::from_secs(10),
+            drain: Duration::ZERO,
             max_connections: None,
             max_streams: None,
             max_demo_streams: 1024,

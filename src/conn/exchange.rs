@@ -284,6 +284,9 @@ pub struct Exchange<'c> {
     started: Instant,
     /// Who made the request, for the access log (a token's `sub`).
     user: Option<String>,
+    /// The client as the access log shows it, once a stream dropped the
+    /// head fields it is read from.
+    shown: Option<String>,
 }
 
 impl<'c> Exchange<'c> {
@@ -329,6 +332,7 @@ impl<'c> Exchange<'c> {
             started: Instant::now(),
             request,
             user: None,
+            shown: None,
         }
     }
 
@@ -346,7 +350,24 @@ impl<'c> Exchange<'c> {
     /// `X-Forwarded-For` that is not one, with the proxy after it
     /// (`203.0.113.7 via 127.0.0.1:51234`).
     fn shown_peer(&self) -> String {
+        if let Some(shown) = &self.shown {
+            return shown.clone();
+        }
         let peer = self.conn.addr;
+        let secret = &self.conn.shared.settings.mux_secret;
+        if peer.ip().is_loopback()
+            && !secret.is_empty()
+            && self.request.header("X-Ssed-Mux") == Some(secret.as_str())
+        {
+            // One address, put there by this server's own mux.
+            if let Some(ip) = self
+                .request
+                .header("X-Forwarded-For")
+                .and_then(|a| a.trim().parse::<std::net::IpAddr>().ok())
+            {
+                return format!("{ip} via mux");
+            }
+        }
         let trusted = &self.conn.shared.settings.trusted_proxies;
         if !trusted.contains(&peer.ip()) {
             return peer.to_string();
@@ -571,6 +592,9 @@ impl<'c> Exchange<'c> {
         // A stream lives long: keep no more buffer than pipelined bytes
         // need, and no stack pages that routing touched.
         self.conn.buf.shrink_to_fit();
+        if self.conn.shared.settings.access_log {
+            self.shown = Some(self.shown_peer());
+        }
         self.request.headers = Vec::new();
         // Refused, the pages stay resident: the stream runs as well.
         let _ = crate::sys::stack::release_unused_stack();

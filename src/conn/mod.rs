@@ -90,6 +90,9 @@ pub struct Settings {
     /// `--trusted-proxy`: peers whose `X-Forwarded-For` the access log
     /// believes.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// The `X-Ssed-Mux` value of the server's own mux requests (from a
+    /// loopback peer): their `X-Forwarded-For` names the mux's client.
+    pub mux_secret: String,
     /// Close to the memory limit, new connections are refused.
     pub guard: Arc<Guard>,
     /// Whether the streams' own buffers are over their budget: the park

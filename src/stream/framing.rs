@@ -141,7 +141,7 @@ impl Framer {
         self.format
     }
 
-    pub(super) fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.buf.len() == http1::CHUNK_SIZE_ROOM
     }
 

@@ -20,8 +20,15 @@ pub fn block_stop_signals() -> io::Result<()> {
 /// Waits for SIGTERM or SIGINT (blocked first by [`block_stop_signals`])
 /// and returns its name. Afterwards the calling thread takes them with their
 /// default action again: a second Ctrl-C ends the process at once.
-#[allow(unsafe_code)]
 pub fn wait_for_stop_signal() -> &'static str {
+    let signal = next_stop_signal();
+    unblock_stop_signals();
+    signal
+}
+
+/// Waits for SIGTERM or SIGINT and returns its name; they stay blocked.
+#[allow(unsafe_code)]
+pub fn next_stop_signal() -> &'static str {
     let set = stop_signals();
     let mut sig: libc::c_int = 0;
     loop {
@@ -30,13 +37,47 @@ pub fn wait_for_stop_signal() -> &'static str {
             break;
         }
     }
-    // SAFETY: as in block_stop_signals.
-    unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut()) };
     if sig == libc::SIGINT {
         "SIGINT"
     } else {
         "SIGTERM"
     }
+}
+
+/// Waits at most `within` for SIGTERM or SIGINT (still blocked): whether
+/// one came.
+#[allow(unsafe_code)]
+pub fn stop_signal_within(within: std::time::Duration) -> bool {
+    let set = stop_signals();
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        let ts = libc::timespec {
+            tv_sec: left.as_secs() as libc::time_t,
+            tv_nsec: left.subsec_nanos() as libc::c_long,
+        };
+        // SAFETY: sigtimedwait reads the set and the timeout; no info is asked for.
+        let rc = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) };
+        if rc > 0 {
+            return true;
+        }
+        match io::Error::last_os_error().raw_os_error() {
+            Some(libc::EINTR) => continue,
+            _ => return false,
+        }
+    }
+}
+
+/// The calling thread takes SIGTERM and SIGINT with their default action
+/// again.
+#[allow(unsafe_code)]
+pub fn unblock_stop_signals() {
+    let set = stop_signals();
+    // SAFETY: as in block_stop_signals.
+    unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut()) };
 }
 
 #[allow(unsafe_code)]

@@ -191,21 +191,25 @@ test("monitor: opens with the samples the server kept", async () => {
 });
 
 test("training: one run fills the bar, shows the loss and completes", async () => {
-  const page = await open("/training.html?epochs=2&steps=5&step_ms=10");
+  // The page's own mux (?mux=page), so that its requests are seen here (a
+  // shared worker's are not).
+  const page = await open("/training.html?mux=page&epochs=2&steps=5&step_ms=10");
   // Before a run the badge is neutral, not the red of an error.
   assert.equal(await text(page, "#state"), "idle");
   const idle = await page.locator("#state").evaluate((e) => getComputedStyle(e).color);
   assert.notEqual(idle, "rgb(197, 48, 48)", "the idle badge is red");
   let runs = 0;
-  page.on("request", (r) => { if (r.url().includes("/stream-training")) runs += 1; });
+  page.on("request", (r) => {
+    if (r.url().includes("/stream-training") || (r.postData() || "").includes("stream-training")) runs += 1;
+  });
   await page.click("#start");
   await until("completion", async () => (await text(page, "#result")) === "Training complete!");
   assert.equal(await page.locator("#bar").evaluate((b) => b.style.width), "100%");
   assert.equal(await text(page, "#loss"), "0.1000");
   assert.equal(await text(page, "#epoch"), "2");
   assert.equal(await page.locator("#start").isEnabled(), true);
-  // An EventSource left open would reconnect after the stream's retry
-  // (2 s) and start a second run: wait past that and count.
+  // A stream left open would reconnect after the stream's retry (2 s)
+  // and start a second run: wait past that and count.
   await new Promise((r) => setTimeout(r, 2500));
   assert.equal(runs, 1, "the page started a second run");
   await finish(page, "training");
@@ -467,20 +471,13 @@ test("behind a proxy under a path prefix, every page works", async () => {
   }
 });
 
-test("behind nginx (the README's recipe) over HTTP/2: a prefix, and more than six streams in one page", async (t) => {
+test("behind nginx (the Deploy page's recipe) over HTTP/2: a prefix, and more than six streams in one page", async (t) => {
   const NGINX = process.env.NGINX || "/usr/sbin/nginx";
-  if (!existsSync(NGINX)) {
-    if (process.env.SSED_REQUIRE_NGINX) assert.fail(`${NGINX} is not installed, and SSED_REQUIRE_NGINX is set`);
-    t.skip("nginx is not installed (apt-get install nginx)");
-    return;
-  }
-  const dir = mkdtempSync(path.join(tmpdir(), "ssed-nginx-"));
-  // A certificate of its own: browsers speak HTTP/2 over TLS only.
-  execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-    "-keyout", path.join(dir, "key.pem"), "-out", path.join(dir, "cert.pem")], { stdio: "ignore" });
+  if (!present(t, NGINX, "SSED_REQUIRE_NGINX", "nginx")) return;
+  const dir = certified("ssed-nginx-");
   const port = await freePort();
   const upstream = new URL(base);
-  // The README's recipe, with this test's ports and files.
+  // The Deploy page's recipe, with this test's ports and files.
   writeFileSync(path.join(dir, "nginx.conf"), `
 daemon off;
 pid ${dir}/nginx.pid;
@@ -520,18 +517,7 @@ http {
       }
     });
     await page.locator("#state.open").waitFor({ timeout: WAIT });
-    // Ten streams in one page, more than HTTP/1.1's six: all open, all live.
-    const opened = await page.evaluate(() => new Promise((resolve) => {
-      const got = new Set();
-      for (let i = 0; i < 10; i++) {
-        const es = new EventSource(`events/t${i}`);
-        es.onopen = () => { got.add(i); if (got.size === 10) resolve([...got].length); };
-      }
-      setTimeout(() => resolve(got.size), 10000);
-    }));
-    assert.equal(opened, 10, "every stream opens over one HTTP/2 connection");
-    const protocol = await page.evaluate(() => performance.getEntriesByType("navigation")[0].nextHopProtocol);
-    assert.equal(protocol, "h2");
+    await tenStreamsOverH2(page);
     await finish(page, "nginx-http2");
   } finally {
     await ctx.close();
@@ -540,6 +526,179 @@ http {
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("every tab live over HTTP/1.1: nine demo pages in one browser share one connection, and fetch still answers", async () => {
+  // HTTP/1.1 gives a browser six connections per origin: with a stream
+  // each, the seventh tab would hang. The pages' streams share the /mux
+  // of one SharedWorker instead.
+  const pages = {};
+  const paths = {
+    clock: "/clock.html",
+    monitor: "/monitor.html",
+    ticker: "/ticker.html",
+    messages: "/messages.html",
+    events: "/events.html?interval_ms=100",
+    logs: "/logs.html?topic=demo-log",
+    hub: "/hub.html",
+    training: "/training.html?epochs=1000&steps=10&step_ms=100",
+    clock2: "/clock.html",
+  };
+  for (const [name, p] of Object.entries(paths)) pages[name] = await open(p);
+  await pages.hub.fill("#topics", "tabs");
+  await pages.hub.click("#subscribe");
+  await pages.training.click("#start");
+  for (const [name, page] of Object.entries(pages)) {
+    if (name === "training") continue;
+    await until(`${name} connected`, async () => (await page.locator("#state.open").count()) === 1);
+  }
+  // Each is live: it receives after all of them were opened.
+  const clock = await text(pages.clock, "#time");
+  const clock2 = await text(pages.clock2, "#time");
+  await until("both clocks tick", async () =>
+    (await text(pages.clock, "#time")) !== clock && (await text(pages.clock2, "#time")) !== clock2);
+  // Each sample rewrites the numbers, even when they are the same.
+  await pages.monitor.evaluate(() => {
+    window.samples = 0;
+    new MutationObserver(() => { window.samples += 1; })
+      .observe(document.getElementById("mem-used"), { childList: true });
+  });
+  await until("a new sample", async () => (await pages.monitor.evaluate(() => window.samples)) > 0);
+  const price = await text(pages.ticker, "#card-AAPL .price");
+  await until("a new price", async () => (await text(pages.ticker, "#card-AAPL .price")) !== price);
+  const custom = Number(await text(pages.events, "#n-custom"));
+  await until("a custom event", async () => Number(await text(pages.events, "#n-custom")) > custom);
+  const lines = await text(pages.logs, "#count");
+  await until("new log lines", async () => (await text(pages.logs, "#count")) !== lines);
+  await until("training progress", async () => Number(await text(pages.training, "#percent")) > 0);
+  const res = await fetch(`${base}/events/tabs`, { method: "POST", body: "to every tab" });
+  assert.equal(res.status, 200);
+  await until("the hub's event", async () => (await pages.hub.locator("#log li").allInnerTexts()).some((t) => t.includes("to every tab")));
+  await fetch(`${base}/messages`, { method: "POST", body: JSON.stringify({ message: "tab nine" }) });
+  await until("the message", async () => (await pages.messages.locator("#log li").allInnerTexts()).includes("Received: tab nine"));
+  // A request from a page still gets a connection.
+  const health = await pages.clock.evaluate(async () => {
+    const ctl = new AbortController();
+    setTimeout(() => ctl.abort(), 5000);
+    return (await fetch("healthz", { signal: ctl.signal })).status;
+  });
+  assert.equal(health, 200);
+  // Nine pages, one stream each, and a fetch: without the mux the seventh
+  // would have waited for a connection (and the fetch with it).
+  await finish(pages.clock, "tabs");
+});
+
+test("one page, ten streams over HTTP/1.1, in the page's own mux (no SharedWorker), with EventSource's API and the refusal's reason", async () => {
+  allowed.push(/status of 400/);
+  const page = await open("/clock.html?mux=page");
+  await page.locator("#state.open").waitFor({ timeout: WAIT });
+  assert.equal(await page.evaluate(() => transport().mode), "page");
+  await page.evaluate(() => {
+    window.seen = {};
+    window.opened = 0;
+    for (let i = 0; i < 10; i++) {
+      const s = new SsedSource(`events/page${i}`);
+      s.onopen = () => { window.opened += 1; };
+      s.addEventListener("note", (e) => { window.seen[i] = `${e.type} ${e.data} ${e.lastEventId}`; });
+    }
+    const bad = new SsedSource("events/page?lst=1");
+    bad.onerror = () => { window.refused = `${bad.readyState} ${bad.status} ${bad.reason}`; };
+  });
+  await until("ten streams open", async () => (await page.evaluate(() => window.opened)) === 10);
+  const ids = [];
+  for (let i = 0; i < 10; i++) {
+    const res = await fetch(`${base}/events/page${i}?event=note`, { method: "POST", body: `n${i}` });
+    ids.push((await res.json()).id);
+  }
+  await until("an event on each", async () => Object.keys(await page.evaluate(() => window.seen)).length === 10);
+  const seen = await page.evaluate(() => window.seen);
+  for (let i = 0; i < 10; i++) assert.equal(seen[i], `note n${i} ${ids[i]}`);
+  assert.equal(await page.evaluate(() => window.refused),
+    '2 400 unknown query parameter "lst"; /events/page takes last, last_event_id, since, format, tag, token');
+  await finish(page, "page-mux");
+});
+
+test("behind Caddy (the Deploy page's recipe) over HTTP/2: a prefix, the pages' mux, and more than six streams in one page", async (t) => {
+  const CADDY = process.env.CADDY || "/usr/bin/caddy";
+  if (!present(t, CADDY, "SSED_REQUIRE_CADDY", "caddy")) return;
+  const dir = certified("ssed-caddy-");
+  const port = await freePort();
+  const upstream = new URL(base);
+  // The recipe, with this test's address, certificate and one upstream;
+  // no admin endpoint, files under the test's folder.
+  writeFileSync(path.join(dir, "Caddyfile"), `
+{
+  admin off
+  storage file_system ${dir}/data
+}
+https://127.0.0.1:${port} {
+  tls ${dir}/cert.pem ${dir}/key.pem
+  handle_path /live/* {
+    reverse_proxy ${upstream.host} {
+      lb_policy least_conn
+    }
+  }
+}
+`);
+  const caddy = spawn(CADDY, ["run", "--config", path.join(dir, "Caddyfile"), "--adapter", "caddyfile"], {
+    stdio: "ignore",
+    env: { ...process.env, HOME: dir, XDG_DATA_HOME: dir, XDG_CONFIG_HOME: dir },
+  });
+  const ctx = await browser.newContext({ ignoreHTTPSErrors: true });
+  try {
+    const at = `https://127.0.0.1:${port}/live`;
+    const page = await ctx.newPage();
+    page.on("pageerror", (err) => problems.push(`exception: ${err.message}`));
+    await until("caddy up", async () => {
+      try {
+        return (await page.goto(at + "/clock.html")).ok();
+      } catch (err) {
+        return false;
+      }
+    });
+    // The page's SsedSource found /live/mux next to /live/ssed.js.
+    await page.locator("#state.open").waitFor({ timeout: WAIT });
+    const first = await text(page, "#time");
+    await until("the clock ticks", async () => (await text(page, "#time")) !== first);
+    await tenStreamsOverH2(page);
+    await finish(page, "caddy-http2");
+  } finally {
+    await ctx.close();
+    caddy.kill("SIGTERM");
+    await new Promise((r) => caddy.once("exit", r));
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** Whether the proxy `bin` is installed; if not, skips `t` (or fails it when `require` is set). */
+function present(t, bin, require, pkg) {
+  if (existsSync(bin)) return true;
+  if (process.env[require]) assert.fail(`${bin} is not installed, and ${require} is set`);
+  t.skip(`${pkg} is not installed (apt-get install ${pkg})`);
+  return false;
+}
+
+/** A new folder with a certificate of its own for 127.0.0.1: browsers speak HTTP/2 over TLS only. */
+function certified(prefix) {
+  const dir = mkdtempSync(path.join(tmpdir(), prefix));
+  execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+    "-keyout", path.join(dir, "key.pem"), "-out", path.join(dir, "cert.pem")], { stdio: "ignore" });
+  return dir;
+}
+
+/** Ten EventSources in `page`, more than HTTP/1.1's six: all open, over HTTP/2. */
+async function tenStreamsOverH2(page) {
+  const opened = await page.evaluate(() => new Promise((resolve) => {
+    const got = new Set();
+    for (let i = 0; i < 10; i++) {
+      const es = new EventSource(`events/t${i}`);
+      es.onopen = () => { got.add(i); if (got.size === 10) resolve(got.size); };
+    }
+    setTimeout(() => resolve(got.size), 10000);
+  }));
+  assert.equal(opened, 10, "every stream opens over one HTTP/2 connection");
+  const protocol = await page.evaluate(() => performance.getEntriesByType("navigation")[0].nextHopProtocol);
+  assert.equal(protocol, "h2");
+}
 
 /** A free TCP port on the loopback. */
 function freePort() {
@@ -665,6 +824,24 @@ test("logs: opens a topic with lines, and says so where there are none", async (
       getComputedStyle(t, "::before").content)) === '"No lines yet in aaa-empty: they appear here as they are printed."');
     assert.equal(await text(page, "#count"), "0 lines");
     await finish(page, "logs-empty");
+  } finally {
+    await stopSsed(own);
+  }
+});
+
+test("logs: on a server with a token, the page says so and takes one as ?token=", async () => {
+  allowed.push(/status of 401/);
+  const own = await startSsed("127.0.0.1:0", ["--subscribe-token", "tok-logs"]);
+  try {
+    const page = await context.newPage();
+    page.on("pageerror", (err) => problems.push(`exception: ${err.message}`));
+    await page.goto(own.url + "/logs.html?topic=demo-log");
+    await until("the 401 sentence", async () => (await page.locator("#refusal").count()) > 0 &&
+      (await text(page, "#refusal")).startsWith("The server needs a token for"));
+    await page.goto(own.url + "/logs.html?topic=demo-log&token=tok-logs");
+    await until("lines", async () => (await page.locator("#term .ln").count()) > 0);
+    assert.equal(await page.locator("#refusal:visible").count(), 0);
+    await finish(page, "logs-token");
   } finally {
     await stopSsed(own);
   }

@@ -418,6 +418,12 @@ impl Daemon {
         }
     }
 
+    /// Sends SIGTERM without waiting.
+    pub fn send_sigterm(&self) {
+        // SAFETY: kill takes plain integers.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+    }
+
     /// Sends SIGTERM and waits for the exit: how long it took, and the
     /// status. Fails the test past `within`.
     pub fn terminate(&mut self, within: Duration) -> (Duration, std::process::ExitStatus) {

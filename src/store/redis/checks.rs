@@ -125,7 +125,7 @@ impl Shared {
     /// Everything ssed runs, tried or asked before anything is written:
     /// reads directly, writes through Redis 7's ACL check.
     fn check_permissions(&self, conn: &mut Conn) -> Result<(), String> {
-        let fix = "grant it to the user ssed logs in as (ACL SETUSER NAME +@all ~ssed:* &*, or the commands the README lists)";
+        let fix = "grant it to the user ssed logs in as (ACL SETUSER NAME +@all ~ssed:* &*, or the commands docs/instances.md lists)";
         let reads: [(&str, Vec<&[u8]>); 4] = [
             (
                 "XREAD",
