@@ -14,6 +14,7 @@ mod common;
 
 use common::Daemon;
 use std::collections::BTreeSet;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -246,7 +247,7 @@ fn script(example: &str, port: u16) -> String {
 fn ports(example: &str, make_run: u16) -> String {
     let mut map = std::collections::HashMap::new();
     let mut text = example.to_string();
-    for host in ["127.0.0.1:", "localhost:", "0.0.0.0:"] {
+    for host in ["127.0.0.1:", "localhost:", "0.0.0.0:", "--port "] {
         let mut out = String::new();
         let mut rest = text.as_str();
         while let Some(i) = rest.find(host) {
@@ -279,6 +280,19 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port")
+}
+
+/// Kills what is left of the process group `leader` started. Never a
+/// group id of 1 or less: -1 is every process there is. (Not through
+/// kill(1), which reads a small negative number as a signal.)
+fn kill_group(leader: u32) {
+    let Ok(pgid) = libc::pid_t::try_from(leader) else {
+        return;
+    };
+    if pgid > 1 {
+        // SAFETY: kill takes plain integers.
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+    }
 }
 
 /// A line without its trailing `# comment` (a `#` after a space, outside
@@ -317,12 +331,12 @@ fn every_shell_example_runs_as_shown() {
     let mut failed = Vec::new();
     for ex in &examples {
         let script = script(&ex.text, port);
-        // Its own session: what it left behind is ended with it. Its
+        // Its own process group: what it left behind is ended with it. Its
         // output goes to files: a pipe would wait for whatever holds it.
         let out_file = work.join("stdout");
         let err_file = work.join("stderr");
-        let mut child = Command::new("setsid")
-            .arg("bash")
+        let mut child = Command::new("bash")
+            .process_group(0)
             .arg("-c")
             .arg(&script)
             .current_dir(&work.0)
@@ -343,11 +357,7 @@ fn every_shell_example_runs_as_shown() {
             }
             std::thread::sleep(Duration::from_millis(20));
         };
-        let _ = Command::new("kill")
-            .arg("-KILL")
-            .arg(format!("-{pid}"))
-            .stderr(Stdio::null())
-            .status();
+        kill_group(pid);
         let _ = child.wait();
         if status.is_none_or(|s| !s.success()) {
             failed.push(format!(

@@ -503,8 +503,10 @@ struct MuxBody {
     slot: Slot,
 }
 
-/// The token of the doorbell in a mux's epoll set; streams count from 1.
+/// The tokens of the doorbell and of the client's own socket in a mux's
+/// epoll set; streams count from 2.
 const WAKE: u64 = 0;
+const CLIENT: u64 = 1;
 
 impl MuxBody {
     fn serve(
@@ -526,8 +528,12 @@ impl MuxBody {
         write(&mut framer)?;
         let epoll = Epoll::new()?;
         epoll.add_readable(self.control.wake.raw(), WAKE)?;
+        // The client's hang-up (its tabs closed) lets the streams go at once.
+        if let Some(fd) = wire.hang_up_fd() {
+            epoll.add(fd, CLIENT, false)?;
+        }
         let mut carried: HashMap<u64, Carried> = HashMap::new();
-        let mut next_token = WAKE + 1;
+        let mut next_token = CLIENT + 1;
         let mut ready: Vec<Ready> = Vec::new();
         let mut items: Vec<Item> = Vec::new();
         let mut chunk = vec![0u8; 16 * 1024];
@@ -536,6 +542,15 @@ impl MuxBody {
             let quiet = self.heartbeat.saturating_sub(last_write.elapsed());
             epoll.wait(&mut ready, quiet.max(Duration::from_millis(1)))?;
             for r in ready.drain(..) {
+                if r.token == CLIENT {
+                    // At shutdown the transport shuts the socket for
+                    // reading, which looks the same: the last retry is
+                    // still written then.
+                    if r.hung_up && !stopping.load(Ordering::Acquire) {
+                        return Err(io::ErrorKind::ConnectionAborted.into());
+                    }
+                    continue;
+                }
                 if r.token == WAKE {
                     let _ = self.control.wake.clear();
                     let ops = std::mem::take(&mut *lock(&self.control.ops));

@@ -17,6 +17,12 @@ pub trait Wire: Send + Sync {
     /// Writes what fits now, without waiting: possibly fewer bytes than
     /// asked, or an error of kind `WouldBlock` when nothing fits.
     fn write_now(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
+    /// The socket's descriptor, for a writer that waits on other things
+    /// too (a mux) to watch for the client's hang-up; valid while the
+    /// writer runs on the connection's thread.
+    fn hang_up_fd(&self) -> Option<std::os::fd::RawFd> {
+        None
+    }
 }
 
 /// A stream's socket: its thread's writes wait up to the write timeout, a
@@ -63,6 +69,11 @@ impl SocketWire {
 }
 
 impl Wire for SocketWire {
+    fn hang_up_fd(&self) -> Option<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        Some(self.peer.sock.as_raw_fd())
+    }
+
     fn write_all(&self, bufs: &[IoSlice<'_>]) -> io::Result<()> {
         let mut owned: Vec<IoSlice<'_>> = bufs.to_vec();
         let mut left: &mut [IoSlice<'_>] = &mut owned;
