@@ -269,3 +269,16 @@ fn the_access_log_shows_the_muxs_client_for_each_stream() {
     let line = daemon.stderr_line("GET /healthz", WITHIN);
     assert!(!line.contains("203.0.113.9"), "{line}");
 }
+
+#[test]
+fn behind_a_trusted_proxy_the_access_log_shows_the_client_of_the_mux() {
+    let daemon = Daemon::start(&["--access-log", "--trusted-proxy", "127.0.0.1"]);
+    let addr = daemon.addr;
+    let (_mux, id) = open_mux(addr);
+    let proxied = [("X-Forwarded-For", "203.0.113.9")];
+    let body = r#"{"open":"c","url":"/events/proxied"}"#;
+    assert_eq!(control(addr, &id, &proxied, body).0, 200);
+    assert_eq!(control(addr, &id, &proxied, r#"{"close":"c"}"#).0, 200);
+    let line = daemon.stderr_line("GET /events/proxied", WITHIN);
+    assert!(line.contains(" 203.0.113.9 via mux "), "{line}");
+}

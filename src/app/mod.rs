@@ -225,8 +225,6 @@ impl App {
         .no_store()
     }
 
-    /// Near the memory limit, new streams and publishes are refused: a
-    /// 503 that says so, and the connection let go.
     /// Why a new stream is refused before anything else: the server
     /// drains (`--drain`), or memory is near its limit.
     fn stream_refusal(&self, ex: &mut Exchange<'_>) -> Option<Response> {
@@ -243,6 +241,8 @@ impl App {
         self.memory_refusal(ex)
     }
 
+    /// Near the memory limit, new streams and publishes are refused: a
+    /// 503 that says so, and the connection let go.
     fn memory_refusal(&self, ex: &mut Exchange<'_>) -> Option<Response> {
         if !self.guard.over() {
             return None;

@@ -237,7 +237,7 @@ impl App {
             "GET {url} HTTP/1.0\r\nHost: {}\r\nAccept: text/event-stream\r\nUser-Agent: ssed-mux\r\nX-Ssed-Mux: {}\r\nX-Forwarded-For: {}\r\n",
             req.header("Host").unwrap_or("localhost"),
             self.muxes.secret,
-            ex.peer().ip(),
+            ex.client_ip(),
         );
         for name in ["Authorization", "Cookie", "Origin"] {
             if let Some(value) = req.header(name) {

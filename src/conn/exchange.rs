@@ -345,10 +345,30 @@ impl<'c> Exchange<'c> {
         self.conn.addr
     }
 
-    /// The client as the access log shows it: the peer, or, when the peer
-    /// is a proxy trusted with `--trusted-proxy`, the nearest address in
-    /// `X-Forwarded-For` that is not one, with the proxy after it
-    /// (`203.0.113.7 via 127.0.0.1:51234`).
+    /// The client's address: the peer's, or, when the peer is a proxy
+    /// trusted with `--trusted-proxy`, the nearest address in
+    /// `X-Forwarded-For` that is not one.
+    pub fn client_ip(&self) -> std::net::IpAddr {
+        let peer = self.conn.addr.ip();
+        let trusted = &self.conn.shared.settings.trusted_proxies;
+        if !trusted.contains(&peer) {
+            return peer;
+        }
+        self.request
+            .headers_named("X-Forwarded-For")
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .filter_map(|a| a.parse::<std::net::IpAddr>().ok())
+            .find(|ip| !trusted.contains(ip))
+            .unwrap_or(peer)
+    }
+
+    /// The client as the access log shows it: the peer, or the client
+    /// behind a trusted proxy with the proxy after it (`203.0.113.7 via
+    /// 127.0.0.1:51234`), or a mux's client (`203.0.113.7 via mux`).
     fn shown_peer(&self) -> String {
         if let Some(shown) = &self.shown {
             return shown.clone();
@@ -368,23 +388,9 @@ impl<'c> Exchange<'c> {
                 return format!("{ip} via mux");
             }
         }
-        let trusted = &self.conn.shared.settings.trusted_proxies;
-        if !trusted.contains(&peer.ip()) {
-            return peer.to_string();
-        }
-        let client = self
-            .request
-            .headers_named("X-Forwarded-For")
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .filter_map(|a| a.parse::<std::net::IpAddr>().ok())
-            .find(|ip| !trusted.contains(ip));
-        match client {
-            Some(ip) => format!("{ip} via {peer}"),
-            None => peer.to_string(),
+        match self.client_ip() {
+            ip if ip == peer.ip() => peer.to_string(),
+            ip => format!("{ip} via {peer}"),
         }
     }
 
