@@ -113,6 +113,22 @@ class SsedMux {
     };
   }
 
+  /** A new mux, after a moment: the streams are asked for again on it. */
+  renew() {
+    if (!this.es) return;
+    this.es.close();
+    this.es = null;
+    this.id = null;
+    for (const s of this.streams.values()) {
+      clearTimeout(s.timer);
+      s.timer = null;
+      if (s.opened) s.sink.reconnecting();
+      s.opened = false;
+    }
+    clearTimeout(this.renewing);
+    this.renewing = setTimeout(() => { if (this.streams.size) this.connect(); }, 500 + Math.random() * 1500);
+  }
+
   post(body, headers) {
     return fetch(new URL("mux/" + this.id, this.base), {
       method: "POST",
@@ -134,8 +150,10 @@ class SsedMux {
         }
         return;
       }
-      // 410: this mux ended; the next one asks again.
-      if (res.status === 410) return;
+      // 410: the server does not know this mux (it ended, or a balancer
+      // sent the request to another instance): open a new one, which asks
+      // for every stream again.
+      if (res.status === 410) return this.renew();
       // Refused (or 204: finished), as EventSource is: the stream ends.
       this.streams.delete(s.key);
       let why = res.statusText;
@@ -193,11 +211,18 @@ const SSED_SCRIPT = typeof document !== "undefined" && document.currentScript
 /**
  * How the page's streams reach the server: "shared" (one connection for
  * every tab, in a SharedWorker), "page" (one for this page) or "off"
- * (an EventSource each). ?mux= in the page's address picks one.
+ * (an EventSource each). ?mux= in the page's address picks one. A page
+ * that came over HTTP/2 or 3 (a proxy in front) needs no mux: its streams
+ * share one connection already, and each may go to any instance behind
+ * the proxy.
  */
 function ssedMode() {
   const asked = new URLSearchParams(location.search).get("mux");
-  if (asked === "off" || asked === "page") return asked;
+  if (asked === "off" || asked === "page" || asked === "shared") {
+    return asked === "shared" && typeof SharedWorker !== "function" ? "page" : asked;
+  }
+  const nav = performance.getEntriesByType && performance.getEntriesByType("navigation")[0];
+  if (nav && /^(h2|h3)/.test(nav.nextHopProtocol || "")) return "off";
   return typeof SharedWorker === "function" ? "shared" : "page";
 }
 
@@ -208,7 +233,7 @@ function transport() {
   const sinks = new Map();
   const inPage = () => {
     const mux = new SsedMux(SSED_BASE);
-    return { mode: "page", open: (k, p, l, h, sink) => mux.open(k, p, l, h, sink), close: (k) => mux.close(k) };
+    return { mode: "page", mux, open: (k, p, l, h, sink) => mux.open(k, p, l, h, sink), close: (k) => mux.close(k) };
   };
   if (ssedMode() === "shared") {
     try {

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
 import { createHmac } from "node:crypto";
 import http from "node:http";
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -477,7 +477,13 @@ test("behind nginx (the Deploy page's recipe) over HTTP/2: a prefix, and more th
   const dir = certified("ssed-nginx-");
   const port = await freePort();
   const upstream = new URL(base);
-  // The Deploy page's recipe, with this test's ports and files.
+  // The Deploy page's recipe as written, with this test's port, files and
+  // upstreams (both the shared server).
+  const recipe = recipeOf("nginx")
+    .replace(/server 127\.0\.0\.1:8001; server 127\.0\.0\.1:8002;/, `server ${upstream.host}; server ${upstream.host};`)
+    .replace("listen 443 ssl http2;", `listen 127.0.0.1:${port} ssl http2;`)
+    .replace("# ssl_certificate ...; ssl_certificate_key ...;", `ssl_certificate ${dir}/cert.pem; ssl_certificate_key ${dir}/key.pem;`);
+  assert.ok(recipe.includes(upstream.host) && recipe.includes(`${dir}/cert.pem`), recipe);
   writeFileSync(path.join(dir, "nginx.conf"), `
 daemon off;
 pid ${dir}/nginx.pid;
@@ -486,20 +492,7 @@ events {}
 http {
   access_log off;
   client_body_temp_path ${dir}; proxy_temp_path ${dir}; fastcgi_temp_path ${dir}; uwsgi_temp_path ${dir}; scgi_temp_path ${dir};
-  upstream ssed { server ${upstream.host}; }
-  server {
-    listen 127.0.0.1:${port} ssl http2;
-    ssl_certificate ${dir}/cert.pem;
-    ssl_certificate_key ${dir}/key.pem;
-    location /live/ {
-      proxy_pass http://ssed/;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-      proxy_buffering off;
-      proxy_read_timeout 1h;
-    }
-  }
+${recipe}
 }
 `);
   const nginx = spawn(NGINX, ["-p", dir, "-c", path.join(dir, "nginx.conf")], { stdio: "ignore" });
@@ -617,27 +610,50 @@ test("one page, ten streams over HTTP/1.1, in the page's own mux (no SharedWorke
   await finish(page, "page-mux");
 });
 
-test("behind Caddy (the Deploy page's recipe) over HTTP/2: a prefix, the pages' mux, and more than six streams in one page", async (t) => {
+test("a mux the server does not know (410: it ended, or another instance has it) is opened anew, and its streams resume", async () => {
+  allowed.push(/status of 410/);
+  const page = await open("/clock.html?mux=page");
+  await page.locator("#state.open").waitFor({ timeout: WAIT });
+  await page.evaluate(() => {
+    window.got = [];
+    const mux = transport().mux;
+    window.firstMux = mux.id;
+    mux.id = "0123456789abcdef0123456789abcdef";   // as if another instance's
+    const s = new SsedSource("events/renewed");
+    s.onmessage = (e) => window.got.push(e.data);
+    s.onopen = () => { window.renewedOpen = true; };
+  });
+  await until("a new mux, and the stream open on it", async () => page.evaluate(() =>
+    window.renewedOpen === true && transport().mux.id && transport().mux.id !== window.firstMux &&
+    transport().mux.id !== "0123456789abcdef0123456789abcdef"));
+  const res = await fetch(`${base}/events/renewed`, { method: "POST", body: "after 410" });
+  assert.equal(res.status, 200);
+  await until("the event", async () => (await page.evaluate(() => window.got)).includes("after 410"));
+  // The clock's stream came back on the new mux too.
+  const first = await text(page, "#time");
+  await until("the clock ticks again", async () => (await text(page, "#time")) !== first);
+  await finish(page, "mux-renewed");
+});
+
+test("behind Caddy (the Deploy page's recipe) over HTTP/2: a prefix, the pages, and more than six streams in one page", async (t) => {
   const CADDY = process.env.CADDY || "/usr/bin/caddy";
   if (!present(t, CADDY, "SSED_REQUIRE_CADDY", "caddy")) return;
   const dir = certified("ssed-caddy-");
   const port = await freePort();
   const upstream = new URL(base);
-  // The recipe, with this test's address, certificate and one upstream;
-  // no admin endpoint, files under the test's folder.
+  // The Deploy page's recipe as written, with this test's address,
+  // certificate and upstreams (both the shared server); no admin
+  // endpoint, files under the test's folder.
+  const recipe = recipeOf("caddy")
+    .replace("example.com {", `https://127.0.0.1:${port} {\n    tls ${dir}/cert.pem ${dir}/key.pem`)
+    .replace("reverse_proxy 127.0.0.1:8001 127.0.0.1:8002", `reverse_proxy ${upstream.host} ${upstream.host}`);
+  assert.ok(recipe.includes(upstream.host) && recipe.includes(`${dir}/cert.pem`), recipe);
   writeFileSync(path.join(dir, "Caddyfile"), `
 {
   admin off
   storage file_system ${dir}/data
 }
-https://127.0.0.1:${port} {
-  tls ${dir}/cert.pem ${dir}/key.pem
-  handle_path /live/* {
-    reverse_proxy ${upstream.host} {
-      lb_policy least_conn
-    }
-  }
-}
+${recipe}
 `);
   const caddy = spawn(CADDY, ["run", "--config", path.join(dir, "Caddyfile"), "--adapter", "caddyfile"], {
     stdio: "ignore",
@@ -655,8 +671,10 @@ https://127.0.0.1:${port} {
         return false;
       }
     });
-    // The page's SsedSource found /live/mux next to /live/ssed.js.
+    // Over HTTP/2 the page's SsedSource is a plain EventSource: any
+    // instance behind the proxy serves it.
     await page.locator("#state.open").waitFor({ timeout: WAIT });
+    assert.equal(await page.evaluate(() => ssedMode()), "off");
     const first = await text(page, "#time");
     await until("the clock ticks", async () => (await text(page, "#time")) !== first);
     await tenStreamsOverH2(page);
@@ -668,6 +686,15 @@ https://127.0.0.1:${port} {
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+/** The Deploy page's recipe for `proxy` ("nginx" or "caddy"), as written there. */
+function recipeOf(proxy) {
+  const page = readFileSync(path.join(root, "docs/deploy.md"), "utf8");
+  const re = proxy === "nginx" ? /```nginx\n([\s\S]*?)```/ : /\*\*Caddy\*\*[\s\S]*?```\n([\s\S]*?)```/;
+  const m = page.match(re);
+  assert.ok(m, `no ${proxy} recipe in docs/deploy.md`);
+  return m[1];
+}
 
 /** Whether the proxy `bin` is installed; if not, skips `t` (or fails it when `require` is set). */
 function present(t, bin, require, pkg) {
