@@ -282,3 +282,31 @@ fn behind_a_trusted_proxy_the_access_log_shows_the_client_of_the_mux() {
     let line = daemon.stderr_line("GET /events/proxied", WITHIN);
     assert!(line.contains(" 203.0.113.9 via mux "), "{line}");
 }
+
+#[test]
+fn all_muxes_together_carry_a_quarter_of_the_connection_cap_and_give_places_back() {
+    // Each carried stream takes two descriptors, one of them a connection.
+    let server = start(|c| c.max_connections = Some(40));
+    let addr = server.addr();
+    let (mux, id) = open_mux(addr);
+    let open = |id: &str, key: usize| {
+        let body = serde_json::json!({ "open": key.to_string(), "url": format!("/events/q{key}") });
+        control(addr, id, &[], &body.to_string())
+    };
+    for key in 0..10 {
+        assert_eq!(open(&id, key).0, 200, "stream {key}");
+    }
+    let (status, body) = open(&id, 10);
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("the muxes carry 10 streams, a quarter of --max-connections"),
+        "{body}"
+    );
+    // A mux that ends gives every place back.
+    drop(mux);
+    let (_again, id) = open_mux(addr);
+    wait_until(WITHIN, "the places given back", || open(&id, 0).0 == 200);
+    for key in 1..10 {
+        assert_eq!(open(&id, key).0, 200, "stream {key} on the second mux");
+    }
+}

@@ -62,6 +62,11 @@ pub struct Muxes {
     /// Sent with each stream's request: the connection layer then shows
     /// the mux's client in the access log, not the loopback peer.
     secret: String,
+    /// Streams all muxes carry, and the most they may: each takes two
+    /// descriptors (the mux's end and the server's), and only the
+    /// server's counts as a connection.
+    carried: std::sync::atomic::AtomicUsize,
+    max_carried: usize,
 }
 
 /// What a control request hands a mux's thread.
@@ -81,13 +86,23 @@ enum Op {
 struct Control {
     ops: Mutex<Vec<Op>>,
     wake: EventFd,
-    /// Streams open or on their way: the cap is counted here.
-    streams: Mutex<usize>,
+    /// Its streams' places, open or on their way.
+    places: Mutex<Places>,
+}
+
+/// A mux's count of streams under [`MAX_MUX_STREAMS`] (and their places
+/// under the muxes' together), and whether it ended: a place is given
+/// back once, by whoever holds it last.
+#[derive(Default)]
+struct Places {
+    taken: usize,
+    closed: bool,
 }
 
 impl Muxes {
-    /// Muxes whose streams are asked of the server listening at `listening`.
-    pub fn new(listening: SocketAddr) -> Muxes {
+    /// Muxes whose streams are asked of the server listening at
+    /// `listening`, carrying a quarter of `max_connections` at most.
+    pub fn new(listening: SocketAddr, max_connections: usize) -> Muxes {
         let ip = match listening.ip() {
             IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
             IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
@@ -97,7 +112,24 @@ impl Muxes {
             open: Mutex::default(),
             target: SocketAddr::new(ip, listening.port()),
             secret: random_hex(),
+            carried: std::sync::atomic::AtomicUsize::new(0),
+            max_carried: (max_connections / 4).max(1),
         }
+    }
+
+    /// Takes a place for a carried stream, if there is one.
+    fn reserve(&self) -> bool {
+        self.carried
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max_carried).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    fn release(&self) {
+        let _ = self
+            .carried
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
     }
 
     /// The value of `X-Ssed-Mux` that marks a mux's own requests.
@@ -154,7 +186,7 @@ impl App {
         let control = Arc::new(Control {
             ops: Mutex::default(),
             wake,
-            streams: Mutex::new(0),
+            places: Mutex::default(),
         });
         lock(&self.muxes.open).insert(id.clone(), Arc::clone(&control));
         let body = Box::new(MuxBody {
@@ -203,19 +235,33 @@ impl App {
                 last_event_id,
             } => {
                 {
-                    let mut n = lock(&control.streams);
-                    if *n >= MAX_MUX_STREAMS {
+                    let mut places = lock(&control.places);
+                    if places.closed {
+                        return Response::error(410, "no such mux: it ended; open /mux again");
+                    }
+                    if places.taken >= MAX_MUX_STREAMS {
                         return Response::error(
                             429,
                             &format!("a mux carries at most {MAX_MUX_STREAMS} streams; close one"),
                         );
                     }
-                    *n += 1;
+                    if !self.muxes.reserve() {
+                        let why = format!(
+                            "the muxes carry {} streams, a quarter of --max-connections: open this one on its own, or try again later",
+                            self.muxes.max_carried
+                        );
+                        return Response::error(503, &why).with("Retry-After", conn::retry_after());
+                    }
+                    places.taken += 1;
                 }
                 let res = self.mux_open(ex, &control, key, &url, last_event_id.as_deref());
                 if res.status != 200 {
-                    let mut n = lock(&control.streams);
-                    *n = n.saturating_sub(1);
+                    // Unless the mux ended meanwhile and gave it back.
+                    let mut places = lock(&control.places);
+                    if !places.closed {
+                        places.taken = places.taken.saturating_sub(1);
+                        self.muxes.release();
+                    }
                 }
                 res
             }
@@ -648,8 +694,9 @@ impl MuxBody {
     }
 
     fn release_one(&self) {
-        let mut n = lock(&self.control.streams);
-        *n = n.saturating_sub(1);
+        let mut places = lock(&self.control.places);
+        places.taken = places.taken.saturating_sub(1);
+        self.muxes.release();
     }
 }
 
@@ -710,6 +757,13 @@ impl StreamBody for MuxBody {
 impl Drop for MuxBody {
     fn drop(&mut self) {
         lock(&self.muxes.open).remove(&self.id);
+        // The streams it still carried (or that were on their way to it)
+        // give their places back.
+        let mut places = lock(&self.control.places);
+        places.closed = true;
+        for _ in 0..std::mem::take(&mut places.taken) {
+            self.muxes.release();
+        }
     }
 }
 
@@ -776,10 +830,19 @@ mod tests {
     #[test]
     fn the_target_is_reachable_from_inside() {
         let any: SocketAddr = "0.0.0.0:8000".parse().unwrap();
-        assert_eq!(Muxes::new(any).target.to_string(), "127.0.0.1:8000");
+        assert_eq!(Muxes::new(any, 100).target.to_string(), "127.0.0.1:8000");
         let v6: SocketAddr = "[::]:8000".parse().unwrap();
-        assert_eq!(Muxes::new(v6).target.to_string(), "[::1]:8000");
+        assert_eq!(Muxes::new(v6, 100).target.to_string(), "[::1]:8000");
         let one: SocketAddr = "192.0.2.1:80".parse().unwrap();
-        assert_eq!(Muxes::new(one).target, one);
+        assert_eq!(Muxes::new(one, 100).target, one);
+    }
+
+    #[test]
+    fn the_muxes_together_carry_a_quarter_of_the_connections() {
+        let m = Muxes::new("127.0.0.1:1".parse().unwrap(), 12);
+        assert!((0..3).all(|_| m.reserve()));
+        assert!(!m.reserve());
+        m.release();
+        assert!(m.reserve());
     }
 }
