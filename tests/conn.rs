@@ -265,9 +265,11 @@ fn at_the_cap_the_connection_idle_longest_makes_room() {
     // The connections of the check above may still hold their places:
     // wait until the subscriber alone does (its socket the one descriptor
     // beyond those at rest; asking /metrics would take a place itself,
-    // and under load still hold it when the idle ones come).
+    // and under load still hold it when the idle ones come). At most:
+    // a descriptor the process held for a moment when the baseline was
+    // taken (it flaked in CI once, waiting for exactly the baseline).
     common::wait_until(SETTLE, "only the subscriber connected", || {
-        t.d.usage().1 == t.baseline.1
+        t.d.usage().1 <= t.baseline.1
     });
     // Four idle connections fill the cap with the subscriber.
     let mut idle: Vec<TcpStream> = (0..4)

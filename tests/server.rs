@@ -747,6 +747,10 @@ fn www_dir_does_not_follow_links_out() {
     let server = start(|c| c.www = Some(dir.clone()));
     let addr = server.addr();
     assert_eq!(fetch(addr, "GET", "/", &[], b"").1, "<p>mine</p>");
+    // ssed.js (SsedSource) is there for one's own pages too.
+    let (head, body) = fetch(addr, "GET", "/ssed.js", &[], b"");
+    assert_eq!(head.status, 200);
+    assert!(body.contains("class SsedSource"), "{}", head.raw);
     let (head, body) = fetch(addr, "GET", "/sub/a.js", &[], b"");
     assert_eq!(
         (head.header("Content-Type"), body.as_str()),

@@ -64,11 +64,18 @@ impl Pages {
         let body = match self {
             Pages::Embedded => Cow::Borrowed(EMBEDDED.iter().find(|(name, _)| *name == rel)?.1),
             Pages::Dir(root) => {
-                let file = fs::canonicalize(root.join(&rel)).ok()?;
-                if !file.starts_with(root) || !file.is_file() {
-                    return None;
+                let found = fs::canonicalize(root.join(&rel))
+                    .ok()
+                    .filter(|file| file.starts_with(root) && file.is_file());
+                match found {
+                    Some(file) => Cow::Owned(fs::read(file).ok()?),
+                    // A folder of one's own pages still has `ssed.js`
+                    // (SsedSource), unless it brings its own.
+                    None if rel == SHARED_SCRIPT => {
+                        Cow::Borrowed(EMBEDDED.iter().find(|(name, _)| *name == rel)?.1)
+                    }
+                    None => return None,
                 }
-                Cow::Owned(fs::read(file).ok()?)
             }
         };
         Some(Page {
@@ -77,6 +84,9 @@ impl Pages {
         })
     }
 }
+
+/// The script every page may load, with `--www` too.
+const SHARED_SCRIPT: &str = "ssed.js";
 
 /// The decoded relative file path, `index.html` for a directory, or `None`
 /// if the path could step outside the pages.
