@@ -20,6 +20,7 @@ class SsedMux {
     this.id = null;
     this.es = null;
     this.idle = null;
+    this.renewing = null;
     this.failed = false;
   }
 
@@ -68,10 +69,7 @@ class SsedMux {
       const m = JSON.parse(e.data);
       const s = this.streams.get(m.k);
       if (!s) return;
-      if (!s.opened) {
-        s.opened = true;
-        s.sink.open();
-      }
+      this.opened(s);
       s.lastEventId = m.id;
       s.sink.event(m.event, m.data, m.id);
     });
@@ -90,34 +88,31 @@ class SsedMux {
       }, s.retry);
     });
     es.onerror = () => {
-      this.id = null;
-      if (es.readyState === EventSource.CLOSED) {
+      if (es.readyState !== EventSource.CLOSED) return this.lost();
+      if (!hello) {
+        // No /mux here (another server, an older ssed): plain streams.
         this.es = null;
-        if (!hello) {
-          // No /mux here (another server, an older ssed): plain streams.
-          this.failed = true;
-          const all = [...this.streams.values()];
-          this.streams.clear();
-          for (const s of all) s.sink.fallback();
-          return;
-        }
-        // Refused after it worked (the server is full): try again later.
-        setTimeout(() => { if (this.streams.size) this.connect(); }, 2000 + Math.random() * 3000);
+        this.id = null;
+        this.failed = true;
+        const all = [...this.streams.values()];
+        this.streams.clear();
+        for (const s of all) s.sink.fallback();
+        return;
       }
-      for (const s of this.streams.values()) {
-        clearTimeout(s.timer);
-        s.timer = null;
-        if (s.opened) s.sink.reconnecting();
-        s.opened = false;
-      }
+      // Refused after it worked (the server is full): try again later.
+      this.reconnectIn(2000 + Math.random() * 3000);
     };
   }
 
-  /** A new mux, after a moment: the streams are asked for again on it. */
-  renew() {
-    if (!this.es) return;
-    this.es.close();
-    this.es = null;
+  /** The stream `s` is live (its request answered, or an event came). */
+  opened(s) {
+    if (s.opened) return;
+    s.opened = true;
+    s.sink.open();
+  }
+
+  /** The mux is gone: every stream waits for the next one's hello. */
+  lost() {
     this.id = null;
     for (const s of this.streams.values()) {
       clearTimeout(s.timer);
@@ -125,8 +120,20 @@ class SsedMux {
       if (s.opened) s.sink.reconnecting();
       s.opened = false;
     }
+  }
+
+  /** A new mux in `after` ms, instead of this one: its hello asks for every stream again. */
+  reconnectIn(after) {
+    if (this.es) this.es.close();
+    this.es = null;
+    this.lost();
     clearTimeout(this.renewing);
-    this.renewing = setTimeout(() => { if (this.streams.size) this.connect(); }, 500 + Math.random() * 1500);
+    this.renewing = setTimeout(() => { if (this.streams.size) this.connect(); }, after);
+  }
+
+  /** The server does not know this mux: a new one, after a moment. */
+  renew() {
+    if (this.es) this.reconnectIn(500 + Math.random() * 1500);
   }
 
   post(body, headers) {
@@ -143,13 +150,7 @@ class SsedMux {
     if (s.lastEventId) body.last_event_id = s.lastEventId;
     this.post(body, s.headers).then(async (res) => {
       if (this.streams.get(s.key) !== s) return;
-      if (res.status === 200) {
-        if (!s.opened) {
-          s.opened = true;
-          s.sink.open();
-        }
-        return;
-      }
+      if (res.status === 200) return this.opened(s);
       // 410: the server does not know this mux (it ended, or a balancer
       // sent the request to another instance): open a new one, which asks
       // for every stream again.
@@ -287,8 +288,8 @@ const SSED_PAGE = Math.random().toString(36).slice(2, 10);
  * shares one connection to the server (`/mux`), so that a browser's six
  * connections per origin over HTTP/1.1 are never used up. The same
  * properties and events: readyState, lastEventId, onopen, onmessage,
- * onerror, addEventListener(type, fn), close(). Also: `status` and
- * `reason` when the server refused the stream (401, 403, 404, 503...),
+ * onerror, addEventListener(type, fn), close(). Also: `status`, `reason`
+ * and `retryAfter` when the server refused the stream (401, 403, 404, 503...),
  * which EventSource never tells, and the type "*" for every event whatever
  * its name (over the mux only). `options.headers` (such as Authorization)
  * go with the request over the mux; a plain EventSource cannot send them.
@@ -308,6 +309,8 @@ class SsedSource {
     this.options = options;
     this.listeners = new Map();
     this.es = null;
+    /** With a plain EventSource: the event types passed on from it. */
+    this.forwarded = new Set();
     const path = SSED_BASE && muxPath(this.url);
     if (!path || options.mux === false || ssedMode() === "off") {
       this.plain();
@@ -361,8 +364,8 @@ class SsedSource {
   forward(type) {
     if (!this.es || type === "open" || type === "error") return;
     if (type === "*") return this.forward("message");
-    if (this.es["ssed_" + type]) return;
-    this.es["ssed_" + type] = true;
+    if (this.forwarded.has(type)) return;
+    this.forwarded.add(type);
     this.es.addEventListener(type, (e) => {
       this.lastEventId = e.lastEventId;
       this.fire(type, e);

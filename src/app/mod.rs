@@ -27,7 +27,7 @@ use crate::log::Throttled;
 use crate::memory;
 use crate::sources::Sources;
 use crate::store::{Store, StoreError};
-use crate::stream::{Buffers, Streams};
+use crate::stream::{self, Buffers, Streams};
 use auth::{Access, Tokens};
 use cors::Cors;
 use routes::Action;
@@ -98,12 +98,7 @@ impl Handler for App {
                 .unwrap_or_else(|refused| refused),
             Action::MuxControl { id } => self.control_mux(ex, &id),
             Action::Mux => {
-                let mut fields: Vec<(&str, String)> = vec![
-                    ("Content-Type", "text/event-stream".into()),
-                    ("Cache-Control", "no-cache".into()),
-                    ("X-Accel-Buffering", "no".into()),
-                ];
-                fields.extend(cors.fields());
+                let fields = open::stream_head(stream::Format::Sse.content_type(), &cors);
                 let fields: Vec<(&str, &str)> =
                     fields.iter().map(|(n, v)| (*n, v.as_str())).collect();
                 match self.open_mux(ex, &fields) {

@@ -17,6 +17,7 @@
 //! under `--max-demo-streams`.
 
 use super::App;
+use crate::client::http;
 use crate::conn::{self, Delimit, Exchange, Parkable, StreamBody, Wire};
 use crate::http1::{self, Response};
 use crate::log;
@@ -47,8 +48,7 @@ const MAX_CONTROL_BODY: usize = 8 * 1024;
 /// head is written before anything it owes, so this is only a bound.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The largest response head and refusal body read from a stream.
-const MAX_HEAD: usize = 16 * 1024;
+/// The largest refusal body read from a stream.
 const MAX_REFUSAL_BODY: usize = 4 * 1024;
 
 /// Bytes read from one stream before the mux turns to the others.
@@ -102,19 +102,19 @@ struct Places {
 impl Muxes {
     /// Muxes whose streams are asked of the server listening at
     /// `listening`, carrying a quarter of `max_connections` at most.
-    pub fn new(listening: SocketAddr, max_connections: usize) -> Muxes {
+    pub fn new(listening: SocketAddr, max_connections: usize) -> io::Result<Muxes> {
         let ip = match listening.ip() {
             IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
             IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
             ip => ip,
         };
-        Muxes {
+        Ok(Muxes {
             open: Mutex::default(),
             target: SocketAddr::new(ip, listening.port()),
-            secret: random_hex(),
+            secret: random_hex()?,
             carried: std::sync::atomic::AtomicUsize::new(0),
             max_carried: (max_connections / 4).max(1),
-        }
+        })
     }
 
     /// Takes a place for a carried stream, if there is one.
@@ -143,16 +143,10 @@ impl Muxes {
 }
 
 /// 128 random bits from the kernel, as hex: an id nobody can guess.
-fn random_hex() -> String {
+fn random_hex() -> io::Result<String> {
     let mut bytes = [0u8; 16];
-    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
-    if read.is_err() {
-        // No /dev/urandom (a bare chroot): the best the process has.
-        for b in &mut bytes {
-            *b = fastrand::u8(..);
-        }
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::sys::random::fill(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 impl App {
@@ -169,20 +163,17 @@ impl App {
         if let Some(refused) = self.stream_refusal(ex) {
             return Err(refused);
         }
-        let Some(slot) = self.demo_streams.reserve() else {
-            self.refused_streams.note("--max-demo-streams");
-            ex.close_after();
-            let why = format!(
-                "all {} streams are in use (--max-demo-streams: a mux takes one); try again later",
-                self.demo_streams.max()
-            );
-            return Err(Response::error(503, &why).with("Retry-After", conn::retry_after()));
-        };
-        let wake = EventFd::new().map_err(|e| {
+        let slot = self.place(
+            ex,
+            &self.demo_streams,
+            "--max-demo-streams: a mux takes one",
+        )?;
+        let cannot = |e: io::Error| {
             Response::error(503, &format!("cannot open a mux: {e}"))
                 .with("Retry-After", conn::retry_after())
-        })?;
-        let id = random_hex();
+        };
+        let wake = EventFd::new().map_err(cannot)?;
+        let id = random_hex().map_err(cannot)?;
         let control = Arc::new(Control {
             ops: Mutex::default(),
             wake,
@@ -208,7 +199,7 @@ impl App {
     /// `POST /mux/{id}`: opens or closes one of the mux's streams.
     pub(super) fn control_mux(&self, ex: &mut Exchange<'_>, id: &str) -> Response {
         let Some(control) = self.muxes.get(id) else {
-            return Response::error(410, "no such mux: it ended; open /mux again");
+            return gone();
         };
         let body = match ex.read_body(MAX_CONTROL_BODY) {
             Ok(body) => body,
@@ -237,7 +228,7 @@ impl App {
                 {
                     let mut places = lock(&control.places);
                     if places.closed {
-                        return Response::error(410, "no such mux: it ended; open /mux again");
+                        return gone();
                     }
                     if places.taken >= MAX_MUX_STREAMS {
                         return Response::error(
@@ -340,6 +331,11 @@ impl App {
         });
         Response::json(200, &json!({ "opened": key }))
     }
+}
+
+/// The answer for a mux this server does not know (any more).
+fn gone() -> Response {
+    Response::error(410, "no such mux: it ended; open /mux again")
 }
 
 impl Control {
@@ -469,55 +465,28 @@ struct Answer {
     body: Vec<u8>,
 }
 
-/// Reads a response head within [`MAX_HEAD`] (and a refusal's body within
-/// [`MAX_REFUSAL_BODY`]); also the body bytes read after the head.
+/// Reads a response head (the client's reader: bounded in size, and in
+/// time by the socket's timeout) and a refusal's body within
+/// [`MAX_REFUSAL_BODY`]; also the body bytes read after the head.
 fn read_answer(sock: &mut TcpStream) -> io::Result<(Answer, Vec<u8>)> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 4096];
-    let end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        if buf.len() > MAX_HEAD {
-            return Err(io::Error::other("the stream's head is too large"));
-        }
-        let n = sock.read(&mut chunk)?;
-        if n == 0 {
-            return Err(io::Error::other("the stream closed before its head"));
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let mut fields = [httparse::EMPTY_HEADER; 32];
-    let mut parsed = httparse::Response::new(&mut fields);
-    match parsed.parse(&buf[..end]) {
-        Ok(httparse::Status::Complete(_)) => {}
-        _ => return Err(io::Error::other("the stream's head is not HTTP")),
-    }
-    let field = |name: &str| {
-        parsed
-            .headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name))
-            .and_then(|h| std::str::from_utf8(h.value).ok())
-            .map(str::to_string)
-    };
-    let status = parsed.code.unwrap_or(502);
-    let content_type = field("Content-Type").unwrap_or_default();
-    let retry_after = field("Retry-After");
-    let length = field("Content-Length").and_then(|v| v.trim().parse::<usize>().ok());
-    let rest = buf[end..].to_vec();
+    let (head, rest) = http::read_head(sock, Vec::new())?;
+    let field = |name: &str| http1::field(&head.headers, name).map(str::to_string);
     let mut answer = Answer {
-        status,
-        content_type,
-        retry_after,
+        status: head.status,
+        content_type: field("Content-Type").unwrap_or_default(),
+        retry_after: field("Retry-After"),
         body: Vec::new(),
     };
-    if status == 200 {
+    if answer.status == 200 {
         return Ok((answer, rest));
     }
     // A refusal: its body, whole, within the bound.
-    let want = length.unwrap_or(0).min(MAX_REFUSAL_BODY);
+    let want = field("Content-Length")
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0)
+        .min(MAX_REFUSAL_BODY);
     let mut body = rest;
+    let mut chunk = [0u8; 4096];
     while body.len() < want {
         let n = sock.read(&mut chunk)?;
         if n == 0 {
@@ -821,7 +790,7 @@ mod tests {
 
     #[test]
     fn ids_are_random_hex() {
-        let (a, b) = (random_hex(), random_hex());
+        let (a, b) = (random_hex().unwrap(), random_hex().unwrap());
         assert_eq!(a.len(), 32);
         assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
         assert_ne!(a, b);
@@ -830,16 +799,22 @@ mod tests {
     #[test]
     fn the_target_is_reachable_from_inside() {
         let any: SocketAddr = "0.0.0.0:8000".parse().unwrap();
-        assert_eq!(Muxes::new(any, 100).target.to_string(), "127.0.0.1:8000");
+        assert_eq!(
+            Muxes::new(any, 100).unwrap().target.to_string(),
+            "127.0.0.1:8000"
+        );
         let v6: SocketAddr = "[::]:8000".parse().unwrap();
-        assert_eq!(Muxes::new(v6, 100).target.to_string(), "[::1]:8000");
+        assert_eq!(
+            Muxes::new(v6, 100).unwrap().target.to_string(),
+            "[::1]:8000"
+        );
         let one: SocketAddr = "192.0.2.1:80".parse().unwrap();
-        assert_eq!(Muxes::new(one, 100).target, one);
+        assert_eq!(Muxes::new(one, 100).unwrap().target, one);
     }
 
     #[test]
     fn the_muxes_together_carry_a_quarter_of_the_connections() {
-        let m = Muxes::new("127.0.0.1:1".parse().unwrap(), 12);
+        let m = Muxes::new("127.0.0.1:1".parse().unwrap(), 12).unwrap();
         assert!((0..3).all(|_| m.reserve()));
         assert!(!m.reserve());
         m.release();

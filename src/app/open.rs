@@ -12,7 +12,7 @@ use crate::http1::Response;
 use crate::hub::Topic;
 use crate::sse::Event;
 use crate::store::Start;
-use crate::stream::{Format, Kind, Outlet, Reader, Stream};
+use crate::stream::{Format, Kind, Outlet, Reader, Slot, Stream, Streams};
 use crate::sync::lock;
 use crate::sys;
 use std::sync::Arc;
@@ -27,12 +27,7 @@ impl App {
         cors: &Cors,
         access: &Access,
     ) -> Result<Option<Box<dyn StreamBody>>, Response> {
-        let mut fields: Vec<(&str, String)> = vec![
-            ("Content-Type", format.content_type().to_string()),
-            ("Cache-Control", "no-cache".into()),
-            ("X-Accel-Buffering", "no".into()),
-        ];
-        fields.extend(cors.fields());
+        let fields = stream_head(format.content_type(), cors);
         let fields: Vec<(&str, &str)> = fields.iter().map(|(n, v)| (*n, v.as_str())).collect();
         if ex.request().method == "HEAD" {
             ex.start_stream(&fields);
@@ -46,15 +41,7 @@ impl App {
         } else {
             (&self.streams, "--max-streams")
         };
-        let Some(slot) = streams.reserve() else {
-            self.refused_streams.note(flag);
-            ex.close_after();
-            let why = format!(
-                "all {} streams are in use ({flag}); try again later",
-                streams.max()
-            );
-            return Err(Response::error(503, &why).with("Retry-After", conn::retry_after()));
-        };
+        let slot = self.place(ex, streams, flag)?;
         let bell = ex.bell();
         let outlet = || Outlet::new(Arc::clone(bell), format, Arc::clone(&self.buffers));
         let demo_topic = |topic: &Arc<Topic>, latest: usize, first: Vec<Arc<Event>>| {
@@ -159,6 +146,39 @@ impl App {
             .start_stream(&fields)
             .then_some(stream as Box<dyn StreamBody>))
     }
+}
+
+impl App {
+    /// A place under `streams`' cap (named by `flag`), or the 503 that
+    /// says they are all in use.
+    pub(super) fn place(
+        &self,
+        ex: &mut Exchange<'_>,
+        streams: &Arc<Streams>,
+        flag: &str,
+    ) -> Result<Slot, Response> {
+        streams.reserve().ok_or_else(|| {
+            self.refused_streams.note(flag);
+            ex.close_after();
+            let why = format!(
+                "all {} streams are in use ({flag}); try again later",
+                streams.max()
+            );
+            Response::error(503, &why).with("Retry-After", conn::retry_after())
+        })
+    }
+}
+
+/// The head fields of a stream of `content_type`: no caching, no
+/// buffering in a proxy, and CORS's.
+pub(super) fn stream_head(content_type: &str, cors: &Cors) -> Vec<(&'static str, String)> {
+    let mut fields: Vec<(&'static str, String)> = vec![
+        ("Content-Type", content_type.to_string()),
+        ("Cache-Control", "no-cache".into()),
+        ("X-Accel-Buffering", "no".into()),
+    ];
+    fields.extend(cors.fields());
+    fields
 }
 
 /// The instant of `exp` (seconds since the epoch) on this host's monotonic

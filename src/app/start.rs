@@ -214,7 +214,7 @@ impl Server {
                 tail_symlinks: config.tail_symlinks,
             },
         )?;
-        let muxes = Arc::new(super::mux::Muxes::new(addr, max_connections));
+        let muxes = Arc::new(super::mux::Muxes::new(addr, max_connections)?);
         let app = Arc::new(App {
             pages,
             muxes,

@@ -205,7 +205,53 @@ fn bad(why: impl Into<String>) -> io::Error {
 
 /// Reads a response head (at most [`MAX_HEAD`] bytes), after what `buf`
 /// already holds, and sets up its body.
-fn read_response(sock: TcpStream, mut buf: Vec<u8>, head_only: bool) -> io::Result<Response> {
+fn read_response(sock: TcpStream, buf: Vec<u8>, head_only: bool) -> io::Result<Response> {
+    let (head, raw) = read_head(&sock, buf)?;
+    let Head {
+        status,
+        reason,
+        headers,
+    } = head;
+    let find = |name: &str| http1::field(&headers, name);
+    let framing = if head_only || status == 204 || status == 304 || (100..200).contains(&status) {
+        Framing::Length(0)
+    } else if let Some(te) = find("Transfer-Encoding") {
+        if !te.trim().eq_ignore_ascii_case("chunked") {
+            return Err(bad(format!("unsupported Transfer-Encoding {te:?}")));
+        }
+        Framing::Chunked(http1::Chunked::new(u64::MAX))
+    } else if let Some(len) = find("Content-Length") {
+        Framing::Length(
+            len.parse()
+                .map_err(|_| bad(format!("bad Content-Length {len:?}")))?,
+        )
+    } else {
+        Framing::Close
+    };
+    Ok(Response {
+        status,
+        reason,
+        headers,
+        body: Body {
+            sock,
+            raw,
+            decoded: Vec::new(),
+            pos: 0,
+            framing,
+        },
+    })
+}
+
+/// A response head.
+pub struct Head {
+    pub status: u16,
+    pub reason: String,
+    pub headers: Vec<(String, String)>,
+}
+
+/// Reads a response head from `sock` (after the bytes in `buf`), within
+/// [`MAX_HEAD`] and the socket's read timeout; also the bytes read after it.
+pub fn read_head(sock: &TcpStream, mut buf: Vec<u8>) -> io::Result<(Head, Vec<u8>)> {
     let mut scanned: usize = 0;
     let end = loop {
         let from = scanned.saturating_sub(3);
@@ -223,7 +269,7 @@ fn read_response(sock: TcpStream, mut buf: Vec<u8>, head_only: bool) -> io::Resu
         scanned = buf.len();
         let len = buf.len();
         buf.resize(len + READ_CHUNK, 0);
-        let n = (&sock).read(&mut buf[len..]);
+        let n = (&*sock).read(&mut buf[len..]);
         buf.truncate(len + *n.as_ref().unwrap_or(&0));
         if n? == 0 {
             return Err(io::Error::new(
@@ -247,38 +293,13 @@ fn read_response(sock: TcpStream, mut buf: Vec<u8>, head_only: bool) -> io::Resu
             return Err(bad(format!("not an HTTP/1 response ({e}): {first:?}")));
         }
     }
-    let status = res.code.unwrap_or(0);
-    let reason = res.reason.unwrap_or("").to_string();
-    let headers = http1::owned_fields(res.headers);
-    let find = |name: &str| http1::field(&headers, name);
-    let framing = if head_only || status == 204 || status == 304 || (100..200).contains(&status) {
-        Framing::Length(0)
-    } else if let Some(te) = find("Transfer-Encoding") {
-        if !te.trim().eq_ignore_ascii_case("chunked") {
-            return Err(bad(format!("unsupported Transfer-Encoding {te:?}")));
-        }
-        Framing::Chunked(http1::Chunked::new(u64::MAX))
-    } else if let Some(len) = find("Content-Length") {
-        Framing::Length(
-            len.parse()
-                .map_err(|_| bad(format!("bad Content-Length {len:?}")))?,
-        )
-    } else {
-        Framing::Close
+    let head = Head {
+        status: res.code.unwrap_or(0),
+        reason: res.reason.unwrap_or("").to_string(),
+        headers: http1::owned_fields(res.headers),
     };
     buf.drain(..end);
-    Ok(Response {
-        status,
-        reason,
-        headers,
-        body: Body {
-            sock,
-            raw: buf,
-            decoded: Vec::new(),
-            pos: 0,
-            framing,
-        },
-    })
+    Ok((head, buf))
 }
 
 struct Body {

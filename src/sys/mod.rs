@@ -8,6 +8,7 @@ pub mod epoll;
 pub mod heap;
 pub mod limits;
 pub mod process;
+pub mod random;
 pub mod sched;
 pub mod signals;
 pub mod stack;
