@@ -361,14 +361,17 @@ ready() { f=$1; what=$2; shift 2; end=$((SECONDS + WITHIN))
             // The shell's own: jobs, variables, the folder.
             out.push_str(&command);
             out.push('\n');
-        } else if streams(&command) {
-            out.push_str(&format!(
-                "timeout {STREAM_FOR} bash -c '{quoted}' </dev/null > .out/{n}; check '{quoted}'\n"
-            ));
         } else {
-            out.push_str(&format!(
-                "timeout {within} bash -c '{quoted}' </dev/null > .out/{n}; ended '{quoted}'\n"
-            ));
+            if streams(&command) {
+                out.push_str(&format!(
+                    "timeout {STREAM_FOR} bash -c '{quoted}' </dev/null > .out/{n}; check '{quoted}'\n"
+                ));
+            } else {
+                out.push_str(&format!(
+                    "timeout {within} bash -c '{quoted}' </dev/null > .out/{n}; ended '{quoted}'\n"
+                ));
+            }
+            // A stream's answer too: a refusal ends it with its JSON.
             match shown_answer(comment) {
                 Some(expect) => answers.push(Answer {
                     command: command.clone(),
