@@ -7,7 +7,7 @@
 //! events at R per second, each carrying its sequence number and the moment
 //! it was due (latency counts from then).
 //!
-//! Usage: load [--bin PATH] [--only a,b,c,d,e,f,r,flood,stats] [--subs N --events E --rate R]
+//! Usage: load [--bin PATH] [--only a,b,c,d,e,f,r,flood,stats,mux] [--subs N --events E --rate R]
 //! [--sub-path /events/*] (subscribers on a pattern instead of the topic)
 //! (the last three run one custom scenario instead of the defaults; e and f,
 //! b's and d's subscribers at a's 50,000 deliveries a second, run only when
@@ -16,6 +16,10 @@
 //! Scenario r runs scenario a three ways: one ssed alone, one ssed on a
 //! `redis-server` started here, and two ssed on that Redis with the
 //! subscribers split between them and the publishes going to one.
+//!
+//! Section mux compares what a hub stream costs the server carried by
+//! `/mux` (64 a mux, as ssed.js's tabs use it) with a direct connection:
+//! kernel memory, RSS, threads and descriptors per stream.
 
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
@@ -237,6 +241,9 @@ fn main() {
     }
     if subs.is_none() && wanted("stats") && !compare {
         stats_viewers(&targets[0], 1000, Duration::from_secs(10));
+    }
+    if subs.is_none() && wanted("mux") && !compare {
+        mux_cost(&targets[0], 2000);
     }
 }
 
@@ -1093,6 +1100,118 @@ fn proc_stats(pid: u32) -> ProcStats {
         rss_kb: field("VmRSS:"),
         threads: field("Threads:"),
         fds: std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u64),
+    }
+}
+
+/// Reads from `s` until `marker` has come; what came.
+fn read_until(s: &mut std::net::TcpStream, marker: &[u8]) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut tmp = [0u8; 4096];
+    while !got.windows(marker.len()).any(|w| w == marker) {
+        match s.read(&mut tmp) {
+            Ok(0) | Err(_) => die(&format!(
+                "mux: the stream ended before {:?}: {}",
+                String::from_utf8_lossy(marker),
+                String::from_utf8_lossy(&got)
+            )),
+            Ok(n) => got.extend_from_slice(&tmp[..n]),
+        }
+    }
+    got
+}
+
+/// Section mux: `streams` hub streams on one server, first as direct
+/// connections, then carried by muxes of 64; per stream, what the server
+/// holds (and the kernel's memory, both ends of every socket counted: the
+/// direct streams' client sockets are this process's). One publish then
+/// reaches every carried stream.
+fn mux_cost(target: &Target, streams: usize) {
+    let read_timeout = Some(Duration::from_secs(10));
+    let mut rows = Vec::new();
+    for carried in [false, true] {
+        let cap = (streams * 5).to_string();
+        let server = Server::start_with(target, &["--max-connections", &cap]);
+        let addr = server.addr;
+        std::thread::sleep(Duration::from_millis(300));
+        let (k0, p0) = (kernel_kb(), server.proc());
+        let mut held = Vec::new();
+        if carried {
+            for m in 0..streams.div_ceil(64) {
+                let mut s = std::net::TcpStream::connect(addr).expect("connect");
+                s.set_read_timeout(read_timeout).unwrap();
+                s.write_all(b"GET /mux HTTP/1.1\r\nHost: x\r\n\r\n")
+                    .unwrap();
+                let head = read_until(&mut s, b"max_streams");
+                let text = String::from_utf8_lossy(&head);
+                let id = text
+                    .split("\"id\":\"")
+                    .nth(1)
+                    .and_then(|r| r.split('"').next())
+                    .unwrap_or_else(|| die(&format!("mux: no id in {text}")))
+                    .to_string();
+                for k in 0..64.min(streams - m * 64) {
+                    let body = format!(r#"{{"open":"{k}","url":"/events/bench"}}"#);
+                    let answer = http(
+                        addr,
+                        &format!(
+                            "POST /mux/{id} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                            body.len()
+                        ),
+                    );
+                    if !answer.starts_with("HTTP/1.1 2") {
+                        die(&format!("mux: open refused: {answer}"));
+                    }
+                }
+                held.push(s);
+            }
+        } else {
+            for _ in 0..streams {
+                let mut s = std::net::TcpStream::connect(addr).expect("connect");
+                s.set_read_timeout(read_timeout).unwrap();
+                s.write_all(b"GET /events/bench HTTP/1.1\r\nHost: x\r\n\r\n")
+                    .unwrap();
+                read_until(&mut s, b"retry:");
+                held.push(s);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        let (k1, p1) = (kernel_kb(), server.proc());
+        // Every stream is live: one publish reaches each.
+        let answer = http(
+            addr,
+            "POST /events/bench HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 5\r\n\r\nhello",
+        );
+        let reached: usize = held
+            .iter_mut()
+            .map(|s| {
+                let per = if carried { 64 } else { 1 };
+                let mut got = 0;
+                let mut text = Vec::new();
+                let mut tmp = [0u8; 65536];
+                while got < per {
+                    match s.read(&mut tmp) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => text.extend_from_slice(&tmp[..n]),
+                    }
+                    got = String::from_utf8_lossy(&text).matches("hello").count();
+                }
+                got
+            })
+            .sum();
+        let n = streams as f64;
+        rows.push(format!(
+            "{:<28} kernel {:>5.2} KiB  RSS {:>5.2} KiB  descriptors {:.2}  threads +{}  (one publish reached {reached}; {})",
+            if carried { format!("{streams} carried by {} muxes", streams.div_ceil(64)) } else { format!("{streams} direct") },
+            (k1 as f64 - k0 as f64) / n,
+            (p1.rss_kb as f64 - p0.rss_kb as f64) / n,
+            (p1.fds as f64 - p0.fds as f64) / n,
+            p1.threads as i64 - p0.threads as i64,
+            answer.lines().last().unwrap_or("")
+        ));
+    }
+    println!("A hub stream's cost to the server, per stream:");
+    for row in rows {
+        println!("  {row}");
     }
 }
 
