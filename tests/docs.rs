@@ -291,21 +291,20 @@ fn script(example: &str, port: u16, within: u32) -> (String, Vec<Answer>) {
         r#"set -u -a
 mkdir -p .out
 trap 'kill $(jobs -p) 2>/dev/null' EXIT
-check() { s=$?; if [ $s -ne 0 ] && [ $s -ne 124 ]; then echo "exit $s: $1" >&2; exit 1; fi; }
-ended() { s=$?; if [ $s -eq 124 ]; then echo "still running after WITHIN s: $1" >&2; exit 1; fi
+check() { local s=$?; if [ $s -ne 0 ] && [ $s -ne 124 ]; then echo "exit $s: $1" >&2; exit 1; fi; }
+ended() { local s=$?; if [ $s -eq 124 ]; then echo "still running after WITHIN s: $1" >&2; exit 1; fi
   if [ $s -ne 0 ]; then echo "exit $s: $1" >&2; exit 1; fi; }
-answers() { for p in "$@"; do
+answers() { local p; for p in "$@"; do
   if [ "${p#h}" != "$p" ]; then [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${p#h}/healthz")" = 200 ] || return 1
   else (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || return 1; fi
 done; }
-ready() { f=$1; what=$2; shift 2; end=$((SECONDS + WITHIN))
+ready() { local f=$1 what=$2 end=$((SECONDS + WITHIN)); shift 2
   until [ -s "$f" ] && answers "$@"; do
     if [ $SECONDS -ge $end ]; then echo "not ready in WITHIN s: $what" >&2; exit 1; fi
     sleep 0.05
   done; }
 "#,
     )
-    .replace("STREAM_FOR", STREAM_FOR)
     .replace("WITHIN", &within.to_string());
     let mut answers: Vec<Answer> = Vec::new();
     // A line that printed, whose answer may be the comment lines under it.
@@ -387,8 +386,9 @@ ready() { f=$1; what=$2; shift 2; end=$((SECONDS + WITHIN))
 }
 
 /// Whether `got` is the answer `shown`: the same keys and values, where a
-/// shown string ending in `...` is a beginning, and an id (`RUN-SEQ`)
-/// stands for any id of the same number (runs differ from run to run).
+/// shown string ending in `...` is a beginning, and an id (`RUN-SEQ`, a
+/// run of 8 hex digits) stands for any id of the same number (runs differ
+/// from run to run).
 fn same_answer(shown: &serde_json::Value, got: &serde_json::Value) -> bool {
     use serde_json::Value;
     match (shown, got) {
@@ -404,8 +404,9 @@ fn same_answer(shown: &serde_json::Value, got: &serde_json::Value) -> bool {
             let seq = |s: &str| {
                 s.rsplit_once('-')
                     .filter(|(run, n)| {
-                        !run.is_empty()
-                            && run.bytes().all(|c| c.is_ascii_alphanumeric())
+                        run.len() == 8
+                            && run.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+                            && !n.is_empty()
                             && n.bytes().all(|c| c.is_ascii_digit())
                     })
                     .map(|(_, n)| n.to_string())
@@ -632,7 +633,7 @@ fn an_example_that_breaks_its_word_fails() {
         text: text.to_string(),
     };
     let good = block(
-        "curl -d hi http://127.0.0.1:8000/events/news   # {\"id\":\"abc-1\",\"topic\":\"news\",\"subscribers\":0}\n\
+        "curl -d hi http://127.0.0.1:8000/events/news   # {\"id\":\"0123abcd-1\",\"topic\":\"news\",\"subscribers\":0}\n\
          curl 'http://127.0.0.1:8000/events/a%20b'\n\
          # 400 {\"error\":\"topic names are 1 to 128 ...\"} and more prose",
     );
@@ -640,8 +641,8 @@ fn an_example_that_breaks_its_word_fails() {
     for (name, text, says) in [
         (
             "wrong",
-            "curl -d hi http://127.0.0.1:8000/events/news   # {\"id\":\"abc-2\",\"topic\":\"news\",\"subscribers\":0}",
-            "shown: {\"id\":\"abc-2\"",
+            "curl -d hi http://127.0.0.1:8000/events/news   # {\"id\":\"0123abcd-2\",\"topic\":\"news\",\"subscribers\":0}",
+            "shown: {\"id\":\"0123abcd-2\"",
         ),
         (
             "hangs",
