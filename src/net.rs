@@ -1,7 +1,9 @@
 //! Kept connections, as every client of one sees them (`ssed publish`'s
 //! HTTP session, the Redis pool): a connection the peer closed while it
 //! sat idle fails at its next use, and the request is sent once more on a
-//! new one, at once (the request never reached the peer).
+//! new one, at once. (The Redis pool looks first, so that a command is
+//! not sent into a connection already closed: one that fails after it
+//! went out may have run.)
 
 use std::io;
 

@@ -451,6 +451,123 @@ fn a_promoted_replica_that_lagged_gives_ids_a_new_run() {
     check(&acks, &all);
 }
 
+/// Cuts the clients of `redis` blocked in a read (an instance's feed, in
+/// `XREAD BLOCK`: `feed`), or all the others (its command connections);
+/// false while not exactly one is blocked.
+fn cut_clients(redis: &Redis, feed: bool) -> bool {
+    let list = redis.cmd(&["CLIENT", "LIST"]);
+    let clients: Vec<(&str, bool, &str)> = list
+        .lines()
+        .filter_map(|l| {
+            let field = |name: &str| {
+                l.split(' ')
+                    .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
+            };
+            Some((field("id")?, field("flags")?.contains('b'), field("cmd")?))
+        })
+        .collect();
+    if clients.iter().filter(|(_, blocked, _)| *blocked).count() != 1 {
+        return false;
+    }
+    for (id, _, _) in clients
+        .iter()
+        .filter(|(_, blocked, cmd)| *blocked == feed && *cmd != "client|list")
+    {
+        redis.cmd(&["CLIENT", "KILL", "ID", id]);
+    }
+    true
+}
+
+/// A failover that reaches an instance's connections one by one: a
+/// balancer sends new connections to a promoted replica that lagged while
+/// the old primary lives on, and either the instance's command
+/// connections are cut (its feed still follows the old primary), or its
+/// feed's connection (its command connections still lead to the old
+/// primary). A publish must take no number on a server the feed has not
+/// checked: one there could name an event some client holds, one on the
+/// old primary would be lost. Until the feed has joined the new server a
+/// publish is refused, not stored (503); then ids go on under a new run.
+fn a_failover_that_reaches_the_connections_one_by_one(cut_feed: bool) {
+    let Some(primary) = Redis::start(false) else {
+        return;
+    };
+    let Some(mut replica) = Redis::start(false) else {
+        return;
+    };
+    let switch = Switch::start(primary.port);
+    let server = instance(&switch.url(), |_| {});
+    let sub = Browser::open(server.addr(), "/events/t");
+    let mut acks = Acks::new();
+    for i in 0..20 {
+        if i == 10 {
+            // The replica has what the primary had then, and no more.
+            assert!(primary.cmd(&["SAVE"]).contains("OK"));
+            replica.kill();
+            std::fs::copy(
+                primary.dir().join("dump.rdb"),
+                replica.dir().join("dump.rdb"),
+            )
+            .unwrap();
+            replica.run();
+        }
+        publish(server.addr(), "t", &format!("before {i}"), None, &mut acks);
+    }
+    sub.wait_for("before 19");
+    switch.send_new_to(replica.port);
+    wait_until(SOON, "one kind of connection cut", || {
+        cut_clients(&primary, cut_feed)
+    });
+    let mut i = 0;
+    wait_until(SOON, "a publish stored on the replica", || {
+        i += 1;
+        publish(server.addr(), "t", &format!("after {i}"), None, &mut acks) == 200
+    });
+    check(&acks, &[]);
+    sub.wait_for(&format!("after {i}"));
+    assert_ne!(run_of(&acks[0].1), run_of(&acks.last().unwrap().1));
+    // Refused ones were never sent: not stored, and said so.
+    assert!(
+        acks.iter().all(|(s, _, _)| matches!(s, 200 | 503)),
+        "{acks:?}"
+    );
+    check(&acks, &[sub.close()]);
+}
+
+#[test]
+fn a_command_connection_that_reaches_another_server_first_takes_no_number() {
+    a_failover_that_reaches_the_connections_one_by_one(false);
+}
+
+#[test]
+fn a_command_connection_left_on_the_old_server_is_not_used() {
+    a_failover_that_reaches_the_connections_one_by_one(true);
+}
+
+/// A command connection Redis closed while it sat idle is seen closed
+/// before a publish is sent on it: when no new connection can be made
+/// either, the publish certainly was not stored and is answered so (503),
+/// not "outcome unknown" as one sent into the closed connection would be.
+#[test]
+fn a_publish_is_not_sent_into_a_connection_closed_while_idle() {
+    let Some(redis) = Redis::start(false) else {
+        return;
+    };
+    let switch = Switch::start(redis.port);
+    let server = instance(&switch.url(), |_| {});
+    let mut acks = Acks::new();
+    assert_eq!(publish(server.addr(), "t", "first", None, &mut acks), 200);
+    let nowhere = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    switch.send_new_to(nowhere);
+    wait_until(SOON, "the feed alone left", || cut_clients(&redis, false));
+    let (head, body) = fetch(server.addr(), "POST", "/events/t", &[], b"second");
+    assert_eq!(head.status, 503, "{body}");
+    assert!(body.contains("not reached"), "{body}");
+}
+
 #[test]
 fn an_eviction_policy_that_may_drop_ssed_keys_keeps_the_link_down() {
     let Some(redis) = Redis::start(false) else {

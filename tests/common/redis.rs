@@ -209,8 +209,14 @@ impl Switch {
     /// From now on to the Redis on `port`; open connections are cut.
     pub fn switch_to(&self, port: u16) {
         use std::sync::atomic::Ordering;
-        self.to.store(port, Ordering::SeqCst);
+        self.send_new_to(port);
         self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// New connections to the Redis on `port`; open ones stay where they
+    /// are (a balancer that moves only new connections).
+    pub fn send_new_to(&self, port: u16) {
+        self.to.store(port, std::sync::atomic::Ordering::SeqCst);
     }
 }
 

@@ -7,7 +7,7 @@
 //! failover to a replica that lagged is noticed by any instance that
 //! joins, also one that never saw the events lost.
 
-use super::conn::{small_reply, Conn};
+use super::conn::{small_reply, Conn, LinkError};
 use super::keys::{
     stream_key, BYTES, COST, CUT, CUT_FLOOR, FEED, FENCE, IDEM_PREFIX, INSTANCES, RUN, SEQ,
     SUBS_PREFIX, TOPICS, TOPIC_PREFIX, TOTAL,
@@ -15,6 +15,7 @@ use super::keys::{
 use super::{Limits, Reply, Shared};
 use crate::hub::new_run;
 use crate::log;
+use crate::sync::lock;
 
 /// Checks what a user may run, with Redis 7's `redis.acl_check_cmd`
 /// (older Redis has no ACL of that kind: `unknown`). Returns the first
@@ -76,17 +77,17 @@ impl Shared {
             check_info(text)?;
         }
         self.check_permissions(conn)?;
-        let Some(text) = text else {
-            return Ok(None);
-        };
-        let Some(server) = info_field(&text, "run_id") else {
+        let server = text.as_deref().and_then(|t| info_field(t, "run_id"));
+        let (Some(text), Some(server)) = (text.as_deref(), server) else {
+            // Which server answers cannot be known: not checked.
+            *lock(&self.server) = None;
             return Ok(None);
         };
         // Whole: the same server's AOF (not a replica promoted; a replica
         // keeps its former primary's id as master_replid2).
-        let aof = info_field(&text, "aof_enabled") == Some("1");
+        let aof = info_field(text, "aof_enabled") == Some("1");
         let promoted =
-            info_field(&text, "master_replid2").is_some_and(|r| r.bytes().any(|b| b != b'0'));
+            info_field(text, "master_replid2").is_some_and(|r| r.bytes().any(|b| b != b'0'));
         let trust = if aof && !promoted { "1" } else { "0" };
         let fresh = new_run();
         let reply = conn
@@ -102,6 +103,10 @@ impl Shared {
                 &small_reply(),
             )
             .map_err(|e| e.to_string())?;
+        if matches!(reply.items(), Some([_, _, Reply::Int(_)])) {
+            // Checked: command connections may use this server now.
+            *lock(&self.server) = Some(server.to_string());
+        }
         match reply.items() {
             Some([now, seq, Reply::Int(1)]) => {
                 let now = now.text().unwrap_or(&fresh).to_string();
@@ -221,6 +226,45 @@ impl Shared {
             (Some(used), Some(max)) if max > 0 && used >= max / 10 * 9 => Some(String::new()),
             _ => None,
         })
+    }
+}
+
+impl Shared {
+    /// A new command connection (publishes, replays, the counts), to the
+    /// Redis server the feed checked the log on. After a failover a new
+    /// connection may reach the new server before the feed has joined it
+    /// (a balancer moves new connections first, or the feed's own
+    /// connection has not failed yet); a number taken there could name an
+    /// event some client holds under the same run (the new server's
+    /// history may be older). Such a connection is not used, nothing was
+    /// sent on it, and the feed is made to join again, which checks the
+    /// new server (and renews the run if its history cannot be trusted).
+    /// (An idle connection to a server other than the one checked last is
+    /// not used either: [`super::pool::Pool::with`].)
+    pub(super) fn open_command(&self) -> Result<Conn, LinkError> {
+        let mut conn = Conn::open(&self.target, self.settings.timeout)?;
+        let Some(checked) = lock(&self.server).clone() else {
+            return Ok(conn);
+        };
+        let info = conn
+            .call(&[b"INFO", b"server"], &info_limits())
+            .map_err(|e| LinkError::Setup(format!("asking which Redis server answers: {e}")))?;
+        let now = match info {
+            Reply::Bulk(Some(bytes)) => {
+                info_field(&String::from_utf8_lossy(&bytes), "run_id").map(str::to_string)
+            }
+            _ => None,
+        };
+        if now.as_deref() == Some(checked.as_str()) {
+            conn.server = now;
+            return Ok(conn);
+        }
+        let why = format!(
+            "another Redis server answers than the one the log was checked on (run_id {}, was {checked}): a failover? Nothing is written there before the feed has joined it",
+            now.as_deref().unwrap_or("unreadable")
+        );
+        self.restart_feed(&why);
+        Err(LinkError::Setup(why))
     }
 }
 

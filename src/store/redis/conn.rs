@@ -74,6 +74,9 @@ pub(super) fn small_reply() -> Limits {
 pub(super) struct Conn {
     pub(super) stream: TcpStream,
     reader: BufReader<TcpStream>,
+    /// The Redis server (its `run_id`) this connection was found to reach,
+    /// if it was asked.
+    pub(super) server: Option<String>,
 }
 
 impl Conn {
@@ -107,7 +110,11 @@ impl Conn {
             Ok(BufReader::with_capacity(16 * 1024, s.try_clone()?))
         };
         let reader = setup(&stream).map_err(|e| e.to_string())?;
-        let mut conn = Conn { stream, reader };
+        let mut conn = Conn {
+            stream,
+            reader,
+            server: None,
+        };
         let small = small_reply();
         let not_redis = |e: LinkError| match e {
             LinkError::Io { error, .. } => match error.kind() {
@@ -160,6 +167,13 @@ impl Conn {
             Reply::Error(e) => Err(format!("Redis refused PING: {e}")),
             other => Err(format!("not a Redis server: it answered {other:?} to PING")),
         }
+    }
+
+    /// Whether Redis closed this connection while it sat idle (or sent
+    /// something unasked, or it cannot be told): then it is not used, and
+    /// nothing is sent into it.
+    pub(super) fn closed_while_idle(&self) -> bool {
+        !self.reader.buffer().is_empty() || closed_while_idle(&self.stream)
     }
 
     /// Sends one command and reads its reply. An error after the command
@@ -231,5 +245,45 @@ impl Conn {
         Err(LinkError::Unexpected(
             "Redis keeps forgetting ssed's scripts".into(),
         ))
+    }
+}
+
+/// Whether the peer closed `stream` while it sat idle (or sent something
+/// unasked, or it cannot be told): then it is not used again. Looks
+/// without waiting and without taking anything.
+fn closed_while_idle(stream: &TcpStream) -> bool {
+    if stream.set_nonblocking(true).is_err() {
+        return true;
+    }
+    let looked = stream.peek(&mut [0u8; 1]);
+    let blocking = stream.set_nonblocking(false).is_ok();
+    !(blocking && matches!(looked, Err(e) if e.kind() == io::ErrorKind::WouldBlock))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idle_connection_is_seen_closed_before_it_is_used() {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let mut peer = listener.incoming().next().unwrap().unwrap();
+        assert!(!closed_while_idle(&client), "open and quiet");
+        peer.write_all(b"+unasked\r\n").unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !closed_while_idle(&client) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "unasked bytes not seen"
+            );
+        }
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let peer = listener.incoming().next().unwrap().unwrap();
+        drop(peer);
+        while !closed_while_idle(&client) {
+            assert!(std::time::Instant::now() < deadline, "the close not seen");
+        }
     }
 }

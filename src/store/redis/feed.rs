@@ -36,6 +36,7 @@ impl Shared {
                 }
             };
             *lock(&self.feed_socket) = conn.stream.try_clone().ok();
+            lock(&self.rejoin).take();
             if self.stopping() {
                 break;
             }
@@ -58,6 +59,7 @@ impl Shared {
             if self.stopping() {
                 break;
             }
+            let why = lock(&self.rejoin).take().unwrap_or(why);
             self.mark_down(why);
             // A link that fails as soon as it is up (a command refused, a
             // Redis that drops every connection) is retried with back-off

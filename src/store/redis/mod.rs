@@ -121,6 +121,13 @@ struct Shared {
     bell: Doorbell,
     /// The feed connection, to shut down under its blocking read.
     feed_socket: Mutex<Option<TcpStream>>,
+    /// The Redis server (its `run_id`) the feed last checked the log on
+    /// (`None`: not known, `INFO` refused). A command connection that
+    /// reaches another one is not used: see [`Shared::open_command`].
+    server: Mutex<Option<String>>,
+    /// Why the feed was made to join again (its connection shut down on
+    /// purpose): said instead of the connection's error.
+    rejoin: Mutex<Option<String>>,
     join_script: LuaScript,
     renew_script: LuaScript,
     can_script: LuaScript,
@@ -167,6 +174,8 @@ impl Redis {
             crew: Crew::default(),
             bell: Doorbell::default(),
             feed_socket: Mutex::default(),
+            server: Mutex::default(),
+            rejoin: Mutex::default(),
             join_script: LuaScript::new(scripts::JOIN),
             renew_script: LuaScript::new(scripts::RENEW),
             can_script: LuaScript::new(checks::CAN),
@@ -356,7 +365,6 @@ impl Shared {
         link.why = why;
     }
 
-    /// Has the feed thread connect again (and so check the run).
     /// Whether number `seq` of this run is past Redis's count: an event
     /// Redis lost. If so, the run is renewed at once (no id of it may be
     /// given again) and the feed joins again, which resets the mirror.
@@ -385,7 +393,7 @@ impl Shared {
                 self.target
             )),
         }
-        self.restart_feed();
+        self.restart_feed("a client resumed from past Redis's event count; joining again");
         true
     }
 
@@ -394,7 +402,10 @@ impl Shared {
         lock(&self.elsewhere).get(topic).copied().unwrap_or(0)
     }
 
-    pub(super) fn restart_feed(&self) {
+    /// Has the feed thread join again (and so check the log and the
+    /// server); `why` is what the log and `/healthz` say meanwhile.
+    pub(super) fn restart_feed(&self, why: &str) {
+        *lock(&self.rejoin) = Some(why.to_string());
         if let Some(sock) = lock(&self.feed_socket).as_ref() {
             let _ = sock.shutdown(Shutdown::Both);
         }

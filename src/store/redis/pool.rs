@@ -28,10 +28,14 @@ impl Pool {
 
     /// Runs `f` on a connection (an idle one, or a new one while fewer
     /// than `max` are open); a connection that failed is dropped. An idle
-    /// connection that Redis closed meanwhile (it restarted) is replaced
-    /// once, at once: `f` runs again, so it must be safe to repeat (reads,
-    /// and publishes, which carry an idempotency key). The error says
-    /// whether the command was sent ([`LinkError::after_sending`]).
+    /// connection Redis closed meanwhile (it restarted), or one to another
+    /// server than the feed checked last, is seen before anything is sent
+    /// on it, and replaced. One that fails at once anyway (closed just
+    /// then) is replaced once, at once: `f` runs again, so it must be safe
+    /// to repeat (reads, and publishes, which carry an idempotency key).
+    /// The error says whether the command was sent
+    /// ([`LinkError::after_sending`]) by either try: one that went out may
+    /// have run, whatever the new connection then says.
     pub(super) fn with<T>(
         &self,
         shared: &Shared,
@@ -56,17 +60,30 @@ impl Pool {
             }
             *busy += 1;
         }
-        let idle = lock(&self.idle).pop();
-        let mut idle = idle;
-        let result = crate::net::with_kept(idle.is_some(), LinkError::stale, |kept| {
-            let mut conn = match idle.take().filter(|_| kept) {
+        // Not one Redis closed, nor one to a server the feed has left.
+        let checked = lock(&shared.server).clone();
+        let idle = lock(&self.idle)
+            .pop()
+            .filter(|c| !c.closed_while_idle() && (checked.is_none() || c.server == checked));
+        let mut attempt = |conn: Option<Conn>| -> Result<T, LinkError> {
+            let mut conn = match conn {
                 Some(conn) => conn,
-                None => Conn::open(&shared.target, shared.settings.timeout)?,
+                None => shared.open_command()?,
             };
             let value = f(&mut conn)?;
             lock(&self.idle).push(conn);
             Ok(value)
-        });
+        };
+        let result = match idle {
+            Some(conn) => match attempt(Some(conn)) {
+                Err(first) if first.stale() => match attempt(None) {
+                    Err(again) if first.after_sending() && !again.after_sending() => Err(first),
+                    other => other,
+                },
+                other => other,
+            },
+            None => attempt(None),
+        };
         *lock(&self.busy) -= 1;
         self.freed.notify_one();
         result

@@ -165,7 +165,7 @@ impl Redis {
             Outcome::Behind => {
                 // The count is behind the log: its history went back. The
                 // feed's join finds out and gives ids a new run.
-                s.restart_feed();
+                s.restart_feed("Redis's event count is behind the log; joining again");
                 Err(StoreError::LostData(named(
                     "its event count is behind the log (it lost or evicted it); ids go on under a new run".into(),
                 )))
@@ -173,7 +173,7 @@ impl Redis {
             Outcome::RunChanged => {
                 // Redis lost its data under a live feed: have the feed
                 // connect again, which resets the mirror.
-                s.restart_feed();
+                s.restart_feed("Redis lost the shared hub's data; joining again");
                 Err(StoreError::LostData(named(
                     "it lost the shared hub's data; it is being set up again".into(),
                 )))
@@ -267,7 +267,7 @@ impl Redis {
                 Ok(true)
             }
             Ok(Reply::Error(e)) if e.starts_with("SSEDRUN ") => {
-                s.restart_feed();
+                s.restart_feed("Redis lost the shared hub's data; joining again");
                 Err(StoreError::LostData(named(
                     "it lost the shared hub's data; it is being set up again".into(),
                 )))

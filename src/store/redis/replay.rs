@@ -61,7 +61,7 @@ impl Redis {
         // Cuts of topics let go of: their highest stands for all.
         let floor = floor.text().and_then(|f| f.parse::<u64>().ok());
         if run_now.text() != Some(run.as_str()) {
-            s.restart_feed();
+            s.restart_feed("the shared hub's data changed; joining again");
             return Err(LinkError::Unexpected(
                 "the shared hub's data changed; it is being followed again".into(),
             ));
@@ -177,7 +177,7 @@ impl Replay {
             return Err(LinkError::Unexpected("Redis answered no reply".into()));
         };
         if run_now.text() != Some(self.run.as_str()) {
-            s.restart_feed();
+            s.restart_feed("the shared hub's data changed; joining again");
             return Err(LinkError::Unexpected(
                 "the shared hub's data changed; it is being followed again".into(),
             ));
