@@ -227,6 +227,15 @@ fn a_client_ahead_of_an_instance_gets_no_duplicate() {
     );
 }
 
+/// The number of the last event an instance's hub has taken in (its
+/// mirror of the log).
+fn watermark(addr: SocketAddr) -> u64 {
+    let (_, body) = fetch(addr, "GET", "/metrics", &[], b"");
+    body.lines()
+        .find_map(|l| l.strip_prefix("ssed_events_watermark ")?.parse().ok())
+        .expect("ssed_events_watermark in /metrics")
+}
+
 #[test]
 fn trimmed_history_is_a_gap_and_an_instance_restart_loses_nothing() {
     let Some(redis) = Redis::start(false) else {
@@ -236,7 +245,9 @@ fn trimmed_history_is_a_gap_and_an_instance_restart_loses_nothing() {
     let ids: Vec<String> = (1..=6)
         .map(|i| publish(a.addr(), "/events/t", &format!("e{i}")))
         .collect();
-    // Resuming after e1: e2 and e3 were trimmed (3 kept: e4..e6).
+    // Resuming after e1: e2 and e3 were trimmed (3 kept: e4..e6). (Once
+    // A's mirror has them all: what it has not yet would come live.)
+    wait_until(SOON, "A's mirror to have e6", || watermark(a.addr()) == 6);
     let mut sub = subscribe(a.addr(), "/events/t", &[("Last-Event-ID", &ids[0])]);
     let got = sub.events(4);
     assert_eq!(got[0].event, "gap");
@@ -971,6 +982,8 @@ fn pattern_streams_across_instances_take_new_topics_and_resume() {
     let a = instance(&redis, |_| {});
     let b = instance(&redis, |_| {});
     publish(a.addr(), "/events/sensors/kitchen", "before");
+    // (Once B's mirror has it: else it would come live.)
+    wait_until(SOON, "B's mirror to have it", || watermark(b.addr()) == 1);
     // On B, a pattern: a topic B has never seen, made on A afterwards,
     // reaches it, as do those that exist.
     let mut on_b = subscribe(b.addr(), "/events/sensors/*?tag=topic", &[]);

@@ -292,7 +292,8 @@ const SSED_PAGE = Math.random().toString(36).slice(2, 10);
  * and `retryAfter` when the server refused the stream (401, 403, 404, 503...),
  * which EventSource never tells, and the type "*" for every event whatever
  * its name (over the mux only). `options.headers` (such as Authorization)
- * go with the request over the mux; a plain EventSource cannot send them.
+ * go with the request over the mux; a plain EventSource cannot send them,
+ * so there a bearer token goes as `?token=`, and other headers are not sent.
  * A URL outside this server, or a server without /mux, gets a plain
  * EventSource (`options.withCredentials` passed on).
  */
@@ -347,7 +348,9 @@ class SsedSource {
   /** A plain EventSource, with the listeners added so far. */
   plain() {
     this.mode = "off";
-    const es = new EventSource(this.url, { withCredentials: !!this.options.withCredentials });
+    const es = new EventSource(withToken(this.url, this.options.headers), {
+      withCredentials: !!this.options.withCredentials,
+    });
     this.es = es;
     es.onopen = (e) => {
       this.readyState = es.readyState;
@@ -401,6 +404,20 @@ class SsedSource {
 SsedSource.CONNECTING = 0;
 SsedSource.OPEN = 1;
 SsedSource.CLOSED = 2;
+
+/**
+ * A plain EventSource cannot send headers: a bearer token in `headers`
+ * goes as `?token=` instead (ssed takes it for streams, and its access
+ * log hides it), unless the URL has one.
+ */
+function withToken(url, headers) {
+  const auth = Object.entries(headers || {}).find(([k]) => k.toLowerCase() === "authorization");
+  const bearer = auth && /^Bearer\s+(\S+)$/i.exec(auth[1]);
+  if (!bearer) return url;
+  const u = new URL(url);
+  if (!u.searchParams.has("token")) u.searchParams.set("token", bearer[1]);
+  return u.href;
+}
 
 /** `url`'s path and query on the server that served this script, or null. */
 function muxPath(url) {

@@ -261,6 +261,12 @@ pub fn render(s: &Sources) -> String {
         "Gap notices sent: events a client was owed but could not get.",
         &one(h.gaps.load(Relaxed)),
     );
+    metric(
+        "ssed_events_watermark",
+        "gauge",
+        "The number of the last event this instance's hub has taken in (with a shared log: how far it has read the log; instances that differ for long lag behind).",
+        &one(s.hub.watermark()),
+    );
     // A shared log's link, named by its backend (`ssed_redis_up`, ...):
     // nothing here knows which backends exist.
     if let Some(link) = &s.link {

@@ -347,6 +347,20 @@ test("hub: a topic deleted from its row ends for its subscribers, who are told",
   await finish(page, "hub-delete");
 });
 
+/** On the hub page: subscribes with `token`, then an event published to `url` shows. */
+async function hubReads(page, token, url, headers) {
+  await page.fill("#token", token);
+  await page.click("#subscribe");
+  let seen = [];
+  await until("the subscription", async () => {
+    seen = [await text(page, "#state"), ...(await page.locator("#log li").allInnerTexts())];
+    return seen[0] === "subscribed";
+  }).catch((err) => assert.fail(`${err.message}; the page says ${JSON.stringify(seen)}`));
+  const res = await fetch(url, { method: "POST", body: "for token holders", headers });
+  const id = (await res.json()).id;
+  await page.locator(`#log li[data-id="${id}"]`).waitFor({ timeout: WAIT });
+}
+
 test("hub: a token field for servers that ask for one, with clear 401s", async () => {
   allowed.push(/status of 401/);
   const locked = await startSsed("127.0.0.1:0", ["--subscribe-token", "sub-secret", "--publish-token", "pub-secret"]);
@@ -365,17 +379,23 @@ test("hub: a token field for servers that ask for one, with clear 401s", async (
       (await text(page, "#reply")) === "Publishing refused: the token was not accepted (the token is wrong).");
     // One token for both sides here: the subscribe token lets the page
     // read, the publish token publish.
-    await page.fill("#token", "sub-secret");
-    await page.click("#subscribe");
-    let seen = [];
-    await until("the subscription", async () => {
-      seen = [await text(page, "#state"), ...(await page.locator("#log li").allInnerTexts())];
-      return seen[0] === "subscribed";
-    }).catch((err) => assert.fail(`${err.message}; the page says ${JSON.stringify(seen)}`));
-    const res = await fetch(`${locked.url}/events/news`, { method: "POST", body: "for token holders", headers: { Authorization: "Bearer pub-secret" } });
-    const id = (await res.json()).id;
-    await page.locator(`#log li[data-id="${id}"]`).waitFor({ timeout: WAIT });
+    await hubReads(page, "sub-secret", `${locked.url}/events/news`, { Authorization: "Bearer pub-secret" });
     await finish(page, "hub-token");
+  } finally {
+    await stopSsed(locked);
+  }
+});
+
+test("hub: with a plain EventSource (a page over HTTP/2, or ?mux=off) the token goes as ?token=", async () => {
+  // (The topic list is refused until the token is entered.)
+  allowed.push(/status of 401/);
+  const locked = await startSsed("127.0.0.1:0", ["--subscribe-token", "sub-secret"]);
+  try {
+    const page = await context.newPage();
+    page.on("console", (msg) => { if (msg.type() === "error" && !allowed.some((re) => re.test(msg.text()))) problems.push(msg.text()); });
+    await page.goto(locked.url + "/hub.html?mux=off");
+    await hubReads(page, "sub-secret", `${locked.url}/events/news`, {});
+    await finish(page, "hub-token-plain");
   } finally {
     await stopSsed(locked);
   }

@@ -143,17 +143,27 @@ pub struct Switch {
     pub port: u16,
     to: std::sync::Arc<std::sync::atomic::AtomicU16>,
     generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    held: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Connections closed so far (either side).
+    closed: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Switch {
     pub fn start(to: u16) -> Switch {
-        use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+        use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
         use std::sync::Arc;
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let target = Arc::new(AtomicU16::new(to));
         let generation = Arc::new(AtomicU64::new(0));
-        let (t, g) = (Arc::clone(&target), Arc::clone(&generation));
+        let held = Arc::new(AtomicBool::new(false));
+        let closed = Arc::new(AtomicU64::new(0));
+        let (t, g, h, c) = (
+            Arc::clone(&target),
+            Arc::clone(&generation),
+            Arc::clone(&held),
+            Arc::clone(&closed),
+        );
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { return };
@@ -161,11 +171,19 @@ impl Switch {
                     continue;
                 };
                 let born = g.load(Ordering::SeqCst);
-                for (mut from, mut to) in [
-                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
-                    (server, client),
+                // A connection that sent XREAD: an instance's feed.
+                let feed = Arc::new(AtomicBool::new(false));
+                let ended = Arc::new(AtomicBool::new(false));
+                for (mut from, mut to, up) in [
+                    (
+                        client.try_clone().unwrap(),
+                        server.try_clone().unwrap(),
+                        true,
+                    ),
+                    (server, client, false),
                 ] {
-                    let g = Arc::clone(&g);
+                    let (g, h, feed) = (Arc::clone(&g), Arc::clone(&h), Arc::clone(&feed));
+                    let (c, ended) = (Arc::clone(&c), Arc::clone(&ended));
                     std::thread::spawn(move || {
                         let _ = from.set_read_timeout(Some(Duration::from_millis(50)));
                         let mut buf = [0u8; 65536];
@@ -176,6 +194,16 @@ impl Switch {
                             match from.read(&mut buf) {
                                 Ok(0) => break,
                                 Ok(n) => {
+                                    if up && buf[..n].windows(5).any(|w| w == b"XREAD") {
+                                        feed.store(true, Ordering::SeqCst);
+                                    }
+                                    while !up
+                                        && feed.load(Ordering::SeqCst)
+                                        && h.load(Ordering::SeqCst)
+                                        && g.load(Ordering::SeqCst) == born
+                                    {
+                                        std::thread::sleep(Duration::from_millis(5));
+                                    }
                                     if to.write_all(&buf[..n]).is_err() {
                                         break;
                                     }
@@ -191,6 +219,9 @@ impl Switch {
                         }
                         let _ = to.shutdown(std::net::Shutdown::Both);
                         let _ = from.shutdown(std::net::Shutdown::Both);
+                        if !ended.swap(true, Ordering::SeqCst) {
+                            c.fetch_add(1, Ordering::SeqCst);
+                        }
                     });
                 }
             }
@@ -199,7 +230,21 @@ impl Switch {
             port,
             to: target,
             generation,
+            held,
+            closed,
         }
+    }
+
+    /// How many connections it has closed (on both sides) so far.
+    pub fn closed(&self) -> u64 {
+        self.closed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Holds (`true`) or lets go what Redis sends to the instances' feeds
+    /// (the connections that sent `XREAD`): their mirrors fall behind the
+    /// log while every other connection goes on.
+    pub fn hold_feeds(&self, hold: bool) {
+        self.held.store(hold, std::sync::atomic::Ordering::SeqCst);
     }
 
     pub fn url(&self) -> String {

@@ -237,8 +237,9 @@ impl Shared {
     /// connection has not failed yet); a number taken there could name an
     /// event some client holds under the same run (the new server's
     /// history may be older). Such a connection is not used, nothing was
-    /// sent on it, and the feed is made to join again, which checks the
-    /// new server (and renews the run if its history cannot be trusted).
+    /// sent on it, and a feed that follows the log is made to join again,
+    /// which checks the new server (and renews the run if its history
+    /// cannot be trusted).
     /// (An idle connection to a server other than the one checked last is
     /// not used either: [`super::pool::Pool::with`].)
     pub(super) fn open_command(&self) -> Result<Conn, LinkError> {
@@ -263,7 +264,11 @@ impl Shared {
             "another Redis server answers than the one the log was checked on (run_id {}, was {checked}): a failover? Nothing is written there before the feed has joined it",
             now.as_deref().unwrap_or("unreadable")
         );
-        self.restart_feed(&why);
+        // A feed that is joining already is let be (a second kick would
+        // only cut its join short).
+        if self.down().is_none() {
+            self.restart_feed(&why);
+        }
         Err(LinkError::Setup(why))
     }
 }

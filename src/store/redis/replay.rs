@@ -68,7 +68,13 @@ impl Redis {
         }
         let mut gaps = Vec::new();
         for (topic, cut) in topics.iter().zip(cuts) {
-            let cut = cut.text().and_then(parse_id).max(floor);
+            // What comes after `upto` comes live from the mirror, trimmed
+            // in Redis or not: only a cut up to it is missed.
+            let cut = cut
+                .text()
+                .and_then(parse_id)
+                .max(floor)
+                .map(|c| c.min(upto));
             let lost = match from {
                 Resume::After(seq) => cut.is_some_and(|c| c > *seq),
                 Resume::Foreign(_) => true,
