@@ -790,6 +790,11 @@ fn metrics_move() {
     a.events(2);
     b.events(2);
     assert_eq!(metric("ssed_events_published_total{topic=\"m\"}"), 2);
+    assert!(
+        text.contains("# TYPE ssed_events_watermark gauge\n"),
+        "{text}"
+    );
+    assert_eq!(metric("ssed_events_watermark "), 2);
     assert_eq!(metric("ssed_subscribers{topic=\"m\"}"), 2);
     wait_until(SOON, "4 deliveries counted", || {
         metric("ssed_events_delivered_total ") == 4
