@@ -114,11 +114,7 @@ fn help_and_version() {
 
 #[test]
 fn a_port_alone_listens_on_every_interface() {
-    let free = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let free = common::free_port();
     let (_running, line) = start_line(&["--addr", &format!(":{free}")], &[]);
     assert!(
         line.starts_with(&format!("ssed listening on http://0.0.0.0:{free}/ ")),

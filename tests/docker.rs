@@ -9,7 +9,7 @@
 mod common;
 
 use common::{fetch, json, wait_until};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -58,14 +58,6 @@ fn docker_runs() -> bool {
         eprintln!("SKIPPED: no running Docker daemon that can make a network, or no docker-compose (apt-get install docker.io docker-compose; dockerd)");
     }
     ok && compose
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// `redis:7`, or, where it cannot be had, a stand-in under that tag: the
@@ -190,7 +182,7 @@ fn the_image_and_the_compose_file() {
         "an unprivileged user"
     );
     let stand_in = redis_image(&dir);
-    let (p1, p2) = (free_port(), free_port());
+    let (p1, p2) = (common::free_port(), common::free_port());
     let project = Project {
         name: format!("ssedtest{}", std::process::id()),
         env: vec![

@@ -439,7 +439,7 @@ fn ports(example: &str, make_run: u16) -> String {
                         if port == 8000 {
                             make_run
                         } else {
-                            free_port()
+                            common::free_port()
                         }
                     });
                     out.push_str(&new.to_string());
@@ -452,13 +452,6 @@ fn ports(example: &str, make_run: u16) -> String {
         text = out;
     }
     text
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 /// Kills what is left of the process group `leader` started. Never a

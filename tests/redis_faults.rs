@@ -411,14 +411,7 @@ fn a_promoted_replica_that_lagged_gives_ids_a_new_run() {
         );
     }
     // The replica has what the primary had then, and no more.
-    assert!(primary.cmd(&["SAVE"]).contains("OK"));
-    replica.kill();
-    std::fs::copy(
-        primary.dir().join("dump.rdb"),
-        replica.dir().join("dump.rdb"),
-    )
-    .unwrap();
-    replica.run();
+    replica.take_snapshot_of(&primary);
     for i in 10..20 {
         publish(
             instances[i % 2].addr(),
@@ -524,14 +517,7 @@ fn a_failover_that_reaches_the_connections_one_by_one(cut_feed: bool) {
     for i in 0..20 {
         if i == 10 {
             // The replica has what the primary had then, and no more.
-            assert!(primary.cmd(&["SAVE"]).contains("OK"));
-            replica.kill();
-            std::fs::copy(
-                primary.dir().join("dump.rdb"),
-                replica.dir().join("dump.rdb"),
-            )
-            .unwrap();
-            replica.run();
+            replica.take_snapshot_of(&primary);
         }
         publish(server.addr(), "t", &format!("before {i}"), None, &mut acks);
     }
@@ -582,12 +568,7 @@ fn a_publish_is_not_sent_into_a_connection_closed_while_idle() {
     let server = instance(&switch.url(), |_| {});
     let mut acks = Acks::new();
     assert_eq!(publish(server.addr(), "t", "first", None, &mut acks), 200);
-    let nowhere = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    switch.send_new_to(nowhere);
+    switch.send_new_to(common::free_port());
     cut(&redis, &switch, false);
     let (head, body) = fetch(server.addr(), "POST", "/events/t", &[], b"second");
     assert_eq!(head.status, 503, "{body}");

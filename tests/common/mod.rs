@@ -29,6 +29,14 @@ pub fn start(tweak: impl FnOnce(&mut Config)) -> Server {
     Server::start(config).expect("server starts")
 }
 
+/// A loopback port free now (for a server started later on it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
 /// Polls `cond` until it holds; fails the test after `within`.
 pub fn wait_until(within: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + within;

@@ -39,11 +39,7 @@ impl Redis {
             fastrand::u32(..)
         ));
         std::fs::create_dir_all(&dir).unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = super::free_port();
         let mut redis = Redis {
             child: None,
             port,
@@ -91,6 +87,15 @@ impl Redis {
     /// Its directory (`dump.rdb` is there after `SAVE`).
     pub fn dir(&self) -> &std::path::Path {
         &self.dir
+    }
+
+    /// Restarts with what `other` holds now (its snapshot), as a replica
+    /// that lags has: nothing `other` takes afterwards.
+    pub fn take_snapshot_of(&mut self, other: &Redis) {
+        assert!(other.cmd(&["SAVE"]).contains("OK"));
+        self.kill();
+        std::fs::copy(other.dir.join("dump.rdb"), self.dir.join("dump.rdb")).unwrap();
+        self.run();
     }
 
     /// SIGSTOP (`true`) or SIGCONT: a Redis that stalls, then goes on.
